@@ -1,0 +1,13 @@
+-- 17 renames blk_read_time/blk_write_time to shared_blk_*_time and adds stats_since.
+SELECT s.queryid, s.dbid, s.userid, s.toplevel,
+       s.calls, s.total_exec_time, s.total_plan_time, s.rows,
+       s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+       s.temp_blks_read, s.temp_blks_written, s.shared_blk_read_time, s.shared_blk_write_time,
+       s.wal_bytes,
+       s.min_exec_time, s.max_exec_time, s.mean_exec_time, s.stddev_exec_time,
+       extract(epoch FROM s.stats_since)::bigint AS stats_since,
+       d.datname, r.rolname
+  FROM {pgss}.pg_stat_statements(false) s
+  LEFT JOIN pg_database d ON d.oid = s.dbid
+  LEFT JOIN pg_roles r ON r.oid = s.userid
+ WHERE s.queryid IS NOT NULL

@@ -1,0 +1,146 @@
+"""The observatory's configuration: one YAML file, validated, with embedded defaults.
+
+Every mistake is reported with the path of the offending key (``targets.postgres[0].interval``) and
+what to write instead; passwords never appear in messages (see ``dashboard.secrets``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_FILE = "observatory.yaml"
+ENV_FILE = "OBSERVATORY_CONFIG"
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w)?\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who wrote the file."""
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '2d', '250ms' or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60s, 5m, 2h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration: write e.g. 60s, 5m, 2h or 7d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostgresTarget(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    dsn: str = Field(min_length=1)
+    interval: Duration = 60.0
+    statement_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    password_env: str | None = None  # name of an environment variable holding the password
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("interval must be at least 1s")
+        return v
+
+
+class Targets(_Strict):
+    postgres: list[PostgresTarget] = []
+
+    @field_validator("postgres")
+    @classmethod
+    def _unique_names(cls, targets: list[PostgresTarget]) -> list[PostgresTarget]:
+        seen: set[str] = set()
+        for t in targets:
+            if t.name in seen:
+                raise ValueError(f"two postgres targets are named {t.name!r}: names must be unique")
+            seen.add(t.name)
+        return targets
+
+
+class Retention(_Strict):
+    raw: Duration = 2 * 86400.0
+    hourly: Duration = 90 * 86400.0
+    daily: Duration = 5 * 365 * 86400.0
+
+
+class Config(_Strict):
+    store: str = "sqlite:///observatory.db"
+    retention: Retention = Retention()
+    targets: Targets = Targets()
+    source: str = "embedded defaults"  # where this config came from, for messages
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("store must be sqlite:///path.db or postgresql+psycopg://user@host/db")
+        return v
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        where = _location(e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key; check its spelling and placement")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required but missing")
+        else:
+            lines.append(f"  {where}: {e['msg'].removeprefix('Value error, ')}")
+    return ConfigError("\n".join(lines))
+
+
+def from_dict(data: dict[str, Any] | None, source: str = "embedded defaults") -> Config:
+    data = dict(data or {})
+    data.pop("source", None)
+    try:
+        return Config(**data, source=source)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the file named, else $OBSERVATORY_CONFIG, else ./observatory.yaml, else the defaults."""
+    explicit = path or os.environ.get(ENV_FILE)
+    candidate = Path(explicit) if explicit else Path(DEFAULT_FILE)
+    if not candidate.exists():
+        if explicit:
+            raise ConfigError(f"{candidate}: no such configuration file")
+        return from_dict({})
+    try:
+        data = yaml.safe_load(candidate.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{candidate}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{candidate}: expected a mapping of keys (store, retention, targets)")
+    return from_dict(data, source=str(candidate))

@@ -1,0 +1,56 @@
+"""Engines for the store: one writer (the collectors) and read-only readers (the pages).
+
+SQLite runs in WAL mode so readers never block the writer; reader connections set `query_only` so a
+page can never write, the way Datasette opens its databases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+
+def normalize_url(url: str) -> str:
+    """Accept postgresql:// for the store and use psycopg 3 for it."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        if readonly:
+            event.listen(engine, "connect", _postgres_readonly)
+        return engine
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas(readonly))
+    return engine
+
+
+def _sqlite_pragmas(readonly: bool):
+    def on_connect(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        if not readonly:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: roll-up scans stay in memory
+        cur.execute("PRAGMA temp_store=MEMORY")
+        if readonly:
+            cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+    return on_connect
+
+
+def _postgres_readonly(dbapi_conn, _record) -> None:
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET default_transaction_read_only = on")
+    dbapi_conn.commit()

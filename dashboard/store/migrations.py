@@ -1,0 +1,53 @@
+"""Schema versions and the steps between them, so an upgrade never loses a user's history.
+
+A new store gets the current schema at once. An older store runs each step after its version in
+order, in one transaction. To change the schema: edit schema.py, bump SCHEMA_VERSION, and append a
+step here that brings a store of the previous version to the new one without dropping data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, inspect, select
+
+from dashboard.store.schema import SCHEMA_VERSION, meta, metadata
+
+# STEPS[n] upgrades a store at version n to version n + 1.
+STEPS: dict[int, Callable[[Connection], None]] = {}
+
+
+class SchemaError(RuntimeError):
+    pass
+
+
+def current_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table("meta"):
+        return None
+    value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    return int(value) if value is not None else None
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    conn.execute(meta.delete().where(meta.c.key == "schema_version"))
+    conn.execute(meta.insert().values(key="schema_version", value=str(version)))
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the store to SCHEMA_VERSION; returns the version it was at (0 for a new store)."""
+    with engine.begin() as conn:
+        found = current_version(conn)
+        if found is None:
+            metadata.create_all(conn)
+            _set_version(conn, SCHEMA_VERSION)
+            return 0
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the store is at schema version {found}, newer than this observatory "
+                f"({SCHEMA_VERSION}): upgrade the observatory before using this store"
+            )
+        for version in range(found, SCHEMA_VERSION):
+            STEPS[version](conn)
+            _set_version(conn, version + 1)
+        metadata.create_all(conn)  # tables added by later versions, when a step only added tables
+        return found

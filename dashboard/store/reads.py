@@ -1,0 +1,283 @@
+"""The readers' queries: what the pages and the CLI ask of the store.
+
+Every query names a window and reads the coarsest level that answers it (`choose_level`), so a
+30-day view never scans raw rows. Results are pandas frames with Unix-second `ts` columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Engine, func, literal, select
+
+from dashboard.config import Retention
+from dashboard.store.schema import (
+    BUCKET_SECONDS,
+    POINTS,
+    STATEMENT_COUNTERS,
+    STMT,
+    points_raw,
+    series,
+    statements,
+    target_status,
+    targets,
+)
+
+RAW_SECONDS = 60  # the nominal width of a raw bucket (the default interval)
+CHART_BUCKETS = 1500  # most points a chart line gets
+TOTALS_BUCKETS = 120  # most buckets a per-statement aggregation scans
+ORDERS = {
+    "exec_ms": "total time",
+    "mean_ms": "mean time",
+    "calls": "calls",
+    "rows": "rows",
+    "shared_read": "shared blocks read",
+    "temp_written": "temp blocks written",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int
+    end: int
+
+    @property
+    def seconds(self) -> int:
+        return self.end - self.start
+
+
+def choose_level(window: Window, now: int, retention: Retention, max_buckets: int) -> str:
+    """The finest level that still holds the window's start and gives at most `max_buckets`."""
+    kept = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
+    widths = {"raw": RAW_SECONDS, **BUCKET_SECONDS}
+    for level in ("raw", "hourly"):
+        covers = window.start >= now - kept[level]
+        if covers and window.seconds / widths[level] <= max_buckets:
+            return level
+    return "daily"
+
+
+def _aligned_start(window: Window, level: str) -> int:
+    width = BUCKET_SECONDS.get(level)
+    return window.start - window.start % width if width else window.start
+
+
+# -- targets ----------------------------------------------------------------------------------
+def target_statuses(engine: Engine) -> pd.DataFrame:
+    """One row per target: its state, last success and error, hints, and samples stored."""
+    st = target_status.c
+    samples = (
+        select(func.count())
+        .select_from(points_raw.join(series, series.c.id == points_raw.c.series_id))
+        .where(series.c.target_id == targets.c.id)
+        .scalar_subquery()
+    )
+    stmt_samples = select(func.count()).where(STMT["raw"].c.target_id == targets.c.id).scalar_subquery()
+    query = (
+        select(
+            targets.c.id.label("target_id"),
+            targets.c.kind,
+            targets.c.name,
+            st.state,
+            st.last_attempt,
+            st.last_success,
+            st.last_error,
+            st.hints,
+            st.failures,
+            st.server_version,
+            st.duration_ms,
+            (samples + stmt_samples).label("samples"),
+        )
+        .select_from(targets.outerjoin(target_status, target_status.c.target_id == targets.c.id))
+        .order_by(targets.c.kind, targets.c.name)
+    )
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    frame["hints"] = frame["hints"].map(lambda h: json.loads(h) if h else [])
+    return frame
+
+
+# -- series -----------------------------------------------------------------------------------
+def series_frame(
+    engine: Engine,
+    target_ids: Sequence[int],
+    names: Sequence[str],
+    window: Window,
+    level: str,
+) -> pd.DataFrame:
+    """Points of the named series: ts, target_id, name, labels, sum, count, min, max, width.
+
+    For counters `sum` is the activity in the bucket (divide by `width` for a rate); for gauges
+    `sum / count` is the mean. At the raw level `width` is the time since the previous point.
+    """
+    table = POINTS[level]
+    if level == "raw":
+        value_cols = [
+            table.c.value.label("sum"),
+            literal(1).label("count"),
+            table.c.value.label("min"),
+            table.c.value.label("max"),
+        ]
+    else:
+        value_cols = [table.c.sum, table.c["count"], table.c.min, table.c.max]
+    query = (
+        select(table.c.ts, series.c.target_id, series.c.name, series.c.labels, series.c.kind, *value_cols)
+        .join(series, series.c.id == table.c.series_id)
+        .where(
+            series.c.target_id.in_(list(target_ids)),
+            series.c.name.in_(list(names)),
+            table.c.ts >= _aligned_start(window, level),
+            table.c.ts <= window.end,
+        )
+        .order_by(table.c.ts)
+    )
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    return _with_width(frame, level, ["target_id", "name", "labels"])
+
+
+def _with_width(frame: pd.DataFrame, level: str, keys: list[str]) -> pd.DataFrame:
+    if level != "raw":
+        frame["width"] = BUCKET_SECONDS[level]
+        return frame
+    gaps = frame.groupby(keys)["ts"].diff() if len(frame) else frame["ts"]
+    frame["width"] = gaps.fillna(RAW_SECONDS).clip(lower=1)
+    return frame
+
+
+# -- statements -------------------------------------------------------------------------------
+def statement_totals(
+    engine: Engine,
+    target_ids: Sequence[int],
+    window: Window,
+    level: str,
+    *,
+    database: str | None = None,
+    user: str | None = None,
+    text: str | None = None,
+    order: str = "exec_ms",
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Top statements over the window with their derived figures, sorted by `order`."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
+    table = STMT[level]
+    sums = [func.sum(table.c[name]).label(name) for name in STATEMENT_COUNTERS]
+    agg_query = (
+        select(table.c.statement_id, *sums)
+        .where(
+            table.c.target_id.in_(list(target_ids)),
+            table.c.ts >= _aligned_start(window, level),
+            table.c.ts <= window.end,
+        )
+        .group_by(table.c.statement_id)
+    )
+    s = statements.c
+    meta_query = select(
+        s.id.label("statement_id"), s.target_id, s.queryid, s.datname, s.rolname, s.toplevel
+    ).where(s.target_id.in_(list(target_ids)))
+    if database:
+        meta_query = meta_query.where(s.datname == database)
+    if user:
+        meta_query = meta_query.where(s.rolname == user)
+    if text:
+        meta_query = meta_query.where(func.lower(s.query).contains(text.lower(), autoescape=True))
+    with engine.connect() as conn:
+        agg = pd.read_sql(agg_query, conn)
+        meta_rows = pd.read_sql(meta_query, conn)
+    grand_total = float(agg["exec_ms"].sum()) if len(agg) else 0.0
+    frame = agg.merge(meta_rows, on="statement_id")
+    frame = _derive(frame, grand_total)
+    frame = frame.sort_values(order, ascending=False).head(limit).reset_index(drop=True)
+    frame["query"] = frame["statement_id"].map(statement_texts(engine, frame["statement_id"].tolist()))
+    return frame
+
+
+def _derive(frame: pd.DataFrame, grand_total: float) -> pd.DataFrame:
+    calls = frame["calls"].where(frame["calls"] > 0)
+    blocks = frame["shared_hit"] + frame["shared_read"]
+    frame["mean_ms"] = (frame["exec_ms"] / calls).fillna(0.0)
+    frame["rows_per_call"] = (frame["rows"] / calls).fillna(0.0)
+    frame["hit_ratio"] = (frame["shared_hit"] / blocks.where(blocks > 0)).astype(float)
+    frame["share"] = frame["exec_ms"] / grand_total if grand_total else 0.0
+    return frame
+
+
+def statement_texts(engine: Engine, statement_ids: Sequence[int]) -> dict[int, str]:
+    if not statement_ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(statements.c.id, statements.c.query).where(statements.c.id.in_(list(statement_ids)))
+        )
+        return {r.id: r.query or "(text not available)" for r in rows}
+
+
+def statement_series(
+    engine: Engine, statement_ids: Sequence[int], window: Window, level: str
+) -> pd.DataFrame:
+    """Per-bucket counters of the given statements (sparklines, query detail charts)."""
+    table = STMT[level]
+    query = (
+        select(table.c.statement_id, table.c.ts, *[table.c[n] for n in STATEMENT_COUNTERS])
+        .where(
+            table.c.statement_id.in_(list(statement_ids)),
+            table.c.ts >= _aligned_start(window, level),
+            table.c.ts <= window.end,
+        )
+        .order_by(table.c.statement_id, table.c.ts)
+    )
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    frame = _with_width(frame, level, ["statement_id"])
+    return _derive(frame, float(frame["exec_ms"].sum()) if len(frame) else 0.0)
+
+
+def statement_info(engine: Engine, statement_id: int) -> dict | None:
+    """Everything known about one statement, its target's name included."""
+    query = (
+        select(statements, targets.c.name.label("target"), targets.c.kind)
+        .join(targets, targets.c.id == statements.c.target_id)
+        .where(statements.c.id == statement_id)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def statement_filters(engine: Engine, target_ids: Sequence[int]) -> tuple[list[str], list[str]]:
+    """The databases and users that statements were recorded for (filter choices)."""
+    s = statements.c
+    where = s.target_id.in_(list(target_ids))
+    with engine.connect() as conn:
+        dbs = conn.execute(select(s.datname).where(where, s.datname.is_not(None)).distinct()).scalars()
+        databases = sorted(dbs)
+        roles = conn.execute(select(s.rolname).where(where, s.rolname.is_not(None)).distinct()).scalars()
+        users = sorted(roles)
+    return databases, users
+
+
+def first_ts(engine: Engine) -> int | None:
+    """When the store's history starts (first cycle of any target)."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.min(targets.c.created_at))).scalar()
+
+
+__all__ = [
+    "CHART_BUCKETS",
+    "ORDERS",
+    "TOTALS_BUCKETS",
+    "Window",
+    "choose_level",
+    "first_ts",
+    "series_frame",
+    "statement_filters",
+    "statement_info",
+    "statement_series",
+    "statement_texts",
+    "statement_totals",
+    "target_statuses",
+]

@@ -1,0 +1,78 @@
+"""Typed records that collectors hand to the store: one `Cycle` per target per collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+State = Literal["ok", "degraded", "down"]
+
+
+class StatementKey(NamedTuple):
+    """pg_stat_statements' identity of an entry."""
+
+    queryid: int
+    dbid: int
+    userid: int
+    toplevel: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatementEntry:
+    """One entry of a snapshot: cumulative counters (STATEMENT_COUNTERS order) and gauges."""
+
+    key: StatementKey
+    counters: tuple[float, ...]
+    datname: str | None = None
+    rolname: str | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+    stddev_ms: float | None = None
+    stats_since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementDelta:
+    key: StatementKey
+    deltas: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A reading of one series.
+
+    Gauges carry `value`. Counters carry the cumulative `value` (kept as the baseline for the next
+    reading, or None when only the delta is known) and `delta`, None until there is a baseline.
+    """
+
+    name: str
+    value: float | None
+    kind: Literal["counter", "gauge"] = "gauge"
+    labels: str = ""
+    delta: float | None = None  # counters only: None on the first reading (no baseline yet)
+
+
+@dataclass(slots=True)
+class Status:
+    state: State = "ok"
+    error: str | None = None
+    hints: list[str] = field(default_factory=list)
+    server_version: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Cycle:
+    """Everything one collection of one target produced, written in one transaction."""
+
+    kind: str
+    target: str
+    ts: int
+    status: Status
+    duration_ms: float = 0.0
+    entries: list[StatementEntry] = field(default_factory=list)  # moved or new: state to persist
+    deltas: list[StatementDelta] = field(default_factory=list)  # per-interval activity
+    texts: dict[StatementKey, str] = field(default_factory=dict)  # query text of new entries
+    vanished: list[StatementKey] = field(default_factory=list)  # evicted since last snapshot
+    points: list[Point] = field(default_factory=list)

@@ -1,0 +1,173 @@
+"""The store's schema, one SQLAlchemy Core definition for SQLite and PostgreSQL.
+
+Times are integer Unix seconds (UTC). Counters are stored as per-interval deltas. Each table of
+deltas exists at three levels -- raw (one row per cycle), hourly and daily -- and the writer adds
+every delta to all three in the same transaction, so the coarse levels are always current and
+retention can drop old raw rows at any time without a roll-up job falling behind.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+LEVELS = ("raw", "hourly", "daily")
+BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
+
+# pg_stat_statements counters, in the order collectors report them (see collectors/sql/postgres).
+STATEMENT_COUNTERS: tuple[str, ...] = (
+    "calls",
+    "exec_ms",
+    "plan_ms",
+    "rows",
+    "shared_hit",
+    "shared_read",
+    "shared_dirtied",
+    "shared_written",
+    "temp_read",
+    "temp_written",
+    "read_ms",
+    "write_ms",
+    "wal_bytes",
+)
+_FLOAT_COUNTERS = {"exec_ms", "plan_ms", "read_ms", "write_ms"}
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("kind", "name", name="uq_targets_kind_name"),
+)
+
+target_status = Table(
+    "target_status",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), primary_key=True),
+    Column("state", String(16), nullable=False),  # ok | degraded | down
+    Column("last_attempt", BigInteger),
+    Column("last_success", BigInteger),
+    Column("last_error", Text),
+    Column("hints", Text),  # JSON list of what to do about the state
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed cycles
+    Column("server_version", String(64)),
+    Column("duration_ms", Float),  # of the last cycle
+    Column("details", Text),  # JSON: epoch markers (postmaster start, stats reset), settings
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("labels", String(400), nullable=False, default=""),  # canonical "k=v,k2=v2"
+    Column("kind", String(8), nullable=False),  # counter (stored as deltas) | gauge
+    Column("last_value", Float),  # last cumulative reading of a counter, to diff the next one
+    Column("last_ts", BigInteger),
+    UniqueConstraint("target_id", "name", "labels", name="uq_series"),
+)
+
+points_raw = Table(
+    "points_raw",
+    metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    PrimaryKeyConstraint("series_id", "ts"),
+    sqlite_with_rowid=False,
+)
+
+
+def _points_rollup(level: str) -> Table:
+    return Table(
+        f"points_{level}",
+        metadata,
+        Column("series_id", Integer, nullable=False),
+        Column("ts", BigInteger, nullable=False),  # bucket start
+        Column("sum", Float, nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("min", Float, nullable=False),
+        Column("max", Float, nullable=False),
+        PrimaryKeyConstraint("series_id", "ts"),
+        sqlite_with_rowid=False,
+    )
+
+
+points_hourly = _points_rollup("hourly")
+points_daily = _points_rollup("daily")
+POINTS = {"raw": points_raw, "hourly": points_hourly, "daily": points_daily}
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("queryid", BigInteger, nullable=False),
+    Column("dbid", BigInteger, nullable=False),
+    Column("userid", BigInteger, nullable=False),
+    Column("toplevel", Boolean, nullable=False),
+    Column("datname", String(200)),
+    Column("rolname", String(200)),
+    Column("query", Text),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),  # last cycle its counters moved
+    # Collector state: the last cumulative counters (JSON list in STATEMENT_COUNTERS order) and
+    # whether the entry was in the server's last snapshot (an entry that vanished was evicted).
+    Column("present", Boolean, nullable=False, default=True),
+    Column("last_counters", Text),
+    # Non-additive figures, as the server last reported them (since stats_since).
+    Column("min_ms", Float),
+    Column("max_ms", Float),
+    Column("mean_ms", Float),
+    Column("stddev_ms", Float),
+    Column("stats_since", BigInteger),
+    UniqueConstraint("target_id", "queryid", "dbid", "userid", "toplevel", name="uq_statements"),
+)
+
+
+def _statement_stats(level: str) -> Table:
+    counters = [
+        Column(name, Float if name in _FLOAT_COUNTERS else BigInteger, nullable=False, default=0)
+        for name in STATEMENT_COUNTERS
+    ]
+    table = Table(
+        f"stmt_{level}",
+        metadata,
+        Column("target_id", Integer, nullable=False),
+        Column("ts", BigInteger, nullable=False),
+        Column("statement_id", Integer, nullable=False),
+        *counters,
+        PrimaryKeyConstraint("target_id", "ts", "statement_id"),
+        sqlite_with_rowid=False,
+    )
+    Index(f"ix_stmt_{level}_statement", table.c.statement_id, table.c.ts)
+    return table
+
+
+STMT = {level: _statement_stats(level) for level in LEVELS}

@@ -1,0 +1,332 @@
+"""The store's only write path: one transaction per collection cycle, plus retention.
+
+Collectors are the only writers. Each cycle's deltas go to the raw level and are added to the
+hourly and daily buckets in the same transaction (an upsert), so all levels are always current.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dashboard.config import Retention
+from dashboard.store.engine import make_engine
+from dashboard.store.migrations import migrate
+from dashboard.store.records import Cycle, Point, StatementEntry, StatementKey
+from dashboard.store.schema import (
+    BUCKET_SECONDS,
+    POINTS,
+    STATEMENT_COUNTERS,
+    STMT,
+    series,
+    statements,
+    target_status,
+    targets,
+)
+
+SeriesKey = tuple[str, str]  # (name, labels)
+
+
+class Store:
+    """The writer side. Thread-safe: cycles from several collector threads are serialised."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        self._lock = threading.Lock()
+        self._statement_ids: dict[int, dict[StatementKey, int]] = {}
+        self._series_ids: dict[int, dict[SeriesKey, int]] = {}
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- identities -------------------------------------------------------------------------
+    def target_id(self, kind: str, name: str, conn: Connection | None = None) -> int:
+        def get_or_create(c: Connection) -> int:
+            found = c.execute(
+                select(targets.c.id).where(targets.c.kind == kind, targets.c.name == name)
+            ).scalar()
+            if found is not None:
+                return found
+            stmt = _insert(c, targets).values(kind=kind, name=name, created_at=_now())
+            c.execute(stmt.on_conflict_do_nothing(index_elements=["kind", "name"]))
+            return c.execute(
+                select(targets.c.id).where(targets.c.kind == kind, targets.c.name == name)
+            ).scalar_one()
+
+        if conn is not None:
+            return get_or_create(conn)
+        with self.engine.begin() as c:
+            return get_or_create(c)
+
+    # -- collector state --------------------------------------------------------------------
+    def statement_state(self, kind: str, name: str) -> dict[StatementKey, tuple[tuple[float, ...], bool]]:
+        """Last cumulative counters and presence of every known statement of a target."""
+        tid = self.target_id(kind, name)
+        cols = statements.c
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(
+                    cols.queryid, cols.dbid, cols.userid, cols.toplevel, cols.last_counters, cols.present
+                ).where(cols.target_id == tid)
+            )
+            return {
+                StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)): (
+                    tuple(json.loads(r.last_counters or "[]")),
+                    bool(r.present),
+                )
+                for r in rows
+            }
+
+    def series_state(self, kind: str, name: str) -> dict[SeriesKey, float]:
+        tid = self.target_id(kind, name)
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(series.c.name, series.c.labels, series.c.last_value).where(
+                    series.c.target_id == tid, series.c.kind == "counter", series.c.last_value.is_not(None)
+                )
+            )
+            return {(r.name, r.labels): r.last_value for r in rows}
+
+    def status_details(self, kind: str, name: str) -> dict[str, Any]:
+        tid = self.target_id(kind, name)
+        with self.engine.connect() as c:
+            raw = c.execute(select(target_status.c.details).where(target_status.c.target_id == tid)).scalar()
+        return json.loads(raw) if raw else {}
+
+    # -- the cycle --------------------------------------------------------------------------
+    def write_cycle(self, cycle: Cycle) -> None:
+        with self._lock, self.engine.begin() as conn:
+            tid = self.target_id(cycle.kind, cycle.target, conn)
+            ids = self._write_statements(conn, tid, cycle)
+            self._write_statement_deltas(conn, tid, cycle, ids)
+            self._write_points(conn, tid, cycle.ts, cycle.points)
+            self._write_status(conn, tid, cycle)
+
+    def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
+        if tid not in self._statement_ids:
+            c = statements.c
+            rows = conn.execute(
+                select(c.id, c.queryid, c.dbid, c.userid, c.toplevel).where(c.target_id == tid)
+            )
+            self._statement_ids[tid] = {
+                StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)): r.id for r in rows
+            }
+        return self._statement_ids[tid]
+
+    def _write_statements(self, conn: Connection, tid: int, cycle: Cycle) -> dict[StatementKey, int]:
+        ids = self._known_ids(conn, tid)
+        moved = {d.key for d in cycle.deltas}
+        updates = []
+        for entry in cycle.entries:
+            values = _entry_values(entry)
+            if entry.key in ids:
+                if entry.key in moved:
+                    values["last_seen"] = cycle.ts
+                    values["datname"], values["rolname"] = entry.datname, entry.rolname
+                updates.append({"sid": ids[entry.key], **values})
+                continue
+            text = cycle.texts.get(entry.key)
+            new_id = conn.execute(
+                statements.insert()
+                .values(
+                    target_id=tid,
+                    **entry.key._asdict(),
+                    datname=entry.datname,
+                    rolname=entry.rolname,
+                    query=text,
+                    first_seen=cycle.ts,
+                    last_seen=cycle.ts,
+                    **values,
+                )
+                .returning(statements.c.id)
+            ).scalar_one()
+            ids[entry.key] = new_id
+        for group in _group_by_columns(updates):
+            conn.execute(
+                update(statements).where(statements.c.id == bindparam("sid")),
+                group,
+            )
+        missing_text = [(ids[k], t) for k, t in cycle.texts.items() if k in ids]
+        if missing_text:  # a text fetched later (e.g. it was '<insufficient privilege>' before)
+            conn.execute(
+                update(statements)
+                .where(statements.c.id == bindparam("sid"), statements.c.query.is_(None))
+                .values(query=bindparam("text")),
+                [{"sid": i, "text": t} for i, t in missing_text],
+            )
+        if cycle.vanished:
+            conn.execute(
+                update(statements).where(statements.c.id == bindparam("sid")).values(present=False),
+                [{"sid": ids[k]} for k in cycle.vanished if k in ids],
+            )
+        return ids
+
+    def _write_statement_deltas(
+        self, conn: Connection, tid: int, cycle: Cycle, ids: dict[StatementKey, int]
+    ) -> None:
+        rows = [
+            {
+                "target_id": tid,
+                "statement_id": ids[d.key],
+                **dict(zip(STATEMENT_COUNTERS, d.deltas, strict=True)),
+            }
+            for d in cycle.deltas
+            if d.key in ids
+        ]
+        if not rows:
+            return
+        conn.execute(STMT["raw"].insert(), [{**r, "ts": cycle.ts} for r in rows])
+        for level, width in BUCKET_SECONDS.items():
+            table = STMT[level]
+            bucket = cycle.ts - cycle.ts % width
+            stmt = _insert(conn, table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["target_id", "ts", "statement_id"],
+                set_={name: table.c[name] + stmt.excluded[name] for name in STATEMENT_COUNTERS},
+            )
+            conn.execute(stmt, [{**r, "ts": bucket} for r in rows])
+
+    def _series_id(self, conn: Connection, tid: int, point: Point) -> int:
+        known = self._series_ids.setdefault(tid, {})
+        key = (point.name, point.labels)
+        if key not in known:
+            where = and_(
+                series.c.target_id == tid, series.c.name == point.name, series.c.labels == point.labels
+            )
+            found = conn.execute(select(series.c.id).where(where)).scalar()
+            if found is None:
+                found = conn.execute(
+                    series.insert()
+                    .values(target_id=tid, name=point.name, labels=point.labels, kind=point.kind)
+                    .returning(series.c.id)
+                ).scalar_one()
+            known[key] = found
+        return known[key]
+
+    def _write_points(self, conn: Connection, tid: int, ts: int, points: Sequence[Point]) -> None:
+        stored, counters = [], []
+        for p in points:
+            sid = self._series_id(conn, tid, p)
+            if p.kind == "counter":
+                if p.value is not None:
+                    counters.append({"sid": sid, "v": p.value, "ts": ts})
+                if p.delta is not None:
+                    stored.append({"series_id": sid, "value": p.delta})
+            else:
+                stored.append({"series_id": sid, "value": p.value})
+        if counters:
+            conn.execute(
+                update(series)
+                .where(series.c.id == bindparam("sid"))
+                .values(last_value=bindparam("v"), last_ts=bindparam("ts")),
+                counters,
+            )
+        if not stored:
+            return
+        conn.execute(POINTS["raw"].insert(), [{**r, "ts": ts} for r in stored])
+        lesser, greater = _min_max(conn)
+        for level, width in BUCKET_SECONDS.items():
+            table = POINTS[level]
+            stmt = _insert(conn, table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["series_id", "ts"],
+                set_={
+                    "sum": table.c.sum + stmt.excluded.sum,
+                    "count": table.c.count + 1,
+                    "min": lesser(table.c.min, stmt.excluded.min),
+                    "max": greater(table.c.max, stmt.excluded.max),
+                },
+            )
+            bucket = ts - ts % width
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "series_id": r["series_id"],
+                        "ts": bucket,
+                        "sum": r["value"],
+                        "count": 1,
+                        "min": r["value"],
+                        "max": r["value"],
+                    }
+                    for r in stored
+                ],
+            )
+
+    def _write_status(self, conn: Connection, tid: int, cycle: Cycle) -> None:
+        st = cycle.status
+        ok = st.state != "down"
+        previous = conn.execute(select(target_status).where(target_status.c.target_id == tid)).first()
+        values: dict[str, Any] = {
+            "state": st.state,
+            "last_attempt": cycle.ts,
+            "last_error": st.error,
+            "hints": json.dumps(st.hints),
+            "failures": 0 if ok else (previous.failures + 1 if previous else 1),
+            "duration_ms": cycle.duration_ms,
+        }
+        if ok:
+            values["last_success"] = cycle.ts
+            values["details"] = json.dumps(st.details)
+        if st.server_version:
+            values["server_version"] = st.server_version
+        if previous is None:
+            conn.execute(target_status.insert().values(target_id=tid, **values))
+        else:
+            conn.execute(update(target_status).where(target_status.c.target_id == tid).values(**values))
+
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, retention: Retention, now: int) -> dict[str, int]:
+        """Drop detail older than the retention of its level; returns rows deleted per table."""
+        keep = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
+        deleted: dict[str, int] = {}
+        with self._lock, self.engine.begin() as conn:
+            for level, seconds in keep.items():
+                horizon = now - int(seconds)
+                for table in (STMT[level], POINTS[level]):
+                    result = conn.execute(table.delete().where(table.c.ts < horizon))
+                    deleted[table.name] = result.rowcount
+        return deleted
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _entry_values(entry: StatementEntry) -> dict[str, Any]:
+    return {
+        "present": True,
+        "last_counters": json.dumps(list(entry.counters)),
+        "min_ms": entry.min_ms,
+        "max_ms": entry.max_ms,
+        "mean_ms": entry.mean_ms,
+        "stddev_ms": entry.stddev_ms,
+        "stats_since": entry.stats_since,
+    }
+
+
+def _group_by_columns(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """executemany needs the same keys in every row: group rows by their key set."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+def _insert(conn: Connection, table: Table):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _min_max(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        return func.least, func.greatest
+    return func.min, func.max  # SQLite's two-argument min()/max() are scalar functions
