@@ -131,7 +131,11 @@ class PostgresCollector:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
         else:
-            self._statements(conn, version, server, state, cycle, details, restarted)
+            try:
+                self._statements(conn, version, server, state, cycle, details, restarted)
+            except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
+                status.state, status.error = "degraded", HINT_PRELOAD
+                status.hints.insert(0, HINT_PRELOAD)
         if status.state == "ok" and not server["can_read_all"]:
             status.state = "degraded"
         status.details = details
@@ -139,9 +143,10 @@ class PostgresCollector:
 
     @staticmethod
     def _pgss_problem(server: dict[str, Any]) -> str | None:
-        preload = [lib.strip() for lib in (server["preload"] or "").split(",")]
-        if "pg_stat_statements" not in preload:
-            return HINT_PRELOAD
+        if server["preload"] is not None:  # unknown without pg_read_all_settings: found out later
+            preload = [lib.strip() for lib in server["preload"].split(",")]
+            if "pg_stat_statements" not in preload:
+                return HINT_PRELOAD
         if server["pgss_schema"] is None:
             return hint_create_extension(server["datname"])
         return None
@@ -307,8 +312,6 @@ def explain_connection_error(err: Exception) -> tuple[str, str]:
         return message, "the server did not answer in time: check host, firewall and connect_timeout"
     if "connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered:
         return message, "is PostgreSQL running and listening on that host and port?"
-    if "permission denied" in lowered:
-        return message, "the monitoring role lacks a privilege: GRANT pg_monitor TO it"
     if "environment variable" in lowered:
         return message, "export the variable before starting the collector"
     return message, "see the PostgreSQL server log for details"

@@ -21,6 +21,7 @@ from dashboard.store.migrations import migrate
 from dashboard.store.records import Cycle, Point, StatementEntry, StatementKey
 from dashboard.store.schema import (
     BUCKET_SECONDS,
+    LEVELS,
     POINTS,
     STATEMENT_COUNTERS,
     STMT,
@@ -183,16 +184,15 @@ class Store:
         ]
         if not rows:
             return
-        conn.execute(STMT["raw"].insert(), [{**r, "ts": cycle.ts} for r in rows])
-        for level, width in BUCKET_SECONDS.items():
+        # Two cycles in the same second (two quick `collect --once`) add up rather than collide.
+        for level in LEVELS:
             table = STMT[level]
-            bucket = cycle.ts - cycle.ts % width
             stmt = _insert(conn, table)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["target_id", "ts", "statement_id"],
                 set_={name: table.c[name] + stmt.excluded[name] for name in STATEMENT_COUNTERS},
             )
-            conn.execute(stmt, [{**r, "ts": bucket} for r in rows])
+            conn.execute(stmt, [{**r, "ts": _bucket(cycle.ts, level)} for r in rows])
 
     def _series_id(self, conn: Connection, tid: int, point: Point) -> int:
         known = self._series_ids.setdefault(tid, {})
@@ -219,9 +219,9 @@ class Store:
                 if p.value is not None:
                     counters.append({"sid": sid, "v": p.value, "ts": ts})
                 if p.delta is not None:
-                    stored.append({"series_id": sid, "value": p.delta})
-            else:
-                stored.append({"series_id": sid, "value": p.value})
+                    stored.append({"series_id": sid, "value": p.delta, "add": True})
+            elif p.value is not None:
+                stored.append({"series_id": sid, "value": p.value, "add": False})
         if counters:
             conn.execute(
                 update(series)
@@ -229,11 +229,31 @@ class Store:
                 .values(last_value=bindparam("v"), last_ts=bindparam("ts")),
                 counters,
             )
-        if not stored:
-            return
-        conn.execute(POINTS["raw"].insert(), [{**r, "ts": ts} for r in stored])
+        if stored:
+            self._write_raw_points(conn, ts, stored)
+            self._write_rollup_points(conn, ts, stored)
+
+    @staticmethod
+    def _write_raw_points(conn: Connection, ts: int, stored: list[dict[str, Any]]) -> None:
+        table = POINTS["raw"]
+        for add in (True, False):  # counters add up within one second, gauges keep the latest
+            rows = [
+                {"series_id": r["series_id"], "ts": ts, "value": r["value"]}
+                for r in stored
+                if r["add"] is add
+            ]
+            if rows:
+                stmt = _insert(conn, table)
+                value = table.c.value + stmt.excluded.value if add else stmt.excluded.value
+                conn.execute(
+                    stmt.on_conflict_do_update(index_elements=["series_id", "ts"], set_={"value": value}),
+                    rows,
+                )
+
+    @staticmethod
+    def _write_rollup_points(conn: Connection, ts: int, stored: list[dict[str, Any]]) -> None:
         lesser, greater = _min_max(conn)
-        for level, width in BUCKET_SECONDS.items():
+        for level in BUCKET_SECONDS:
             table = POINTS[level]
             stmt = _insert(conn, table)
             stmt = stmt.on_conflict_do_update(
@@ -245,21 +265,15 @@ class Store:
                     "max": greater(table.c.max, stmt.excluded.max),
                 },
             )
-            bucket = ts - ts % width
+            bucket = _bucket(ts, level)
             conn.execute(
                 stmt,
                 [
-                    {
-                        "series_id": r["series_id"],
-                        "ts": bucket,
-                        "sum": r["value"],
-                        "count": 1,
-                        "min": r["value"],
-                        "max": r["value"],
-                    }
+                    {"series_id": r["series_id"], "ts": bucket, "sum": r["value"], "count": 1,
+                     "min": r["value"], "max": r["value"]}
                     for r in stored
                 ],
-            )
+            )  # fmt: skip
 
     def _write_status(self, conn: Connection, tid: int, cycle: Cycle) -> None:
         st = cycle.status
@@ -299,6 +313,11 @@ class Store:
 
 def _now() -> int:
     return int(time.time())
+
+
+def _bucket(ts: int, level: str) -> int:
+    width = BUCKET_SECONDS.get(level)
+    return ts - ts % width if width else ts
 
 
 def _entry_values(entry: StatementEntry) -> dict[str, Any]:

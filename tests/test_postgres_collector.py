@@ -1,0 +1,271 @@
+"""The PostgreSQL collector against a real server: deltas, resets, evictions, failures, privileges."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from collectors import postgres as pgc
+from dashboard.store import Store
+from dashboard.store.reads import Window, series_frame, statement_totals, target_statuses
+from dashboard.store.schema import STMT, statements
+from dashboard.throwaway import ThrowawayPostgres, free_port
+from tests.conftest import collect_once, make_config, new_database, run_workload
+
+LOOKUP = "SELECT * FROM orders WHERE id = $1"
+
+
+def totals(store: Store, level: str = "raw"):
+    """Per-statement sums over everything stored, with query text."""
+    now = int(time.time())
+    return statement_totals(store.engine, [1, 2, 3], Window(0, now + 86400), level, limit=10_000)
+
+
+def calls_of(store: Store, text: str) -> int:
+    frame = totals(store)
+    return int(frame.loc[frame["query"] == text, "calls"].sum())
+
+
+def no_negative_deltas(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        table = STMT["raw"]
+        worst = conn.execute(select(func.min(table.c.calls), func.min(table.c.exec_ms))).one()
+    return all(v is None or v >= 0 for v in worst)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def target(dsn: str, name: str = "t1", **extra) -> dict:
+    return {"name": name, "dsn": dsn, "interval": "60s", **extra}
+
+
+def test_two_cycles_store_the_workload_as_deltas(pg: ThrowawayPostgres, database: str, store: Store) -> None:
+    dsn = pg.dsn(dbname=database)
+    config = make_config(store.url, [target(dsn)])
+    run_workload(dsn)
+    first = collect_once(config, store)[0]
+    assert first.status.state == "ok", first.status
+    assert first.deltas == []  # the first cycle is only the baseline: no spike
+    run_workload(dsn)
+    second = collect_once(config, store)[0]
+    assert second.status.state == "ok"
+    frame = totals(store)
+    lookup = frame[frame["query"] == LOOKUP]
+    assert lookup["calls"].sum() == 50  # exactly the second workload's 50 lookups
+    assert lookup["datname"].iloc[0] == database and lookup["rolname"].iloc[0] == "postgres"
+    assert lookup["rows_per_call"].iloc[0] == pytest.approx(1.0)
+    assert calls_of(store, "UPDATE orders SET status = $2 WHERE id = $1") == 20
+    sort = frame[frame["query"].str.contains("ORDER BY total DESC", regex=False)]
+    assert sort["temp_written"].sum() > 0  # the 64kB work_mem sort spilled to disk
+    assert no_negative_deltas(store)
+    # The Overview's totals series hold the same activity as the statements.
+    series = series_frame(store.engine, [1], ["pg.statements.calls"], Window(0, int(time.time()) + 60), "raw")
+    assert series["sum"].sum() == frame["calls"].sum()
+
+
+def test_unmoved_statements_are_not_rewritten(pg: ThrowawayPostgres, database: str, store: Store) -> None:
+    dsn = pg.dsn(dbname=database)
+    config = make_config(store.url, [target(dsn)])
+    for _ in range(4):  # the collector's own queries settle after a few cycles
+        collect_once(config, store)
+    cycle = collect_once(config, store)[0]
+    own = {"pg_stat_statements", "pg_stat_database", "pg_stat_activity", "pg_postmaster_start_time"}
+    moved_texts = {t for t in totals(store)["query"]}
+    # Only the collector's own reads moved; nothing was fetched as text, nothing vanished.
+    assert cycle.texts == {} and cycle.vanished == []
+    assert all(any(word in t for word in own) for t in moved_texts if "orders" not in t)
+
+
+def test_reset_of_pg_stat_statements_gives_no_negative_delta(
+    pg: ThrowawayPostgres, database: str, store: Store
+) -> None:
+    dsn = pg.dsn(dbname=database)
+    config = make_config(store.url, [target(dsn)])
+    run_workload(dsn)
+    collect_once(config, store)
+    run_workload(dsn)
+    collect_once(config, store)
+    before = calls_of(store, LOOKUP)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for i in range(7):
+            conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
+    cycle = collect_once(config, store)[0]
+    assert cycle.status.state == "ok"
+    assert calls_of(store, LOOKUP) == before + 7  # counted from zero after the reset
+    assert no_negative_deltas(store)
+
+
+def test_reset_of_one_entry_gives_no_negative_delta(
+    pg: ThrowawayPostgres, database: str, store: Store
+) -> None:
+    dsn = pg.dsn(dbname=database)
+    config = make_config(store.url, [target(dsn)])
+    run_workload(dsn)
+    collect_once(config, store)
+    run_workload(dsn)
+    collect_once(config, store)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        queryid = conn.execute(
+            "SELECT queryid FROM pg_stat_statements WHERE query = %s AND dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LOOKUP,),
+        ).fetchone()[0]
+        conn.execute("SELECT pg_stat_statements_reset(0, 0, %s)", (queryid,))
+        for i in range(3):
+            conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
+    collect_once(config, store)
+    assert calls_of(store, LOOKUP) == 53
+    assert no_negative_deltas(store)
+
+
+def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
+    with ThrowawayPostgres() as server:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        config = make_config(store.url, [target(server.dsn())])
+        run_workload(server.dsn())
+        collect_once(config, store)
+        run_workload(server.dsn())
+        collect_once(config, store)
+        server.restart()  # pg_stat_statements.save=on: counters survive a clean restart
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            for i in range(4):
+                conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
+        cycle = collect_once(config, store)[0]
+        assert cycle.status.state == "ok"
+        assert calls_of(store, LOOKUP) == 54
+        assert no_negative_deltas(store)
+
+
+def test_eviction_is_counted_from_zero_and_explained(tmp_path: Path) -> None:
+    with ThrowawayPostgres(settings={"pg_stat_statements.max": "100"}) as server:
+        dsn = server.dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute("CREATE TABLE wide AS SELECT g AS id FROM generate_series(1, 10) g")
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        config = make_config(store.url, [target(dsn)])
+        collect_once(config, store)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for i in range(150):  # 150 distinct shapes: more than pg_stat_statements.max
+                conn.execute(f"SELECT id AS c{i} FROM wide WHERE id IN ({', '.join(['1'] * (i + 1))})")
+        cycle = collect_once(config, store)[0]
+        assert cycle.status.state == "ok"
+        assert any("pg_stat_statements.max" in h for h in cycle.status.hints)
+        collect_once(config, store)
+        assert no_negative_deltas(store)
+        with store.engine.connect() as conn:
+            gone = conn.execute(select(func.count()).where(statements.c.present.is_(False))).scalar()
+        assert gone > 0  # entries the server evicted are marked, so their return starts from zero
+
+
+def test_down_target_does_not_stop_the_others(pg: ThrowawayPostgres, database: str, store: Store) -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    config = make_config(store.url, [target(down, "down"), target(pg.dsn(dbname=database), "up")])
+    started = time.monotonic()
+    cycles = {c.target: c for c in collect_once(config, store)}
+    assert time.monotonic() - started < 10
+    assert cycles["up"].status.state == "ok"
+    assert cycles["down"].status.state == "down"
+    assert "Connection refused" in cycles["down"].status.error
+    assert "is PostgreSQL running" in cycles["down"].status.hints[0]
+    status = target_statuses(store.engine).set_index("name")
+    assert status.loc["down", "failures"] == 1 and status.loc["up", "state"] == "ok"
+    collect_once(config, store)
+    assert target_statuses(store.engine).set_index("name").loc["down", "failures"] == 2
+
+
+@pytest.mark.parametrize(
+    ("dsn", "hint"),
+    [
+        ("this is not a dsn", "the dsn is not valid"),
+        ("postgresql://postgres@127.0.0.1:{port}/no_such_db", "does not exist on that server"),
+        ("postgresql://nobody@127.0.0.1:{port}/postgres", "the user named in the dsn does not exist"),
+    ],
+)
+def test_bad_dsn_is_explained(pg: ThrowawayPostgres, store: Store, dsn: str, hint: str) -> None:
+    cycle = collect_once(make_config(store.url, [target(dsn.format(port=pg.port))]), store)[0]
+    assert cycle.status.state == "down"
+    assert hint in cycle.status.hints[0]
+    assert cycle.status.error
+
+
+def test_password_is_used_and_never_shown(pg: ThrowawayPostgres, store: Store, monkeypatch) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS secretive")
+        conn.execute("CREATE ROLE secretive LOGIN PASSWORD 'Hunter2-pw' IN ROLE pg_monitor")
+    good = pg.dsn(user="secretive", password="Hunter2-pw")
+    wrong = pg.dsn(user="secretive", password="Wrong-pw-77")
+    monkeypatch.setenv("OBS_TEST_PW", "Hunter2-pw")
+    from_env = target(pg.dsn(user="secretive"), "env", password_env="OBS_TEST_PW")
+    config = make_config(store.url, [target(good, "good"), target(wrong, "wrong"), from_env])
+    cycles = {c.target: c for c in collect_once(config, store)}
+    assert cycles["good"].status.state == "ok" and cycles["env"].status.state == "ok"
+    assert cycles["wrong"].status.state == "down"
+    assert "check the password" in cycles["wrong"].status.hints[0]
+    shown = target_statuses(store.engine).to_json()
+    assert "Hunter2-pw" not in shown and "Wrong-pw-77" not in shown
+
+
+def test_role_without_pg_monitor_is_explained(pg: ThrowawayPostgres, database: str, store: Store) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS plain")
+        conn.execute("CREATE ROLE plain LOGIN")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO plain")
+    run_workload(pg.dsn(dbname=database))  # statements of another user, hidden from plain
+    config = make_config(store.url, [target(pg.dsn(user="plain", dbname=database))])
+    collect_once(config, store)
+    cycle = collect_once(config, store)[0]
+    assert cycle.status.state == "degraded"
+    assert "GRANT pg_monitor TO plain;" in " ".join(cycle.status.hints)
+    texts = set(totals(store)["query"]) | {e for e in cycle.texts.values()}
+    assert not any("orders" in t for t in texts)  # others' statements are invisible, not garbage
+    assert any("pg_stat_statements" in t for t in texts)  # its own statements are collected
+
+
+def test_missing_preload_is_explained(tmp_path: Path) -> None:
+    with ThrowawayPostgres(settings={"shared_preload_libraries": ""}) as server:
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        cycle = collect_once(make_config(store.url, [target(server.dsn())]), store)[0]
+        assert cycle.status.state == "degraded"
+        assert cycle.status.hints[0] == pgc.HINT_PRELOAD
+        assert any(p.name == "pg.db.xact_commit" for p in cycle.points)  # the rest still collected
+        status = target_statuses(store.engine).iloc[0]
+        assert "shared_preload_libraries = 'pg_stat_statements'" in status["last_error"]
+
+
+def test_missing_extension_is_explained(pg: ThrowawayPostgres, store: Store) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS no_ext")
+        conn.execute("CREATE DATABASE no_ext")
+    cycle = collect_once(make_config(store.url, [target(pg.dsn(dbname="no_ext"))]), store)[0]
+    assert cycle.status.state == "degraded"
+    assert cycle.status.hints[0] == pgc.hint_create_extension("no_ext")
+
+
+def test_database_stats_reset_gives_no_negative_delta(pg: ThrowawayPostgres, store: Store) -> None:
+    name = new_database(pg)
+    dsn = pg.dsn(dbname=name)
+    config = make_config(store.url, [target(dsn)])
+    run_workload(dsn)
+    collect_once(config, store)
+    run_workload(dsn)
+    collect_once(config, store)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_reset()")
+    cycle = collect_once(config, store)[0]
+    deltas = [p.delta for p in cycle.points if p.name.startswith("pg.db.") and p.delta is not None]
+    assert deltas and min(deltas) >= 0
+    sizes = [p.value for p in cycle.points if p.name == "pg.db.size_bytes" and p.labels == f"datname={name}"]
+    assert sizes and sizes[0] > 1_000_000
+    active = [p for p in cycle.points if p.name == "pg.connections" and p.labels == "state=active"]
+    assert active and active[0].value >= 1  # the collector's own query is active
