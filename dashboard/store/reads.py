@@ -211,7 +211,9 @@ def statement_texts(engine: Engine, statement_ids: Sequence[int]) -> dict[int, s
         return {}
     with engine.connect() as conn:
         rows = conn.execute(
-            select(statements.c.id, statements.c.query).where(statements.c.id.in_(list(statement_ids)))
+            select(statements.c.id, statements.c.query).where(
+                statements.c.id.in_([int(i) for i in statement_ids])
+            )
         )
         return {r.id: r.query or "(text not available)" for r in rows}
 
@@ -224,7 +226,7 @@ def statement_series(
     query = (
         select(table.c.statement_id, table.c.ts, *[table.c[n] for n in STATEMENT_COUNTERS])
         .where(
-            table.c.statement_id.in_(list(statement_ids)),
+            table.c.statement_id.in_([int(i) for i in statement_ids]),  # numpy ints don't bind
             table.c.ts >= _aligned_start(window, level),
             table.c.ts <= window.end,
         )
@@ -241,7 +243,7 @@ def statement_info(engine: Engine, statement_id: int) -> dict | None:
     query = (
         select(statements, targets.c.name.label("target"), targets.c.kind)
         .join(targets, targets.c.id == statements.c.target_id)
-        .where(statements.c.id == statement_id)
+        .where(statements.c.id == int(statement_id))
     )
     with engine.connect() as conn:
         row = conn.execute(query).mappings().first()

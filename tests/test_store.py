@@ -1,0 +1,172 @@
+"""The store on SQLite and PostgreSQL: migrations, write-through roll-ups, retention, readers."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, func, inspect, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from dashboard.config import Retention
+from dashboard.store import Store, migrations, schema
+from dashboard.store.engine import make_engine
+from dashboard.store.reads import (
+    CHART_BUCKETS,
+    TOTALS_BUCKETS,
+    Window,
+    choose_level,
+    series_frame,
+    statement_series,
+    statement_totals,
+    target_statuses,
+)
+from dashboard.store.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
+
+DAY = 86400
+T0 = 1_790_000_000 - 1_790_000_000 % DAY  # midnight UTC: bucket arithmetic is easy to check
+
+
+def key(n: int) -> StatementKey:
+    return StatementKey(queryid=n * 1_000_003 - 2**62, dbid=5, userid=10, toplevel=True)
+
+
+def cycle(ts: int, moved: dict[int, float], *, cumulative: float = 0.0, state: str = "ok") -> Cycle:
+    """A cycle in which statement n ran `moved[n]` times at 2 ms each."""
+    counters = [0.0] * len(schema.STATEMENT_COUNTERS)
+    entries, deltas = [], []
+    for n, calls in moved.items():
+        d = list(counters)
+        d[0], d[1], d[4], d[5] = calls, calls * 2.0, calls * 9, calls
+        entries.append(StatementEntry(key(n), tuple(d), datname="erp", rolname="app", mean_ms=2.0))
+        deltas.append(StatementDelta(key(n), tuple(d)))
+    total = sum(moved.values())
+    return Cycle(
+        kind="postgres",
+        target="erp",
+        ts=ts,
+        status=Status(state=state),  # type: ignore[arg-type]
+        entries=entries,
+        deltas=deltas,
+        texts={key(n): f"SELECT {n} FROM t WHERE id = $1" for n in moved},
+        points=[
+            Point("pg.statements.calls", None, "counter", delta=total),
+            Point("pg.db.xact_commit", cumulative, "counter", "datname=erp", delta=total),
+            Point("pg.connections", 3.0 + ts % 7, "gauge", "state=active"),
+        ],
+    )
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    s = Store(store_url)
+    yield s
+    s.close()
+
+
+def test_new_store_is_at_the_current_version(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert migrations.current_version(conn) == schema.SCHEMA_VERSION
+        tables = set(inspect(conn).get_table_names())
+    assert {"targets", "statements", "stmt_raw", "stmt_hourly", "stmt_daily", "points_daily"} <= tables
+    assert migrations.migrate(store.engine) == schema.SCHEMA_VERSION  # idempotent
+
+
+def test_sqlite_store_uses_wal(tmp_path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_upgrade_keeps_history(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write_cycle(cycle(T0 + 60, {1: 5}))
+    added = Column("note", Integer)
+
+    def step(conn) -> None:  # what a real v1 -> v2 step looks like: add, never drop
+        conn.execute(text("ALTER TABLE statements ADD COLUMN note INTEGER"))
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(migrations.STEPS, 1, step)
+    assert migrations.migrate(store.engine) == 1
+    with store.engine.connect() as conn:
+        assert migrations.current_version(conn) == 2
+        assert conn.execute(select(func.sum(schema.STMT["raw"].c.calls))).scalar() == 5
+        assert added.name in {c["name"] for c in inspect(conn).get_columns("statements")}
+
+
+def test_newer_store_is_refused(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 0)
+    with pytest.raises(migrations.SchemaError, match="upgrade the observatory"):
+        migrations.migrate(store.engine)
+
+
+def test_rollups_hold_the_same_totals_as_raw(store: Store) -> None:
+    minutes = [T0 + 60 * i for i in range(1, 150)]  # two and a half hours
+    for i, ts in enumerate(minutes):
+        store.write_cycle(cycle(ts, {1: 2, 2: 1 + i % 3} if i % 2 else {1: 2}, cumulative=i))
+    window = Window(T0, T0 + DAY)
+    raw = statement_totals(store.engine, [1], window, "raw").set_index("query")
+    for level in ("hourly", "daily"):
+        coarse = statement_totals(store.engine, [1], window, level).set_index("query")
+        assert (coarse["calls"] == raw["calls"]).all()
+        assert coarse["exec_ms"].equals(raw["exec_ms"])
+    assert raw.loc["SELECT 1 FROM t WHERE id = $1", "calls"] == 2 * len(minutes)
+    assert raw.loc["SELECT 1 FROM t WHERE id = $1", "hit_ratio"] == pytest.approx(0.9)
+    hourly = series_frame(store.engine, [1], ["pg.connections"], window, "hourly")
+    raw_points = series_frame(store.engine, [1], ["pg.connections"], window, "raw")
+    assert len(hourly) == 3 and hourly["count"].sum() == len(minutes)
+    assert hourly["sum"].sum() == pytest.approx(raw_points["sum"].sum())
+    assert hourly["max"].max() == raw_points["sum"].max() and hourly["min"].min() == raw_points["sum"].min()
+    sparkline = statement_series(store.engine, [raw["statement_id"].iloc[0]], window, "hourly")
+    assert list(sparkline["ts"]) == [T0, T0 + 3600, T0 + 7200]
+
+
+def test_same_second_cycles_add_up(store: Store) -> None:
+    store.write_cycle(cycle(T0 + 60, {1: 2}))
+    store.write_cycle(cycle(T0 + 60, {1: 3}))
+    frame = statement_totals(store.engine, [1], Window(T0, T0 + 120), "raw")
+    assert frame["calls"].sum() == 5
+
+
+def test_retention_drops_old_detail_only(store: Store) -> None:
+    for day in range(5):
+        store.write_cycle(cycle(T0 + day * DAY + 60, {1: 1}))
+    deleted = store.prune(Retention(raw=2 * DAY, hourly=3 * DAY, daily=30 * DAY), now=T0 + 4 * DAY + 30)
+    assert deleted["stmt_raw"] == 2 and deleted["stmt_hourly"] == 2 and deleted["stmt_daily"] == 0
+    everything = Window(T0, T0 + 10 * DAY)
+    assert statement_totals(store.engine, [1], everything, "daily")["calls"].sum() == 5
+    assert statement_totals(store.engine, [1], everything, "raw")["calls"].sum() == 3
+
+
+def test_status_counts_failures_and_keeps_last_success(store: Store) -> None:
+    store.write_cycle(cycle(T0 + 60, {1: 1}))
+    down = Cycle("postgres", "erp", T0 + 120, Status(state="down", error="refused", hints=["start it"]))
+    store.write_cycle(down)
+    store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(state="down", error="refused")))
+    row = target_statuses(store.engine).iloc[0]
+    assert (row["state"], row["failures"], row["last_success"], row["last_attempt"]) == (
+        "down",
+        2,
+        T0 + 60,
+        T0 + 180,
+    )
+    assert row["samples"] > 0
+
+
+def test_readers_cannot_write(store_url: str, store: Store) -> None:
+    reader = make_engine(store_url, readonly=True)
+    with pytest.raises((OperationalError, SQLAlchemyError)), reader.begin() as conn:
+        conn.execute(schema.targets.insert().values(kind="x", name="y", created_at=1))
+    reader.dispose()
+
+
+def test_choose_level() -> None:
+    kept = Retention()
+    now = T0 + 100 * DAY
+    hour, day = Window(now - 3600, now), Window(now - DAY, now)
+    week, month = Window(now - 7 * DAY, now), Window(now - 30 * DAY, now)
+    charts = [choose_level(w, now, kept, CHART_BUCKETS) for w in (hour, day, week, month)]
+    assert charts == ["raw", "raw", "hourly", "hourly"]
+    totals = [choose_level(w, now, kept, TOTALS_BUCKETS) for w in (hour, day, week, month)]
+    assert totals == ["raw", "hourly", "daily", "daily"]
+    # Raw detail older than its retention is gone: a window reaching back that far reads hourly.
+    assert choose_level(Window(now - 3 * DAY, now - 3 * DAY + 3600), now, kept, CHART_BUCKETS) == "hourly"
