@@ -22,12 +22,17 @@ log = logging.getLogger("observatory")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="observatory", description=__doc__)
-    p.add_argument("-c", "--config", help="configuration file (default: $OBSERVATORY_CONFIG or ./observatory.yaml)")
+    p.add_argument(
+        "-c", "--config", help="configuration file (default: $OBSERVATORY_CONFIG or ./observatory.yaml)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every cycle")
     sub = p.add_subparsers(dest="command", required=True)
     collect = sub.add_parser("collect", help="run the collector daemon")
     collect.add_argument("--once", action="store_true", help="one cycle of every target, then exit")
-    for name, help_text in (("serve", "run the dashboard"), ("up", "run the collector daemon and the dashboard")):
+    for name, help_text in (
+        ("serve", "run the dashboard"),
+        ("up", "run the collector daemon and the dashboard"),
+    ):
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         s.add_argument("--port", type=int, default=8501)
@@ -63,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_collect(args: argparse.Namespace, config: config_mod.Config) -> int:
     from collectors.scheduler import Scheduler
-    from dashboard.store import Store
 
     store = _open_store(config)
     scheduler = Scheduler(config, store)
@@ -79,7 +83,10 @@ def cmd_collect(args: argparse.Namespace, config: config_mod.Config) -> int:
         st = cycle.status
         line = f"{cycle.kind}/{cycle.target}: {st.state} ({cycle.duration_ms:.0f} ms"
         line += f", {len(cycle.deltas)} statements moved)" if st.state != "down" else ")"
-        print(line if st.state == "ok" else f"{line}: {st.error}", file=sys.stdout if st.state == "ok" else sys.stderr)
+        print(
+            line if st.state == "ok" else f"{line}: {st.error}",
+            file=sys.stdout if st.state == "ok" else sys.stderr,
+        )
         for hint in st.hints:
             print(f"  hint: {hint}", file=sys.stderr)
         failed += st.state != "ok"
@@ -87,10 +94,9 @@ def cmd_collect(args: argparse.Namespace, config: config_mod.Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: config_mod.Config) -> int:
-    from dashboard.store import Store
     from dashboard.store.reads import target_statuses
 
-    frame = target_statuses(_open_store(config, Store).engine)
+    frame = target_statuses(_open_store(config).engine)
     configured = {("postgres", t.name) for t in config.targets.postgres}
     rows = []
     for r in frame.to_dict("records"):
@@ -137,6 +143,7 @@ def cmd_serve(args: argparse.Namespace, config: config_mod.Config) -> int:
 
 def cmd_up(args: argparse.Namespace, config: config_mod.Config) -> int:
     _open_store(config)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally below: stop both children
     collector = subprocess.Popen([sys.executable, "-m", "dashboard", "collect"], env=_env(config))
     app = subprocess.Popen(streamlit_command(args.host, args.port), env=_env(config))
     print(f"observatory: collecting, and serving on http://{args.host}:{args.port}", file=sys.stderr)
@@ -167,13 +174,15 @@ def _env(config: config_mod.Config) -> dict[str, str]:
     return env
 
 
-def _open_store(config: config_mod.Config, store_cls=None):
+def _open_store(config: config_mod.Config):
     from dashboard.store import Store
 
     try:
-        return (store_cls or Store)(config.store)
+        return Store(config.store)
     except Exception as err:
-        raise config_mod.ConfigError(f"store {redact(config.store)}: cannot open: {redact(str(err))}") from None
+        raise config_mod.ConfigError(
+            f"store {redact(config.store)}: cannot open: {redact(str(err))}"
+        ) from None
 
 
 def _iso(ts: float | None) -> str | None:

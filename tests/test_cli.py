@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from dashboard.throwaway import ThrowawayPostgres, free_port
 from tests.conftest import run_workload
@@ -135,3 +136,35 @@ def test_collector_daemon_survives_a_down_target(tmp_path: Path) -> None:
             daemon.terminate()
             daemon.wait(timeout=20)
         assert daemon.returncode == 0  # SIGTERM is a clean stop
+
+
+def test_up_runs_collector_and_app_and_stops_both(
+    pg: ThrowawayPostgres, database: str, tmp_path: Path
+) -> None:
+    import time
+    import urllib.request
+
+    config = write_config(
+        tmp_path, f"    - name: erp\n      dsn: {pg.dsn(dbname=database)}\n      interval: 1s\n"
+    )
+    port = free_port()
+    env = dict(os.environ, OBSERVATORY_CONFIG=str(config))
+    up = subprocess.Popen([sys.executable, "-m", "dashboard", "up", "--port", str(port)], env=env)
+    try:
+        deadline, healthy, samples = time.monotonic() + 60, False, 0
+        while time.monotonic() < deadline and not (healthy and samples):
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    healthy = r.status == 200
+            except OSError:
+                pass
+            samples = json.loads(observatory("status", "--json", config=config).stdout)["targets"][0][
+                "samples"
+            ]
+        assert healthy and samples > 0
+    finally:
+        up.terminate()
+        up.wait(timeout=30)
+    with pytest.raises(OSError):  # the app went down with it
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
