@@ -18,8 +18,8 @@ from collectors.base import StateSource
 from collectors.deltas import counter_delta, statement_deltas
 from collectors.sqlfiles import sql_for
 from dashboard.config import PostgresTarget
-from dashboard.secrets import password_of, postgres_conninfo, redact
-from dashboard.store.records import Cycle, Point, StatementEntry, StatementKey, Status
+from dashboard.redaction import password_of, postgres_conninfo, redact
+from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey, Status
 from dashboard.store.schema import STATEMENT_COUNTERS
 
 SOURCE = "postgres"
@@ -45,6 +45,7 @@ def hint_create_extension(datname: str) -> str:
 @dataclass
 class _State:
     statements: dict[StatementKey, tuple[tuple[float, ...], bool]]
+    own: set[StatementKey]  # the collector's own queries: tracked, never counted as workload
     counters: dict[tuple[str, str], float]
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +92,7 @@ class PostgresCollector:
         if self._state is None:
             self._state = _State(
                 statements=self._source.statement_state(self.kind, self.name),
+                own=self._source.own_statements(self.kind, self.name),
                 counters=self._source.series_state(self.kind, self.name),
                 details=self._source.status_details(self.kind, self.name),
             )
@@ -177,6 +179,8 @@ class PostgresCollector:
         )
         new_keys = [e.key for e in changed if e.key not in state.statements]
         cycle.texts = self._texts(conn, version, schema, new_keys)
+        state.own |= {k for k, text in cycle.texts.items() if text.startswith(OWN_MARKER)}
+        deltas = [d for d in deltas if d.key not in state.own]
         cycle.entries, cycle.deltas, cycle.vanished = changed, deltas, vanished
         for entry in changed:
             state.statements[entry.key] = (entry.counters, True)

@@ -10,6 +10,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+from dashboard.store.records import OWN_MARKER
+
 SQL_DIR = Path(__file__).parent / "sql"
 _VERSIONED = re.compile(r"^(?P<name>.+)\.(?P<major>\d+)\.sql$")
 
@@ -30,4 +32,4 @@ def sql_for(source: str, name: str, version_num: int | None = None) -> str | Non
     """The text of the newest variant of `name` that the server (e.g. 150018) supports, or None."""
     major = (version_num or 0) // 10000 if version_num else 999
     usable = [text for minimum, text in _variants(source, name) if minimum <= major]
-    return usable[-1] if usable else None
+    return OWN_MARKER + usable[-1] if usable else None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dashboard import config as config_mod
-from dashboard.secrets import redact
+from dashboard.redaction import redact
 
 APP = Path(__file__).with_name("app.py")
 log = logging.getLogger("observatory")
@@ -138,7 +138,8 @@ def cmd_status(args: argparse.Namespace, config: config_mod.Config) -> int:
 
 def cmd_serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     _open_store(config)  # migrate before the first page reads
-    return subprocess.call(streamlit_command(args.host, args.port), env=_env(config))
+    command = streamlit_command(args.host, args.port)
+    os.execve(command[0], command, _env(config))  # become the app: signals reach it directly
 
 
 def cmd_up(args: argparse.Namespace, config: config_mod.Config) -> int:

@@ -1,7 +1,7 @@
 """The observatory's configuration: one YAML file, validated, with embedded defaults.
 
 Every mistake is reported with the path of the offending key (``targets.postgres[0].interval``) and
-what to write instead; passwords never appear in messages (see ``dashboard.secrets``).
+what to write instead; passwords never appear in messages (see ``dashboard.redaction``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collectors.deltas import counter_delta, statement_deltas
-from dashboard.secrets import describe_dsn, redact
+from dashboard.redaction import describe_dsn, redact
 from dashboard.store.records import StatementEntry, StatementKey
 
 A = StatementKey(1, 10, 100, True)

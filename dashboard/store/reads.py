@@ -19,7 +19,6 @@ from dashboard.store.schema import (
     POINTS,
     STATEMENT_COUNTERS,
     STMT,
-    points_raw,
     series,
     statements,
     target_status,
@@ -69,13 +68,6 @@ def _aligned_start(window: Window, level: str) -> int:
 def target_statuses(engine: Engine) -> pd.DataFrame:
     """One row per target: its state, last success and error, hints, and samples stored."""
     st = target_status.c
-    samples = (
-        select(func.count())
-        .select_from(points_raw.join(series, series.c.id == points_raw.c.series_id))
-        .where(series.c.target_id == targets.c.id)
-        .scalar_subquery()
-    )
-    stmt_samples = select(func.count()).where(STMT["raw"].c.target_id == targets.c.id).scalar_subquery()
     query = (
         select(
             targets.c.id.label("target_id"),
@@ -89,7 +81,7 @@ def target_statuses(engine: Engine) -> pd.DataFrame:
             st.failures,
             st.server_version,
             st.duration_ms,
-            (samples + stmt_samples).label("samples"),
+            func.coalesce(st.samples, 0).label("samples"),
         )
         .select_from(targets.outerjoin(target_status, target_status.c.target_id == targets.c.id))
         .order_by(targets.c.kind, targets.c.name)
@@ -144,7 +136,10 @@ def _with_width(frame: pd.DataFrame, level: str, keys: list[str]) -> pd.DataFram
         frame["width"] = BUCKET_SECONDS[level]
         return frame
     gaps = frame.groupby(keys)["ts"].diff() if len(frame) else frame["ts"]
-    frame["width"] = gaps.fillna(RAW_SECONDS).clip(lower=1)
+    # A series' first point has no previous point in the frame: assume its usual gap, not 60 s
+    # (a target collected every 5 min would otherwise start every chart 5x too high).
+    usual = gaps.groupby([frame[k] for k in keys]).transform("median") if len(frame) else gaps
+    frame["width"] = gaps.fillna(usual).fillna(RAW_SECONDS).clip(lower=1)
     return frame
 
 

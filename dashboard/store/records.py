@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 State = Literal["ok", "degraded", "down"]
+# Leads every query the collectors run, so their own statements can be told apart in
+# pg_stat_statements (which keeps the text as first sent) and left out of the workload.
+OWN_MARKER = "/* observatory */ "
 
 
 class StatementKey(NamedTuple):

@@ -77,6 +77,7 @@ target_status = Table(
     Column("failures", Integer, nullable=False, default=0),  # consecutive failed cycles
     Column("server_version", String(64)),
     Column("duration_ms", Float),  # of the last cycle
+    Column("samples", BigInteger, nullable=False, default=0),  # rows written, all cycles
     Column("details", Text),  # JSON: epoch markers (postmaster start, stats reset), settings
 )
 

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dashboard.config import Retention
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
-from dashboard.store.records import Cycle, Point, StatementEntry, StatementKey
+from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey
 from dashboard.store.schema import (
     BUCKET_SECONDS,
     LEVELS,
@@ -86,6 +86,18 @@ class Store:
                 for r in rows
             }
 
+    def own_statements(self, kind: str, name: str) -> set[StatementKey]:
+        """Statements the collectors ran themselves (their text starts with the marker)."""
+        tid = self.target_id(kind, name)
+        c = statements.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.queryid, c.dbid, c.userid, c.toplevel).where(
+                    c.target_id == tid, c.query.startswith(OWN_MARKER, autoescape=True)
+                )
+            )
+            return {StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)) for r in rows}
+
     def series_state(self, kind: str, name: str) -> dict[SeriesKey, float]:
         tid = self.target_id(kind, name)
         with self.engine.connect() as c:
@@ -107,9 +119,9 @@ class Store:
         with self._lock, self.engine.begin() as conn:
             tid = self.target_id(cycle.kind, cycle.target, conn)
             ids = self._write_statements(conn, tid, cycle)
-            self._write_statement_deltas(conn, tid, cycle, ids)
-            self._write_points(conn, tid, cycle.ts, cycle.points)
-            self._write_status(conn, tid, cycle)
+            written = self._write_statement_deltas(conn, tid, cycle, ids)
+            written += self._write_points(conn, tid, cycle.ts, cycle.points)
+            self._write_status(conn, tid, cycle, written)
 
     def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
         if tid not in self._statement_ids:
@@ -172,7 +184,7 @@ class Store:
 
     def _write_statement_deltas(
         self, conn: Connection, tid: int, cycle: Cycle, ids: dict[StatementKey, int]
-    ) -> None:
+    ) -> int:
         rows = [
             {
                 "target_id": tid,
@@ -183,7 +195,7 @@ class Store:
             if d.key in ids
         ]
         if not rows:
-            return
+            return 0
         # Two cycles in the same second (two quick `collect --once`) add up rather than collide.
         for level in LEVELS:
             table = STMT[level]
@@ -193,6 +205,7 @@ class Store:
                 set_={name: table.c[name] + stmt.excluded[name] for name in STATEMENT_COUNTERS},
             )
             conn.execute(stmt, [{**r, "ts": _bucket(cycle.ts, level)} for r in rows])
+        return len(rows)
 
     def _series_id(self, conn: Connection, tid: int, point: Point) -> int:
         known = self._series_ids.setdefault(tid, {})
@@ -211,7 +224,7 @@ class Store:
             known[key] = found
         return known[key]
 
-    def _write_points(self, conn: Connection, tid: int, ts: int, points: Sequence[Point]) -> None:
+    def _write_points(self, conn: Connection, tid: int, ts: int, points: Sequence[Point]) -> int:
         stored, counters = [], []
         for p in points:
             sid = self._series_id(conn, tid, p)
@@ -232,6 +245,7 @@ class Store:
         if stored:
             self._write_raw_points(conn, ts, stored)
             self._write_rollup_points(conn, ts, stored)
+        return len(stored)
 
     @staticmethod
     def _write_raw_points(conn: Connection, ts: int, stored: list[dict[str, Any]]) -> None:
@@ -275,7 +289,7 @@ class Store:
                 ],
             )  # fmt: skip
 
-    def _write_status(self, conn: Connection, tid: int, cycle: Cycle) -> None:
+    def _write_status(self, conn: Connection, tid: int, cycle: Cycle, written: int) -> None:
         st = cycle.status
         ok = st.state != "down"
         previous = conn.execute(select(target_status).where(target_status.c.target_id == tid)).first()
@@ -286,6 +300,7 @@ class Store:
             "hints": json.dumps(st.hints),
             "failures": 0 if ok else (previous.failures + 1 if previous else 1),
             "duration_ms": cycle.duration_ms,
+            "samples": (previous.samples if previous else 0) + written,
         }
         if ok:
             values["last_success"] = cycle.ts
