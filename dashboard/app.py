@@ -1,0 +1,51 @@
+"""The Streamlit entrypoint (`observatory serve` runs `streamlit run dashboard/app.py`).
+
+The configuration comes from $OBSERVATORY_CONFIG (set by `observatory serve`), else
+./observatory.yaml, else the defaults. The entrypoint lives in dashboard/, away from the top-level
+pages/ folder, so Streamlit's legacy pages/ discovery never kicks in; st.navigation lists the pages.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import data, ui
+from dashboard.config import ConfigError
+from dashboard.redaction import redact
+
+# `streamlit run` puts this file's folder first on sys.path, where dashboard/config.py,
+# data.py and the rest would shadow same-named top-level modules for
+# any later import. Everything here is imported as `dashboard.*`, so the folder is not needed.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
+
+st.set_page_config(layout="wide", page_title="Performance observatory", page_icon=":material/monitoring:")
+
+
+def _open_store() -> bool:
+    """Load the config and the store; on failure explain it on the page and return False."""
+    try:
+        data.engine()
+    except ConfigError as err:
+        st.error(f"The configuration cannot be used:\n\n```\n{err}\n```")
+        return False
+    except Exception as err:  # any driver error: the store is unreachable or not a store
+        st.error(f"The store cannot be opened: {redact(str(err)).splitlines()[0]}")
+        st.caption("Check `store:` in the configuration and that the database is reachable.")
+        return False
+    return True
+
+
+if _open_store():
+    ui.sidebar(data.targets())
+    page = st.navigation(
+        [
+            st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
+            st.Page(ui.QUERIES_PAGE, title="Queries", icon=":material/list:"),
+            st.Page(ui.QUERY_PAGE, title="Query detail", icon=":material/search:", url_path="query"),
+        ]
+    )
+    page.run()

@@ -1,0 +1,282 @@
+"""The pages' data layer: one shared read-only engine and cached wrappers around store reads.
+
+Pages never see SQL or engines: they call these functions with `Target`s and a `Window`. The
+cached functions underneath take the store URL and plain ints, so entries are shared by every
+session of the app and a different store (another OBSERVATORY_CONFIG) never reads another's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from dashboard import config as config_mod
+from dashboard.store import reads
+from dashboard.store.engine import make_engine
+from dashboard.store.migrations import current_version, migrate
+from dashboard.store.reads import Window
+from dashboard.ui import Target
+
+TTL = 30  # seconds: about one collection interval
+ENTRIES = 64
+STATEMENT_TOTALS = ("pg.statements.calls", "pg.statements.exec_ms", "pg.statements.rows")
+BLOCKS = ("pg.db.blks_hit", "pg.db.blks_read")
+CYCLES = "pg.statements.calls"  # written once per successful cycle: the grid statements live on
+OVERVIEW_SERIES = (*STATEMENT_TOTALS, *BLOCKS, "pg.connections")
+STALE_CYCLES = 3  # a target not scraped for this many intervals is flagged: is the collector running?
+ORDERS = reads.ORDERS
+
+
+def config() -> config_mod.Config:
+    """$OBSERVATORY_CONFIG, else ./observatory.yaml, else the defaults (raises ConfigError)."""
+    explicit = os.environ.get(config_mod.ENV_FILE) or None
+    try:
+        mtime = os.stat(explicit or config_mod.DEFAULT_FILE).st_mtime_ns
+    except OSError:
+        mtime = None
+    return _config(explicit, mtime)
+
+
+@st.cache_resource(ttl=TTL, max_entries=8, show_spinner=False)
+def _config(explicit: str | None, mtime: int | None) -> config_mod.Config:
+    # Keyed by the file's mtime: an edited file is read again. Config is frozen, so sharing is safe.
+    return config_mod.load(explicit)
+
+
+def store_url() -> str:
+    return config().store
+
+
+# -- engine -------------------------------------------------------------------------------------
+def _dispose(engine: Engine) -> None:
+    engine.dispose()
+
+
+@st.cache_resource(ttl=86400, max_entries=4, on_release=_dispose, show_spinner=False)
+def _engine(url: str) -> Engine:
+    _ensure_schema(url)
+    return make_engine(url, readonly=True)
+
+
+def _ensure_schema(url: str) -> None:
+    """Give a store nobody has written yet its empty tables, so the pages render 'no data'."""
+    reader = make_engine(url, readonly=True)
+    try:
+        with reader.connect() as conn:
+            found = current_version(conn)
+    finally:
+        reader.dispose()
+    if found is None:
+        writer = make_engine(url)
+        try:
+            migrate(writer)
+        finally:
+            writer.dispose()
+
+
+def engine() -> Engine:
+    return _engine(store_url())
+
+
+def _level(window: Window, buckets: int) -> str:
+    return reads.choose_level(window, int(time.time()), config().retention, buckets)
+
+
+# -- targets ------------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statuses(url: str) -> pd.DataFrame:
+    return reads.target_statuses(_engine(url))
+
+
+def statuses() -> pd.DataFrame:
+    """Every postgres target: the store's, plus configured ones never collected (state None)."""
+    frame = _statuses(store_url())
+    frame = frame[frame["kind"] == "postgres"]
+    configured = [t.name for t in config().targets.postgres]
+    missing = [n for n in configured if n not in set(frame["name"])]
+    extra = pd.DataFrame({"name": missing, "kind": "postgres", "samples": 0, "failures": 0})
+    extra["hints"] = [["run `observatory collect` (or `observatory up`) to start collecting"]] * len(extra)
+    frame = pd.concat([frame, extra], ignore_index=True) if missing else frame.reset_index(drop=True)
+    frame["configured"] = frame["name"].isin(configured)
+    intervals = {t.name: t.interval for t in config().targets.postgres}
+    limit = frame["name"].map(intervals).fillna(60.0) * STALE_CYCLES
+    frame["stale"] = (time.time() - frame["last_attempt"]) > limit
+    return frame
+
+
+def targets() -> list[Target]:
+    """The postgres targets the store holds data for (the sidebar's choices)."""
+    frame = _statuses(store_url())
+    frame = frame[frame["kind"] == "postgres"]
+    return [Target(int(r.target_id), str(r.name)) for r in frame.itertuples()]
+
+
+def has_data() -> bool:
+    frame = _statuses(store_url())
+    return bool(len(frame)) and int(frame["samples"].sum()) > 0
+
+
+# -- series -------------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _series(url: str, ids: tuple[int, ...], names: tuple[str, ...], start: int, end: int, level: str):
+    return reads.series_frame(_engine(url), ids, names, Window(start, end), level)
+
+
+def series(targets: Sequence[Target], names: Sequence[str], window: Window) -> pd.DataFrame:
+    """Chart points of the named series, with a `target` (name) column."""
+    return _series_of(targets, names, window, _level(window, reads.CHART_BUCKETS))
+
+
+def _series_of(targets: Sequence[Target], names: Sequence[str], window: Window, level: str):
+    ids = tuple(sorted(t.id for t in targets))
+    frame = _series(store_url(), ids, tuple(sorted(names)), window.start, window.end, level)
+    frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
+    return _covered_width(frame, level)
+
+
+def _covered_width(frame: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Hourly and daily buckets: `width` becomes the time the bucket's cycles covered.
+
+    The current bucket is still filling, and a target may start, stop or fail mid-bucket; dividing
+    by the whole bucket would show a rate that drops at the right edge of every chart. A bucket's
+    `count` is the number of cycles that wrote to it, each covering one interval of its target.
+    """
+    if level == "raw" or frame.empty:
+        return frame
+    intervals = {t.name: t.interval for t in config().targets.postgres}
+    interval = frame["target"].map(intervals).fillna(float(reads.RAW_SECONDS))
+    frame["width"] = (frame["count"] * interval).clip(upper=frame["width"]).astype(float)
+    return frame
+
+
+def summary(targets: Sequence[Target], window: Window) -> pd.DataFrame:
+    """Per target over the window: query time, calls, rows, calls/s, mean time, cache hit ratio.
+
+    Rates divide by the time the collector actually covered, not by the whole window, so a target
+    added an hour ago does not show a 24-hour average diluted by the hours before it existed.
+    """
+    level = _level(window, reads.TOTALS_BUCKETS)
+    frame = _series_of(targets, (*STATEMENT_TOTALS, *BLOCKS), window, level)
+    sums = frame.pivot_table(index="target", columns="name", values="sum", aggfunc="sum")
+    sums = sums.reindex(index=[t.name for t in targets], columns=[*STATEMENT_TOTALS, *BLOCKS])
+    covered = frame[frame["name"] == CYCLES].groupby("target")["width"].sum().clip(upper=window.seconds)
+    out = pd.DataFrame(index=sums.index)
+    out["exec_ms"] = sums["pg.statements.exec_ms"].fillna(0.0)
+    out["calls"] = sums["pg.statements.calls"].fillna(0.0)
+    out["rows"] = sums["pg.statements.rows"].fillna(0.0)
+    out["seconds"] = covered.reindex(out.index).fillna(0.0)
+    out["calls_per_s"] = out["calls"] / out["seconds"].where(out["seconds"] > 0)
+    out["mean_ms"] = out["exec_ms"] / out["calls"].where(out["calls"] > 0)
+    blocks = sums["pg.db.blks_hit"] + sums["pg.db.blks_read"]
+    out["hit_ratio"] = sums["pg.db.blks_hit"] / blocks.where(blocks > 0)
+    return out
+
+
+# -- statements ---------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _totals(url: str, ids: tuple[int, ...], start: int, end: int, level: str, filters: tuple) -> pd.DataFrame:
+    database, user, text, order, limit = filters
+    return reads.statement_totals(
+        _engine(url),
+        ids,
+        Window(start, end),
+        level,
+        database=database,
+        user=user,
+        text=text,
+        order=order,
+        limit=limit,
+    )
+
+
+def top_statements(
+    targets: Sequence[Target],
+    window: Window,
+    *,
+    database: str | None = None,
+    user: str | None = None,
+    text: str | None = None,
+    order: str = "exec_ms",
+    limit: int = 100,
+) -> pd.DataFrame:
+    """The top statements over the window (reads.statement_totals), with a `target` column."""
+    ids = tuple(sorted(t.id for t in targets))
+    level = _level(window, reads.TOTALS_BUCKETS)
+    filters = (database, user, text or None, order, limit)
+    frame = _totals(store_url(), ids, window.start, window.end, level, filters)
+    frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
+    return frame
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_series(url: str, ids: tuple[int, ...], start: int, end: int, level: str) -> pd.DataFrame:
+    return reads.statement_series(_engine(url), ids, Window(start, end), level)
+
+
+def sparklines(statement_ids: Sequence[int], targets: Sequence[Target], window: Window) -> dict[int, list]:
+    """Query time per bucket of each statement, zero where it did not run (one read for all)."""
+    if not len(statement_ids):
+        return {}
+    level = _level(window, reads.TOTALS_BUCKETS)
+    ids = tuple(sorted(int(i) for i in statement_ids))
+    frame = _statement_series(store_url(), ids, window.start, window.end, level)
+    grid = _cycles(targets, window, level)["ts"]
+    wide = frame.pivot_table(index="ts", columns="statement_id", values="exec_ms", aggfunc="sum")
+    wide = wide.reindex(index=wide.index.union(grid), columns=list(ids)).fillna(0.0)
+    return {sid: wide[sid].round(3).tolist() for sid in ids}
+
+
+def _cycles(targets: Sequence[Target], window: Window, level: str) -> pd.DataFrame:
+    """When the targets were collected (ts, width): a statement absent there did not run."""
+    return _series_of(targets, (CYCLES,), window, level)[["ts", "width"]]
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement(url: str, statement_id: int) -> dict | None:
+    return reads.statement_info(_engine(url), statement_id)
+
+
+def statement(statement_id: int) -> dict | None:
+    """Everything known about one statement (text, target, min/max/mean/stddev...), or None."""
+    return _statement(store_url(), int(statement_id))
+
+
+def statement_timeline(statement_id: int, target: Target, window: Window) -> pd.DataFrame:
+    """Per-bucket counters of one statement on the target's cycle grid (zeros where idle)."""
+    level = _level(window, reads.CHART_BUCKETS)
+    frame = _statement_series(store_url(), (int(statement_id),), window.start, window.end, level)
+    # One target: its cycles have unique times. Widths come from the cycles, so the statement's
+    # rates share the Overview's notion of covered time.
+    cycles = _cycles([target], window, level).set_index("ts")["width"]
+    counters = list(reads.STATEMENT_COUNTERS)
+    frame = frame.set_index("ts")[counters].reindex(cycles.index.union(frame["ts"])).fillna(0.0)
+    widths = cycles.reindex(frame.index)
+    frame["width"] = widths.fillna(widths.median()).fillna(float(reads.RAW_SECONDS))
+    return frame.reset_index()
+
+
+def statement_summary(statement_id: int, window: Window) -> dict[str, float]:
+    """One statement's totals over the window: calls, time, rows, blocks and derived figures."""
+    level = _level(window, reads.TOTALS_BUCKETS)
+    frame = _statement_series(store_url(), (int(statement_id),), window.start, window.end, level)
+    sums = {c: float(frame[c].sum()) for c in reads.STATEMENT_COUNTERS}
+    calls, blocks = sums["calls"], sums["shared_hit"] + sums["shared_read"]
+    sums["mean_ms"] = sums["exec_ms"] / calls if calls else float("nan")
+    sums["rows_per_call"] = sums["rows"] / calls if calls else float("nan")
+    sums["hit_ratio"] = sums["shared_hit"] / blocks if blocks else float("nan")
+    return sums
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _filters(url: str, ids: tuple[int, ...]) -> tuple[list[str], list[str]]:
+    return reads.statement_filters(_engine(url), ids)
+
+
+def filters(targets: Sequence[Target]) -> tuple[list[str], list[str]]:
+    """The databases and users statements were recorded for."""
+    return _filters(store_url(), tuple(sorted(t.id for t in targets)))

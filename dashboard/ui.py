@@ -1,0 +1,179 @@
+"""What every page shares: the sidebar (time window, targets) and the page paths.
+
+The window and the targets are widgets bound to URL query parameters (`?window=7d&targets=a`), so a
+copied link opens on the same view; pages read them through `current_window()` and
+`current_targets()` after the entrypoint has drawn the sidebar.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import streamlit as st
+
+from dashboard.store.reads import Window
+
+# Page scripts, relative to the entrypoint (dashboard/app.py): st.Page, st.switch_page and
+# st.page_link resolve paths against the entrypoint's folder.
+OVERVIEW_PAGE = "../pages/overview.py"
+QUERIES_PAGE = "../pages/queries.py"
+QUERY_PAGE = "../pages/query.py"
+
+WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+WINDOW_NAMES = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
+CUSTOM = "custom"
+DEFAULT_WINDOW = "24h"
+# Relative windows end on a multiple of this many seconds, so reruns within it hit the data cache.
+QUANTUM = 30
+_TARGETS_KEY = "ui.known_targets"
+
+NO_DATA = """**No data yet.** The observatory shows what its collector has stored, and nothing has been
+collected so far.
+
+1. Name the PostgreSQL servers to watch in `observatory.yaml` (or the file `$OBSERVATORY_CONFIG`
+   names); keep passwords out of it with `~/.pgpass` or `password_env`. For example:
+   ```yaml
+   targets:
+     postgres:
+       - name: erp-primary
+         dsn: postgresql://monitor@db1:5432/erp
+   ```
+2. Run `observatory collect` (or `observatory up` for the collector and this app together).
+
+Data shows here after the second collection cycle (counters are differences between two cycles)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    id: int
+    name: str
+
+
+def sidebar(targets: list[Target]) -> None:
+    """Draw the window and target pickers; call once per run, before the page runs."""
+    st.session_state[_TARGETS_KEY] = targets
+    with st.sidebar:
+        st.segmented_control(
+            "Time window",
+            [*WINDOWS, CUSTOM],
+            default=DEFAULT_WINDOW,
+            required=True,
+            key="window",
+            bind="query-params",
+        )
+        if st.session_state.get("window") == CUSTOM:
+            today = _today()
+            st.date_input(
+                "Dates (UTC)",
+                value=(today - timedelta(days=6), today),
+                max_value=today,
+                key="range",
+                bind="query-params",
+            )
+        names = [t.name for t in targets]
+        st.multiselect(
+            "Targets",
+            names,
+            default=names,
+            key="targets",
+            bind="query-params",
+            placeholder="no target selected",
+        )
+
+
+def current_window(now: float | None = None) -> Window:
+    now = time.time() if now is None else now
+    end = math.ceil(now / QUANTUM) * QUANTUM
+    choice = st.session_state.get("window") or DEFAULT_WINDOW
+    if choice != CUSTOM:
+        return Window(end - WINDOWS.get(choice, WINDOWS[DEFAULT_WINDOW]), end)
+    first, last = _custom_dates()
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    stop = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
+    return Window(int(start.timestamp()), min(int(stop.timestamp()), end))
+
+
+def window_label() -> str:
+    choice = st.session_state.get("window") or DEFAULT_WINDOW
+    if choice != CUSTOM:
+        return WINDOW_NAMES.get(choice, WINDOW_NAMES[DEFAULT_WINDOW])
+    first, last = _custom_dates()
+    return f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)"
+
+
+def current_targets() -> list[Target]:
+    """The targets picked in the sidebar (all of them until the user narrows the choice)."""
+    known: list[Target] = st.session_state.get(_TARGETS_KEY, [])
+    picked = st.session_state.get("targets")
+    if picked is None:
+        return known
+    return [t for t in known if t.name in picked]
+
+
+def window_query() -> str:
+    """The window's URL parameters, for links that open in a new tab (LinkColumn)."""
+    choice = st.session_state.get("window") or DEFAULT_WINDOW
+    if choice == DEFAULT_WINDOW:
+        return ""
+    if choice != CUSTOM:
+        return f"&window={choice}"
+    first, last = _custom_dates()
+    return f"&window={CUSTOM}&range={first:%Y-%m-%d}&range={last:%Y-%m-%d}"
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """'3 min ago' for a Unix time; 'never' for None/NaN."""
+    if ts is None or ts != ts:
+        return "never"
+    seconds = max(0, int((time.time() if now is None else now) - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def utc(ts: float | None) -> str:
+    if ts is None or ts != ts:
+        return "unknown"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _custom_dates() -> tuple[date, date]:
+    # While the user picks a range the widget holds one date; a missing value means the default.
+    picked = st.session_state.get("range") or ()
+    dates = [d for d in picked if d is not None] if isinstance(picked, tuple | list) else [picked]
+    if not dates:
+        today = _today()
+        return today - timedelta(days=6), today
+    return dates[0], dates[-1]
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def fmt_ms(ms: float | None) -> str:
+    """A duration given in milliseconds, in the unit that reads best."""
+    if ms is None or ms != ms:
+        return "–"
+    for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if abs(ms) >= size:
+            return f"{ms / size:.2f} {unit}"
+    return f"{ms:.2f} ms" if abs(ms) < 100 else f"{ms:.0f} ms"
+
+
+def fmt_count(n: float | None, digits: int = 1) -> str:
+    if n is None or n != n:
+        return "–"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.{digits}f}{unit}"
+    return f"{n:.{digits}f}" if n != int(n) else f"{int(n)}"
+
+
+def fmt_pct(ratio: float | None) -> str:
+    return "–" if ratio is None or ratio != ratio else f"{ratio * 100:.2f} %"

@@ -1,0 +1,117 @@
+"""Overview: collector health, each target's figures for the window, activity over time, top queries."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.sqltext import one_line
+
+STATE_COLORS = {"ok": "green", "degraded": "orange", "down": "red"}
+
+
+def problems(statuses: pd.DataFrame) -> None:
+    """Banners for targets that need attention, at the top where they cannot be missed."""
+    for r in statuses.itertuples():
+        if r.state == "down":
+            st.error(f"**{r.name}** is down: {r.last_error or 'no answer'}", icon=":material/error:")
+        elif r.stale:
+            st.warning(
+                f"**{r.name}** was last scraped {ui.ago(r.last_attempt)}: is `observatory collect` running?",
+                icon=":material/schedule:",
+            )
+        elif r.state == "degraded":
+            st.warning(f"**{r.name}** is degraded: {r.last_error}", icon=":material/warning:")
+        else:
+            continue
+        for hint in r.hints:
+            st.warning(f"To fix: {hint}", icon=":material/build:")
+
+
+def target_figures(target: ui.Target, row: pd.Series) -> None:
+    st.markdown(f"**{target.name}**")
+    if not row["seconds"] and row["hit_ratio"] != row["hit_ratio"]:
+        st.caption("Nothing collected in this window.")
+        return
+    cols = st.columns(5)
+    cols[0].metric("Total query time", ui.fmt_ms(row["exec_ms"]), border=True)
+    cols[1].metric("Calls per second", ui.fmt_count(row["calls_per_s"], 2), border=True)
+    cols[2].metric("Mean time", ui.fmt_ms(row["mean_ms"]), border=True)
+    cols[3].metric("Rows", ui.fmt_count(row["rows"]), border=True)
+    cols[4].metric("Buffer cache hit ratio", ui.fmt_pct(row["hit_ratio"]), border=True)
+
+
+def activity(targets: list[ui.Target], window) -> None:
+    frame = data.series(targets, data.OVERVIEW_SERIES, window)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.rate_lines(frame, "pg.statements.exec_ms", "Query time", "ms per second"))
+    right.plotly_chart(charts.rate_lines(frame, "pg.statements.calls", "Calls per second", "calls/s"))
+    left.plotly_chart(
+        charts.ratio_lines(frame, "pg.statements.exec_ms", ["pg.statements.calls"], "Mean time", "ms")
+    )
+    right.plotly_chart(charts.hit_ratio_lines(frame))
+    for i, target in enumerate(targets):
+        box = left if i % 2 == 0 else right
+        title = "Connections by state" + (f" — {target.name}" if len(targets) > 1 else "")
+        box.plotly_chart(charts.connections_area(frame[frame["target"] == target.name], title))
+
+
+def top_queries(targets: list[ui.Target], window) -> None:
+    st.subheader("Top queries by total time")
+    top = data.top_statements(targets, window, limit=5)
+    if top.empty:
+        st.caption("No statement ran in this window.")
+        return
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.top_queries_bar(top, title=""))
+    for r in top.itertuples():
+        right.page_link(
+            ui.QUERY_PAGE,
+            label=f"#{r.statement_id} {one_line(r.query, 55)}",
+            query_params={"id": r.statement_id},
+        )
+        right.caption(f"{ui.fmt_ms(r.exec_ms)} total · {r.calls:,} calls · {ui.fmt_ms(r.mean_ms)} mean")
+
+
+def health(statuses: pd.DataFrame) -> None:
+    st.subheader("Collector health")
+    cols = st.columns(min(3, max(1, len(statuses))))
+    for i, r in enumerate(statuses.itertuples()):
+        with cols[i % len(cols)].container(border=True):
+            state = r.state if isinstance(r.state, str) else "never collected"
+            st.markdown(f"**{r.name}** :{STATE_COLORS.get(state, 'gray')}-badge[{state}]")
+            st.caption(
+                f"last scrape {ui.ago(r.last_attempt)} · last success {ui.ago(r.last_success)}"
+                f" · {int(r.samples):,} samples"
+            )
+            if isinstance(r.server_version, str):
+                st.caption(r.server_version)
+            if isinstance(r.last_error, str) and r.last_error:
+                st.error(r.last_error)
+            for hint in r.hints:
+                st.warning(hint)
+
+
+st.title("Overview")
+statuses = data.statuses()
+if not data.has_data():
+    st.info(ui.NO_DATA, icon=":material/info:")
+    if len(statuses):
+        health(statuses)
+    st.stop()
+
+targets = ui.current_targets()
+window = ui.current_window()
+st.caption(f"PostgreSQL activity, {ui.window_label()} · times in UTC")
+problems(statuses[statuses["name"].isin([t.name for t in targets])])
+if not targets:
+    st.info("Pick at least one target in the sidebar.")
+    st.stop()
+
+figures = data.summary(targets, window)
+for target in targets:
+    target_figures(target, figures.loc[target.name])
+activity(targets, window)
+top_queries(targets, window)
+health(statuses)

@@ -1,0 +1,97 @@
+"""Query detail (/query?id=N): one statement's text, figures for the window, history and facts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.sqltext import format_sql
+
+
+def statement_id() -> int | None:
+    raw = st.query_params.get("id")
+    return int(raw) if raw and raw.strip().isdigit() else None
+
+
+def not_found() -> None:
+    raw = st.query_params.get("id")
+    if raw:
+        st.error(f"No statement with id {raw!r} in this store.", icon=":material/search_off:")
+    else:
+        st.info("No statement chosen: open one from the Queries page.", icon=":material/info:")
+    st.page_link(ui.QUERIES_PAGE, label="Go to Queries", icon=":material/list:")
+
+
+def window_figures(summary: dict[str, float]) -> None:
+    cols = st.columns(5)
+    cols[0].metric("Calls", ui.fmt_count(summary["calls"]), border=True)
+    cols[1].metric("Total time", ui.fmt_ms(summary["exec_ms"]), border=True)
+    cols[2].metric("Mean time", ui.fmt_ms(summary["mean_ms"]), border=True)
+    cols[3].metric("Rows per call", ui.fmt_count(summary["rows_per_call"]), border=True)
+    cols[4].metric("Cache hit ratio", ui.fmt_pct(summary["hit_ratio"]), border=True)
+
+
+def history(info: dict, window) -> None:
+    timeline = data.statement_timeline(info["id"], ui.Target(info["target_id"], info["target"]), window)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.statement_rates(timeline, {"calls": "calls"}, "Calls", "calls/min"))
+    right.plotly_chart(charts.statement_mean(timeline))
+    left.plotly_chart(charts.statement_rates(timeline, {"exec_ms": "execution"}, "Total time", "ms/min"))
+    io = {"read_ms": "read", "write_ms": "write"}
+    right.plotly_chart(charts.statement_rates(timeline, io, "I/O time", "ms/min"))
+    if not timeline[list(io)].to_numpy().any():
+        right.caption("No I/O time recorded: PostgreSQL times block I/O only with `track_io_timing = on`.")
+    blocks = {"shared_hit": "hit", "shared_read": "read"}
+    left.plotly_chart(charts.statement_rates(timeline, blocks, "Shared blocks", "blocks/min"))
+
+
+def server_stats(info: dict) -> None:
+    since = ui.utc(info["stats_since"]) if info.get("stats_since") else "the entry was created"
+    st.subheader("Execution time as the server reports it")
+    st.caption(f"Since {since} (pg_stat_statements' own figures, not limited to the window).")
+    cols = st.columns(4)
+    for col, (label, key) in zip(
+        cols,
+        (("Min", "min_ms"), ("Max", "max_ms"), ("Mean", "mean_ms"), ("Std dev", "stddev_ms")),
+        strict=True,
+    ):
+        col.metric(label, ui.fmt_ms(info.get(key)), border=True)
+
+
+def facts(info: dict) -> None:
+    st.subheader("About this statement")
+    rows = {
+        "target": info["target"],
+        "database": info["datname"] or "unknown",
+        "user": info["rolname"] or "unknown",
+        "queryid": str(info["queryid"]),
+        "top level": "yes" if info["toplevel"] else "no (run inside a function or procedure)",
+        "first seen": ui.utc(info["first_seen"]),
+        "last seen (last time it ran)": ui.utc(info["last_seen"]),
+        "still tracked by the server": "yes" if info["present"] else "no: evicted from pg_stat_statements",
+    }
+    cols = st.columns(2)
+    for i, (label, value) in enumerate(rows.items()):
+        cols[i % 2].markdown(f"**{label}:** {value}")
+
+
+sid = statement_id()
+info = data.statement(sid) if sid is not None else None
+st.title("Query detail")
+if info is None:
+    not_found()
+    st.stop()
+
+window = ui.current_window()
+st.caption(
+    f"Statement #{sid} on {info['target']} · {info['datname']} · {info['rolname']} · {ui.window_label()}"
+)
+st.code(format_sql(info["query"] or "(text not available)"), language="sql", wrap_lines=True)
+summary = data.statement_summary(sid, window)
+if summary["calls"]:
+    window_figures(summary)
+else:
+    st.info(f"This statement did not run in this window; it last ran {ui.ago(info['last_seen'])}.")
+history(info, window)
+server_stats(info)
+facts(info)

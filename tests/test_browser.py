@@ -1,0 +1,177 @@
+"""The served app in a real headless Chromium: `observatory serve` on the populated store.
+
+Nothing here skips: if the server or Chromium cannot start, the tests fail. Screenshots of each
+page land in /tmp/observatory-shots/ for a human look.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from dashboard.store.engine import make_engine
+from dashboard.store.reads import Window, statement_totals
+from dashboard.throwaway import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path("/tmp/observatory-shots")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+CELLS = "[data-testid='stDataFrame'] [role='gridcell']"  # glide-data-grid's accessible mirror
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # `observatory serve` runs streamlit as a child: signal the whole session we started.
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def app_url(populated_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "OBSERVATORY_CONFIG": populated_store[1]}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 45
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`observatory serve` did not come up on {url}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # Tall viewport: Streamlit scrolls inside its own container, so a full-page screenshot of a
+    # short viewport would cut the page off.
+    context = browser.new_context(viewport={"width": 1440, "height": 2200})
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def orders_statement(populated_store: tuple[str, str]) -> int:
+    engine = make_engine(populated_store[0], readonly=True)
+    try:
+        frame = statement_totals(engine, [1], Window(0, 2**40), "raw", text="from orders")
+    finally:
+        engine.dispose()
+    return int(frame["statement_id"].iloc[0])
+
+
+def settle(page: Page) -> None:
+    """Wait until the script has finished and nothing is still loading."""
+    page.wait_for_selector(READY, timeout=30_000)
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")", timeout=30_000)
+
+
+def shoot(page: Page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_overview_draws_charts(page: Page, app_url: str) -> None:
+    page.goto(app_url)
+    page.get_by_role("heading", name="Overview").wait_for()
+    settle(page)
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 5
+    assert page.locator("[data-testid='stMetric']").filter(has_text="Calls per second").count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "overview")
+
+
+def test_queries_table_lists_the_workload(page: Page, app_url: str) -> None:
+    page.goto(f"{app_url}/queries")
+    page.get_by_role("heading", name="Queries").wait_for()
+    settle(page)
+    page.locator(CELLS).first.wait_for(state="attached")
+    cells = page.locator(CELLS).all_text_contents()
+    assert sum("FROM orders" in c for c in cells) >= 3, cells
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "queries")
+    # Selecting a row (the checkbox column of the canvas grid) opens that statement's detail.
+    grid = page.locator("[data-testid='stDataFrame'] canvas").first.bounding_box()
+    assert grid is not None
+    page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # header row, then the first row's middle
+    page.wait_for_url("**/query?id=*", timeout=30_000)
+    page.get_by_role("heading", name="Query detail").wait_for()
+
+
+def test_query_detail_shows_formatted_sql(page: Page, app_url: str, orders_statement: int) -> None:
+    page.goto(f"{app_url}/query?id={orders_statement}&window=1h")
+    page.get_by_role("heading", name="Query detail").wait_for()
+    settle(page)
+    code = page.locator("[data-testid='stCode']").first
+    code.wait_for()
+    text = code.inner_text()
+    assert "FROM orders" in text
+    assert "\n" in text.strip()
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "window=1h" in page.url  # the window survives in the URL
+    shoot(page, "query")
+
+
+def test_unknown_query_id(page: Page, app_url: str) -> None:
+    page.goto(f"{app_url}/query?id=424242")
+    page.get_by_role("heading", name="Query detail").wait_for()
+    settle(page)
+    assert page.get_by_text("No statement with id '424242'").count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0

@@ -1,0 +1,202 @@
+"""Every page through Streamlit's AppTest, on an empty store and on a store of a real workload.
+
+AppTest runs the real entrypoint (dashboard/app.py) and the real page scripts in-process; the
+store is chosen the way `observatory serve` chooses it, through $OBSERVATORY_CONFIG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.sqltext import format_sql
+from dashboard.store.engine import make_engine
+from dashboard.store.reads import Window, statement_totals
+
+APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
+QUERIES = "../pages/queries.py"  # switch_page paths are relative to the entrypoint's folder
+QUERY = "../pages/query.py"
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, **params: str) -> AppTest:
+    """The app on the store the config names, with fresh caches (keys are per store, but the
+    engine of a deleted temp store must not outlive its test)."""
+    monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=30)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def empty_config(tmp_path: Path) -> Path:
+    """A config naming an existing but empty SQLite file, as a fresh `touch store.db` leaves it."""
+    store = tmp_path / "empty.db"
+    store.touch()
+    config_file = tmp_path / "observatory.yaml"
+    config_file.write_text(f"store: sqlite:///{store}\n")
+    return config_file
+
+
+@pytest.fixture(scope="module")
+def orders_statement(populated_store: tuple[str, str]) -> int:
+    """The id of the workload's most expensive statement that reads `orders`."""
+    url, _ = populated_store
+    engine = make_engine(url, readonly=True)
+    try:
+        frame = statement_totals(engine, [1], Window(0, 2**40), "raw", text="from orders")
+    finally:
+        engine.dispose()
+    assert len(frame), "the workload's statements are missing from the populated store"
+    return int(frame["statement_id"].iloc[0])
+
+
+# -- empty store --------------------------------------------------------------------------------
+def test_empty_store_overview_says_there_is_no_data(monkeypatch, empty_config) -> None:
+    at = open_app(monkeypatch, empty_config)
+    no_exception(at)
+    message = texts(at.info)
+    assert "No data yet" in message
+    assert "observatory collect" in message
+    assert not at.metric
+
+
+def test_empty_store_other_pages_render(monkeypatch, empty_config) -> None:
+    at = open_app(monkeypatch, empty_config)
+    at.switch_page(QUERIES).run()
+    no_exception(at)
+    assert "No data yet" in texts(at.info)
+    assert not at.dataframe
+    at.switch_page(QUERY).run()
+    no_exception(at)
+    assert "No statement chosen" in texts(at.info)
+
+
+def test_config_error_is_explained(monkeypatch, tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store: mysql://nope\n")
+    at = open_app(monkeypatch, bad)
+    no_exception(at)
+    assert "store must be" in texts(at.error)
+
+
+# -- populated store ----------------------------------------------------------------------------
+def test_overview_shows_the_workload(monkeypatch, populated_store) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Calls per second"]) > 0
+    assert metrics["Buffer cache hit ratio"].endswith("%")
+    assert len(at.get("plotly_chart")) >= 5  # query time, calls, mean, hit ratio, connections
+    links = [e.proto.label for e in at.get("page_link")]
+    assert any("orders" in label for label in links), links
+    assert "erp-primary" in texts(at.markdown)
+    assert not at.info
+
+
+def test_queries_lists_the_workload_statements(monkeypatch, populated_store) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    at.switch_page(QUERIES).run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table["query"].str.contains("FROM orders").sum() >= 3, table["query"].tolist()
+    assert table["calls"].sum() > 0
+    assert table["link"].str.match(r"query\?id=\d+").all()
+    assert table["trend"].map(len).gt(0).all()
+    assert 0.99 < table["share"].sum() <= 1.0001  # shares of the window's total over every statement
+
+
+def test_queries_filters_and_sorts(monkeypatch, populated_store) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    at.switch_page(QUERIES).run()
+    at.text_input[0].input("customer = $1").run()
+    no_exception(at)
+    assert at.dataframe[0].value["query"].tolist() == ["SELECT count(*) FROM orders WHERE customer = $1"]
+    at.text_input[0].input("").run()
+    at.selectbox[0].select("calls").run()
+    calls = at.dataframe[0].value["calls"].tolist()
+    assert calls == sorted(calls, reverse=True)
+
+
+def test_query_detail_by_id(monkeypatch, populated_store, orders_statement) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    at.switch_page(QUERY)
+    at.query_params["id"] = str(orders_statement)
+    at.run()
+    no_exception(at)
+    sql = at.code[0].value
+    assert "FROM orders" in sql
+    assert "\n" in sql  # formatted, not the one-line original
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Calls"].rstrip("k")) > 0
+    assert {"Min", "Max", "Mean", "Std dev"} <= set(metrics)
+    assert len(at.get("plotly_chart")) == 5
+
+
+@pytest.mark.parametrize("bad_id", ["999999", "abc"])
+def test_unknown_query_id_says_so(monkeypatch, populated_store, bad_id) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    at.switch_page(QUERY)
+    at.query_params["id"] = bad_id
+    at.run()
+    no_exception(at)
+    assert f"No statement with id '{bad_id}'" in texts(at.error)
+
+
+def test_window_comes_from_the_url(monkeypatch, populated_store) -> None:
+    at = open_app(monkeypatch, populated_store[1], window="7d")
+    no_exception(at)
+    assert "last 7 days" in texts(at.caption)
+    at = open_app(monkeypatch, populated_store[1], window="custom", range=["2024-03-01", "2024-03-05"])
+    no_exception(at)
+    assert "2024-03-01 to 2024-03-05 (UTC)" in texts(at.caption)
+    assert "Nothing collected in this window." in texts(at.caption)  # the workload ran today
+
+
+def test_target_picker_narrows_the_pages(monkeypatch, populated_store) -> None:
+    at = open_app(monkeypatch, populated_store[1])
+    assert at.multiselect[0].value == ["erp-primary"]
+    at.multiselect[0].unselect("erp-primary").run()
+    no_exception(at)
+    assert "Pick at least one target" in texts(at.info)
+    assert not at.metric
+
+
+# -- the SQL text the pages show ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("SELECT * FROM orders WHERE id = $1", "SELECT\n  *\nFROM orders\nWHERE\n  id = $1"),
+        # sqlglot 30 cannot tokenize "$1,$2": the formatter spaces them first.
+        ("SELECT f($1,$2) FROM t", "SELECT\n  F($1, $2)\nFROM t"),
+    ],
+)
+def test_format_sql_keeps_placeholders(text: str, expected: str) -> None:
+    assert format_sql(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT * FROM (((",  # not SQL sqlglot can parse
+        "CREATE TABLE t (id serial PRIMARY KEY)",  # DDL: sqlglot would rewrite serial
+        "SELECT date_trunc('hour', ts) FROM t",  # sqlglot would upper-case the literal
+        "VACUUM ANALYZE orders",
+        "",
+    ],
+)
+def test_format_sql_returns_what_it_cannot_format_faithfully(text: str) -> None:
+    assert format_sql(text) == text
