@@ -110,7 +110,8 @@ class Scheduler:
         while not self.stop_event.is_set():
             try:
                 deleted = self.store.prune(self.config.retention, int(self.clock()))
-                log.info("retention: deleted %s", deleted)
+                if any(deleted.values()):
+                    log.info("retention: deleted %s", {k: n for k, n in deleted.items() if n})
             except Exception as err:
                 log.error("retention failed: %s", err)
             self.stop_event.wait(PRUNE_EVERY)
