@@ -1,0 +1,286 @@
+"""The index advisor: from statements to the few indexes that make the workload fastest.
+
+For each statement: read its shape, propose candidates per table, prove each with HypoPG (the
+planner's cost with the hypothetical index against without), keep the best. Then merge across the
+workload (one index serving three statements beats three; never an index and its prefix) and rank
+by the time saved per day against the cost of maintaining the index on writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from dashboard.advisor.candidates import Candidate, propose, serving_index
+from dashboard.advisor.catalog import Catalog, Relation
+from dashboard.advisor.planner import Plan, PlanError, Planner
+from dashboard.advisor.shapes import Shape, ShapeError, TableUse, shape
+
+
+@dataclass(frozen=True)
+class Options:
+    min_table_rows: int = 1000  # smaller tables are read whole faster than through an index
+    min_reduction: float = 0.25  # keep an index only if it cuts the statement's cost this much
+    min_cost: float = 50.0  # statements the planner already finds this cheap are left alone
+    write_ms: float = 0.01  # estimated time to maintain one index for one changed row
+    near_best: float = 1.1  # a shorter index within 10 % of the best one's cost wins
+
+
+@dataclass(frozen=True)
+class StatementInput:
+    text: str
+    calls_per_day: float | None = None
+    mean_ms: float | None = None
+
+
+@dataclass
+class Proposal:
+    """One statement's best index on one table."""
+
+    candidate: Candidate
+    statement: StatementInput
+    before: Plan
+    after: Plan | None  # None when unproven (no HypoPG)
+    why: str
+
+    @property
+    def reduction(self) -> float | None:
+        if self.after is None or self.before.cost <= 0:
+            return None
+        return max(0.0, 1.0 - self.after.cost / self.before.cost)
+
+    @property
+    def saved_ms_per_day(self) -> float | None:
+        s, r = self.statement, self.reduction
+        if r is None or s.calls_per_day is None or s.mean_ms is None:
+            return None
+        return s.calls_per_day * s.mean_ms * r
+
+
+@dataclass
+class Suggestion:
+    candidate: Candidate
+    relation: Relation
+    proposals: list[Proposal] = field(default_factory=list)
+
+    @property
+    def proven(self) -> bool:
+        return all(p.after is not None for p in self.proposals)
+
+    @property
+    def saved_ms_per_day(self) -> float | None:
+        saved = [p.saved_ms_per_day for p in self.proposals]
+        return None if any(s is None for s in saved) else sum(saved)  # type: ignore[misc]
+
+    @property
+    def writes_per_day(self) -> float:
+        days = max((time.time() - self.relation.stats_since) / 86400, 1 / 24)
+        return self.relation.writes / days
+
+    @property
+    def net_ms_per_day(self) -> float | None:
+        saved = self.saved_ms_per_day
+        return None if saved is None else saved - self.writes_per_day * Options.write_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.proposals[0]
+        return {
+            "table": self.candidate.table,
+            "columns": self.candidate.columns,
+            "create_sql": self.candidate.create_sql() + ";",
+            "statements": [p.statement.text for p in self.proposals],
+            "cost_before": round(sum(p.before.cost for p in self.proposals), 2),
+            "cost_after": _round(sum(p.after.cost for p in self.proposals) if self.proven else None),
+            "proven": self.proven,
+            "saved_ms_per_day": _round(self.saved_ms_per_day),
+            "writes_per_day": round(self.writes_per_day, 1),
+            "table_rows": self.relation.reltuples,
+            "reason": self.reason(),
+            "plan_before": first.before.text,
+            "plan_after": first.after.text if first.after else None,
+        }
+
+    def reason(self) -> str:
+        n = len(self.proposals)
+        served = f"serves {n} statement{'s' if n != 1 else ''}"
+        why = "; ".join(dict.fromkeys(p.why for p in self.proposals))
+        if self.proven:
+            before = sum(p.before.cost for p in self.proposals)
+            after = sum(p.after.cost for p in self.proposals if p.after)
+            proof = f"planner cost {before:,.0f} -> {after:,.0f} ({(after - before) / before:+.0%}), proven with HypoPG"
+        else:
+            proof = "unproven: HypoPG is not installed (CREATE EXTENSION hypopg), estimated from statistics"
+        return f"{why}; {served}; {proof}; {self.relation.reltuples:,} rows"
+
+
+@dataclass
+class Advice:
+    suggestions: list[Suggestion]
+    skipped: list[dict[str, str]]
+    hypopg: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suggestions": [s.to_dict() for s in self.suggestions],
+            "skipped": self.skipped,
+            "hypopg": self.hypopg,
+        }
+
+
+class Advisor:
+    def __init__(self, conn: psycopg.Connection, options: Options | None = None) -> None:
+        self.conn = conn
+        self.options = options or Options()
+        self.catalog = Catalog(conn)
+        self.planner = Planner(conn)
+        self.relations: dict[str, Relation] = {}  # by 'schema.name', as statements resolved them
+
+    def advise(self, statements: list[StatementInput]) -> Advice:
+        proposals: list[Proposal] = []
+        skipped: list[dict[str, str]] = []
+        for statement in statements:
+            found, reason = self._statement(statement)
+            proposals += found
+            if not found:
+                skipped.append({"statement": statement.text, "reason": reason})
+        suggestions = self._merge(proposals)
+        suggestions.sort(
+            key=lambda s: (
+                -(s.net_ms_per_day or 0),
+                -sum(p.before.cost - (p.after or p.before).cost for p in s.proposals),
+            )
+        )
+        return Advice(suggestions, skipped, self.planner.hypopg)
+
+    # -- one statement ---------------------------------------------------------------------
+    def _statement(self, statement: StatementInput) -> tuple[list[Proposal], str]:
+        try:
+            parsed, relations = shape(statement.text, self.catalog)
+        except ShapeError as err:
+            return [], f"not analysed: {err}"
+        self.relations.update(relations)
+        if parsed.kind not in ("select", "update", "delete", "insert"):
+            return [], "not a query: utility statements read no rows through indexes"
+        uses = [u for u in parsed.tables.values() if u.terms]
+        if not uses:
+            return [], "no filter, join or sort that an index could serve"
+        try:
+            before = self.planner.plan(statement.text)
+        except PlanError as err:
+            return [], f"the planner cannot plan it: {err}"
+        if before.cost < self.options.min_cost:
+            return [], f"already cheap: planner cost {before.cost:,.1f}"
+        found, reasons = [], []
+        for use in uses:
+            proposal, reason = self._table(statement, parsed, use, relations[use.table], before)
+            if proposal:
+                found.append(proposal)
+            else:
+                reasons.append(reason)
+        return found, "; ".join(reasons)
+
+    def _table(
+        self, statement: StatementInput, parsed: Shape, use: TableUse, rel: Relation, before: Plan
+    ) -> tuple[Proposal | None, str]:
+        if not rel.indexable:
+            return None, f"{rel.qualified} cannot be indexed here ({_KIND.get(rel.kind, rel.kind)})"
+        if rel.reltuples < self.options.min_table_rows:
+            return None, f"{rel.qualified} is too small to matter ({rel.reltuples:,} rows)"
+        candidates = propose(use, rel)
+        if not candidates:
+            return None, f"no selective predicate on {rel.qualified}"
+        fresh = [c for c in candidates if serving_index(c, rel.indexes) is None]
+        if not fresh:
+            index = serving_index(candidates[0], rel.indexes)
+            return None, f"already indexed by {index.name if index else 'an existing index'}"
+        if not self.planner.hypopg:
+            return Proposal(fresh[0], statement, before, None, _why(fresh[0], use)), ""
+        return self._prove(statement, use, rel, before, fresh)
+
+    def _prove(
+        self,
+        statement: StatementInput,
+        use: TableUse,
+        rel: Relation,
+        before: Plan,
+        candidates: list[Candidate],
+    ) -> tuple[Proposal | None, str]:
+        good: list[tuple[Plan, Candidate]] = []
+        for candidate in candidates:
+            try:
+                plan, used = self.planner.plan_with(statement.text, candidate)
+            except PlanError:
+                continue
+            if used and plan.cost <= before.cost * (1 - self.options.min_reduction):
+                good.append((plan, candidate))
+        if not good:
+            used_now = sorted(i for i in before.indexes)
+            if used_now:
+                return None, f"already served by {', '.join(used_now)} on {rel.qualified}"
+            return (
+                None,
+                f"no index on {rel.qualified} cuts its cost by {self.options.min_reduction:.0%} or more",
+            )
+        best = min(plan.cost for plan, _ in good)
+        near = [
+            (len(c.keys), plan.cost, plan, c)
+            for plan, c in good
+            if plan.cost <= best * self.options.near_best + 1
+        ]
+        _, _, plan, chosen = min(near, key=lambda t: (t[0], t[1]))
+        return Proposal(chosen, statement, before, plan, _why(chosen, use)), ""
+
+    # -- the workload ----------------------------------------------------------------------
+    def _merge(self, proposals: list[Proposal]) -> list[Suggestion]:
+        """One suggestion per index; an index whose keys prefix another's folds into it."""
+        by_candidate: dict[Candidate, Suggestion] = {}
+        for p in sorted(proposals, key=lambda p: -len(p.candidate.keys)):
+            target = next(
+                (c for c in by_candidate if p.candidate.is_prefix_of(c) or _same_equalities(p.candidate, c)),
+                None,
+            )
+            if target is not None and target != p.candidate:
+                p = self._reprove(p, target)
+            key = target or p.candidate
+            by_candidate.setdefault(key, Suggestion(key, self.relations[key.table])).proposals.append(p)
+        return list(by_candidate.values())
+
+    def _reprove(self, p: Proposal, wider: Candidate) -> Proposal:
+        """The statement served by the wider index: measure it, so the figures stay honest."""
+        if p.after is None:
+            return Proposal(wider, p.statement, p.before, None, p.why)
+        try:
+            plan, _ = self.planner.plan_with(p.statement.text, wider)
+        except PlanError:
+            plan = p.after
+        return Proposal(wider, p.statement, p.before, plan, p.why)
+
+
+_KIND = {"v": "a view", "f": "a foreign table", "S": "a sequence", "c": "a composite type"}
+
+
+def _same_equalities(a: Candidate, b: Candidate) -> bool:
+    """(a, b) and (b, a) serve the same pure-equality lookups: keep one."""
+    return (
+        a.table == b.table
+        and not any(a.desc + b.desc)
+        and len(a.keys) == len(b.keys)
+        and set(a.keys) == set(b.keys)
+    )
+
+
+def _why(candidate: Candidate, use: TableUse) -> str:
+    kinds = {t.sql: t.kind for t in use.terms}
+    words = {"eq": "equality", "in": "IN list", "null": "IS NULL", "join": "join key", "range": "range",
+             "like": "LIKE prefix", "sort": "sort", "group": "grouping"}  # fmt: skip
+    parts = [f"{words.get(kinds.get(k, ''), 'key')} on {k}" for k in candidate.keys]
+    if use.limit and any(kinds.get(k) == "sort" for k in candidate.keys):
+        parts.append("ORDER BY ... LIMIT stops early")
+    return ", then ".join(parts)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

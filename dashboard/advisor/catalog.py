@@ -1,0 +1,135 @@
+"""What the advisor knows about the tables a statement touches: size, statistics, indexes.
+
+Read lazily, one relation at a time, from the database the statements ran in; cached for one
+advising run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+SQL_DIR = Path(__file__).with_name("sql")
+
+
+@cache
+def sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    type: str
+    null_frac: float | None = None
+    n_distinct: float | None = None
+    correlation: float | None = None
+    top_freq: float | None = None  # frequency of the most common value
+    mcv: dict[str, float] = field(default_factory=dict)  # most common values -> frequency
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    method: str
+    keys: tuple[str, ...]  # column names or expressions, in index order, as pg_get_indexdef shows
+    unique: bool
+    primary: bool
+    valid: bool
+    predicate: str | None
+    definition: str
+
+
+@dataclass
+class Relation:
+    oid: int
+    schema: str
+    name: str
+    kind: str  # r table, p partitioned, v view, m materialized view, f foreign, ...
+    reltuples: int
+    viewdef: str | None
+    system: bool
+    writes: int  # rows inserted, updated, deleted since stats_since
+    hot_updates: int
+    stats_since: int
+    columns: dict[str, ColumnStats] = field(default_factory=dict)
+    indexes: list[Index] = field(default_factory=list)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def quoted(self) -> str:
+        return f"{_quote(self.schema)}.{_quote(self.name)}"
+
+    @property
+    def indexable(self) -> bool:
+        return self.kind in ("r", "m", "p") and not self.system
+
+
+def _quote(identifier: str) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", identifier):
+        return identifier
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Catalog:
+    """Relations of one database, looked up by the name a statement writes ('users', '"Bar"."Foo"')."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self._relations: dict[str, Relation | None] = {}
+
+    def relation(self, written: str) -> Relation | None:
+        if written not in self._relations:
+            self._relations[written] = self._load(written)
+        return self._relations[written]
+
+    def _load(self, written: str) -> Relation | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            try:
+                row = cur.execute(sql("catalog_relation"), {"name": written}).fetchone()
+            except psycopg.errors.InvalidName:
+                return None
+            if row is None:
+                return None
+            rel = Relation(**row)
+            for c in cur.execute(
+                sql("catalog_columns"), {"schema": rel.schema, "name": rel.name, "oid": rel.oid}
+            ):
+                rel.columns[c["column"]] = ColumnStats(
+                    type=c["type"],
+                    null_frac=c["null_frac"],
+                    n_distinct=c["n_distinct"],
+                    correlation=c["correlation"],
+                    top_freq=c["top_freq"],
+                    mcv=_mcv(c["mcv"], c["mcf"]),
+                )
+            rel.indexes = [
+                Index(
+                    name=i["name"],
+                    method=i["method"],
+                    keys=tuple(i["keys"]),
+                    unique=i["unique"],
+                    primary=i["primary"],
+                    valid=i["valid"],
+                    predicate=i["predicate"],
+                    definition=i["definition"],
+                )
+                for i in cur.execute(sql("catalog_indexes"), {"oid": rel.oid})
+            ]
+        return rel
+
+
+def _mcv(values: str | None, freqs: list[float] | None) -> dict[str, float]:
+    """pg_stats' most common values arrive as an array literal of text: '{a,b,"c d"}'."""
+    if not values or not freqs:
+        return {}
+    items = re.findall(r'"((?:[^"\\]|\\.)*)"|([^,{}]+)', values)
+    texts = [quoted.replace('\\"', '"') if quoted else bare for quoted, bare in items]
+    return dict(zip(texts, freqs, strict=False))

@@ -1,0 +1,304 @@
+"""What a statement asks of each table: the columns it filters, joins, sorts and groups on.
+
+sqlglot parses the statement (PostgreSQL dialect, `$1` placeholders included); `qualify` resolves
+every column to its table through aliases, CTEs and subqueries; views are expanded to their
+definitions first so their base tables are what gets indexed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.pushdown_predicates import pushdown_predicates
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.schema import MappingSchema
+
+from dashboard.advisor.catalog import Catalog, Relation
+
+Kind = Literal["eq", "in", "null", "range", "like", "join", "sort", "group"]
+EQUALITY: frozenset[str] = frozenset({"eq", "in", "null", "join"})
+_RANGE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
+
+
+class ShapeError(ValueError):
+    """The statement cannot be read: the message says why, for the 'skipped' list."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One column (or expression, e.g. `lower(email)`) a table is used by."""
+
+    sql: str  # column name, or the expression's SQL with bare column names
+    kind: Kind
+    expression: bool = False
+    desc: bool = False  # sort terms only
+    value: str | None = None  # eq: the literal compared with, when there is one (selectivity)
+
+
+@dataclass
+class TableUse:
+    table: str  # schema.table as written after qualification
+    terms: list[Term] = field(default_factory=list)
+    limit: bool = False  # ORDER BY ... LIMIT in the scope that sorts this table
+
+    def add(self, term: Term) -> None:
+        if term not in self.terms:
+            self.terms.append(term)
+
+
+@dataclass
+class Shape:
+    text: str
+    kind: str  # select | update | delete | insert | other
+    tables: dict[str, TableUse] = field(default_factory=dict)
+
+    def use(self, table: str) -> TableUse:
+        return self.tables.setdefault(table, TableUse(table))
+
+
+def parse(text: str) -> exp.Expression:
+    try:
+        tree = sqlglot.parse_one(_spaced_params(text), read="postgres")
+    except SqlglotError as err:
+        raise ShapeError(f"sqlglot cannot parse it: {str(err).splitlines()[0][:200]}") from None
+    if tree is None:
+        raise ShapeError("empty statement")
+    return tree
+
+
+def _spaced_params(text: str) -> str:
+    # pg_stat_statements writes `$1,$2`; sqlglot 30 cannot tokenize a parameter followed by a comma.
+    return text.replace(",$", ", $")
+
+
+def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
+    """The statement's use of each base table, and the relations it reads (by 'schema.name')."""
+    tree = parse(text)
+    relations: dict[str, Relation] = {}
+    _resolve(tree, catalog, relations, depth=0)
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for rel in relations.values():
+        schema.setdefault(rel.schema, {})[rel.name] = {col: st.type for col, st in rel.columns.items()}
+    try:
+        tree = qualify(
+            tree,
+            # Catalog names are exact; only the statement's unquoted identifiers get folded.
+            schema=MappingSchema(schema, dialect="postgres", normalize=False),
+            dialect="postgres",
+            validate_qualify_columns=False,
+            quote_identifiers=False,
+        )
+        if not any(cte.args.get("materialized") for cte in tree.find_all(exp.CTE)):
+            # PostgreSQL pushes conditions into subqueries, views and inlined CTEs; so do we.
+            tree = pushdown_predicates(tree)
+    except SqlglotError as err:
+        raise ShapeError(f"cannot resolve its columns: {str(err).splitlines()[0][:200]}") from None
+    result = Shape(text=text, kind=_kind(tree))
+    if isinstance(tree, exp.Update | exp.Delete):
+        _dml_target(tree, result)
+    for scope in traverse_scope(tree):
+        _scope_terms(scope, result)
+    return result, relations
+
+
+def _resolve(tree: exp.Expression, catalog: Catalog, relations: dict[str, Relation], depth: int) -> None:
+    """Name every relation by its schema and expand views into their definitions."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in list(tree.find_all(exp.Table)):
+        if not table.name or (not table.db and table.name in ctes):
+            continue
+        written = ".".join(part.sql("postgres") for part in table.parts)
+        rel = catalog.relation(written)
+        if rel is None:
+            raise ShapeError(f"relation {written} does not exist in this database")
+        alias = table.alias_or_name
+        if rel.kind == "v" and rel.viewdef and depth < 5:
+            body = parse(rel.viewdef.rstrip().rstrip(";"))
+            _resolve(body, catalog, relations, depth + 1)
+            table.replace(exp.Subquery(this=body, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            continue
+        relations[rel.qualified] = rel
+        table.set("db", exp.to_identifier(rel.schema, quoted=True))
+        table.set("this", exp.to_identifier(rel.name, quoted=True))
+        if not table.alias:
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def _kind(tree: exp.Expression) -> str:
+    for cls, name in (
+        (exp.Select, "select"),
+        (exp.Update, "update"),
+        (exp.Delete, "delete"),
+        (exp.Insert, "insert"),
+    ):
+        if isinstance(tree, cls):
+            return name
+    if isinstance(tree, exp.Union | exp.Intersect | exp.Except):
+        return "select"
+    return "other"
+
+
+def _table_name(table: exp.Table) -> str:
+    return f"{table.db}.{table.name}" if table.db else table.name
+
+
+def _dml_target(tree: exp.Update | exp.Delete, result: Shape) -> None:
+    """UPDATE and DELETE find their rows through WHERE: those columns belong to the target."""
+    target = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
+    where = tree.args.get("where")
+    if target is None or where is None:
+        return
+    alias = target.alias_or_name
+    sources = {alias: _table_name(target), target.name: _table_name(target)}
+    for conjunct in _conjuncts(where.this):
+        _classify(conjunct, sources, result, unqualified=_table_name(target))
+
+
+def _scope_terms(scope: Scope, result: Shape) -> None:
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return
+    sources = {alias: _table_name(src) for alias, src in scope.sources.items() if isinstance(src, exp.Table)}
+    if not sources:
+        return
+    for conjunct in _scope_conditions(select):
+        _classify(conjunct, sources, result)
+    _sort_terms(select, sources, result)
+    group = select.args.get("group")
+    if group:
+        for item in group.expressions:
+            owner = _owner(item, sources)
+            if owner:
+                result.use(owner).add(_term(item, "group"))
+
+
+def _scope_conditions(select: exp.Select) -> list[exp.Expression]:
+    found = []
+    where = select.args.get("where")
+    if where is not None:
+        found += _conjuncts(where.this)
+    for join in select.args.get("joins") or []:
+        on = join.args.get("on")
+        if on is not None:
+            found += _conjuncts(on)
+    return found
+
+
+def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    node = node.unnest() if isinstance(node, exp.Paren) else node
+    if isinstance(node, exp.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def _owner(node: exp.Expression, sources: dict[str, str], unqualified: str | None = None) -> str | None:
+    """The one base table all of `node`'s columns come from, or None."""
+    owners = set()
+    for column in node.find_all(exp.Column):
+        if column.table:
+            owners.add(sources.get(column.table))
+        elif unqualified:
+            owners.add(unqualified)
+        else:
+            owners.add(None)
+    return owners.pop() if len(owners) == 1 else None
+
+
+def _is_value(node: exp.Expression) -> bool:
+    """A constant, a parameter or an expression of them (no column of any table)."""
+    return node.find(exp.Column) is None and node.find(exp.Select) is None
+
+
+def _term(node: exp.Expression, kind: Kind, desc: bool = False, value: exp.Expression | None = None) -> Term:
+    bare = node.copy()
+    for column in bare.find_all(exp.Column):
+        column.set("table", None)
+    is_column = isinstance(bare, exp.Column)
+    literal = value.this if isinstance(value, exp.Literal) else None
+    return Term(
+        sql=bare.name if is_column else bare.sql("postgres").lower(),
+        kind=kind,
+        expression=not is_column,
+        desc=desc,
+        value=literal,
+    )
+
+
+def _classify(
+    node: exp.Expression, sources: dict[str, str], result: Shape, unqualified: str | None = None
+) -> None:
+    """Add what one AND-ed condition asks of a table; ORs and NOTs give nothing indexable."""
+    owner = lambda n: _owner(n, sources, unqualified)  # noqa: E731
+    if isinstance(node, exp.EQ):
+        left, right = node.left, node.right
+        for side, other in ((left, right), (right, left)):
+            if side.find(exp.Column) and owner(side) and _is_value(other):
+                result.use(owner(side)).add(_term(side, "eq", value=other))
+                return
+        if owner(left) and owner(right) and owner(left) != owner(right):
+            result.use(owner(left)).add(_term(left, "join"))
+            result.use(owner(right)).add(_term(right, "join"))
+        return
+    if isinstance(node, exp.In) and owner(node.this) and not node.args.get("is_not"):
+        result.use(owner(node.this)).add(_term(node.this, "in"))
+        return
+    is_null = (
+        isinstance(node, exp.Is) and isinstance(node.expression, exp.Null) and not node.args.get("negate")
+    )
+    if is_null and owner(node.this):
+        result.use(owner(node.this)).add(_term(node.this, "null"))
+        return
+    if isinstance(node, _RANGE):
+        _range(node, owner, result)
+        return
+    if isinstance(node, exp.Like) and owner(node.this) and _prefix_pattern(node.expression):
+        result.use(owner(node.this)).add(_term(node.this, "like"))
+
+
+def _range(node: exp.Expression, owner, result: Shape) -> None:
+    if isinstance(node, exp.Between):
+        if owner(node.this) and _is_value(node.args["low"]) and _is_value(node.args["high"]):
+            result.use(owner(node.this)).add(_term(node.this, "range"))
+        return
+    for side, other in ((node.left, node.right), (node.right, node.left)):
+        if side.find(exp.Column) and owner(side) and _is_value(other):
+            result.use(owner(side)).add(_term(side, "range"))
+            return
+
+
+def _prefix_pattern(pattern: exp.Expression) -> bool:
+    """`LIKE 'abc%'` can use a B-tree; `LIKE '%abc'` and an unknown `$1` pattern cannot be relied on."""
+    return isinstance(pattern, exp.Literal) and pattern.is_string and not pattern.this.startswith(("%", "_"))
+
+
+def _sort_terms(select: exp.Select, sources: dict[str, str], result: Shape) -> None:
+    order = select.args.get("order")
+    if not order:
+        return
+    projections = {p.alias_or_name: p for p in select.expressions}
+    terms: list[tuple[str, Term]] = []
+    for ordered in order.expressions:
+        node = ordered.this
+        if isinstance(node, exp.Literal) and node.is_int:  # ORDER BY 1
+            index = int(node.this) - 1
+            if not 0 <= index < len(select.expressions):
+                return
+            node = select.expressions[index].unalias()
+        elif isinstance(node, exp.Column) and not node.table and node.name in projections:
+            node = projections[node.name].unalias()
+        table = _owner(node, sources)
+        if table is None or not node.find(exp.Column):
+            return  # sorting on something no single index can give (now(), several tables)
+        terms.append((table, _term(node, "sort", desc=bool(ordered.args.get("desc")))))
+    tables = {table for table, _ in terms}
+    if len(tables) != 1:
+        return
+    use = result.use(tables.pop())
+    use.limit = use.limit or select.args.get("limit") is not None
+    for _, term in terms:
+        use.add(term)
