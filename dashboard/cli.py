@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--port", type=int, default=8501)
     status = sub.add_parser("status", help="per target: state, last success, last error, samples")
     status.add_argument("--json", action="store_true")
+    advise = sub.add_parser("advise", help="suggest indexes for one database and check its index health")
+    advise.add_argument("--dsn", required=True, help="the database to advise on (read-only session)")
+    advise.add_argument("--query", action="append", help="advise on this statement instead (repeatable)")
+    advise.add_argument("--json", action="store_true")
+    advise.add_argument(
+        "--min-calls", type=int, default=10, help="workload: statements called at least this often"
+    )
+    advise.add_argument("--min-mean-ms", type=float, default=1.0, help="workload: mean time at least this")
+    advise.add_argument("--limit", type=int, default=100, help="workload: top statements by total time")
     demo = sub.add_parser("demo", help="throwaway servers with a real workload, collectors and the app")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8501)
@@ -57,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dashboard.demo import run_demo
 
             return run_demo(args)
+        if args.command == "advise":
+            return cmd_advise(args)
         config = config_mod.load(args.config)
         return COMMANDS[args.command](args, config)
     except config_mod.ConfigError as err:
@@ -133,6 +144,31 @@ def cmd_status(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"  error: {r['last_error']}")
         for hint in r["hints"]:
             print(f"  hint: {hint}")
+    return 0
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from dashboard.advisor.database import AdviseError, Workload, advise_database
+
+    workload = Workload(min_calls=args.min_calls, min_mean_ms=args.min_mean_ms, limit=args.limit)
+    try:
+        report = advise_database(args.dsn, queries=args.query, workload=workload)
+    except AdviseError as err:
+        print(f"observatory advise: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"database {report['database']}: {len(report['suggestions'])} suggested indexes")
+    for s in report["suggestions"]:
+        print(f"\n  {s['create_sql']}\n    {s['reason']}")
+    for skipped in report["skipped"]:
+        print(f"\n  skipped: {skipped['statement'][:100]}\n    {skipped['reason']}")
+    if report.get("hint"):
+        print(f"\nhint: {report['hint']}")
+    for kind, findings in report.get("health", {}).items():
+        if isinstance(findings, list) and findings:
+            print(f"\n{kind.replace('_', ' ')}: {len(findings)}")
     return 0
 
 

@@ -110,7 +110,8 @@ class Suggestion:
         if self.proven:
             before = sum(p.before.cost for p in self.proposals)
             after = sum(p.after.cost for p in self.proposals if p.after)
-            proof = f"planner cost {before:,.0f} -> {after:,.0f} ({(after - before) / before:+.0%}), proven with HypoPG"
+            change = (after - before) / before
+            proof = f"planner cost {before:,.0f} -> {after:,.0f} ({change:+.0%}), proven with HypoPG"
         else:
             proof = "unproven: HypoPG is not installed (CREATE EXTENSION hypopg), estimated from statistics"
         return f"{why}; {served}; {proof}; {self.relation.reltuples:,} rows"
@@ -162,17 +163,27 @@ class Advisor:
         except ShapeError as err:
             return [], f"not analysed: {err}"
         self.relations.update(relations)
-        if parsed.kind not in ("select", "update", "delete", "insert"):
+        if parsed.kind == "utility":
             return [], "not a query: utility statements read no rows through indexes"
+        if parsed.kind not in ("select", "update", "delete", "insert"):
+            return [], self._not_a_query(statement.text)
         uses = [u for u in parsed.tables.values() if u.terms]
         if not uses:
             return [], "no filter, join or sort that an index could serve"
+        small = [
+            relations[u.table] for u in uses if relations[u.table].reltuples < self.options.min_table_rows
+        ]
+        if len(small) == len(uses):
+            return [], "; ".join(
+                f"{r.qualified} is too small to matter ({r.reltuples:,} rows)" for r in small
+            )
         try:
             before = self.planner.plan(statement.text)
         except PlanError as err:
             return [], f"the planner cannot plan it: {err}"
         if before.cost < self.options.min_cost:
-            return [], f"already cheap: planner cost {before.cost:,.1f}"
+            using = f" using {', '.join(sorted(before.indexes))}" if before.indexes else ""
+            return [], f"already cheap: planner cost {before.cost:,.1f}{using}"
         found, reasons = [], []
         for use in uses:
             proposal, reason = self._table(statement, parsed, use, relations[use.table], before)
@@ -181,6 +192,14 @@ class Advisor:
             else:
                 reasons.append(reason)
         return found, "; ".join(reasons)
+
+    def _not_a_query(self, text: str) -> str:
+        """A utility statement, or text sqlglot took leniently: let the server say which."""
+        try:
+            self.planner.plan(text)
+        except PlanError as err:
+            return f"not valid SQL for PostgreSQL: {err}"
+        return "not a statement the advisor understands"
 
     def _table(
         self, statement: StatementInput, parsed: Shape, use: TableUse, rel: Relation, before: Plan

@@ -140,6 +140,19 @@ def _kind(tree: exp.Expression) -> str:
             return name
     if isinstance(tree, exp.Union | exp.Intersect | exp.Except):
         return "select"
+    utility = (
+        exp.Set,
+        exp.Command,
+        exp.Create,
+        exp.Drop,
+        exp.Alter,
+        exp.Transaction,
+        exp.Commit,
+        exp.Rollback,
+    )
+    if isinstance(tree, utility):
+        return "utility"
+
     return "other"
 
 

@@ -1,0 +1,99 @@
+"""Advising one database: connect read-only, take its workload, suggest indexes, check index health.
+
+Every query runs under a statement timeout in a read-only session; hypothetical indexes live only
+in this session and are dropped at its end. Nothing is ever created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+
+from dashboard.advisor.advise import Advisor, Options, StatementInput
+from dashboard.advisor.catalog import sql
+from dashboard.redaction import password_of, postgres_conninfo, redact
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Which recorded statements are worth advising on."""
+
+    min_calls: int = 10
+    min_mean_ms: float = 1.0
+    limit: int = 100
+
+
+class AdviseError(RuntimeError):
+    """The database cannot be advised on: the message says why and what to do."""
+
+
+def connect(dsn: str, password_env: str | None = None, timeout_s: float = 10.0) -> psycopg.Connection:
+    conninfo = postgres_conninfo(
+        dsn,
+        password_env,
+        application_name="observatory-advisor",
+        connect_timeout=10,
+        options=f"-c statement_timeout={int(timeout_s * 1000)} -c default_transaction_read_only=on",
+    )
+    try:
+        return psycopg.connect(conninfo, autocommit=True)
+    except psycopg.Error as err:
+        raise AdviseError(redact(str(err).strip().splitlines()[0], password_of(dsn))) from None
+
+
+def workload_statements(conn: psycopg.Connection, workload: Workload) -> list[StatementInput]:
+    """This database's top statements from pg_stat_statements, with calls per day and mean time."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        ext = cur.execute(
+            "SELECT extnamespace::regnamespace::text AS schema, extversion FROM pg_extension"
+            " WHERE extname = 'pg_stat_statements'"
+        ).fetchone()
+        if ext is None:
+            raise AdviseError(
+                "pg_stat_statements is not installed here: CREATE EXTENSION pg_stat_statements;"
+            )
+        since = cur.execute(_since_query(conn, ext["schema"])).fetchone()["since"]
+        query = pgsql.SQL(sql("workload_statements")).format(pgss=pgsql.Identifier(ext["schema"]))
+        params = {"since": since, **workload.__dict__}
+        rows = cur.execute(query, params).fetchall()
+    return [StatementInput(r["query"], float(r["calls_per_day"]), float(r["mean_ms"])) for r in rows]
+
+
+def _since_query(conn: psycopg.Connection, schema: str) -> pgsql.Composable:
+    if conn.info.server_version >= 140000:  # the time of the last pg_stat_statements_reset()
+        return pgsql.SQL(
+            "SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS since FROM {}.{}"
+        ).format(pgsql.Identifier(schema), pgsql.Identifier("pg_stat_statements_info"))
+    return pgsql.SQL("SELECT pg_postmaster_start_time() AS since")
+
+
+def advise_database(
+    dsn: str,
+    *,
+    queries: list[str] | None = None,
+    password_env: str | None = None,
+    options: Options | None = None,
+    workload: Workload | None = None,
+    health: bool = True,
+) -> dict[str, Any]:
+    """The JSON-ready report: suggestions, skipped statements, index health."""
+    with connect(dsn, password_env) as conn:
+        if queries:
+            statements = [StatementInput(q) for q in queries]
+        else:
+            statements = workload_statements(conn, workload or Workload())
+        report = Advisor(conn, options).advise(statements).to_dict()
+        report["database"] = conn.info.dbname
+        if not report["hypopg"]:
+            report["hint"] = (
+                "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"
+            )
+        if health:
+            from dashboard.advisor.health import index_health
+
+            report["health"] = index_health(conn).to_dict()
+    return report
