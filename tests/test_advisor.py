@@ -1,0 +1,195 @@
+"""The index advisor against a real PostgreSQL with HypoPG, on a schema big enough to matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dashboard.advisor.advise import Advisor, StatementInput
+from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.throwaway import ThrowawayPostgres
+from tests.conftest import new_database
+
+SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
+
+
+@pytest.fixture(scope="module")
+def shop(pg: ThrowawayPostgres) -> str:
+    """The DSN of a database with the shop schema, pg_stat_statements and HypoPG."""
+    name = new_database(pg, "shop")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("CREATE EXTENSION hypopg")
+    return pg.dsn(dbname=name)
+
+
+@pytest.fixture
+def advisor(shop: str) -> Iterator[Advisor]:
+    with psycopg.connect(shop, autocommit=True) as conn:
+        yield Advisor(conn)
+
+
+def suggest(advisor: Advisor, *statements: str):
+    advice = advisor.advise([StatementInput(s, calls_per_day=1000, mean_ms=5) for s in statements])
+    found = {(s.candidate.table, tuple(s.candidate.columns)) for s in advice.suggestions}
+    return found, advice
+
+
+def skipped_reason(advisor: Advisor, statement: str) -> str:
+    found, advice = suggest(advisor, statement)
+    assert found == set(), found
+    return advice.skipped[0]["reason"]
+
+
+def test_equality_columns_most_selective_first(advisor: Advisor) -> None:
+    found, advice = suggest(advisor, "SELECT * FROM orders WHERE channel = $1 AND region = $2")
+    assert found == {("public.orders", ("region", "channel"))}  # region: 200 values, channel: 50
+    (s,) = advice.suggestions
+    assert s.proven and s.to_dict()["cost_after"] < s.to_dict()["cost_before"] / 2
+    assert s.to_dict()["create_sql"] == "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);"
+
+
+def test_join_keys_on_both_sides(advisor: Advisor) -> None:
+    found, _ = suggest(
+        advisor, "SELECT o.total FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.email = $1"
+    )
+    assert found == {("public.customers", ("email",)), ("public.orders", ("customer_id",))}
+
+
+def test_order_by_limit_uses_the_sort_column(advisor: Advisor) -> None:
+    found, advice = suggest(
+        advisor, "SELECT * FROM orders WHERE region = $1 ORDER BY created_at DESC LIMIT 10"
+    )
+    assert found == {("public.orders", ("region", "created_at"))}
+    assert "ORDER BY ... LIMIT" in advice.suggestions[0].reason()
+
+
+def test_expression_index(advisor: Advisor) -> None:
+    found, advice = suggest(advisor, "SELECT * FROM customers WHERE lower(email) = lower($1)")
+    assert found == {("public.customers", ("lower(email)",))}
+    assert (
+        advice.suggestions[0].candidate.create_sql()
+        == "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)))"
+    )
+
+
+def test_update_and_delete_count(advisor: Advisor) -> None:
+    found, advice = suggest(
+        advisor, "UPDATE orders SET total = $1 WHERE ref = $2", "DELETE FROM orders WHERE ref = $1"
+    )
+    assert found == {("public.orders", ("ref",))}
+    assert len(advice.suggestions[0].proposals) == 2  # one index serving both
+
+
+def test_no_suggestion_for_a_primary_key_lookup(advisor: Advisor) -> None:
+    assert "orders_pkey" in skipped_reason(advisor, "SELECT * FROM orders WHERE id = $1")
+
+
+def test_no_suggestion_for_a_small_table(advisor: Advisor) -> None:
+    assert (
+        skipped_reason(advisor, "SELECT * FROM tiny WHERE name = $1")
+        == "public.tiny is too small to matter (50 rows)"
+    )
+
+
+def test_no_suggestion_for_an_unselective_column(advisor: Advisor) -> None:
+    reason = skipped_reason(advisor, "SELECT * FROM customers WHERE segment = $1")
+    assert "no index on public.customers cuts its cost" in reason
+
+
+def test_no_suggestion_when_already_indexed(advisor: Advisor) -> None:
+    reason = skipped_reason(advisor, "SELECT * FROM events WHERE kind = $1 AND created_at > $2")
+    assert "events_kind_created_at_idx" in reason
+
+
+def test_unparseable_statements_are_reported(advisor: Advisor) -> None:
+    assert skipped_reason(advisor, "SELECT * FROM orders WHERE (").startswith(
+        "not analysed: sqlglot cannot parse"
+    )
+    assert "syntax error" in skipped_reason(advisor, "SELEC * FRM orders")
+    assert "does not exist" in skipped_reason(advisor, "SELECT * FROM no_such_table WHERE id = $1")
+    assert skipped_reason(advisor, "SET work_mem = '64MB'").startswith("not a query")
+
+
+def test_workload_merges_prefixes_and_ranks_by_time_saved(advisor: Advisor) -> None:
+    advice = advisor.advise(
+        [
+            StatementInput("SELECT * FROM orders WHERE region = $1", calls_per_day=100, mean_ms=20),
+            StatementInput(
+                "SELECT * FROM orders WHERE region = $1 AND channel = $2", calls_per_day=50, mean_ms=20
+            ),
+            StatementInput("SELECT * FROM orders WHERE ref = $1", calls_per_day=100_000, mean_ms=30),
+        ]
+    )
+    found = [(s.candidate.table, tuple(s.candidate.columns)) for s in advice.suggestions]
+    assert found == [
+        ("public.orders", ("ref",)),
+        ("public.orders", ("region", "channel")),
+    ]  # no (region) alone
+    merged = advice.suggestions[1]
+    assert len(merged.proposals) == 2 and merged.proven
+    assert advice.suggestions[0].saved_ms_per_day > merged.saved_ms_per_day > 0
+
+
+def test_without_hypopg_suggestions_are_unproven(pg: ThrowawayPostgres) -> None:
+    name = new_database(pg, "nohypo")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    report = advise_database(
+        pg.dsn(dbname=name), queries=["SELECT * FROM orders WHERE ref = $1"], health=False
+    )
+    (s,) = report["suggestions"]
+    assert s["columns"] == ["ref"] and s["proven"] is False and s["cost_after"] is None
+    assert "unproven" in s["reason"] and "CREATE EXTENSION hypopg" in report["hint"]
+
+
+def test_advising_creates_nothing(shop: str) -> None:
+    with psycopg.connect(shop, autocommit=True) as conn:
+        before = conn.execute("SELECT count(*) FROM pg_indexes").fetchone()[0]
+    report = advise_database(shop, queries=["SELECT * FROM orders WHERE ref = $1"], health=False)
+    assert report["suggestions"]
+    with psycopg.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_indexes").fetchone()[0] == before
+        assert conn.execute("SELECT count(*) FROM hypopg_list_indexes").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+
+
+def test_cli_advises_on_the_recorded_workload(shop: str) -> None:
+    with psycopg.connect(shop, autocommit=True) as conn:
+        for i in range(30):
+            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
+            conn.execute(
+                "SELECT * FROM customers WHERE lower(email) = lower(%s)", (f"customer{i}@example.org",)
+            )
+    env = {k: v for k, v in os.environ.items() if k != "OBSERVATORY_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "advise", "--dsn", shop, "--json", "--min-mean-ms", "0"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= {"suggestions", "skipped", "health", "hypopg"}
+    by_columns = {tuple(s["columns"]): s for s in report["suggestions"]}
+    assert ("ref",) in by_columns and ("lower(email)",) in by_columns
+    ref = by_columns[("ref",)]
+    assert ref["table"] == "public.orders" and ref["proven"] is True
+    assert set(ref) >= {"create_sql", "statements", "cost_before", "cost_after", "reason"}
+    assert ref["statements"] == ["SELECT * FROM orders WHERE ref = $1"]
+
+
+def test_cli_bad_dsn_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AdviseError, match="Connection refused"):
+        advise_database("postgresql://x:Pw-1234@127.0.0.1:1/x")
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "advise", "--dsn", "postgresql://x:Pw-1234@127.0.0.1:1/x"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "observatory advise:" in result.stderr
+    assert "Pw-1234" not in result.stderr
