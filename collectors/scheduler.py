@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from collectors.advisor_job import advise_target
 from collectors.base import Collector
 from collectors.postgres import PostgresCollector
-from dashboard.config import Config
+from dashboard.config import Config, PostgresTarget
 from dashboard.store import Store
 from dashboard.store.records import Cycle
 
@@ -78,6 +79,11 @@ class Scheduler:
             for c in self.collectors
         ]
         threads.append(threading.Thread(target=self._maintenance, name="retention", daemon=True))
+        threads += [
+            threading.Thread(target=self._advise_loop, args=(t,), name=f"advise/{t.name}", daemon=True)
+            for t in self.config.targets.postgres
+            if t.advise
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -105,6 +111,17 @@ class Scheduler:
                 failures += 1
             wait = backoff(collector.interval, failures) - (time.monotonic() - started)
             self.stop_event.wait(max(0.0, wait))
+
+    def _advise_loop(self, target: PostgresTarget) -> None:
+        self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements
+        while not self.stop_event.is_set():
+            try:
+                for datname, error in advise_target(self.store, target).items():
+                    if error:
+                        log.warning("postgres/%s: advisor on %s: %s", target.name, datname, error)
+            except Exception:
+                log.exception("postgres/%s: advisor crashed", target.name)
+            self.stop_event.wait(target.advise_interval)
 
     def _maintenance(self) -> None:
         while not self.stop_event.is_set():

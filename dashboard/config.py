@@ -55,6 +55,8 @@ class PostgresTarget(_Strict):
     statement_timeout: Duration = 5.0
     connect_timeout: Duration = 5.0
     password_env: str | None = None  # name of an environment variable holding the password
+    advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
+    advise: bool = True  # run the index advisor (read-only; proves suggestions with HypoPG)
 
     @field_validator("interval")
     @classmethod

@@ -14,12 +14,15 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
+from dashboard.store.records import OWN_MARKER
+
 SQL_DIR = Path(__file__).with_name("sql")
 
 
 @cache
 def sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text()
+    """The advisor's own queries, marked so they never count as the workload they advise on."""
+    return OWN_MARKER + (SQL_DIR / f"{name}.sql").read_text()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
 from dashboard.redaction import password_of, postgres_conninfo, redact
+from dashboard.store.records import OWN_MARKER
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def workload_statements(conn: psycopg.Connection, workload: Workload) -> list[St
     """This database's top statements from pg_stat_statements, with calls per day and mean time."""
     with conn.cursor(row_factory=dict_row) as cur:
         ext = cur.execute(
-            "SELECT extnamespace::regnamespace::text AS schema, extversion FROM pg_extension"
+            OWN_MARKER + "SELECT extnamespace::regnamespace::text AS schema FROM pg_extension"
             " WHERE extname = 'pg_stat_statements'"
         ).fetchone()
         if ext is None:
@@ -60,15 +61,29 @@ def workload_statements(conn: psycopg.Connection, workload: Workload) -> list[St
         query = pgsql.SQL(sql("workload_statements")).format(pgss=pgsql.Identifier(ext["schema"]))
         params = {"since": since, **workload.__dict__}
         rows = cur.execute(query, params).fetchall()
-    return [StatementInput(r["query"], float(r["calls_per_day"]), float(r["mean_ms"])) for r in rows]
+    return _merge_same_text(rows)
+
+
+def _merge_same_text(rows: list[dict]) -> list[StatementInput]:
+    """One input per text: drivers send $1 as int2, int4 or int8, which pg_stat_statements keeps apart."""
+    merged: dict[str, tuple[float, float]] = {}  # text -> (calls per day, total ms per day)
+    for r in rows:
+        calls, total = merged.get(r["query"], (0.0, 0.0))
+        merged[r["query"]] = (
+            calls + float(r["calls_per_day"]),
+            total + float(r["calls_per_day"]) * float(r["mean_ms"]),
+        )
+    return [
+        StatementInput(text, calls, total / calls if calls else 0.0)
+        for text, (calls, total) in merged.items()
+    ]
 
 
 def _since_query(conn: psycopg.Connection, schema: str) -> pgsql.Composable:
     if conn.info.server_version >= 140000:  # the time of the last pg_stat_statements_reset()
-        return pgsql.SQL(
-            "SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS since FROM {}.{}"
-        ).format(pgsql.Identifier(schema), pgsql.Identifier("pg_stat_statements_info"))
-    return pgsql.SQL("SELECT pg_postmaster_start_time() AS since")
+        query = OWN_MARKER + "SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS since FROM {}.{}"
+        return pgsql.SQL(query).format(pgsql.Identifier(schema), pgsql.Identifier("pg_stat_statements_info"))
+    return pgsql.SQL(OWN_MARKER + "SELECT pg_postmaster_start_time() AS since")
 
 
 def advise_database(

@@ -19,6 +19,7 @@ from dashboard.store.schema import (
     POINTS,
     STATEMENT_COUNTERS,
     STMT,
+    advice,
     series,
     statements,
     target_status,
@@ -257,6 +258,20 @@ def statement_filters(engine: Engine, target_ids: Sequence[int]) -> tuple[list[s
     return databases, users
 
 
+def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[dict]:
+    """The advisor's latest report for each database of the targets, newest first."""
+    query = (
+        select(targets.c.name.label("target"), advice.c.target_id, advice.c.datname, advice.c.ts,
+               advice.c.duration_ms, advice.c.report)
+        .join(targets, targets.c.id == advice.c.target_id)
+        .where(advice.c.target_id.in_([int(i) for i in target_ids]))
+        .order_by(advice.c.ts.desc())
+    )  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [{**row, "report": json.loads(row["report"])} for row in rows]
+
+
 def first_ts(engine: Engine) -> int | None:
     """When the store's history starts (first cycle of any target)."""
     with engine.connect() as conn:
@@ -270,6 +285,7 @@ __all__ = [
     "Window",
     "choose_level",
     "first_ts",
+    "latest_advice",
     "series_frame",
     "statement_filters",
     "statement_info",

@@ -172,3 +172,16 @@ def _statement_stats(level: str) -> Table:
 
 
 STMT = {level: _statement_stats(level) for level in LEVELS}
+
+
+# The index advisor's latest report per target and database (JSON: see dashboard.advisor).
+advice = Table(
+    "advice",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("datname", String(200), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("duration_ms", Float),
+    Column("report", Text, nullable=False),
+    PrimaryKeyConstraint("target_id", "datname"),
+)

@@ -25,6 +25,7 @@ from dashboard.store.schema import (
     POINTS,
     STATEMENT_COUNTERS,
     STMT,
+    advice,
     series,
     statements,
     target_status,
@@ -311,6 +312,19 @@ class Store:
             conn.execute(target_status.insert().values(target_id=tid, **values))
         else:
             conn.execute(update(target_status).where(target_status.c.target_id == tid).values(**values))
+
+    def write_advice(
+        self, kind: str, name: str, datname: str, ts: int, report: dict, duration_ms: float
+    ) -> None:
+        """Replace the advisor's report for one database of a target."""
+        with self._lock, self.engine.begin() as conn:
+            tid = self.target_id(kind, name, conn)
+            conn.execute(advice.delete().where(advice.c.target_id == tid, advice.c.datname == datname))
+            conn.execute(
+                advice.insert().values(
+                    target_id=tid, datname=datname, ts=ts, duration_ms=duration_ms, report=json.dumps(report)
+                )
+            )
 
     # -- retention --------------------------------------------------------------------------
     def prune(self, retention: Retention, now: int) -> dict[str, int]:
