@@ -66,18 +66,54 @@ class PostgresTarget(_Strict):
         return v
 
 
+class RedisQueues(_Strict):
+    """Job queues kept in this Redis, by library: the queue names as the application uses them."""
+
+    bullmq: list[str] = []
+    rq: list[str] = []
+    celery: list[str] = []
+    bullmq_prefix: str = "bull"
+
+
+class RedisTarget(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    url: str = Field(min_length=1, pattern=r"^(redis|rediss|unix)://")
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    password_env: str | None = None  # name of an environment variable holding the password
+    queues: RedisQueues = RedisQueues()
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("interval must be at least 1s")
+        return v
+
+
 class Targets(_Strict):
     postgres: list[PostgresTarget] = []
+    redis: list[RedisTarget] = []
 
-    @field_validator("postgres")
+    @field_validator("postgres", "redis")
     @classmethod
-    def _unique_names(cls, targets: list[PostgresTarget]) -> list[PostgresTarget]:
+    def _unique_names(cls, targets: list, info) -> list:
         seen: set[str] = set()
         for t in targets:
             if t.name in seen:
-                raise ValueError(f"two postgres targets are named {t.name!r}: names must be unique")
+                raise ValueError(f"two {info.field_name} targets are named {t.name!r}: names must be unique")
             seen.add(t.name)
         return targets
+
+
+class Advisor(_Strict):
+    """Which recorded statements the index advisor looks at, and what it calls worth an index."""
+
+    min_calls: int = Field(10, ge=1)
+    min_mean_ms: float = Field(1.0, ge=0)
+    limit: int = Field(100, ge=1)
+    min_table_rows: int = Field(1000, ge=0)
+    min_reduction: float = Field(0.25, gt=0, lt=1)
 
 
 class Retention(_Strict):
@@ -89,6 +125,7 @@ class Retention(_Strict):
 class Config(_Strict):
     store: str = "sqlite:///observatory.db"
     retention: Retention = Retention()
+    advisor: Advisor = Advisor()
     targets: Targets = Targets()
     source: str = "embedded defaults"  # where this config came from, for messages
 

@@ -21,6 +21,7 @@ from dashboard.store.schema import (
     STMT,
     advice,
     series,
+    slowlog,
     statements,
     target_status,
     targets,
@@ -272,6 +273,40 @@ def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[dict]:
     return [{**row, "report": json.loads(row["report"])} for row in rows]
 
 
+def statement_ids_by_text(
+    engine: Engine, target_id: int, texts: Sequence[str], datname: str | None = None
+) -> dict[str, int]:
+    """The ids of the target's statements with these exact texts (advisor reports name statements
+    by text), optionally in one database. Where several match (users, nesting levels), the
+    top-level one that ran last wins."""
+    if not texts:
+        return {}
+    s = statements.c
+    query = select(s.id, s.query).where(s.target_id == int(target_id), s.query.in_(list(set(texts))))
+    if datname is not None:
+        query = query.where(s.datname == datname)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(s.toplevel, s.last_seen, s.id)).all()
+    return {r.query: r.id for r in rows}
+
+
+def slowlog_entries(
+    engine: Engine, target_ids: Sequence[int], window: Window, limit: int = 200
+) -> pd.DataFrame:
+    """Slow-log entries in the window, slowest first: target, ts, duration_us, command, client."""
+    query = (
+        select(targets.c.name.label("target"), slowlog.c.ts, slowlog.c.duration_us, slowlog.c.command,
+               slowlog.c.client)
+        .join(targets, targets.c.id == slowlog.c.target_id)
+        .where(slowlog.c.target_id.in_([int(i) for i in target_ids]), slowlog.c.ts >= window.start,
+               slowlog.c.ts <= window.end)
+        .order_by(slowlog.c.duration_us.desc())
+        .limit(limit)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
 def first_ts(engine: Engine) -> int | None:
     """When the store's history starts (first cycle of any target)."""
     with engine.connect() as conn:
@@ -287,7 +322,9 @@ __all__ = [
     "first_ts",
     "latest_advice",
     "series_frame",
+    "slowlog_entries",
     "statement_filters",
+    "statement_ids_by_text",
     "statement_info",
     "statement_series",
     "statement_texts",

@@ -56,6 +56,17 @@ class Point:
     delta: float | None = None  # counters only: None on the first reading (no baseline yet)
 
 
+@dataclass(frozen=True, slots=True)
+class SlowlogEntry:
+    """A command the server logged as slow (Redis SLOWLOG), arguments already truncated."""
+
+    entry_id: int
+    ts: int
+    duration_us: int
+    command: str
+    client: str | None = None
+
+
 @dataclass(slots=True)
 class Status:
     state: State = "ok"
@@ -79,3 +90,4 @@ class Cycle:
     texts: dict[StatementKey, str] = field(default_factory=dict)  # query text of new entries
     vanished: list[StatementKey] = field(default_factory=list)  # evicted since last snapshot
     points: list[Point] = field(default_factory=list)
+    slowlog: list[SlowlogEntry] = field(default_factory=list)  # entries new since the last cycle

@@ -185,3 +185,17 @@ advice = Table(
     Column("report", Text, nullable=False),
     PrimaryKeyConstraint("target_id", "datname"),
 )
+
+
+# Slow commands a server logged (Redis SLOWLOG); ids restart with the server, hence ts in the key.
+slowlog = Table(
+    "slowlog",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("duration_us", BigInteger, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("client", String(200)),
+    PrimaryKeyConstraint("target_id", "ts", "entry_id"),
+)

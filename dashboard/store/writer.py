@@ -6,6 +6,7 @@ hourly and daily buckets in the same transaction (an upsert), so all levels are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from dashboard.store.schema import (
     STMT,
     advice,
     series,
+    slowlog,
     statements,
     target_status,
     targets,
@@ -122,6 +124,7 @@ class Store:
             ids = self._write_statements(conn, tid, cycle)
             written = self._write_statement_deltas(conn, tid, cycle, ids)
             written += self._write_points(conn, tid, cycle.ts, cycle.points)
+            written += self._write_slowlog(conn, tid, cycle)
             self._write_status(conn, tid, cycle, written)
 
     def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
@@ -290,6 +293,16 @@ class Store:
                 ],
             )  # fmt: skip
 
+    @staticmethod
+    def _write_slowlog(conn: Connection, tid: int, cycle: Cycle) -> int:
+        rows = [{"target_id": tid, **dataclasses.asdict(e)} for e in cycle.slowlog]
+        if rows:
+            stmt = _insert(conn, slowlog).on_conflict_do_nothing(
+                index_elements=["target_id", "ts", "entry_id"]
+            )
+            conn.execute(stmt, rows)
+        return len(rows)
+
     def _write_status(self, conn: Connection, tid: int, cycle: Cycle, written: int) -> None:
         st = cycle.status
         ok = st.state != "down"
@@ -337,6 +350,9 @@ class Store:
                 for table in (STMT[level], POINTS[level]):
                     result = conn.execute(table.delete().where(table.c.ts < horizon))
                     deleted[table.name] = result.rowcount
+            # Slow-log entries are few and are detail worth keeping as long as hourly figures.
+            result = conn.execute(slowlog.delete().where(slowlog.c.ts < now - int(retention.hourly)))
+            deleted["slowlog"] = result.rowcount
         return deleted
 
 
