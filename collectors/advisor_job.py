@@ -13,7 +13,9 @@ import time
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy import select
 
-from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.advisor.advise import Options
+from dashboard.advisor.database import AdviseError, Workload, advise_database
+from dashboard.config import Advisor as AdvisorSettings
 from dashboard.config import PostgresTarget
 from dashboard.redaction import password_of, redact
 from dashboard.store import Store
@@ -37,14 +39,22 @@ def databases(store: Store, target: PostgresTarget) -> list[str]:
     return ([first] if first else []) + [n for n in names if n != first]
 
 
-def advise_target(store: Store, target: PostgresTarget, now: int | None = None) -> dict[str, str | None]:
+def advise_target(
+    store: Store, target: PostgresTarget, settings: AdvisorSettings | None = None, now: int | None = None
+) -> dict[str, str | None]:
     """Advise on every database of the target; returns database -> error (None when it worked)."""
+    settings = settings or AdvisorSettings()
+    workload = Workload(settings.min_calls, settings.min_mean_ms, settings.limit)
+    options = Options(min_table_rows=settings.min_table_rows, min_reduction=settings.min_reduction)
     outcome: dict[str, str | None] = {}
     for datname in databases(store, target):
         started = time.perf_counter()
         try:
             report = advise_database(
-                make_conninfo(target.dsn, dbname=datname), password_env=target.password_env
+                make_conninfo(target.dsn, dbname=datname),
+                password_env=target.password_env,
+                options=options,
+                workload=workload,
             )
             outcome[datname] = None
         except AdviseError as err:

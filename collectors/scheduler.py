@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collectors.advisor_job import advise_target
 from collectors.base import Collector
 from collectors.postgres import PostgresCollector
+from collectors.redis import RedisCollector
 from dashboard.config import Config, PostgresTarget
 from dashboard.store import Store
 from dashboard.store.records import Cycle
@@ -26,7 +27,8 @@ PRUNE_EVERY = 3600.0
 
 
 def build_collectors(config: Config, store: Store) -> list[Collector]:
-    return [PostgresCollector(t, store) for t in config.targets.postgres]
+    postgres = [PostgresCollector(t, store) for t in config.targets.postgres]
+    return [*postgres, *(RedisCollector(t, store) for t in config.targets.redis)]
 
 
 def backoff(interval: float, failures: int) -> float:
@@ -116,7 +118,7 @@ class Scheduler:
         self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements
         while not self.stop_event.is_set():
             try:
-                for datname, error in advise_target(self.store, target).items():
+                for datname, error in advise_target(self.store, target, self.config.advisor).items():
                     if error:
                         log.warning("postgres/%s: advisor on %s: %s", target.name, datname, error)
             except Exception:

@@ -280,3 +280,49 @@ def _filters(url: str, ids: tuple[int, ...]) -> tuple[list[str], list[str]]:
 def filters(targets: Sequence[Target]) -> tuple[list[str], list[str]]:
     """The databases and users statements were recorded for."""
     return _filters(store_url(), tuple(sorted(t.id for t in targets)))
+
+
+# -- index advice -------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _advice(url: str, ids: tuple[int, ...]) -> list[dict]:
+    return reads.latest_advice(_engine(url), ids)
+
+
+def advice(targets: Sequence[Target]) -> list[dict]:
+    """The index advisor's latest report per target and database, newest first: dicts of target,
+    target_id, datname, ts, duration_ms and report (see dashboard.advisor.advise)."""
+    if not targets:
+        return []
+    return _advice(store_url(), tuple(sorted(t.id for t in targets)))
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_ids(url: str, target_id: int, datname: str | None, texts: tuple[str, ...]) -> dict[str, int]:
+    return reads.statement_ids_by_text(_engine(url), target_id, texts, datname=datname)
+
+
+def statement_ids(target_id: int, datname: str | None, texts: Sequence[str]) -> dict[str, int]:
+    """Text -> statement id, for the texts the store holds (links from a report to query detail)."""
+    return _statement_ids(store_url(), int(target_id), datname, tuple(sorted(set(texts))))
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_advice(url: str, target_id: int, datname: str | None, text: str) -> dict | None:
+    report = next((r for r in _advice(url, (target_id,)) if r["datname"] == datname), None)
+    if report is None or not text:
+        return None
+    found = {"target": report["target"], "datname": report["datname"], "ts": report["ts"]}
+    for rank, suggestion in enumerate(report["report"].get("suggestions", []), start=1):
+        if text in suggestion["statements"]:
+            return {**found, "suggestion": suggestion, "rank": rank}
+    for skipped in report["report"].get("skipped", []):
+        if skipped["statement"] == text:
+            return {**found, "skipped": skipped["reason"]}
+    return None
+
+
+def statement_advice(target_id: int, datname: str | None, text: str | None) -> dict | None:
+    """What the latest advisor report of the statement's database says about it: a dict with
+    target, datname, ts and either `suggestion` (and its `rank`) or `skipped` (the reason); None
+    when there is no report or the report does not mention the statement."""
+    return _statement_advice(store_url(), int(target_id), datname, text or "")

@@ -8,6 +8,7 @@ copied link opens on the same view; pages read them through `current_window()` a
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +22,7 @@ from dashboard.store.reads import Window
 OVERVIEW_PAGE = "../pages/overview.py"
 QUERIES_PAGE = "../pages/queries.py"
 QUERY_PAGE = "../pages/query.py"
+INDEXES_PAGE = "../pages/indexes.py"
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 WINDOW_NAMES = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
@@ -177,3 +179,12 @@ def fmt_count(n: float | None, digits: int = 1) -> str:
 
 def fmt_pct(ratio: float | None) -> str:
     return "–" if ratio is None or ratio != ratio else f"{ratio * 100:.2f} %"
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>$|~#])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown through Markdown (captions, labels, st.table cells) exactly as written: the
+    `*` of two `count(*)` is not emphasis, `[...]` not a link, `$` not LaTeX."""
+    return _MARKDOWN.sub(r"\\\1", text)

@@ -68,7 +68,7 @@ def top_queries(targets: list[ui.Target], window) -> None:
     for r in top.itertuples():
         right.page_link(
             ui.QUERY_PAGE,
-            label=f"#{r.statement_id} {one_line(r.query, 55)}",
+            label=f"#{r.statement_id} {ui.md_escape(one_line(r.query, 55))}",
             query_params={"id": r.statement_id},
         )
         right.caption(f"{ui.fmt_ms(r.exec_ms)} total · {r.calls:,} calls · {ui.fmt_ms(r.mean_ms)} mean")

@@ -58,6 +58,35 @@ def server_stats(info: dict) -> None:
         col.metric(label, ui.fmt_ms(info.get(key)), border=True)
 
 
+def index_advice(info: dict) -> None:
+    """What the index advisor's latest report for this statement's database says about it."""
+    found = data.statement_advice(info["target_id"], info["datname"], info["query"])
+    if found is None:
+        return
+    made = f"index advisor, {ui.ago(found['ts'])}"
+    if "skipped" in found:
+        st.caption(f"No index suggested: {ui.md_escape(found['skipped'])} ({made}).")
+        return
+    s = found["suggestion"]
+    st.subheader("Suggested index")
+    st.code(s["create_sql"], language="sql", wrap_lines=True)
+    before, after = s["cost_before"], s["cost_after"]
+    if after is None:
+        cost = f"Planner cost {before:,.0f} now; not proven without HypoPG"
+    else:
+        change = f" ({(after - before) / before:+.1%})" if before else ""
+        cost = f"Planner cost **{before:,.0f} → {after:,.0f}**{change}, proven with HypoPG"
+    saved = f" · saves about **{ui.fmt_ms(s['saved_ms_per_day'])}** per day" if s["saved_ms_per_day"] else ""
+    st.markdown(f"{cost}{saved} · suggestion {found['rank']} for {ui.md_escape(found['datname'])}")
+    st.caption(f"{ui.md_escape(s['reason'])} ({made}).")
+    st.page_link(
+        ui.INDEXES_PAGE,
+        label="All index suggestions for this database",
+        icon=":material/bolt:",
+        query_params={"db": f"{found['target']}/{found['datname']}"},
+    )
+
+
 def facts(info: dict) -> None:
     st.subheader("About this statement")
     rows = {
@@ -92,6 +121,7 @@ if summary["calls"]:
     window_figures(summary)
 else:
     st.info(f"This statement did not run in this window; it last ran {ui.ago(info['last_seen'])}.")
+index_advice(info)
 history(info, window)
 server_stats(info)
 facts(info)

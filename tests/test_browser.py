@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
-from dashboard.throwaway import free_port
+from dashboard.throwaway import ThrowawayPostgres, free_port
+from tests.test_indexes_page import REF, REF_INDEX, TARGET, advised_store, statement_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path("/tmp/observatory-shots")
@@ -63,10 +65,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def app_url(populated_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(populated_store[1], tmp_path_factory) as url:
+        yield url
+
+
+@contextmanager
+def serve(config_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`observatory serve` on the store the config names; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OBSERVATORY_CONFIG": populated_store[1]}
+    env = {**os.environ, "OBSERVATORY_CONFIG": config_file}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dashboard", "serve", "--port", str(port)],
@@ -175,3 +184,40 @@ def test_unknown_query_id(page: Page, app_url: str) -> None:
     settle(page)
     assert page.get_by_text("No statement with id '424242'").count() == 1
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+# -- the index advisor's pages, on a store of real advice -------------------------------------------
+@pytest.fixture(scope="module")
+def advised_app(
+    pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict]]:
+    advised = advised_store(pg, tmp_path_factory)
+    with serve(advised["config"], tmp_path_factory) as url:
+        yield url, advised
+
+
+def test_indexes_page_and_query_advice(page: Page, advised_app: tuple[str, dict]) -> None:
+    url, advised = advised_app
+    page.set_viewport_size({"width": 1440, "height": 3400})  # the whole report in one screenshot
+    page.goto(f"{url}/indexes?db={TARGET}/{advised['datname']}")
+    page.get_by_role("heading", name="Suggested indexes").wait_for()
+    settle(page)
+    codes = page.locator("[data-testid='stCode']").all_inner_texts()
+    assert any(REF_INDEX in c for c in codes), codes
+    page.get_by_role("heading", name="Index health").wait_for()
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "indexes")
+    # A served statement links to its detail, which shows the suggestion and links back.
+    sid = statement_id(advised, REF)
+    page.locator(f"a[href*='query?id={sid}']").first.click()
+    page.wait_for_url(f"**/query?id={sid}*", timeout=30_000)
+    page.get_by_role("heading", name="Suggested index").wait_for()
+    settle(page)
+    assert page.locator("[data-testid='stCode']").filter(has_text=REF_INDEX).count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "query-advice")
+    page.get_by_role("link", name="All index suggestions for this database").click()
+    # (`?db=` leaves the URL again when it names the default choice, as here.)
+    page.wait_for_url("**/indexes*", timeout=30_000)
+    page.get_by_role("heading", name="Suggested indexes").wait_for()
+    assert page.get_by_text(f"{advised['datname']} on {TARGET}").count() == 1

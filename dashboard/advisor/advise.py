@@ -77,7 +77,8 @@ class Suggestion:
 
     @property
     def writes_per_day(self) -> float:
-        days = max((time.time() - self.relation.stats_since) / 86400, 1 / 24)
+        # At least a day: right after a bulk load an hour's rate would dwarf any saving.
+        days = max((time.time() - self.relation.stats_since) / 86400, 1.0)
         return self.relation.writes / days
 
     @property

@@ -1,0 +1,294 @@
+"""Indexes: the index advisor's latest report per database: indexes worth creating, statements left
+alone and why, and the health of the existing indexes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, ui
+from dashboard.sqltext import one_line
+
+NO_ADVICE = """**No index advice yet.** The collector daemon (`observatory collect`, or `observatory up`
+for the collector and this app together) runs the index advisor on every database of each target
+shortly after it starts and then every hour (`advise_interval` per target; `advise: false` turns it
+off). Its reports show here.
+
+To advise on one database right away (the report is printed, not stored), run:
+```
+observatory advise --dsn postgresql://monitor@db1:5432/erp
+```
+The advisor only reads: with HypoPG installed in the database (`CREATE EXTENSION hypopg`) the
+planner proves every suggestion, without one they are estimates."""
+
+HEALTH = {
+    "unused": "Unused indexes",
+    "redundant": "Duplicate and redundant indexes",
+    "invalid": "Invalid indexes",
+    "missing_fk_indexes": "Foreign keys without an index",
+    "bloat": "Bloated indexes (estimate)",
+}
+SKIPPED_COLUMNS = {
+    "link": st.column_config.LinkColumn("id", display_text=r"id=(\d+)", width="small"),
+    "statement": st.column_config.TextColumn("statement", width="large"),
+    "reason": st.column_config.TextColumn("why no index", width="large"),
+}
+
+
+def key(report: dict) -> str:
+    return f"{report['target']}/{report['datname']}"  # target names never hold a '/'
+
+
+def saved_per_day(report: dict) -> float | None:
+    """The time the report's suggestions save per day; None when none of them is measured."""
+    known = [s["saved_ms_per_day"] for s in report["report"].get("suggestions", [])]
+    known = [ms for ms in known if ms is not None]
+    return sum(known) if known else None
+
+
+def findings(report: dict) -> int:
+    health = report["report"].get("health") or {}
+    return sum(len(health.get(kind, [])) for kind in HEALTH)
+
+
+def ranked(reports: list[dict]) -> list[dict]:
+    """Most to gain first: time saved, then suggestions, then health findings."""
+    return sorted(
+        reports,
+        key=lambda r: (
+            -(saved_per_day(r) or 0.0),
+            -len(r["report"].get("suggestions", [])),
+            -findings(r),
+            r["target"],
+            r["datname"],
+        ),
+    )
+
+
+def status(report: dict) -> str:
+    if report["report"].get("error"):
+        return f"error: {report['report']['error']}"
+    return "ok" if report["report"].get("hypopg") else "ok, estimates (no HypoPG)"
+
+
+def overview(reports: list[dict], several_targets: bool) -> None:
+    table = pd.DataFrame(
+        {
+            "target": [r["target"] for r in reports],
+            "database": [r["datname"] for r in reports],
+            "suggestions": [len(r["report"].get("suggestions", [])) for r in reports],
+            "saved": [ui.fmt_ms(saved_per_day(r)) for r in reports],  # '–': none, or unmeasured
+            "health": [findings(r) for r in reports],
+            "made": [ui.ago(r["ts"]) for r in reports],
+            "took": [ui.fmt_ms(r["duration_ms"]) for r in reports],
+            "status": [status(r) for r in reports],
+        }
+    )
+    columns = {
+        "target": st.column_config.TextColumn("target"),
+        "database": st.column_config.TextColumn("database"),
+        "suggestions": st.column_config.NumberColumn("suggested"),
+        "saved": st.column_config.TextColumn("saved per day", help="time the suggestions save per day"),
+        "health": st.column_config.NumberColumn("health findings"),
+        "made": st.column_config.TextColumn("report made"),
+        "took": st.column_config.TextColumn("took"),
+        "status": st.column_config.TextColumn("status", width="large"),
+    }
+    st.dataframe(
+        table[[c for c in columns if several_targets or c != "target"]],
+        column_config=columns,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(table), 320),
+    )
+
+
+def choose(reports: list[dict]) -> dict:
+    """The report to show: the only one, else the one picked (`?db=target/database`, else the first).
+
+    The options are the keys themselves: a bound selectbox matches the URL against the text shown.
+    """
+    if len(reports) == 1:
+        return reports[0]
+    by_key = {key(r): r for r in reports}
+    chosen = st.selectbox(
+        "Database (target/database)", list(by_key), key="db", bind="query-params", width=480
+    )
+    return by_key.get(chosen or "", reports[0])
+
+
+def header(report: dict) -> bool:
+    """When and how the report was made; False when it holds nothing but an error."""
+    body = report["report"]
+    made = (
+        f"**{ui.md_escape(report['datname'])}** on **{ui.md_escape(report['target'])}** · report made "
+        f"{ui.ago(report['ts'])} ({ui.utc(report['ts'])}) in {ui.fmt_ms(report['duration_ms'])}"
+    )
+    if body.get("error"):
+        st.caption(made)
+        st.error(
+            f"The advisor could not read this database: {ui.md_escape(body['error'])}",
+            icon=":material/error:",
+        )
+        return False
+    served = {text for s in body.get("suggestions", []) for text in s["statements"]}
+    analysed = len(served | {item["statement"] for item in body.get("skipped", [])})
+    st.caption(
+        f"{made} · {analysed} statement{'s' if analysed != 1 else ''} of the recorded workload analysed"
+    )
+    if body.get("hint"):
+        st.warning(
+            f"Suggestions here are estimates. To fix: {ui.md_escape(body['hint'])}.", icon=":material/build:"
+        )
+    return True
+
+
+def suggestions(report: dict) -> None:
+    st.subheader("Suggested indexes")
+    items = report["report"].get("suggestions", [])
+    if not items:
+        st.caption("None: no statement of the recorded workload gets markedly cheaper with a new index.")
+        return
+    st.caption(
+        "Ranked by the time they save per day, less the time spent keeping them up to date on writes. "
+        "Nothing is created for you: run each statement on its own (CONCURRENTLY cannot run inside a "
+        "transaction block)."
+    )
+    texts = [text for s in items for text in s["statements"]]
+    ids = data.statement_ids(report["target_id"], report["datname"], texts)
+    for rank, suggestion in enumerate(items, start=1):
+        card(rank, suggestion, ids)
+
+
+def card(rank: int, s: dict, ids: dict[str, int]) -> None:
+    with st.container(border=True):
+        badge = (
+            ":green-badge[:material/verified: proven by the planner with HypoPG]"
+            if s["proven"]
+            else ":orange-badge[:material/calculate: estimate: not proven without HypoPG]"
+        )
+        columns = ui.md_escape(", ".join(s["columns"]))
+        st.markdown(f"**{rank}. {ui.md_escape(s['table'])}** ({columns}) &nbsp; {badge}")
+        st.code(s["create_sql"], language="sql", wrap_lines=True)
+        cols = st.columns(4)
+        cols[0].metric(
+            "Time saved per day",
+            ui.fmt_ms(s["saved_ms_per_day"]),
+            help="calls per day × mean time × the planner's cost reduction; unknown without HypoPG",
+        )
+        before, after = s["cost_before"], s["cost_after"]
+        if after is None:
+            cols[1].metric("Planner cost", f"{before:,.0f} → ?")
+        else:
+            change = f"{(after - before) / before:+.1%}" if before else None
+            cols[1].metric("Planner cost", f"{before:,.0f} → {after:,.0f}", change, delta_color="inverse")
+        cols[2].metric("Writes per day", ui.fmt_count(s["writes_per_day"]), help="rows written to the table")
+        cols[3].metric("Table rows", ui.fmt_count(s["table_rows"]))
+        st.caption(ui.md_escape(s["reason"]))
+        n = len(s["statements"])
+        st.markdown(f"**Serves {n} statement{'s' if n != 1 else ''}**")
+        for text in s["statements"]:
+            sid = ids.get(text)
+            if sid is None:
+                st.caption(f"{ui.md_escape(one_line(text, 140))} (not in the store)")
+            else:
+                label = f"#{sid} {ui.md_escape(one_line(text, 140))}"
+                st.page_link(ui.QUERY_PAGE, label=label, query_params={"id": sid}, icon=":material/search:")
+        with st.expander("Plans before and after"):
+            st.caption("Now")
+            st.code(s["plan_before"] or "(no plan)", language="text")
+            st.caption("With the index (a hypothetical one, HypoPG)")
+            st.code(s["plan_after"] or "(not planned: HypoPG is not installed)", language="text")
+
+
+def skipped(report: dict) -> None:
+    st.subheader("Statements without a suggestion")
+    items = report["report"].get("skipped", [])
+    if not items:
+        st.caption("None.")
+        return
+    texts = [item["statement"] for item in items]
+    ids = data.statement_ids(report["target_id"], report["datname"], texts)
+    table = pd.DataFrame(
+        {
+            "link": [f"query?id={ids[t]}{ui.window_query()}" if t in ids else None for t in texts],
+            "statement": [one_line(t, 200) for t in texts],
+            "reason": [item["reason"] for item in items],
+        }
+    )
+    st.dataframe(
+        table,
+        column_config=SKIPPED_COLUMNS,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(table), 420),
+    )
+
+
+def health(report: dict) -> None:
+    st.subheader("Index health")
+    found = report["report"].get("health")
+    if not found:
+        st.caption("Not checked in this report.")
+        return
+    st.caption("Existing indexes that cost more than they give, and foreign keys that need one.")
+    for kind, title in HEALTH.items():
+        items = found.get(kind, [])
+        st.markdown(f"**{title}** · {len(items)}")
+        if not items:
+            st.caption("None found.")
+            continue
+        st.table(health_table(kind, items), hide_index=True)
+        fixes = [fix_sql(item) for item in items if item.get("fix_sql")]
+        if fixes:
+            st.code("\n".join(fixes), language="sql", wrap_lines=True)
+    for note in found.get("notes", []):
+        st.caption(ui.md_escape(note))
+
+
+def health_table(kind: str, items: list[dict]) -> pd.DataFrame:
+    """Markdown cells (st.table renders them): names escaped, the reason in full."""
+    fk = kind == "missing_fk_indexes"
+    rows = {
+        "foreign key" if fk else "index": [
+            ui.md_escape(i.get("constraint") or i["index"] or "") for i in items
+        ],
+        "table": [ui.md_escape(i["table"]) for i in items],
+        "table size" if fk else "size": [i["size"] for i in items],
+    }
+    if kind == "bloat":
+        rows["bloat"] = [f"{i['bloat']} ({i['bloat_percent']:g} %)" for i in items]
+    rows["why"] = [ui.md_escape(i["reason"]) for i in items]
+    return pd.DataFrame(rows)
+
+
+def fix_sql(item: dict) -> str:
+    alternative = item.get("alternative_sql")
+    if not alternative:
+        return item["fix_sql"]
+    other = "\n".join(f"--   {line}" for line in alternative.splitlines())
+    return f"{item['fix_sql']}\n-- or drop and recreate it:\n{other}"
+
+
+st.title("Indexes")
+st.caption(
+    "The index advisor's latest report for each database: new indexes that make the recorded workload "
+    "faster, the statements it left alone and why, and the health of the existing indexes."
+)
+targets = ui.current_targets()
+if data.targets() and not targets:
+    st.info("Pick at least one target in the sidebar.")
+    st.stop()
+reports = ranked(data.advice(targets))
+if not reports:
+    st.info(NO_ADVICE, icon=":material/info:")
+    st.stop()
+
+several_targets = len({r["target"] for r in reports}) > 1
+if len(reports) > 1:
+    overview(reports, several_targets)
+report = choose(reports)
+if header(report):
+    suggestions(report)
+    skipped(report)
+    health(report)
