@@ -48,15 +48,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PostgresTarget(_Strict):
+class _Target(_Strict):
+    """What every target has: a unique name, its own interval, a password kept out of the file."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    dsn: str = Field(min_length=1)
     interval: Duration = 60.0
-    statement_timeout: Duration = 5.0
-    connect_timeout: Duration = 5.0
     password_env: str | None = None  # name of an environment variable holding the password
-    advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
-    advise: bool = True  # run the index advisor (read-only; proves suggestions with HypoPG)
 
     @field_validator("interval")
     @classmethod
@@ -64,6 +61,14 @@ class PostgresTarget(_Strict):
         if v < 1:
             raise ValueError("interval must be at least 1s")
         return v
+
+
+class PostgresTarget(_Target):
+    dsn: str = Field(min_length=1)
+    statement_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
+    advise: bool = True  # run the index advisor (read-only; proves suggestions with HypoPG)
 
 
 class RedisQueues(_Strict):
@@ -75,20 +80,11 @@ class RedisQueues(_Strict):
     bullmq_prefix: str = "bull"
 
 
-class RedisTarget(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+class RedisTarget(_Target):
     url: str = Field(min_length=1, pattern=r"^(redis|rediss|unix)://")
     interval: Duration = 15.0
     timeout: Duration = 5.0
-    password_env: str | None = None  # name of an environment variable holding the password
     queues: RedisQueues = RedisQueues()
-
-    @field_validator("interval")
-    @classmethod
-    def _not_too_often(cls, v: float) -> float:
-        if v < 1:
-            raise ValueError("interval must be at least 1s")
-        return v
 
 
 class Targets(_Strict):
