@@ -83,7 +83,10 @@ def cmd_collect(args: argparse.Namespace, config: config_mod.Config) -> int:
     store = _open_store(config)
     scheduler = Scheduler(config, store)
     if not scheduler.collectors:
-        print(f"observatory: no targets configured in {config.source}: add targets.postgres", file=sys.stderr)
+        print(
+            f"observatory: no targets configured in {config.source}: add targets.postgres or targets.redis",
+            file=sys.stderr,
+        )
         return 2
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())

@@ -1,0 +1,459 @@
+"""The Redis collector against real redis-servers: hit rate, slow log, restarts, job queues, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from sqlalchemy import select
+
+from bench import redis_cycle
+from collectors.redis import HINT_PASSWORD
+from dashboard import config as config_mod
+from dashboard.store import Store
+from dashboard.store.reads import Window, series_frame, slowlog_entries, target_statuses
+from dashboard.store.schema import target_status
+from dashboard.throwaway import ThrowawayRedis, free_port
+from tests.conftest import collect_once
+
+BUSY_LOOP = "local i = 0 while i < 5000000 do i = i + 1 end return i"  # ~25 ms of Lua: > 10 ms
+EVERYTHING = Window(0, 4_000_000_000)
+
+
+class RedisWith(ThrowawayRedis):
+    """A throwaway Redis started with extra server options (cluster mode, renamed commands)."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = list(options)
+        super().__init__()
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), *self.options]
+
+
+@pytest.fixture
+def server() -> Iterator[ThrowawayRedis]:
+    with ThrowawayRedis() as srv:
+        yield srv
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def target(url: str, name: str = "cache-1", **extra) -> dict:
+    return {"name": name, "url": url, "interval": "15s", "timeout": "2s", **extra}
+
+
+def make_config(store: Store, *targets: dict) -> config_mod.Config:
+    return config_mod.from_dict({"store": store.url, "targets": {"redis": list(targets)}})
+
+
+def series(store: Store, name: str, labels: str | None = None, target_name: str = "cache-1") -> pd.DataFrame:
+    """Stored points of one series (raw level): ts, labels, sum (a counter's delta or a gauge)."""
+    tid = store.target_id("redis", target_name)
+    frame = series_frame(store.engine, [tid], [name], EVERYTHING, "raw")
+    return frame if labels is None else frame[frame["labels"] == labels]
+
+
+def at(store: Store, name: str, ts: int, labels: str = "", target_name: str = "cache-1") -> float:
+    """The value stored for one series at one cycle (a counter's delta, a gauge's reading)."""
+    frame = series(store, name, labels, target_name)
+    values = frame.loc[frame["ts"] == ts, "sum"].tolist()
+    assert len(values) == 1, f"{name} {labels} at {ts}: {values}"
+    return values[0]
+
+
+def status_of(store: Store, name: str = "cache-1") -> pd.Series:
+    frame = target_statuses(store.engine)
+    return frame[(frame["kind"] == "redis") & (frame["name"] == name)].iloc[0]
+
+
+def nearest_rank(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+# -- cache health ---------------------------------------------------------------------------------------
+def test_hit_rate_is_exact_and_the_collector_does_not_count_itself(
+    server: ThrowawayRedis, store: Store
+) -> None:
+    r = client(server.url)
+    r.mset({f"user:{i}": f"profile-{i}" for i in range(100)})
+    fill_queues(r, now=int(time.time()))  # queue reads make lookups of their own
+    queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
+    config = make_config(store, target(server.url, queues=queues))
+    t0 = int(time.time()) - 60
+    assert collect_once(config, store, t0)[0].status.state == "ok"
+    for i in range(90):
+        assert r.get(f"user:{i}") is not None
+    for i in range(10):
+        assert r.get(f"absent:{i}") is None
+    assert collect_once(config, store, t0 + 15)[0].status.state == "ok"
+
+    hits, misses = at(store, "redis.keyspace.hits", t0 + 15), at(store, "redis.keyspace.misses", t0 + 15)
+    assert (hits, misses) == (90, 10)
+    assert hits / (hits + misses) == pytest.approx(0.90)
+    assert at(store, "redis.ops", t0 + 15) >= 100
+    assert at(store, "redis.cmd.calls", t0 + 15, "cmd=get") == 100
+    assert at(store, "redis.cmd.usec", t0 + 15, "cmd=get") > 0
+
+    # A quiet interval: the server's counters move (the collector's LLEN, ZCARD, HGET ... are
+    # lookups), the stored deltas do not.
+    raw_before = r.info("stats")
+    assert collect_once(config, store, t0 + 30)[0].status.state == "ok"
+    raw_after = r.info("stats")
+    assert raw_after["keyspace_misses"] + raw_after["keyspace_hits"] > (
+        raw_before["keyspace_misses"] + raw_before["keyspace_hits"]
+    )
+    assert at(store, "redis.keyspace.hits", t0 + 30) == 0
+    assert at(store, "redis.keyspace.misses", t0 + 30) == 0
+    assert at(store, "redis.cmd.calls", t0 + 30, "cmd=llen") > 0  # the queue reads did run
+
+
+def test_info_gauges_and_details(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    r.config_set("maxmemory", str(64 * 2**20))
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    r.mset({f"k:{i}": "x" * 100 for i in range(500)})
+    for i in range(20):
+        r.set(f"ttl:{i}", "v", ex=3600)
+    now = int(time.time())
+    cycle = collect_once(make_config(store, target(server.url)), store, now)[0]
+    assert cycle.status.state == "ok" and cycle.status.server_version.startswith("Redis 7")
+    assert at(store, "redis.db.keys", now, "db=0") == 520
+    assert at(store, "redis.db.expires", now, "db=0") == 20
+    assert at(store, "redis.memory.max_bytes", now) == 64 * 2**20
+    used = at(store, "redis.memory.used_bytes", now)
+    assert at(store, "redis.memory.used_pct", now) == pytest.approx(100 * used / (64 * 2**20))
+    assert at(store, "redis.clients.connected", now) >= 2
+    assert at(store, "redis.clients.max", now) > 0
+    assert at(store, "redis.persistence.rdb_last_bgsave_ok", now) == 1
+    assert at(store, "redis.replication.connected_replicas", now) == 0
+    assert not series(store, "redis.cmd.latency_us", "cmd=set,quantile=p99").empty  # latencystats
+    details = store.status_details("redis", "cache-1")
+    assert details["maxmemory_policy"] == "allkeys-lru" and details["role"] == "master"
+    assert details["run_id"] and details["uptime"] >= 0
+
+
+def test_slow_command_lands_in_the_slow_log_once(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    r.config_set("latency-monitor-threshold", "5")
+    config = make_config(store, target(server.url))
+    now = int(time.time())
+    collect_once(config, store, now - 30)
+    r.eval(BUSY_LOOP, 0)
+    first = collect_once(config, store, now - 15)[0]
+    assert [e.command for e in first.slowlog] == [f"EVAL {json.dumps(BUSY_LOOP)} 0"]
+    second = collect_once(config, store, now)[0]
+    assert second.slowlog == []  # already stored: not read again
+    entries = slowlog_entries(
+        store.engine, [store.target_id("redis", "cache-1")], Window(now - 3600, now + 3600)
+    )
+    evals = entries[entries["command"].str.startswith("EVAL")]
+    assert len(evals) == 1
+    assert evals["duration_us"].iloc[0] >= 10_000
+    assert "127.0.0.1:" in evals["client"].iloc[0]
+    assert at(store, "redis.latency.max_ms", now, "event=command") >= 10  # LATENCY LATEST
+
+
+def test_slow_log_arguments_are_truncated(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    config = make_config(store, target(server.url))
+    collect_once(config, store, int(time.time()) - 10)
+    r.config_set("slowlog-log-slower-than", "0")  # log everything from here on
+    r.rpush("list", *[f"{n:02d}" + "y" * 200 for n in range(12)])
+    r.execute_command("DEL", *[f"key{n}" for n in range(40)])  # Redis itself keeps 32 arguments
+    r.config_set("slowlog-log-slower-than", "10000")
+    commands = [e.command for e in collect_once(config, store, int(time.time()))[0].slowlog]
+    rpush = next(c for c in commands if c.startswith("RPUSH"))
+    args = rpush.split(" ... (+")[0].split(" ")
+    assert args[:2] == ["RPUSH", "list"] and len(args) == 10  # command, key and 8 values
+    assert all(len(a) <= 64 + 3 for a in args)  # each cut to 64 characters + "..."
+    assert rpush.endswith("... (+4 more arguments)")  # 14 arguments in all, 10 shown
+    delete = next(c for c in commands if c.startswith("DEL "))
+    assert delete.endswith("... (+31 more arguments)")  # 41 in all, counted through Redis's own cut
+
+
+def test_restart_gives_no_negative_delta_and_no_spike(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    r.mset({f"k{i}": i for i in range(50)})
+    config = make_config(store, target(server.url))
+    now = int(time.time()) - 60
+    collect_once(config, store, now)
+    for i in range(50):
+        r.get(f"k{i}")
+    r.eval(BUSY_LOOP, 0)
+    collect_once(config, store, now + 15)
+    assert at(store, "redis.keyspace.hits", now + 15) == 50
+    server.restart()  # no persistence: counters, keys and slow log start again from zero
+    r = client(server.url)
+    r.mset({f"k{i}": i for i in range(7)})
+    for i in range(7):
+        r.get(f"k{i}")
+    r.eval(BUSY_LOOP, 0)
+    cycle = collect_once(config, store, now + 30)[0]
+    assert cycle.status.state == "ok"
+    assert at(store, "redis.keyspace.hits", now + 30) == 7  # counted from the restart on
+    assert at(store, "redis.cmd.calls", now + 30, "cmd=get") == 7
+    assert 0 <= at(store, "redis.ops", now + 30) < 100  # no spike, no negative
+    assert [e.entry_id for e in cycle.slowlog if e.command.startswith("EVAL")] == [0]  # ids restarted
+    counters = series(store, "redis.ops")
+    assert (counters["sum"] >= 0).all()
+    for name in (
+        "redis.cmd.calls",
+        "redis.keyspace.misses",
+        "redis.net.input_bytes",
+        "redis.cpu.user_seconds",
+    ):
+        assert (series(store, name)["sum"] >= 0).all(), name
+
+
+# -- job queues ----------------------------------------------------------------------------------------
+def fill_queues(r: redis.Redis, now: int) -> dict:
+    """BullMQ-, RQ- and Celery-shaped queues written with real commands; returns what to expect."""
+    expected: dict = {}
+    # BullMQ "email": 5 waiting (LPUSH: the oldest at the tail), 2 active, 3 delayed, 2 prioritized,
+    # 1 waiting on children, a paused list with one older job, and a paused flag in meta.
+    for job in range(1, 6):
+        r.hset(f"bull:email:{job}", mapping={"name": "send", "timestamp": (now - 300 + job) * 1000})
+        r.lpush("bull:email:wait", job)
+    r.lpush("bull:email:active", "a1", "a2")
+    r.zadd("bull:email:delayed", {f"d{n}": ((now + 60) * 1000) * 0x1000 + n for n in range(3)})
+    r.zadd("bull:email:prioritized", {"p1": 1, "p2": 2})
+    r.zadd("bull:email:waiting-children", {"parent": 0})
+    r.hset("bull:email:p0", mapping={"timestamp": (now - 400) * 1000})
+    r.lpush("bull:email:paused", "p0")
+    r.hset("bull:email:meta", mapping={"paused": 1, "opts.maxLenEvents": 10000})
+    expected["bullmq_oldest"] = 400
+    # RQ "default": 4 queued (RPUSH: the oldest at the head), registries scored by expiry.
+    for n in range(4):
+        enqueued = datetime.fromtimestamp(now - 120 + n, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        r.hset(f"rq:job:j{n}", mapping={"enqueued_at": enqueued, "status": "queued"})
+        r.rpush("rq:queue:default", f"j{n}")
+    r.zadd("rq:wip:default", {"w1": now + 180, "w2": now + 180})
+    r.zadd("rq:finished:default", {f"f{n}": now + 500 for n in range(5)})
+    r.zadd("rq:failed:default", {"x1": now + 3600})
+    r.zadd("rq:deferred:default", {"df": -1})
+    r.zadd("rq:scheduled:default", {"s1": now + 60, "s2": now + 120})
+    expected["rq_oldest"] = 120
+    # Celery "celery": kombu's list plus priority lists (separator \x06\x16), and unacked.
+    r.lpush("celery", *[f'{{"n": {n}}}' for n in range(6)])
+    r.lpush("celery\x06\x163", "m1", "m2")
+    r.lpush("celery\x06\x169", "m3")
+    r.hset("unacked", mapping={"tag1": "m", "tag2": "m", "tag3": "m"})
+    return expected
+
+
+def finish_bullmq_jobs(r: redis.Redis, times: list[tuple[str, int, int, int, str]]) -> None:
+    """Jobs as BullMQ leaves them: a hash with timestamp/processedOn/finishedOn (ms), scored in
+    the completed or failed set by finish time."""
+    for job, created, processed, finished, outcome in times:
+        r.hset(
+            f"bull:email:{job}",
+            mapping={"timestamp": created, "processedOn": processed, "finishedOn": finished},
+        )
+        r.zadd(f"bull:email:{outcome}", {job: finished})
+
+
+def test_queue_depths_throughput_ages_and_times(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    t1 = int(time.time()) - 120
+    t2, t3 = t1 + 60, t1 + 120
+    expected = fill_queues(r, t2)
+    queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
+    config = make_config(store, target(server.url, queues=queues))
+    # Finished before the first cycle: in the sets, never counted as this interval's.
+    old = (t1 - 90) * 1000
+    finish_bullmq_jobs(r, [(f"old{n}", old, old + 10_000, old + 20_000, "completed") for n in range(3)])
+    collect_once(config, store, t1)
+    # 20 completions and 4 failures in (t1, t2]; 2 more completions in (t2, t3].
+    done = []
+    for n in range(20):
+        created = (t1 + 1) * 1000 + n * 100
+        processed = created + 250 * (n + 1)  # waits 250 .. 5000 ms
+        done.append((f"c{n}", created, processed, processed + 40 * (n % 7 + 1), "completed"))
+    done += [(f"f{n}", (t1 + 2) * 1000, (t1 + 3) * 1000, (t1 + 4) * 1000, "failed") for n in range(4)]
+    done += [(f"late{n}", t2 * 1000 + 1, t2 * 1000 + 2, t2 * 1000 + 500, "completed") for n in range(2)]
+    finish_bullmq_jobs(r, done)
+    r.zadd("rq:finished:default", {f"f{n}": t2 + 500 for n in range(5, 8)})  # 3 more finished
+    r.zadd("rq:failed:default", {"x2": t2 + 3600})
+    assert collect_once(config, store, t2)[0].status.state == "ok"
+
+    bull = "lib=bullmq,queue=email"
+    depths = {"wait": 5, "active": 2, "paused": 1, "delayed": 3, "prioritized": 2}
+    depths |= {"waiting-children": 1, "completed": 25, "failed": 4}
+    for state, depth in depths.items():
+        assert at(store, "redis.queue.depth", t2, f"{bull},state={state}") == depth, state
+    assert at(store, "redis.queue.paused", t2, bull) == 1
+    assert at(store, "redis.queue.completed", t2, bull) == 20  # the two "late" ones are t3's
+    assert at(store, "redis.queue.failed", t2, bull) == 4
+    assert at(store, "redis.queue.oldest_age_s", t2, bull) == expected["bullmq_oldest"]
+    in_window = [d for d in done if d[4] == "completed" and d[3] <= t2 * 1000]
+    waits = [p - c for _, c, p, _, _ in in_window]
+    runs = [f - p for _, _, p, f, _ in in_window]
+    for label, share in (("p50", 0.5), ("p95", 0.95)):
+        assert at(store, "redis.queue.wait_ms", t2, f"{bull},quantile={label}") == nearest_rank(waits, share)
+        assert at(store, "redis.queue.run_ms", t2, f"{bull},quantile={label}") == nearest_rank(runs, share)
+
+    rq = "lib=rq,queue=default"
+    depths = {"queued": 4, "started": 2, "finished": 8, "failed": 2, "deferred": 1, "scheduled": 2}
+    for state, depth in depths.items():
+        assert at(store, "redis.queue.depth", t2, f"{rq},state={state}") == depth, state
+    assert at(store, "redis.queue.completed", t2, rq) == 3
+    assert at(store, "redis.queue.failed", t2, rq) == 1
+    assert at(store, "redis.queue.oldest_age_s", t2, rq) == pytest.approx(expected["rq_oldest"], abs=0.01)
+
+    assert at(store, "redis.queue.depth", t2, "lib=celery,queue=celery,state=queued") == 9
+    assert at(store, "redis.queue.unacked", t2, "lib=celery") == 3
+
+    # Next interval: the two late completions, once; RQ's registry shrinks (expired entries
+    # cleaned up): no negative throughput.
+    r.zrem("rq:finished:default", "f0", "f1", "f2", "f3")
+    r.rpop("bull:email:wait")  # a worker took job 1: job 2 is now the oldest waiting
+    r.delete("bull:email:paused")
+    assert collect_once(config, store, t3)[0].status.state == "ok"
+    assert at(store, "redis.queue.completed", t3, bull) == 2
+    assert at(store, "redis.queue.failed", t3, bull) == 0
+    assert at(store, "redis.queue.completed", t3, rq) == 0
+    assert at(store, "redis.queue.oldest_age_s", t3, bull) == t3 - (t2 - 300 + 2)
+    assert at(store, "redis.queue.wait_ms", t3, f"{bull},quantile=p50") == 1
+    assert at(store, "redis.queue.run_ms", t3, f"{bull},quantile=p95") == 498
+
+
+# -- failures -------------------------------------------------------------------------------------------
+def test_unreachable_node_is_down_and_the_others_are_collected(server: ThrowawayRedis, store: Store) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    config = make_config(store, target(dead, "gone"), target(server.url, "alive"))
+    cycles = collect_once(config, store)
+    assert [c.status.state for c in cycles] == ["down", "ok"]
+    gone = status_of(store, "gone")
+    assert gone["state"] == "down" and "refused" in gone["last_error"].lower()
+    assert gone["hints"] == ["is Redis running and listening on that host and port (or socket)?"]
+    assert status_of(store, "alive")["state"] == "ok"
+    assert not series(store, "redis.memory.used_bytes", target_name="alive").empty
+
+
+def test_password_problems_are_explained_and_never_stored(
+    server: ThrowawayRedis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client(server.url).config_set("requirepass", "s3cret-pw")
+    with_password = server.url.replace("redis://", "redis://:s3cret-pw@")
+    wrong = server.url.replace("redis://", "redis://:wrong-pw@")
+    monkeypatch.setenv("OBS_TEST_REDIS_PW", "s3cret-pw")
+    config = make_config(
+        store,
+        target(server.url, "no-password"),
+        target(wrong, "wrong-password"),
+        target(with_password, "in-url"),
+        target(wrong, "from-env", password_env="OBS_TEST_REDIS_PW"),  # the variable wins
+        target(server.url, "env-unset", password_env="OBS_TEST_REDIS_NOT_SET"),
+    )
+    states = {c.target: c.status for c in collect_once(config, store)}
+    assert states["no-password"].state == "down" and states["no-password"].hints == [HINT_PASSWORD]
+    assert "authentication required" in states["no-password"].error.lower()
+    assert states["wrong-password"].state == "down" and states["wrong-password"].hints == [HINT_PASSWORD]
+    assert states["in-url"].state == "ok" and states["from-env"].state == "ok"
+    assert states["env-unset"].state == "down" and "OBS_TEST_REDIS_NOT_SET" in states["env-unset"].error
+    with store.engine.connect() as conn:
+        stored = json.dumps([list(map(str, row)) for row in conn.execute(select(target_status))])
+    assert "s3cret-pw" not in stored and "wrong-pw" not in stored
+
+
+def test_refused_commands_degrade_and_the_rest_is_stored(server: ThrowawayRedis, store: Store) -> None:
+    r = client(server.url)
+    r.execute_command("ACL", "SETUSER", "limited", "on", ">pw", "~*", "+@all", "-slowlog", "-config")
+    r.set("bull:oops:wait", "not a list")
+    with RedisWith("--rename-command", "LATENCY", "") as renamed:
+        limited = server.url.replace("redis://", "redis://limited:pw@")
+        config = make_config(
+            store, target(limited, queues={"bullmq": ["oops"]}), target(renamed.url, "renamed")
+        )
+        now = int(time.time())
+        by_name = {c.target: c.status for c in collect_once(config, store, now)}
+    acl = by_name["cache-1"]
+    assert acl.state == "degraded" and "SLOWLOG" in acl.error
+    assert any("may not run SLOWLOG" in h and "ACL SETUSER limited +slowlog" in h for h in acl.hints)
+    assert any("bull:oops:wait" in h for h in acl.hints)  # a queue key of the wrong type
+    assert at(store, "redis.memory.used_bytes", now) > 0  # INFO still stored
+    assert at(store, "redis.queue.depth", now, "lib=bullmq,queue=oops,state=active") == 0
+    assert status_of(store)["state"] == "degraded"
+    renamed_status = by_name["renamed"]
+    assert renamed_status.state == "degraded"
+    assert renamed_status.hints == [
+        "LATENCY is renamed or disabled on this server (rename-command): latency events not collected"
+    ]
+    assert not series(store, "redis.memory.used_bytes", target_name="renamed").empty
+
+
+# -- topology ---------------------------------------------------------------------------------------------
+def test_replication_lag_and_link(server: ThrowawayRedis, store: Store) -> None:
+    with ThrowawayRedis() as replica:
+        primary = client(server.url)
+        primary.config_set("repl-diskless-sync-delay", "0")  # sync at once, not after 5 s
+        client(replica.url).replicaof("127.0.0.1", server.port)
+        deadline = time.monotonic() + 10
+        while primary.info("replication").get("slave0", {}).get("state") != "online":
+            assert time.monotonic() < deadline, "the replica did not come online"
+            time.sleep(0.05)
+        primary.set("moved", "on")
+        now = int(time.time())
+        config = make_config(store, target(server.url, "primary"), target(replica.url, "replica"))
+        assert [c.status.state for c in collect_once(config, store, now)] == ["ok", "ok"]
+        assert at(store, "redis.replication.connected_replicas", now, target_name="primary") == 1
+        lag = at(store, "redis.replication.lag_bytes", now, f"replica=127.0.0.1:{replica.port}", "primary")
+        assert lag >= 0
+        assert at(store, "redis.replication.link_up", now, target_name="replica") == 1
+        assert store.status_details("redis", "replica")["role"] == "slave"
+
+
+def test_cluster_node_state(store: Store) -> None:
+    # The bus port defaults to port + 10000, past 65535 for high free ports: give it its own.
+    options = (
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        str(free_port()),
+    )
+    with RedisWith(*options) as node:
+        r = client(node.url)
+        r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while "cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster did not reach state ok"
+            time.sleep(0.05)
+        now = int(time.time())
+        assert collect_once(make_config(store, target(node.url)), store, now)[0].status.state == "ok"
+    assert at(store, "redis.cluster.state_ok", now) == 1
+    assert at(store, "redis.cluster.slots_assigned", now) == 16384
+    assert at(store, "redis.cluster.known_nodes", now) == 1
+
+
+# -- the benchmark, tiny ----------------------------------------------------------------------------------
+def test_benchmark_runs_and_proves_no_on_command() -> None:
+    result = redis_cycle.run(keys=10_000, queues=3, jobs=300, cycles=3)
+    assert result["server"]["keys"] >= 10_000 and len(result["server"]["queues"]) == 3
+    assert result["cycles"] == 3 and result["points_per_cycle"] > 50
+    for key in ("baseline_info_all", "cycle", "collect_only"):
+        figure = result[key]
+        assert 0 < figure["min_ms"] <= figure["median_ms"] <= figure["p95_ms"] <= figure["max_ms"]
+    assert result["forbidden_calls"] == {} and result["no_on_commands"] is True
+    ran = result["commands_per_cycle"]
+    assert ran["info"] == 1 and ran["llen"] > 0 and ran["zcount"] > 0 and ran["hmget"] > 0
+    assert not set(ran) & set(redis_cycle.FORBIDDEN)
+    assert result["passed"] == (result["cycle"]["p95_ms"] <= redis_cycle.BUDGET_P95_MS)
+    assert "INFO ALL round trip" in redis_cycle.format_report(result)
