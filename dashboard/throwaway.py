@@ -23,6 +23,8 @@ from types import TracebackType
 from typing import Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def free_port() -> int:
@@ -302,7 +304,9 @@ class ThrowawayRedis(_ProcessServer):
 
     def _ready(self) -> bool:
         try:
-            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as client:
+            # No retries: a refused PING must return at once so the start-up poll stays quick.
+            no_retry = Retry(NoBackoff(), 0)
+            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, retry=no_retry) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
