@@ -54,6 +54,7 @@ class Point:
     kind: Literal["counter", "gauge"] = "gauge"
     labels: str = ""
     delta: float | None = None  # counters only: None on the first reading (no baseline yet)
+    ts: int | None = None  # when it was measured, if not at the cycle's time (back-fill)
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,13 +232,14 @@ class Store:
         stored, counters = [], []
         for p in points:
             sid = self._series_id(conn, tid, p)
+            at = p.ts or ts  # back-filled points carry their own time
             if p.kind == "counter":
                 if p.value is not None:
-                    counters.append({"sid": sid, "v": p.value, "ts": ts})
+                    counters.append({"sid": sid, "v": p.value, "ts": at})
                 if p.delta is not None:
-                    stored.append({"series_id": sid, "value": p.delta, "add": True})
+                    stored.append({"series_id": sid, "ts": at, "value": p.delta, "add": True})
             elif p.value is not None:
-                stored.append({"series_id": sid, "value": p.value, "add": False})
+                stored.append({"series_id": sid, "ts": at, "value": p.value, "add": False})
         if counters:
             conn.execute(
                 update(series)
@@ -247,16 +248,16 @@ class Store:
                 counters,
             )
         if stored:
-            self._write_raw_points(conn, ts, stored)
-            self._write_rollup_points(conn, ts, stored)
+            self._write_raw_points(conn, stored)
+            self._write_rollup_points(conn, stored)
         return len(stored)
 
     @staticmethod
-    def _write_raw_points(conn: Connection, ts: int, stored: list[dict[str, Any]]) -> None:
+    def _write_raw_points(conn: Connection, stored: list[dict[str, Any]]) -> None:
         table = POINTS["raw"]
         for add in (True, False):  # counters add up within one second, gauges keep the latest
             rows = [
-                {"series_id": r["series_id"], "ts": ts, "value": r["value"]}
+                {"series_id": r["series_id"], "ts": r["ts"], "value": r["value"]}
                 for r in stored
                 if r["add"] is add
             ]
@@ -269,7 +270,7 @@ class Store:
                 )
 
     @staticmethod
-    def _write_rollup_points(conn: Connection, ts: int, stored: list[dict[str, Any]]) -> None:
+    def _write_rollup_points(conn: Connection, stored: list[dict[str, Any]]) -> None:
         lesser, greater = _min_max(conn)
         for level in BUCKET_SECONDS:
             table = POINTS[level]
@@ -283,12 +284,11 @@ class Store:
                     "max": greater(table.c.max, stmt.excluded.max),
                 },
             )
-            bucket = _bucket(ts, level)
             conn.execute(
                 stmt,
                 [
-                    {"series_id": r["series_id"], "ts": bucket, "sum": r["value"], "count": 1,
-                     "min": r["value"], "max": r["value"]}
+                    {"series_id": r["series_id"], "ts": _bucket(r["ts"], level),
+                     "sum": r["value"], "count": 1, "min": r["value"], "max": r["value"]}
                     for r in stored
                 ],
             )  # fmt: skip
