@@ -87,11 +87,57 @@ class RedisTarget(_Target):
     queues: RedisQueues = RedisQueues()
 
 
+_SLO = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$", re.I)
+
+
+class Series(_Strict):
+    """One PromQL expression to record, with its unit and an optional SLO target like '< 200'."""
+
+    expr: str = Field(min_length=1)
+    unit: str = ""
+    target: str | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _slo(cls, v: str | None) -> str | None:
+        if v is not None and not _SLO.match(v):
+            raise ValueError(
+                f"{v!r} is not a target: write an operator and a number, e.g. '< 200' or '>= 0.999'"
+            )
+        return v
+
+    @property
+    def slo(self) -> tuple[str, float] | None:
+        """The target as (operator, threshold)."""
+        if self.target is None:
+            return None
+        match = _SLO.match(self.target)
+        assert match is not None  # validated above
+        return match.group(1), float(match.group(2))
+
+
+class PrometheusTarget(_Target):
+    """Any server speaking the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    username: str | None = None  # basic auth; the password comes from password_env
+    bearer_token_env: str | None = None  # name of an environment variable holding a bearer token
+    verify_tls: bool = True
+    ca_file: str | None = None
+    backfill: Duration = 7 * 86400.0  # the longest gap filled from range queries
+    preset: str | None = Field(None, pattern=r"^seed$")  # 'seed': the seed's SLOs, standard PromQL
+    metrics: dict[str, str] = {}  # preset metric names, e.g. {http_duration: my_request_seconds}
+    series: dict[str, Series] = {}
+
+
 class Targets(_Strict):
     postgres: list[PostgresTarget] = []
     redis: list[RedisTarget] = []
+    prometheus: list[PrometheusTarget] = []
 
-    @field_validator("postgres", "redis")
+    @field_validator("postgres", "redis", "prometheus")
     @classmethod
     def _unique_names(cls, targets: list, info) -> list:
         seen: set[str] = set()
