@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collectors.advisor_job import advise_target
 from collectors.base import Collector
 from collectors.postgres import PostgresCollector
+from collectors.prometheus import PrometheusCollector
 from collectors.redis import RedisCollector
 from dashboard.config import Config, PostgresTarget
 from dashboard.store import Store
@@ -28,7 +29,8 @@ PRUNE_EVERY = 3600.0
 
 def build_collectors(config: Config, store: Store) -> list[Collector]:
     postgres = [PostgresCollector(t, store) for t in config.targets.postgres]
-    return [*postgres, *(RedisCollector(t, store) for t in config.targets.redis)]
+    redis = [RedisCollector(t, store) for t in config.targets.redis]
+    return [*postgres, *redis, *(PrometheusCollector(t, store) for t in config.targets.prometheus)]
 
 
 def backoff(interval: float, failures: int) -> float:

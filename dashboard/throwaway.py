@@ -316,11 +316,16 @@ class ThrowawayPrometheus(_ProcessServer):
     prefix = "obs-prom-"
 
     def __init__(
-        self, scrape_targets: list[str], scrape_interval: str = "1s", port: int | None = None
+        self,
+        scrape_targets: list[str],
+        scrape_interval: str = "1s",
+        port: int | None = None,
+        rules: str | None = None,
     ) -> None:
         self.binary = _require("prometheus", "prometheus")
         self.scrape_targets = scrape_targets
         self.scrape_interval = scrape_interval
+        self.rules = rules  # a rule file's YAML (groups: ...), evaluated every scrape_interval
         super().__init__(port)
 
     @property
@@ -337,6 +342,11 @@ class ThrowawayPrometheus(_ProcessServer):
             },
             "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": self.scrape_targets}]}],
         }
+        if self.rules is not None:
+            rules_path = os.path.join(self._tmp, "rules.yml")
+            with open(rules_path, "w") as fh:
+                fh.write(self.rules)
+            config["rule_files"] = [rules_path]
         path = os.path.join(self._tmp, "prometheus.yml")
         with open(path, "w") as fh:
             json.dump(config, fh)  # JSON is valid YAML
