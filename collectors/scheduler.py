@@ -143,8 +143,9 @@ def _log_cycle(collector: Collector, cycle: Cycle) -> None:
     if st.state == "down":
         log.warning("%s/%s: down: %s (%s)", collector.kind, collector.name, st.error, "; ".join(st.hints))
     else:
+        moved = f", {len(cycle.deltas)} statements moved" if collector.kind == "postgres" else ""
         log.info(
-            "%s/%s: %s in %.0f ms, %d statements moved, %d points%s",
-            collector.kind, collector.name, st.state, cycle.duration_ms, len(cycle.deltas),
+            "%s/%s: %s in %.0f ms%s, %d points%s",
+            collector.kind, collector.name, st.state, cycle.duration_ms, moved,
             len(cycle.points), f" ({st.error})" if st.error else "",
         )  # fmt: skip
