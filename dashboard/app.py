@@ -46,6 +46,8 @@ if _open_store():
             st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
             st.Page(ui.QUERIES_PAGE, title="Queries", icon=":material/list:"),
             st.Page(ui.INDEXES_PAGE, title="Indexes", icon=":material/bolt:", url_path="indexes"),
+            st.Page(ui.REDIS_PAGE, title="Redis", icon=":material/memory:", url_path="redis"),
+            st.Page(ui.SERVICES_PAGE, title="Services", icon=":material/monitor_heart:", url_path="services"),
             st.Page(ui.QUERY_PAGE, title="Query detail", icon=":material/search:", url_path="query"),
         ]
     )

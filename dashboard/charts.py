@@ -17,6 +17,19 @@ from dashboard.sqltext import one_line
 
 HEIGHT = 260
 HIT_RATIO_FLOOR = 90.0  # % (the seed's target for frequently read data)
+HIT_RATE_TARGET = 90.0  # % (a Redis cache's keyspace hit rate)
+QUEUE_STATE_COLORS = {
+    "wait": "#1565c0",
+    "queued": "#1565c0",
+    "prioritized": "#5e35b1",
+    "paused": "#9e9e9e",
+    "active": "#2e7d32",
+    "started": "#2e7d32",
+    "delayed": "#ef6c00",
+    "scheduled": "#ef6c00",
+    "waiting-children": "#8d6e63",
+    "deferred": "#8d6e63",
+}
 CONNECTION_COLORS = {
     "active": "#2e7d32",
     "idle": "#9e9e9e",
@@ -149,6 +162,135 @@ def _series_lines(long: pd.DataFrame, title: str, unit: str, legend: bool = True
     long = with_time(long)
     fig = px.line(long, x="time", y="value", color="series", markers=len(long) < 60)
     return _layout(fig, title, unit, legend=legend and long["series"].nunique() > 1)
+
+
+# -- long frames: ts, series, value (Redis) -----------------------------------------------------
+def lines(
+    long: pd.DataFrame, title: str, unit: str, *, dashed: tuple[str, ...] = (), legend: bool = True
+) -> go.Figure:
+    """One line per `series`; the series named in `dashed` are drawn dashed (limits)."""
+    if long.empty:
+        return _empty(title)
+    fig = _series_lines(long, title, unit, legend=legend)
+    for name in dashed:
+        fig.update_traces(line_dash="dash", selector={"name": name})
+    return fig
+
+
+def hit_rate_line(long: pd.DataFrame, title: str = "Hit rate", target: float = HIT_RATE_TARGET) -> go.Figure:
+    """A 0..1 ratio per bucket in %, with the target as a dashed line; the axis starts at the
+    target (or lower when needed), as for the buffer cache."""
+    if long.empty:
+        return _empty(title)
+    fig = _series_lines(long.assign(value=long["value"] * 100), title, "%", legend=False)
+    fig.add_hline(
+        y=target,
+        line_dash="dash",
+        line_color="#c62828",
+        annotation_text=f"target {target:g} %",
+        annotation_position="top left",
+    )
+    low = math.floor(min(target, float(long["value"].min()) * 100)) - 2
+    fig.update_yaxes(range=[max(0, low), 100.5])
+    return fig
+
+
+def stacked_area(
+    long: pd.DataFrame, title: str, unit: str, colors: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Stacked areas, one per `series` (jobs per state), in the order the frame lists them."""
+    if long.empty:
+        return _empty(title)
+    points = with_time(long)
+    order = list(dict.fromkeys(points["series"]))
+    fig = px.area(
+        points,
+        x="time",
+        y="value",
+        color="series",
+        color_discrete_map=dict(colors or {}),
+        category_orders={"series": order},
+    )
+    return _layout(fig, title, unit)
+
+
+# -- services: SLO lines, the overlay (Services) -------------------------------------------------
+TARGET_COLOR = "#c62828"
+OVERLAY_COLORS = ("#1565c0", "#ef6c00")  # the service series (left axis), the other one (right axis)
+
+
+def slo_lines(
+    long: pd.DataFrame, title: str, unit: str, target: tuple[str, float] | None = None, label: str = ""
+) -> go.Figure:
+    """A recorded series (a line per label set) with its target as a dashed line, always in view.
+
+    For an upper bound ('< 200') the axis starts at zero; for a lower bound ('>= 99.9') it starts
+    just below the target, or the values when they are lower: from zero, 99.9 % and 100 % would be
+    one line.
+    """
+    if long.empty:
+        return _empty(title)
+    fig = _series_lines(long, title, unit, legend=long["series"].nunique() > 1)
+    if target is None:
+        return fig
+    op, threshold = target
+    fig.add_hline(
+        y=threshold,
+        line_dash="dash",
+        line_color=TARGET_COLOR,
+        annotation_text=f"target {label or f'{op} {threshold:g}'}",
+        annotation_position="top left",
+        annotation_font_color=TARGET_COLOR,
+    )
+    values = long["value"].dropna()
+    low = min(float(values.min()), threshold) if len(values) else threshold
+    high = max(float(values.max()), threshold) if len(values) else threshold
+    if op in (">", ">="):
+        pad = max((high - low) * 0.15, abs(threshold) * 0.0005, 1e-9)
+        fig.update_yaxes(range=[low - pad, high + pad], rangemode="normal")
+    else:
+        fig.update_yaxes(range=[min(0.0, low * 1.1), high * 1.15 if high > 0 else 1.0])
+    return fig
+
+
+def overlay(
+    left: pd.DataFrame,
+    left_unit: str,
+    right: pd.DataFrame,
+    right_unit: str,
+    title: str = "",
+    target: tuple[str, float] | None = None,
+) -> go.Figure:
+    """Two long frames on one time axis: `left` on the left y axis (with its target as a dashed
+    line), `right` on a second y axis at the right, each axis titled in its line's color."""
+    from plotly.subplots import make_subplots
+
+    if left.empty and right.empty:
+        return _empty(title)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for long, secondary, color in ((left, False, OVERLAY_COLORS[0]), (right, True, OVERLAY_COLORS[1])):
+        if long.empty:
+            continue
+        points = with_time(long)
+        for name, part in points.groupby("series", sort=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=part["time"], y=part["value"], name=str(name), line={"color": color},
+                    mode="lines+markers" if len(part) < 60 else "lines",
+                ),
+                secondary_y=secondary,
+            )  # fmt: skip
+    _layout(fig, title, "", legend=True)
+    fig.update_yaxes(title={"text": left_unit, "font": {"color": OVERLAY_COLORS[0]}}, secondary_y=False)
+    fig.update_yaxes(
+        title={"text": right_unit, "font": {"color": OVERLAY_COLORS[1]}},
+        secondary_y=True,
+        showgrid=False,
+        tickmode="auto",
+    )
+    if target is not None and not left.empty:
+        fig.add_hline(y=target[1], line_dash="dash", line_color=TARGET_COLOR, line_width=1, secondary_y=False)
+    return fig
 
 
 # -- layout -------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import config as config_mod
+from dashboard import redis_views, service_views, slo
+from dashboard.prometheus_preset import series_for
 from dashboard.store import reads
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import current_version, migrate
@@ -30,6 +32,33 @@ CYCLES = "pg.statements.calls"  # written once per successful cycle: the grid st
 OVERVIEW_SERIES = (*STATEMENT_TOTALS, *BLOCKS, "pg.connections")
 STALE_CYCLES = 3  # a target not scraped for this many intervals is flagged: is the collector running?
 ORDERS = reads.ORDERS
+REDIS_SERIES = (
+    "redis.keyspace.hits",
+    "redis.keyspace.misses",
+    "redis.ops",
+    "redis.memory.used_bytes",
+    "redis.memory.rss_bytes",
+    "redis.memory.max_bytes",
+    "redis.memory.fragmentation_ratio",
+    "redis.keys.evicted",
+    "redis.keys.expired",
+    "redis.clients.connected",
+    "redis.clients.blocked",
+    "redis.clients.rejected",
+    "redis.replication.connected_replicas",
+    "redis.replication.lag_bytes",
+    "redis.replication.link_up",
+)
+REDIS_COMMAND_SERIES = (*redis_views.COMMAND_COUNTERS, "redis.cmd.latency_us")
+REDIS_QUEUE_SERIES = (
+    "redis.queue.depth",
+    "redis.queue.completed",
+    "redis.queue.failed",
+    "redis.queue.oldest_age_s",
+    "redis.queue.wait_ms",
+    "redis.queue.run_ms",
+    "redis.queue.paused",
+)
 
 
 def config() -> config_mod.Config:
@@ -93,31 +122,40 @@ def _statuses(url: str) -> pd.DataFrame:
     return reads.target_statuses(_engine(url))
 
 
-def statuses() -> pd.DataFrame:
-    """Every postgres target: the store's, plus configured ones never collected (state None)."""
+def _configured(kind: str) -> list:
+    """The config's targets of a kind ("postgres", "redis")."""
+    return list(getattr(config().targets, kind, []))
+
+
+def statuses(kind: str = "postgres") -> pd.DataFrame:
+    """Every target of `kind`: the store's, plus configured ones never collected (state None)."""
     frame = _statuses(store_url())
-    frame = frame[frame["kind"] == "postgres"]
-    configured = [t.name for t in config().targets.postgres]
+    frame = frame[frame["kind"] == kind]
+    configured = [t.name for t in _configured(kind)]
     missing = [n for n in configured if n not in set(frame["name"])]
-    extra = pd.DataFrame({"name": missing, "kind": "postgres", "samples": 0, "failures": 0})
+    extra = pd.DataFrame({"name": missing, "kind": kind, "samples": 0, "failures": 0})
     extra["hints"] = [["run `observatory collect` (or `observatory up`) to start collecting"]] * len(extra)
     frame = pd.concat([frame, extra], ignore_index=True) if missing else frame.reset_index(drop=True)
     frame["configured"] = frame["name"].isin(configured)
-    intervals = {t.name: t.interval for t in config().targets.postgres}
+    intervals = {t.name: t.interval for t in _configured(kind)}
     limit = frame["name"].map(intervals).fillna(60.0) * STALE_CYCLES
     frame["stale"] = (time.time() - frame["last_attempt"]) > limit
     return frame
 
 
-def targets() -> list[Target]:
-    """The postgres targets the store holds data for (the sidebar's choices)."""
+def targets(kind: str | None = None) -> list[Target]:
+    """The targets the store holds data for, of one kind or all (the sidebar's choices)."""
     frame = _statuses(store_url())
-    frame = frame[frame["kind"] == "postgres"]
-    return [Target(int(r.target_id), str(r.name)) for r in frame.itertuples()]
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
+    return [Target(int(r.target_id), str(r.name), str(r.kind)) for r in frame.itertuples()]
 
 
-def has_data() -> bool:
+def has_data(kind: str | None = None) -> bool:
+    """Whether anything was collected (from targets of `kind`, or of any kind)."""
     frame = _statuses(store_url())
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
     return bool(len(frame)) and int(frame["samples"].sum()) > 0
 
 
@@ -136,10 +174,15 @@ def _series_of(targets: Sequence[Target], names: Sequence[str], window: Window, 
     ids = tuple(sorted(t.id for t in targets))
     frame = _series(store_url(), ids, tuple(sorted(names)), window.start, window.end, level)
     frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
-    return _covered_width(frame, level)
+    return _covered_width(frame, level, targets)
 
 
-def _covered_width(frame: pd.DataFrame, level: str) -> pd.DataFrame:
+def _interval(target: Target) -> float:
+    found = [t.interval for t in _configured(target.kind) if t.name == target.name]
+    return found[0] if found else float(reads.RAW_SECONDS)
+
+
+def _covered_width(frame: pd.DataFrame, level: str, targets: Sequence[Target]) -> pd.DataFrame:
     """Hourly and daily buckets: `width` becomes the time the bucket's cycles covered.
 
     The current bucket is still filling, and a target may start, stop or fail mid-bucket; dividing
@@ -148,8 +191,8 @@ def _covered_width(frame: pd.DataFrame, level: str) -> pd.DataFrame:
     """
     if level == "raw" or frame.empty:
         return frame
-    intervals = {t.name: t.interval for t in config().targets.postgres}
-    interval = frame["target"].map(intervals).fillna(float(reads.RAW_SECONDS))
+    intervals = {t.id: _interval(t) for t in targets}
+    interval = frame["target_id"].map(intervals).fillna(float(reads.RAW_SECONDS))
     frame["width"] = (frame["count"] * interval).clip(upper=frame["width"]).astype(float)
     return frame
 
@@ -326,3 +369,121 @@ def statement_advice(target_id: int, datname: str | None, text: str | None) -> d
     target, datname, ts and either `suggestion` (and its `rank`) or `skipped` (the reason); None
     when there is no report or the report does not mention the statement."""
     return _statement_advice(store_url(), int(target_id), datname, text or "")
+
+
+# -- Redis ----------------------------------------------------------------------------------------
+def redis_series(target: Target, window: Window) -> pd.DataFrame:
+    """The node's cache, memory, client and replication series at chart resolution."""
+    return series([target], REDIS_SERIES, window)
+
+
+def redis_figures(target: Target, window: Window) -> dict[str, object]:
+    """The node's metrics row over the window (redis_views.node_figures)."""
+    return redis_views.node_figures(redis_series(target, window))
+
+
+def redis_commands(target: Target, window: Window) -> pd.DataFrame:
+    """commandstats over the window per command (redis_views.command_table), slowest per call first."""
+    level = _level(window, reads.TOTALS_BUCKETS)
+    return redis_views.command_table(_series_of([target], REDIS_COMMAND_SERIES, window, level))
+
+
+def redis_queue_series(target: Target, window: Window) -> pd.DataFrame:
+    """The node's job-queue series at chart resolution (empty when it has no queues configured)."""
+    return series([target], REDIS_QUEUE_SERIES, window)
+
+
+def redis_queue_summary(target: Target, window: Window) -> pd.DataFrame:
+    """One row per queue (redis_views.queue_summary)."""
+    return redis_views.queue_summary(redis_queue_series(target, window))
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _slowlog(url: str, ids: tuple[int, ...], start: int, end: int, limit: int) -> pd.DataFrame:
+    return reads.slowlog_entries(_engine(url), ids, Window(start, end), limit)
+
+
+def slowlog(targets: Sequence[Target], window: Window, limit: int = 200) -> pd.DataFrame:
+    """Slow-log entries in the window, slowest first: target, ts, duration_us, command, client."""
+    if not targets:
+        return pd.DataFrame(columns=["target", "ts", "duration_us", "command", "client"])
+    return _slowlog(store_url(), tuple(sorted(t.id for t in targets)), window.start, window.end, limit)
+
+
+# -- Prometheus (Services) ------------------------------------------------------------------------
+LATEST_SECONDS = 3600  # how far back the scorecard looks for a series' latest reading
+
+
+def prom_configured(target: Target) -> dict[str, config_mod.Series]:
+    """The series the target records (its preset's and its own), by name. A target no longer in
+    the configuration keeps the units and targets its collector last recorded."""
+    found = [t for t in _configured("prometheus") if t.name == target.name]
+    if found:
+        return series_for(found[0])
+    recorded = prom_details(target).get("series") or {}
+    return {
+        name: config_mod.Series(expr=d.get("expr") or "?", unit=d.get("unit") or "", target=d.get("target"))
+        for name, d in recorded.items()
+        if isinstance(d, dict)
+    }
+
+
+def prom_series(target: Target, window: Window) -> pd.DataFrame:
+    """The target's recorded series (`prom.series`) at chart resolution."""
+    return series([target], (slo.SERIES,), window)
+
+
+def slo_scorecard(target: Target, window: Window) -> pd.DataFrame:
+    """One row per series with a target: latest reading, the window's value, pass/fail and the
+    worst hour (slo.scorecard)."""
+    hourly = _series_of([target], (slo.SERIES,), window, "hourly")
+    recent = Window(max(window.start, window.end - LATEST_SECONDS), window.end)
+    latest = _series_of([target], (slo.SERIES,), recent, "raw")
+    return slo.scorecard(prom_series(target, window), hourly, latest, prom_configured(target), window.start)
+
+
+def service_line(target: Target, name: str, window: Window) -> pd.DataFrame:
+    """One recorded series as a long frame (ts, series, value) in its display unit (ratios in %)."""
+    unit = prom_configured(target).get(name, config_mod.Series(expr="-")).unit
+    return slo.series_lines(prom_series(target, window), name, slo.display_scale(unit)[0])
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _details(url: str, target_id: int) -> dict:
+    return reads.target_details(_engine(url), target_id)
+
+
+def prom_details(target: Target) -> dict:
+    """The collector's details of the target's last successful cycle: series, alerts, targets."""
+    return _details(store_url(), int(target.id))
+
+
+def prom_alerts(target: Target) -> pd.DataFrame:
+    """Prometheus' firing and pending alerts at the last cycle (service_views.alerts_table)."""
+    return service_views.alerts_table(prom_details(target))
+
+
+def prom_down_targets(target: Target) -> pd.DataFrame:
+    """Prometheus' scrape targets that were not up at the last cycle."""
+    return service_views.down_targets(prom_details(target))
+
+
+def prom_state(target: Target) -> dict[str, int]:
+    """Counts of firing and pending alerts and of scrape targets up and down at the last cycle."""
+    return service_views.state_counts(prom_details(target))
+
+
+def prom_series_errors(target: Target) -> dict[str, str]:
+    """Series whose last evaluation failed, with the collector's message."""
+    return service_views.series_errors(prom_details(target))
+
+
+def statement_mean_line(statement_id: int, target: Target, window: Window, label: str) -> pd.DataFrame:
+    """A statement's mean time per bucket as a long frame (for the Services overlay)."""
+    return service_views.mean_time(statement_timeline(statement_id, target, window), label)
+
+
+def redis_hit_rate_line(target: Target, window: Window, label: str) -> pd.DataFrame:
+    """A Redis node's keyspace hit rate per bucket in % (for the Services overlay)."""
+    long = redis_views.hit_rate(redis_series(target, window))
+    return long.assign(series=label, value=long["value"] * 100)

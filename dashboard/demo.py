@@ -1,8 +1,10 @@
-"""`observatory demo`: a throwaway PostgreSQL, a live ERP workload, the collectors and the app.
+"""`observatory demo`: a throwaway PostgreSQL and Redis, live workloads, the collectors and the app.
 
-Everything runs from this one process (the collector daemon in a thread, the app as a child) and
-everything but the store is removed on exit: Ctrl-C, SIGTERM or --minutes all end in the same
-`finally`. No passwords exist: the throwaway cluster trusts connections from localhost only.
+The ERP workload runs against PostgreSQL; Redis is used the way the seed's system uses it, as the
+cache in front of that database and as the BullMQ job queues (dashboard.redis_workload). Everything
+runs from this one process (the collector daemon and the workloads in threads, the servers and the
+app as children) and everything but the store is removed on exit: Ctrl-C, SIGTERM or --minutes all
+end in the same `finally`. No passwords exist: both servers listen on localhost only and trust it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from psycopg import sql
 from collectors.scheduler import Scheduler
 from dashboard import config as config_mod
 from dashboard.cli import streamlit_command
+from dashboard.demo_traffic import LiveService
+from dashboard.redis_workload import RedisWorkload, prepare_server
 from dashboard.store import Store
-from dashboard.throwaway import ThrowawayPostgres
-from dashboard.workload import Workload, create_analytics_schema, create_schema
+from dashboard.throwaway import ThrowawayNodeExporter, ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis
+from dashboard.workload import APP_ROLE, Workload, create_analytics_schema, create_schema, role_dsn
 
 log = logging.getLogger("observatory.demo")
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +44,10 @@ INTERVAL = "10s"
 SCALE = 1.0  # ~100k orders, ~250k order items: seeded in about 6 s on 2 cores
 BACKFILL_CYCLES, BACKFILL_GAP = 3, 3.0  # so the first page view already shows deltas
 PG_SETTINGS = {"pg_stat_statements.max": "5000", "track_io_timing": "on"}
+REDIS_TARGET = "demo-cache"
+REDIS_QUEUES = ("email", "reports")
+PROMETHEUS_TARGET = "demo-services"
+SCRAPE_INTERVAL = "5s"  # Prometheus' own; the collector reads it every 15 s
 
 
 def say(message: str) -> None:
@@ -58,9 +66,9 @@ def run_demo(args: argparse.Namespace) -> int:
     serving = False
     with _signals_as_interrupt():
         try:
-            app, scheduler_thread, workload = _start(args, directory, cleanups)
+            app, scheduler_thread, workloads = _start(args, directory, cleanups)
             serving = True
-            return _serve(app, scheduler_thread, workload, deadline, directory)
+            return _serve(app, scheduler_thread, workloads, deadline, directory)
         except KeyboardInterrupt:
             say("stopping")
             return 0 if serving else 130
@@ -81,8 +89,9 @@ def _port_free(host: str, port: int) -> bool:
 
 def _start(
     args: argparse.Namespace, directory: Path, cleanups: list[tuple[str, Callable[[], None]]]
-) -> tuple[subprocess.Popen[bytes], threading.Thread, Workload]:
+) -> tuple[subprocess.Popen[bytes], threading.Thread, tuple[Workload, RedisWorkload]]:
     """Every part, in order; each registers how to stop it before the next one starts."""
+    services = _start_services(cleanups)
     pg = ThrowawayPostgres(settings=PG_SETTINGS)
     cleanups.append(("PostgreSQL", pg.stop))
     pg.start()
@@ -97,7 +106,17 @@ def _start(
     cleanups.append(("workload", workload.stop))
     workload.start()
     say(f"workload running: {sizes.customers} customers, roles app and reporting, application_name demo-app")
-    config = _write_config(directory, pg)
+    cache = ThrowawayRedis()
+    cleanups.append(("Redis", cache.stop))
+    cache.start()
+    prepare_server(cache.url)
+    say(f"Redis throwaway server on 127.0.0.1:{cache.port} (maxmemory 8 MiB, volatile-lru)")
+    redis_load = RedisWorkload(cache.url, dsn=role_dsn(pg.dsn(dbname="erp"), APP_ROLE), queues=REDIS_QUEUES)
+    cleanups.append(("Redis workload", redis_load.stop))
+    redis_load.start()
+    say(f"Redis in use: a cache in front of the ERP database and BullMQ queues {', '.join(REDIS_QUEUES)}")
+    config = _write_config(directory, pg, cache)
+    config = _add_prometheus(config, services)
     store = Store(config.store)  # migrates before the app's first read
     cleanups.append(("store", store.close))
     app = _start_app(args, config, directory)
@@ -108,7 +127,7 @@ def _start(
     cleanups.append(("collectors", lambda: (scheduler.stop(), thread.join(15))))
     thread.start()
     _announce(args, app, directory)
-    return app, thread, workload
+    return app, thread, (workload, redis_load)
 
 
 def _prepare_cluster(pg: ThrowawayPostgres) -> None:
@@ -129,7 +148,39 @@ def _forget_setup(pg: ThrowawayPostgres) -> None:
         conn.execute("SELECT pg_stat_statements_reset()")
 
 
-def _write_config(directory: Path, pg: ThrowawayPostgres) -> config_mod.Config:
+def _start_services(cleanups: list[tuple[str, Callable[[], None]]]) -> dict:
+    """The Prometheus side: a live demo service (dashboard.demo_traffic), node_exporter where it is
+    installed, and a throwaway Prometheus scraping both. Each registers how to stop it before the
+    next starts; returns the `targets.prometheus` entry that reads them with the seed's preset."""
+    service = LiveService()
+    cleanups.append(("demo service", service.stop))
+    service.start()
+    scraped = [service.address]
+    if ThrowawayNodeExporter.available():
+        node = ThrowawayNodeExporter()
+        cleanups.append(("node_exporter", node.stop))
+        node.start()
+        scraped.append(node.address)
+    prom = ThrowawayPrometheus(scrape_targets=scraped, scrape_interval=SCRAPE_INTERVAL)
+    cleanups.append(("Prometheus", prom.stop))
+    prom.start()
+    node_note = f" and node_exporter on {scraped[1]}" if len(scraped) > 1 else " (no node_exporter installed)"
+    say(f"Prometheus throwaway server on 127.0.0.1:{prom.port} scraping a service on {scraped[0]}{node_note}")
+    return {"name": PROMETHEUS_TARGET, "url": prom.url, "interval": "15s", "preset": "seed"}
+
+
+def _add_prometheus(config: config_mod.Config, target: dict) -> config_mod.Config:
+    """The written configuration with the Prometheus target added (the seed's SLOs)."""
+    path = Path(config.source)
+    lines = path.read_text().splitlines(keepends=True)
+    header = "".join(line for line in lines if line.startswith("#"))
+    data = yaml.safe_load("".join(lines))
+    data.setdefault("targets", {})["prometheus"] = [target]
+    path.write_text(header + yaml.safe_dump(data))
+    return config_mod.load(path)
+
+
+def _write_config(directory: Path, pg: ThrowawayPostgres, cache: ThrowawayRedis) -> config_mod.Config:
     data = {
         "store": f"sqlite:///{directory / 'observatory.db'}",
         "targets": {
@@ -137,7 +188,15 @@ def _write_config(directory: Path, pg: ThrowawayPostgres) -> config_mod.Config:
             # database of the cluster, and the pages filter by database.
             "postgres": [
                 {"name": "demo", "dsn": pg.dsn(user=MONITOR_ROLE, dbname=DATABASES[0]), "interval": INTERVAL}
-            ]
+            ],
+            "redis": [
+                {
+                    "name": REDIS_TARGET,
+                    "url": cache.url,
+                    "interval": INTERVAL,
+                    "queues": {"bullmq": list(REDIS_QUEUES)},
+                }
+            ],
         },
     }
     path = directory / "observatory.yaml"
@@ -194,11 +253,12 @@ def _wait_healthy(url: str, app: subprocess.Popen[bytes], timeout: float) -> boo
 def _serve(
     app: subprocess.Popen[bytes],
     thread: threading.Thread,
-    workload: Workload,
+    workloads: tuple[Workload, RedisWorkload],
     deadline: float,
     directory: Path,
 ) -> int:
-    """Wait for the deadline (or a signal); report the workload once a minute."""
+    """Wait for the deadline (or a signal); report the workloads once a minute."""
+    workload, redis_load = workloads
     next_report = time.monotonic() + 60
     while time.monotonic() < deadline:
         if app.poll() is not None:
@@ -211,6 +271,11 @@ def _serve(
             stats = workload.stats()
             log.info("workload: %d operations, intensity %.2f, errors %s",
                      stats["operations"], stats["intensity"], stats["errors"] or "none")  # fmt: skip
+            cache = redis_load.stats()
+            hit_rate = f"{cache['hit_rate']:.1%}" if cache["hit_rate"] is not None else "n/a"
+            log.info("redis workload: cache hit rate %s, jobs %s, errors %s", hit_rate,
+                     {k: v for k, v in cache["counts"].items() if k not in ("hits", "misses")},
+                     cache["errors"] or "none")  # fmt: skip
             next_report += 60
         time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
     say("time is up, stopping")
@@ -228,7 +293,7 @@ def _cleanup(cleanups: list[tuple[str, Callable[[], None]]]) -> None:
                 failed.append(name)
                 log.error("stopping %s failed: %s", name, err)
     if cleanups and not failed:
-        say("stopped; the throwaway PostgreSQL cluster was removed")
+        say("stopped; the throwaway PostgreSQL cluster and Redis server were removed")
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -25,12 +25,10 @@ import math
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dashboard.throwaway import _ProcessServer, _require
+from dashboard.throwaway import ProcessServer, http_ok
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +120,7 @@ def serve(port: int, traffic: Traffic = Traffic(), host: str = "127.0.0.1") -> N
         time.sleep(3600)
 
 
-class DemoService(_ProcessServer):
+class DemoService(ProcessServer):
     """The exporter as a child process on a free port (a context manager, like the throwaway
     servers: stop() or the with-block ends it)."""
 
@@ -149,41 +147,7 @@ class DemoService(_ProcessServer):
         ]  # fmt: skip
 
     def _ready(self) -> bool:
-        return _answers(f"http://{self.address}/metrics")
-
-
-class ThrowawayNodeExporter(_ProcessServer):
-    """Debian's prometheus-node-exporter on loopback, CPU and memory collectors only."""
-
-    prefix = "obs-node-"
-
-    def __init__(self, port: int | None = None) -> None:
-        self.binary = _require("prometheus-node-exporter", "prometheus-node-exporter")
-        super().__init__(port)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _command(self) -> list[str]:
-        return [
-            self.binary,
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--collector.disable-defaults",
-            "--collector.cpu",
-            "--collector.meminfo",
-        ]
-
-    def _ready(self) -> bool:
-        return _answers(f"http://{self.address}/metrics")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+        return http_ok(f"http://{self.address}/metrics")
 
 
 def main(argv: list[str] | None = None) -> None:

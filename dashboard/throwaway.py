@@ -42,7 +42,7 @@ def _tail(path: str, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _require(binary: str, package: str) -> str:
+def require_binary(binary: str, package: str) -> str:
     # /usr/bin fallback: PATH may be minimal under CI runners or runuser.
     for found in (shutil.which(binary), f"/usr/bin/{binary}"):
         if found and os.access(found, os.X_OK):
@@ -206,7 +206,7 @@ class ThrowawayPostgres(_Managed):
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
 
 
-class _ProcessServer(_Managed):
+class ProcessServer(_Managed):
     """A server run as a plain child process in its own temp dir."""
 
     prefix = "obs-"
@@ -273,11 +273,11 @@ class _ProcessServer(_Managed):
             self._tmp = ""
 
 
-class ThrowawayRedis(_ProcessServer):
+class ThrowawayRedis(ProcessServer):
     prefix = "obs-redis-"
 
     def __init__(self, port: int | None = None) -> None:
-        self.binary = _require("redis-server", "redis-server")
+        self.binary = require_binary("redis-server", "redis-server")
         super().__init__(port)
 
     @property
@@ -312,7 +312,7 @@ class ThrowawayRedis(_ProcessServer):
             return False
 
 
-class ThrowawayPrometheus(_ProcessServer):
+class ThrowawayPrometheus(ProcessServer):
     prefix = "obs-prom-"
 
     def __init__(
@@ -322,7 +322,7 @@ class ThrowawayPrometheus(_ProcessServer):
         port: int | None = None,
         rules: str | None = None,
     ) -> None:
-        self.binary = _require("prometheus", "prometheus")
+        self.binary = require_binary("prometheus", "prometheus")
         self.scrape_targets = scrape_targets
         self.scrape_interval = scrape_interval
         self.rules = rules  # a rule file's YAML (groups: ...), evaluated every scrape_interval
@@ -364,3 +364,41 @@ class ThrowawayPrometheus(_ProcessServer):
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+
+def http_ok(url: str) -> bool:
+    """Whether the URL answers 200 right now (readiness polls)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ThrowawayNodeExporter(ProcessServer):
+    """Debian's prometheus-node-exporter on loopback, with the CPU and memory collectors only."""
+
+    prefix = "obs-node-"
+    BINARY = "/usr/bin/prometheus-node-exporter"
+    # What the preset's CPU and memory series need, and nothing that reads the disks or the network.
+    COLLECTORS = ("cpu", "meminfo", "loadavg")
+
+    def __init__(self, port: int | None = None) -> None:
+        self.binary = require_binary("prometheus-node-exporter", "prometheus-node-exporter")
+        super().__init__(port)
+
+    @classmethod
+    def available(cls) -> bool:
+        return os.access(cls.BINARY, os.X_OK) or shutil.which("prometheus-node-exporter") is not None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        collectors = [f"--collector.{name}" for name in self.COLLECTORS]
+        listen = f"--web.listen-address={self.address}"
+        return [self.binary, listen, "--collector.disable-defaults", *collectors]
+
+    def _ready(self) -> bool:
+        return http_ok(f"http://{self.address}/metrics")

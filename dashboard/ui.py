@@ -1,8 +1,9 @@
-"""What every page shares: the sidebar (time window, targets) and the page paths.
+"""What every page shares: the sidebar (time window, targets), the page paths and collector health.
 
 The window and the targets are widgets bound to URL query parameters (`?window=7d&targets=a`), so a
 copied link opens on the same view; pages read them through `current_window()` and
-`current_targets()` after the entrypoint has drawn the sidebar.
+`current_targets(kind)` after the entrypoint has drawn the sidebar. The sidebar lists the targets of
+every kind; each page keeps those of its own kind (PostgreSQL or Redis).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.store.reads import Window
@@ -23,6 +25,8 @@ OVERVIEW_PAGE = "../pages/overview.py"
 QUERIES_PAGE = "../pages/queries.py"
 QUERY_PAGE = "../pages/query.py"
 INDEXES_PAGE = "../pages/indexes.py"
+REDIS_PAGE = "../pages/redis.py"
+SERVICES_PAGE = "../pages/services.py"
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 WINDOW_NAMES = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
@@ -31,6 +35,8 @@ DEFAULT_WINDOW = "24h"
 # Relative windows end on a multiple of this many seconds, so reruns within it hit the data cache.
 QUANTUM = 30
 _TARGETS_KEY = "ui.known_targets"
+KIND_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "prometheus": "Prometheus"}
+STATE_COLORS = {"ok": "green", "degraded": "orange", "down": "red"}
 
 NO_DATA = """**No data yet.** The observatory shows what its collector has stored, and nothing has been
 collected so far.
@@ -52,6 +58,7 @@ Data shows here after the second collection cycle (counters are differences betw
 class Target:
     id: int
     name: str
+    kind: str = "postgres"
 
 
 def sidebar(targets: list[Target]) -> None:
@@ -75,7 +82,9 @@ def sidebar(targets: list[Target]) -> None:
                 key="range",
                 bind="query-params",
             )
-        names = [t.name for t in targets]
+        # Names are unique per kind: a PostgreSQL and a Redis target of the same name are one choice.
+        names = list(dict.fromkeys(t.name for t in targets))
+        kinds = [KIND_NAMES.get(k, k) for k in dict.fromkeys(t.kind for t in targets)]
         st.multiselect(
             "Targets",
             names,
@@ -83,6 +92,9 @@ def sidebar(targets: list[Target]) -> None:
             key="targets",
             bind="query-params",
             placeholder="no target selected",
+            help=f"{', '.join(kinds[:-1])} and {kinds[-1]} targets: each page shows its kind"
+            if len(kinds) > 1
+            else None,
         )
 
 
@@ -106,9 +118,16 @@ def window_label() -> str:
     return f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)"
 
 
-def current_targets() -> list[Target]:
-    """The targets picked in the sidebar (all of them until the user narrows the choice)."""
+def known_targets(kind: str | None = None) -> list[Target]:
+    """The targets the sidebar offers (of one kind, or all), picked or not."""
     known: list[Target] = st.session_state.get(_TARGETS_KEY, [])
+    return [t for t in known if kind is None or t.kind == kind]
+
+
+def current_targets(kind: str | None = None) -> list[Target]:
+    """The targets of `kind` (None: every kind) picked in the sidebar (all of them until the user
+    narrows the choice)."""
+    known = known_targets(kind)
     picked = st.session_state.get("targets")
     if picked is None:
         return known
@@ -157,6 +176,45 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
+# -- collector health (every page that shows targets) -------------------------------------------
+def problems(statuses: pd.DataFrame) -> None:
+    """Banners for targets that need attention, at the top where they cannot be missed."""
+    for r in statuses.itertuples():
+        if r.state == "down":
+            st.error(f"**{r.name}** is down: {r.last_error or 'no answer'}", icon=":material/error:")
+        elif r.stale:
+            st.warning(
+                f"**{r.name}** was last scraped {ago(r.last_attempt)}: is `observatory collect` running?",
+                icon=":material/schedule:",
+            )
+        elif r.state == "degraded":
+            st.warning(f"**{r.name}** is degraded: {r.last_error}", icon=":material/warning:")
+        else:
+            continue
+        for hint in r.hints:
+            st.warning(f"To fix: {hint}", icon=":material/build:")
+
+
+def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
+    """One card per target: state, last scrape and success, samples, server version, error, hints."""
+    st.subheader(title)
+    cols = st.columns(min(3, max(1, len(statuses))))
+    for i, r in enumerate(statuses.itertuples()):
+        with cols[i % len(cols)].container(border=True):
+            state = r.state if isinstance(r.state, str) else "never collected"
+            st.markdown(f"**{r.name}** :{STATE_COLORS.get(state, 'gray')}-badge[{state}]")
+            st.caption(
+                f"last scrape {ago(r.last_attempt)} · last success {ago(r.last_success)}"
+                f" · {int(r.samples):,} samples"
+            )
+            if isinstance(r.server_version, str):
+                st.caption(r.server_version)
+            if isinstance(r.last_error, str) and r.last_error:
+                st.error(r.last_error)
+            for hint in r.hints:
+                st.warning(hint)
+
+
 # -- formatting ---------------------------------------------------------------------------------
 def fmt_ms(ms: float | None) -> str:
     """A duration given in milliseconds, in the unit that reads best."""
@@ -179,6 +237,16 @@ def fmt_count(n: float | None, digits: int = 1) -> str:
 
 def fmt_pct(ratio: float | None) -> str:
     return "–" if ratio is None or ratio != ratio else f"{ratio * 100:.2f} %"
+
+
+def fmt_bytes(n: float | None) -> str:
+    """A size in bytes in binary units (Redis reports memory in bytes; maxmemory 8mb is 8 MiB)."""
+    if n is None or n != n:
+        return "–"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>$|~#])")

@@ -275,8 +275,8 @@ st.caption(
     "The index advisor's latest report for each database: new indexes that make the recorded workload "
     "faster, the statements it left alone and why, and the health of the existing indexes."
 )
-targets = ui.current_targets()
-if data.targets() and not targets:
+targets = ui.current_targets("postgres")
+if ui.known_targets("postgres") and not targets:
     st.info("Pick at least one target in the sidebar.")
     st.stop()
 reports = ranked(data.advice(targets))

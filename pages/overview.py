@@ -8,26 +8,6 @@ import streamlit as st
 from dashboard import charts, data, ui
 from dashboard.sqltext import one_line
 
-STATE_COLORS = {"ok": "green", "degraded": "orange", "down": "red"}
-
-
-def problems(statuses: pd.DataFrame) -> None:
-    """Banners for targets that need attention, at the top where they cannot be missed."""
-    for r in statuses.itertuples():
-        if r.state == "down":
-            st.error(f"**{r.name}** is down: {r.last_error or 'no answer'}", icon=":material/error:")
-        elif r.stale:
-            st.warning(
-                f"**{r.name}** was last scraped {ui.ago(r.last_attempt)}: is `observatory collect` running?",
-                icon=":material/schedule:",
-            )
-        elif r.state == "degraded":
-            st.warning(f"**{r.name}** is degraded: {r.last_error}", icon=":material/warning:")
-        else:
-            continue
-        for hint in r.hints:
-            st.warning(f"To fix: {hint}", icon=":material/build:")
-
 
 def target_figures(target: ui.Target, row: pd.Series) -> None:
     st.markdown(f"**{target.name}**")
@@ -74,37 +54,18 @@ def top_queries(targets: list[ui.Target], window) -> None:
         right.caption(f"{ui.fmt_ms(r.exec_ms)} total · {r.calls:,} calls · {ui.fmt_ms(r.mean_ms)} mean")
 
 
-def health(statuses: pd.DataFrame) -> None:
-    st.subheader("Collector health")
-    cols = st.columns(min(3, max(1, len(statuses))))
-    for i, r in enumerate(statuses.itertuples()):
-        with cols[i % len(cols)].container(border=True):
-            state = r.state if isinstance(r.state, str) else "never collected"
-            st.markdown(f"**{r.name}** :{STATE_COLORS.get(state, 'gray')}-badge[{state}]")
-            st.caption(
-                f"last scrape {ui.ago(r.last_attempt)} · last success {ui.ago(r.last_success)}"
-                f" · {int(r.samples):,} samples"
-            )
-            if isinstance(r.server_version, str):
-                st.caption(r.server_version)
-            if isinstance(r.last_error, str) and r.last_error:
-                st.error(r.last_error)
-            for hint in r.hints:
-                st.warning(hint)
-
-
 st.title("Overview")
-statuses = data.statuses()
-if not data.has_data():
+statuses = data.statuses("postgres")
+if not data.has_data("postgres"):
     st.info(ui.NO_DATA, icon=":material/info:")
     if len(statuses):
-        health(statuses)
+        ui.health(statuses)
     st.stop()
 
-targets = ui.current_targets()
+targets = ui.current_targets("postgres")
 window = ui.current_window()
 st.caption(f"PostgreSQL activity, {ui.window_label()} · times in UTC")
-problems(statuses[statuses["name"].isin([t.name for t in targets])])
+ui.problems(statuses[statuses["name"].isin([t.name for t in targets])])
 if not targets:
     st.info("Pick at least one target in the sidebar.")
     st.stop()
@@ -114,4 +75,4 @@ for target in targets:
     target_figures(target, figures.loc[target.name])
 activity(targets, window)
 top_queries(targets, window)
-health(statuses)
+ui.health(statuses)

@@ -42,10 +42,10 @@ def table(frame: pd.DataFrame, sparks: dict[int, list]) -> pd.DataFrame:
 
 
 st.title("Queries")
-targets = ui.current_targets()
+targets = ui.current_targets("postgres")
 window = ui.current_window()
 st.caption(f"Statements recorded by pg_stat_statements, {ui.window_label()}. Select a row for its detail.")
-if not data.has_data():
+if not data.has_data("postgres"):
     st.info(ui.NO_DATA, icon=":material/info:")
     st.stop()
 if not targets:

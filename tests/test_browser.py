@@ -24,6 +24,8 @@ from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.throwaway import ThrowawayPostgres, free_port
 from tests.test_indexes_page import REF, REF_INDEX, TARGET, advised_store, statement_id
+from tests.test_redis_page import NODE, redis_store
+from tests.test_services_page import services_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path("/tmp/observatory-shots")
@@ -221,3 +223,48 @@ def test_indexes_page_and_query_advice(page: Page, advised_app: tuple[str, dict]
     page.wait_for_url("**/indexes*", timeout=30_000)
     page.get_by_role("heading", name="Suggested indexes").wait_for()
     assert page.get_by_text(f"{advised['datname']} on {TARGET}").count() == 1
+
+
+# -- the Redis page, on a store of real Redis cycles ------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(redis_store(tmp_path_factory)["config"], tmp_path_factory) as url:
+        yield url
+
+
+def test_redis_page_draws_charts(page: Page, redis_app: str) -> None:
+    page.set_viewport_size({"width": 1440, "height": 4200})  # every section in one screenshot
+    page.goto(f"{redis_app}/redis")
+    page.get_by_role("heading", name="Redis").first.wait_for()
+    settle(page)
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 9
+    assert page.locator("[data-testid='stMetric']").filter(has_text="Hit rate").count() == 1
+    page.get_by_role("heading", name="Queues").wait_for()
+    page.locator(CELLS).first.wait_for(state="attached")
+    cells = page.locator(CELLS).all_text_contents()
+    assert any(c.startswith("EVAL ") for c in cells), cells
+    assert page.get_by_text(NODE).count() >= 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "redis")
+
+
+# -- the Services page, on a store of real Prometheus cycles ---------------------------------------
+@pytest.fixture(scope="module")
+def services_app(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(services_store(pg, tmp_path_factory)["config"], tmp_path_factory) as url:
+        yield url
+
+
+def test_services_page_draws_charts(page: Page, services_app: str) -> None:
+    page.set_viewport_size({"width": 1440, "height": 3000})  # every section in one screenshot
+    page.goto(f"{services_app}/services")
+    page.get_by_role("heading", name="Services").first.wait_for()
+    settle(page)
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 6  # five series and the overlay
+    page.locator(CELLS).first.wait_for(state="attached")
+    cells = page.locator(CELLS).all_text_contents()
+    assert {"api_p95_ms", "pass", "fail", "AlwaysFiring"} <= set(cells), cells
+    assert page.locator("[data-testid='stException']").count() == 0
+    shoot(page, "services")

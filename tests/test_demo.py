@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import sqlite3
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
-from dashboard.throwaway import ThrowawayPostgres, free_port
+from dashboard.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
+from dashboard.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
 from dashboard.workload import Workload, create_analytics_schema, create_schema
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,6 +110,57 @@ def test_workload_runs_every_family_as_two_roles_and_stays_bounded(cluster: Thro
     assert orphans == 0
 
 
+def test_redis_workload_uses_redis_as_a_cache_and_as_bullmq_queues() -> None:
+    # A fast, failure-prone email queue so a few seconds show every path: retries, final failures,
+    # trimming; a smaller maxmemory so the warm cache already overflows it.
+    email = dataclasses.replace(
+        QUEUES["email"], rate=60.0, workers=3, run_median=0.01, fail=0.25, fatal=0.1, backoff_ms=50,
+        delayed_share=0.2, delay_s=(0.1, 0.4),
+    )  # fmt: skip
+    keep = 25
+    with ThrowawayRedis() as server:
+        prepare_server(server.url)
+        r = redis.Redis.from_url(server.url, decode_responses=True)
+        r.config_set("maxmemory", "6mb")
+        load = RedisWorkload(server.url, queues=(email,), rate=400.0, keep=keep).start()
+        try:
+            time.sleep(4)
+        finally:
+            started = time.monotonic()
+            load.stop()
+            stop_seconds = time.monotonic() - started
+        assert stop_seconds < 3
+        assert not any(t.is_alive() for t in load._threads)
+        stats = load.stats()
+        assert stats["errors"] == {}, stats
+        assert 0.5 < stats["hit_rate"] < 1.0, stats
+        info = r.info("stats")
+        assert info["keyspace_misses"] > 0 and info["evicted_keys"] > 0
+        assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
+
+        # BullMQ's layout: finished sets scored by finishedOn and trimmed to `keep`, job hashes.
+        counts = stats["counts"]
+        assert counts["email completed"] > keep and counts["email failed"] > 0 and counts["email retried"] > 0
+        assert r.zcard("bull:email:completed") == keep
+        for job_id, score in r.zrange("bull:email:completed", 0, -1, withscores=True):
+            job = r.hgetall(f"bull:email:{job_id}")
+            assert int(job["timestamp"]) <= int(job["processedOn"]) <= int(job["finishedOn"]) == int(score)
+            assert json.loads(job["opts"])["backoff"] == {"type": "exponential", "delay": 50}
+        failed = [r.hgetall(f"bull:email:{j}") for j in r.zrange("bull:email:failed", 0, -1)]
+        assert failed and all(job["failedReason"] and int(job["atm"]) >= 1 for job in failed)
+        assert any(int(job["atm"]) == email.attempts for job in failed)  # retried until out of attempts
+        for job_id, score in r.zrange("bull:email:delayed", 0, -1, withscores=True):
+            # (timestamp + delay) * 0x1000 + the id's low 12 bits
+            assert int(score) & 0xFFF == int(job_id) & 0xFFF and int(score) >> 12 > 1.6e12
+        # Trimmed jobs lose their hashes too: every job hash left belongs to a queue state.
+        listed = set(r.lrange("bull:email:wait", 0, -1)) | set(r.lrange("bull:email:active", 0, -1))
+        for state in ("delayed", "completed", "failed"):
+            listed |= set(r.zrange(f"bull:email:{state}", 0, -1))
+        hashes = {k.split(":")[-1] for k in r.scan_iter("bull:email:*", count=1000)}
+        assert {h for h in hashes if h.isdigit()} == listed
+        assert r.exists("bull:email:meta", LEADERBOARD) == 2  # no TTL: never evicted
+
+
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -130,15 +185,63 @@ def test_demo_command_collects_both_databases_and_roles_then_cleans_up(tmp_path:
 
     with sqlite3.connect(tmp_path / "observatory.db") as db:
         pairs = set(db.execute("SELECT datname, rolname FROM statements"))
-        targets = {name for (name,) in db.execute("SELECT name FROM targets")}
+        targets = set(db.execute("SELECT kind, name FROM targets"))
         moved = db.execute("SELECT count(*), sum(calls) FROM stmt_raw").fetchone()
+        redis = _redis_points(db)
+        services = dict(
+            db.execute(
+                "SELECT s.labels, count(*) FROM points_raw p JOIN series s ON s.id = p.series_id "
+                "JOIN targets t ON t.id = s.target_id WHERE t.kind = 'prometheus' AND s.name = 'prom.series' "
+                "GROUP BY s.labels"
+            )
+        )
     assert {"erp", "analytics"} <= {d for d, _ in pairs}
     assert {"app", "reporting"} <= {r for _, r in pairs}
-    assert targets == {"demo"}  # one server, one target: its statements of both databases
+    # One PostgreSQL server, one target (its statements of both databases), and the Redis node.
+    assert targets == {("postgres", "demo"), ("redis", "demo-cache"), ("prometheus", "demo-services")}
     assert moved[0] > 0 and moved[1] > 0  # deltas, not just a baseline
     assert "password" not in (tmp_path / "observatory.yaml").read_text().lower()
+
+    # Redis used as a cache and as BullMQ queues, collected: a realistic hit rate, queue depths of
+    # both queues, jobs completed (per-interval deltas, not just a baseline).
+    hits, misses = redis["redis.keyspace.hits"], redis["redis.keyspace.misses"]
+    assert hits + misses > 100
+    assert 0.5 < hits / (hits + misses) < 1.0, (hits, misses)
+    assert {"email", "reports"} <= redis["depth queues"]
+    assert redis["redis.queue.completed"] > 0
+    assert redis["redis.memory.used_bytes"] > 0
 
     cluster_dir = str(Path(re.search(r"data in (\S+)\)", output).group(1)).parent)
     assert not os.path.exists(cluster_dir)
     assert _processes_mentioning(cluster_dir) == []
     assert _processes_mentioning(f"--server.port {port}") == []  # the app is gone too
+    redis_port = re.search(r"Redis throwaway server on 127\.0\.0\.1:(\d+)", output).group(1)
+    # redis-server rewrites its command line to "redis-server 127.0.0.1:<port>"
+    assert [p for p in _processes_mentioning(redis_port) if "redis-server" in p] == []
+
+    # The Prometheus side: the seed's SLO series read from a throwaway Prometheus scraping the demo
+    # service; afterwards no Prometheus, demo service or node_exporter is left.
+    assert services.get("name=api_p95_ms", 0) > 0 and services.get("name=error_ratio", 0) > 0, services
+    said = re.search(r"Prometheus throwaway server on .*", output).group(0)
+    prom_port, service_port, *node_port = re.findall(r"127\.0\.0\.1:(\d+)", said)
+    assert _processes_mentioning(f"--web.listen-address=127.0.0.1:{prom_port}") == []
+    assert _processes_mentioning(f"dashboard.demo_traffic --port {service_port}") == []
+    assert [p for port in node_port for p in _processes_mentioning(f"127.0.0.1:{port}")] == []
+
+
+def _redis_points(db: sqlite3.Connection) -> dict:
+    """Sums of the demo-cache target's raw points by series name, and the queues with depth series."""
+    rows = db.execute(
+        "SELECT s.name, s.labels, sum(p.value) FROM points_raw p JOIN series s ON s.id = p.series_id "
+        "JOIN targets t ON t.id = s.target_id WHERE t.kind = 'redis' AND t.name = 'demo-cache' "
+        "GROUP BY s.name, s.labels"
+    ).fetchall()
+    sums: dict = {}
+    for name, _labels, total in rows:
+        sums[name] = sums.get(name, 0.0) + total
+    sums["depth queues"] = {
+        dict(part.split("=", 1) for part in labels.split(","))["queue"]
+        for name, labels, _ in rows
+        if name == "redis.queue.depth"
+    }
+    return sums

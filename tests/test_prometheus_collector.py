@@ -25,7 +25,6 @@ import pytest
 from dashboard import config as config_mod
 from dashboard.demo_service import (
     DemoService,
-    ThrowawayNodeExporter,
     Traffic,
     expected_error_ratio,
     expected_quantile,
@@ -33,7 +32,7 @@ from dashboard.demo_service import (
 from dashboard.prometheus_preset import seed_series
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, target_statuses
-from dashboard.throwaway import ThrowawayPrometheus, free_port
+from dashboard.throwaway import ThrowawayNodeExporter, ThrowawayPrometheus, free_port
 from tests.conftest import collect_once
 
 EVERYTHING = Window(0, 4_000_000_000)

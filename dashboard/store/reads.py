@@ -307,6 +307,14 @@ def slowlog_entries(
         return pd.read_sql(query, conn)
 
 
+def target_details(engine: Engine, target_id: int) -> dict:
+    """The details of a target's last successful cycle (target_status.details), {} if none."""
+    query = select(target_status.c.details).where(target_status.c.target_id == int(target_id))
+    with engine.connect() as conn:
+        raw = conn.execute(query).scalar()
+    return json.loads(raw) if raw else {}
+
+
 def first_ts(engine: Engine) -> int | None:
     """When the store's history starts (first cycle of any target)."""
     with engine.connect() as conn:
@@ -329,5 +337,6 @@ __all__ = [
     "statement_series",
     "statement_texts",
     "statement_totals",
+    "target_details",
     "target_statuses",
 ]

@@ -1,0 +1,302 @@
+"""Redis: per node, the cache hit rate against its target, throughput, memory, clients and
+replication; the slowest commands, the slow log and the job queues; collector health last."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, redis_views, ui
+
+CONFIGURE = """```yaml
+targets:
+  redis:
+    - name: cache-1
+      url: redis://127.0.0.1:6379/0   # rediss:// for TLS; password_env: NAME keeps the password out
+      interval: 15s
+      queues: {bullmq: [email, reports], rq: [default], celery: [celery]}   # optional
+```"""
+NO_REDIS = f"""**No Redis target.** Name the Redis nodes to watch under `targets.redis` in
+`observatory.yaml` (or the file `$OBSERVATORY_CONFIG` names), one entry per node, with the job
+queues each one holds:
+{CONFIGURE}
+Then run `observatory collect` (or `observatory up` for the collector and this app together)."""
+NO_REDIS_DATA = """**No Redis data yet.** Run `observatory collect` (or `observatory up`) to collect the
+Redis targets of the configuration. Data shows here after the second collection cycle (counters are
+differences between two cycles)."""
+TARGET = redis_views.HIT_RATE_TARGET
+
+COMMAND_COLUMNS = {
+    "command": st.column_config.TextColumn("command", width="small"),
+    "calls": st.column_config.NumberColumn("calls", format="%d"),
+    "mean_us": st.column_config.NumberColumn("mean per call", format="%.1f µs", help="Δusec / Δcalls"),
+    "share": st.column_config.ProgressColumn(
+        "share of time", min_value=0.0, max_value=1.0, format="percent", width="small"
+    ),
+    "total_ms": st.column_config.NumberColumn("total time", format="%.2f ms"),
+    "failed": st.column_config.NumberColumn("failed", format="%d", help="calls that returned an error"),
+    "rejected": st.column_config.NumberColumn(
+        "rejected", format="%d", help="calls refused before running (ACL, OOM, wrong arity ...)"
+    ),
+    "p50_us": st.column_config.NumberColumn(
+        "p50", format="%.1f µs", help="latencystats (Redis 7+): since the server started"
+    ),
+    "p99_us": st.column_config.NumberColumn(
+        "p99", format="%.1f µs", help="latencystats (Redis 7+): since the server started"
+    ),
+}
+SLOWLOG_COLUMNS = {
+    "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss", timezone="UTC"),
+    "duration_ms": st.column_config.NumberColumn("duration", format="%.2f ms", width="small"),
+    "command": st.column_config.TextColumn("command", width="large"),
+    "client": st.column_config.TextColumn("client"),
+}
+QUEUE_COLUMNS = {
+    "queue": st.column_config.TextColumn("queue"),
+    "lib": st.column_config.TextColumn("library", width="small"),
+    "waiting": st.column_config.NumberColumn(
+        "waiting", format="%d", help="BullMQ wait + paused + prioritized; RQ and Celery queued (now)"
+    ),
+    "active": st.column_config.NumberColumn("active", format="%d", help="being processed (now)"),
+    "delayed": st.column_config.NumberColumn("delayed", format="%d", help="BullMQ delayed, RQ scheduled"),
+    "completed": st.column_config.NumberColumn("completed", format="%d", help="in the window"),
+    "failed": st.column_config.NumberColumn("failed", format="%d", help="in the window"),
+    "failure_rate": st.column_config.NumberColumn("failure rate", format="percent"),
+    "oldest_age_s": st.column_config.NumberColumn(
+        "oldest waiting", format="%.0f s", help="age of the oldest job"
+    ),
+    "wait_p95_ms": st.column_config.NumberColumn(
+        "wait p95",
+        format="%.0f ms",
+        help="job created to last start (BullMQ, jobs completed in the window): delays and backoff count",
+    ),
+    "run_p95_ms": st.column_config.NumberColumn(
+        "run p95", format="%.0f ms", help="start to finish, jobs completed in the window (BullMQ)"
+    ),
+}
+
+
+def known(value: object) -> bool:
+    return isinstance(value, int | float) and not math.isnan(value)
+
+
+def figures(f: dict) -> None:
+    """The metrics row: cache, throughput and memory, then evictions, clients and replication."""
+    cols = st.columns(4)
+    rate = f["hit_rate"]
+    if known(rate):
+        cols[0].metric(
+            "Hit rate",
+            ui.fmt_pct(rate),
+            f"{(rate - TARGET) * 100:+.1f} pp vs {TARGET * 100:.0f} % target",
+            help="keyspace hits / (hits + misses) of the window; the collector's own reads are left out",
+            border=True,
+        )
+    else:
+        cols[0].metric("Hit rate", "–", help="no key was looked up in this window", border=True)
+    cols[1].metric("Operations per second", ui.fmt_count(f["ops_per_s"], 1), border=True)
+    if known(f["max_bytes"]) and f["max_bytes"] > 0:
+        memory_note = f"{f['used_pct']:.1%} of {ui.fmt_bytes(f['max_bytes'])} maxmemory"
+    else:
+        memory_note = "no maxmemory"
+    cols[2].metric(
+        "Memory used",
+        ui.fmt_bytes(f["used_bytes"]),
+        memory_note,
+        delta_color="off",
+        delta_arrow="off",
+        help=f"RSS {ui.fmt_bytes(f['rss_bytes'])}",
+        border=True,
+    )
+    frag = f["fragmentation"]
+    cols[3].metric(
+        "Fragmentation ratio",
+        f"{frag:.2f}" if known(frag) else "–",
+        help="RSS / used memory: above 1.5 memory is fragmented, below 1 part of it is swapped out",
+        border=True,
+    )
+    cols = st.columns(4)
+    cols[0].metric(
+        "Evicted keys",
+        ui.fmt_count(f["evicted"], 1),
+        f"{ui.fmt_count(f['expired'], 1)} expired",
+        delta_color="off",
+        delta_arrow="off",
+        help="keys removed to stay under maxmemory in the window (expired: reached their TTL)",
+        border=True,
+    )
+    rejected = f["rejected"] if known(f["rejected"]) else 0
+    cols[1].metric(
+        "Clients connected / blocked",
+        f"{ui.fmt_count(f['connected'], 0)} / {ui.fmt_count(f['blocked'], 0)}",
+        f"{rejected:.0f} connections rejected" if rejected else None,
+        delta_color="inverse",
+        border=True,
+    )
+    cols[2].metric(
+        "Replication role", f["role"] or "–", role_note(f), delta_color="off", delta_arrow="off", border=True
+    )
+    cols[3].metric(
+        "Replication lag",
+        ui.fmt_bytes(f["lag_bytes"]) if known(f["lag_bytes"]) else "–",
+        help="bytes the furthest replica is behind the primary (master_repl_offset - its offset)",
+        border=True,
+    )
+
+
+def role_note(f: dict) -> str | None:
+    if f["role"] == "replica":
+        return "link to the primary up" if f["link_up"] == 1 else "link to the primary down"
+    if f["role"] == "primary" and known(f["replicas"]):
+        return f"{f['replicas']:.0f} replica{'s' if f['replicas'] != 1 else ''}"
+    return None
+
+
+def timeline(frame: pd.DataFrame) -> None:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.hit_rate_line(redis_views.hit_rate(frame), target=TARGET * 100))
+    right.plotly_chart(
+        charts.lines(
+            redis_views.rates(frame, {"redis.ops": "ops/s"}), "Operations per second", "ops/s", legend=False
+        )
+    )
+    left.plotly_chart(charts.lines(redis_views.memory(frame), "Memory", "MiB", dashed=("maxmemory",)))
+    keys = {"redis.keys.evicted": "evicted", "redis.keys.expired": "expired"}
+    right.plotly_chart(charts.lines(redis_views.rates(frame, keys), "Evictions and expirations", "keys/s"))
+    left.plotly_chart(charts.lines(redis_views.clients(frame), "Clients", "clients"))
+    lag = redis_views.by_label(frame, "redis.replication.lag_bytes", "replica")
+    if len(lag):
+        right.plotly_chart(charts.lines(lag, "Replication lag per replica", "bytes"))
+
+
+def commands(target: ui.Target, window) -> None:
+    st.markdown("**Slowest commands**")
+    table = data.redis_commands(target, window)
+    if table.empty:
+        st.caption("No command statistics in this window.")
+        return
+    shown = table.assign(total_ms=table["usec"] / 1000)
+    columns = [c for c in COMMAND_COLUMNS if c not in ("p50_us", "p99_us") or shown[c].notna().any()]
+    st.dataframe(
+        shown[columns],
+        column_config=COMMAND_COLUMNS,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(shown), 400),
+    )
+    st.caption(
+        "INFO commandstats over the window, slowest per call first; the collector's own INFO, SLOWLOG "
+        "and queue reads are among them."
+    )
+
+
+def slow_log(target: ui.Target, window) -> None:
+    st.markdown("**Slow log**")
+    entries = data.slowlog([target], window)
+    if entries.empty:
+        st.caption("No command was slower than slowlog-log-slower-than (10 ms by default) in this window.")
+        return
+    shown = pd.DataFrame(
+        {
+            "time": pd.to_datetime(entries["ts"], unit="s", utc=True),
+            "duration_ms": entries["duration_us"] / 1000,
+            "command": entries["command"],
+            "client": entries["client"],
+        }
+    )
+    st.dataframe(
+        shown,
+        column_config=SLOWLOG_COLUMNS,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(shown), 400),
+    )
+    entries_text = f"{len(shown)} entr{'ies' if len(shown) != 1 else 'y'}"
+    st.caption(f"{entries_text}, slowest first; arguments cut to 64 characters, 10 arguments at most.")
+
+
+def queues(target: ui.Target, window) -> None:
+    frame = data.redis_queue_series(target, window)
+    found = redis_views.queues(frame)
+    if not found:
+        return
+    st.subheader("Queues")
+    summary = data.redis_queue_summary(target, window)
+    st.dataframe(
+        summary[list(QUEUE_COLUMNS)],
+        column_config=QUEUE_COLUMNS,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(summary), 400),
+    )
+    paused = summary.loc[summary["paused"], "queue"].tolist()
+    if paused:
+        st.warning(
+            f"Paused: {', '.join(paused)} (workers take no job until it is resumed)", icon=":material/pause:"
+        )
+    for lib, queue in found:
+        with st.container(border=True):
+            st.markdown(f"**{ui.md_escape(queue)}** · {lib}")
+            left, right = st.columns(2)
+            depths = redis_views.queue_depths(frame, lib, queue)
+            left.plotly_chart(charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS))
+            right.plotly_chart(
+                charts.lines(redis_views.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min")
+            )
+            left.plotly_chart(
+                charts.lines(
+                    redis_views.queue_failure_rate(frame, lib, queue), "Failure rate", "%", legend=False
+                )
+            )
+            right.plotly_chart(
+                charts.lines(
+                    redis_views.queue_age(frame, lib, queue), "Oldest waiting job", "seconds", legend=False
+                )
+            )
+            times = redis_views.queue_times(frame, lib, queue)
+            if len(times):
+                left.plotly_chart(
+                    charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95"))
+                )
+
+
+def node(target: ui.Target, window) -> None:
+    frame = data.redis_series(target, window)
+    f = data.redis_figures(target, window)
+    if not f["samples"]:
+        st.caption("Nothing collected in this window.")
+    else:
+        figures(f)
+        timeline(frame)
+    commands(target, window)
+    slow_log(target, window)
+    queues(target, window)
+
+
+st.title("Redis")
+statuses = data.statuses("redis")
+if statuses.empty:
+    st.info(NO_REDIS, icon=":material/info:")
+    st.stop()
+if not data.has_data("redis"):
+    st.info(NO_REDIS_DATA, icon=":material/info:")
+    ui.health(statuses)
+    st.stop()
+
+targets = ui.current_targets("redis")
+window = ui.current_window()
+st.caption(f"Redis nodes, {ui.window_label()} · times in UTC · hit rate target {TARGET * 100:.0f} %")
+ui.problems(statuses[statuses["name"].isin([t.name for t in targets])])
+if not targets:
+    st.info("Pick at least one target in the sidebar: no Redis target is selected.")
+    st.stop()
+
+tabs = st.tabs([t.name for t in targets]) if len(targets) > 1 else [st.container()]
+for tab, target in zip(tabs, targets, strict=True):
+    with tab:
+        if len(targets) == 1:
+            st.subheader(target.name)
+        node(target, window)
+ui.health(statuses)

@@ -1,0 +1,224 @@
+"""Services: the SLO scorecard of each Prometheus target, its series against their targets,
+Prometheus' firing alerts and down scrape targets, and a service series beside a query's mean time
+or a Redis hit rate on one timeline; collector health last."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, slo, ui
+from dashboard.sqltext import one_line
+
+CONFIGURE = """```yaml
+targets:
+  prometheus:
+    - name: prod
+      url: http://127.0.0.1:9090   # Prometheus, Thanos, Mimir or VictoriaMetrics
+      interval: 60s
+      preset: seed   # API p95 < 200 ms, errors < 0.1 %, availability >= 99.9 %, CPU < 70 %, memory < 80 %
+      metrics: {selector: 'job="api"', node_selector: 'job="node"'}   # optional: your metric names
+      series:        # optional: your own PromQL, with a unit and a target
+        checkout_p99_ms: {expr: 'histogram_quantile(0.99, ...) * 1000', unit: ms, target: "< 500"}
+```"""
+NO_PROMETHEUS = f"""**No Prometheus target.** Name the Prometheus servers that hold your services'
+metrics under `targets.prometheus` in `observatory.yaml` (or the file `$OBSERVATORY_CONFIG` names).
+`preset: seed` records the seed's service targets with standard PromQL; `metrics:` names your
+metrics if they differ from the usual ones (`http_request_duration_seconds`, `http_requests_total`,
+node_exporter's):
+{CONFIGURE}
+Then run `observatory collect` (or `observatory up` for the collector and this app together)."""
+NO_PROMETHEUS_DATA = """**No service data yet.** Run `observatory collect` (or `observatory up`) to
+collect the Prometheus targets of the configuration; the first cycle back-fills the recent past
+from Prometheus' own history."""
+
+SCORE_COLUMNS = {
+    "objective": st.column_config.TextColumn("objective", width="medium"),
+    "target": st.column_config.TextColumn("target", width="small"),
+    "window": st.column_config.TextColumn("window", help="the mean of the window's readings", width="small"),
+    "verdict": st.column_config.TextColumn("verdict", width="small"),
+    "current": st.column_config.TextColumn("current", help="the latest reading", width="small"),
+    "worst": st.column_config.TextColumn(
+        "worst hour", help="the hour whose mean is furthest on the wrong side of the target", width="small"
+    ),
+    "worst_at": st.column_config.DatetimeColumn(
+        "worst hour began", format="YYYY-MM-DD HH:mm", timezone="UTC"
+    ),
+    "readings": st.column_config.NumberColumn("readings", format="%d", width="small"),
+}
+ALERT_COLUMNS = {
+    "name": st.column_config.TextColumn("alert"),
+    "state": st.column_config.TextColumn("state", width="small"),
+    "since": st.column_config.DatetimeColumn("active since", format="YYYY-MM-DD HH:mm:ss", timezone="UTC"),
+    "labels": st.column_config.TextColumn("labels", width="large"),
+    "summary": st.column_config.TextColumn("summary", width="large"),
+}
+TARGET_COLUMNS = {
+    "job": st.column_config.TextColumn("job"),
+    "instance": st.column_config.TextColumn("instance"),
+    "health": st.column_config.TextColumn("health", width="small"),
+    "last_error": st.column_config.TextColumn("last error", width="large"),
+    "last_scrape": st.column_config.DatetimeColumn(
+        "last scrape", format="YYYY-MM-DD HH:mm:ss", timezone="UTC"
+    ),
+}
+VERDICT_STYLES = {
+    "pass": "background-color: #e8f5e9; color: #1b5e20; font-weight: 600",
+    "fail": "background-color: #ffebee; color: #b71c1c; font-weight: 600",
+}
+BROKEN = "color: #b71c1c"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def scorecard(target: ui.Target, window) -> None:
+    card = data.slo_scorecard(target, window)
+    if card.empty:
+        st.caption("No series of this target has a target: give one, e.g. `target: '< 200'`.")
+        return
+    met, judged = int(card["passed"].eq(True).sum()), int(card["passed"].notna().sum())
+    color = "green" if met == judged else "red"
+    st.markdown(f"**SLO scorecard** · :{color}-badge[{met} of {judged} objectives met]")
+    shown = slo.scorecard_table(card)
+    broken = card["worst_passed"].eq(False).to_numpy()
+    styled = shown.style.map(lambda v: VERDICT_STYLES.get(v, ""), subset=["verdict"]).apply(
+        lambda col: [BROKEN if b else "" for b in broken], subset=["worst"]
+    )
+    st.dataframe(styled, column_config=SCORE_COLUMNS, hide_index=True, width="stretch")
+
+
+def series_charts(target: ui.Target, window) -> None:
+    configured = data.prom_configured(target)
+    errors = data.prom_series_errors(target)
+    cols = st.columns(2)
+    for i, (name, series) in enumerate(configured.items()):
+        box = cols[i % 2]
+        scale, unit = slo.display_scale(series.unit)
+        line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
+        label = slo.fmt_target(*series.slo, series.unit) if series.slo else ""
+        box.plotly_chart(charts.slo_lines(data.service_line(target, name, window), name, unit, line, label))
+        if name in errors:
+            box.caption(f"Last evaluation of {name}: {ui.md_escape(errors[name])}")
+
+
+def prometheus_state(target: ui.Target) -> None:
+    st.markdown("**Prometheus' alerts and scrape targets**")
+    if not data.prom_details(target):
+        st.caption("Shown after the first successful collection of this target.")
+        return
+    counts = data.prom_state(target)
+    alerts, down = data.prom_alerts(target), data.prom_down_targets(target)
+    if alerts.empty and down.empty:
+        st.success(
+            f"No alert firing or pending · all {counts['targets']} scrape targets up", icon=":material/check:"
+        )
+        return
+    if len(alerts):
+        st.error(
+            f"{plural(counts['firing'], 'alert')} firing, {counts['pending']} pending",
+            icon=":material/notifications:",
+        )
+        st.dataframe(
+            alerts[list(ALERT_COLUMNS)], column_config=ALERT_COLUMNS, hide_index=True, width="stretch"
+        )
+    else:
+        st.caption("No alert firing or pending.")
+    if len(down):
+        st.error(
+            f"{len(down)} of {plural(counts['targets'], 'scrape target')} down", icon=":material/link_off:"
+        )
+        st.dataframe(
+            down[list(TARGET_COLUMNS)], column_config=TARGET_COLUMNS, hide_index=True, width="stretch"
+        )
+    else:
+        st.caption(f"All {counts['targets']} scrape targets up.")
+
+
+def service(target: ui.Target, window) -> None:
+    scorecard(target, window)
+    series_charts(target, window)
+    prometheus_state(target)
+
+
+def overlay(targets: list[ui.Target], window) -> None:
+    """A service series and a query's mean time (or a Redis hit rate) on one time axis."""
+    st.subheader("Service and database on one timeline")
+    services = {f"{t.id}:{name}": (t, name) for t in targets for name in data.prom_configured(t)}
+    if not services:
+        return
+    others: dict[str, str] = {}
+    statements = {}
+    postgres = ui.current_targets("postgres")
+    if postgres:
+        for r in data.top_statements(postgres, window, limit=10).itertuples():
+            others[f"query:{r.statement_id}"] = f"Query #{r.statement_id} mean time: {one_line(r.query, 70)}"
+            statements[f"query:{r.statement_id}"] = (
+                int(r.statement_id),
+                ui.Target(int(r.target_id), str(r.target)),
+            )
+    redis_nodes = {f"redis:{t.id}": t for t in ui.current_targets("redis")}
+    others.update({key: f"Redis {t.name} hit rate" for key, t in redis_nodes.items()})
+    several = len(targets) > 1
+    left, right = st.columns(2)
+    chosen = left.selectbox(
+        "Service series",
+        list(services),
+        format_func=lambda k: f"{services[k][0].name} · {services[k][1]}" if several else services[k][1],
+        key="overlay_service",
+    )
+    other = right.selectbox(
+        "Beside it", list(others), format_func=others.get, key="overlay_other",
+        placeholder="no query or Redis node recorded in this window",
+    )  # fmt: skip
+    target, name = services[chosen]
+    series = data.prom_configured(target)[name]
+    scale, unit = slo.display_scale(series.unit)
+    line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
+    service_line = data.service_line(target, name, window)
+    if other in statements:
+        sid, pg_target = statements[other]
+        beside, beside_unit = (
+            data.statement_mean_line(sid, pg_target, window, f"query #{sid} mean"),
+            "query mean (ms)",
+        )
+    elif other in redis_nodes:
+        node = redis_nodes[other]
+        beside, beside_unit = data.redis_hit_rate_line(node, window, f"{node.name} hit rate"), "hit rate (%)"
+    else:
+        beside, beside_unit = pd.DataFrame(columns=["ts", "series", "value"]), ""
+    st.plotly_chart(
+        charts.overlay(service_line, f"{name} ({unit})" if unit else name, beside, beside_unit, target=line)
+    )
+    if other in statements:
+        st.page_link(ui.QUERY_PAGE, label=f"Open query #{statements[other][0]}", icon=":material/search:",
+                     query_params={"id": statements[other][0]})  # fmt: skip
+
+
+st.title("Services")
+statuses = data.statuses("prometheus")
+if statuses.empty:
+    st.info(NO_PROMETHEUS, icon=":material/info:")
+    st.stop()
+if not data.has_data("prometheus"):
+    st.info(NO_PROMETHEUS_DATA, icon=":material/info:")
+    ui.health(statuses)
+    st.stop()
+
+targets = ui.current_targets("prometheus")
+window = ui.current_window()
+st.caption(f"Service level objectives from Prometheus, {ui.window_label()} · times in UTC")
+ui.problems(statuses[statuses["name"].isin([t.name for t in targets])])
+if not targets:
+    st.info("Pick at least one target in the sidebar: no Prometheus target is selected.")
+    st.stop()
+
+tabs = st.tabs([t.name for t in targets]) if len(targets) > 1 else [st.container()]
+for tab, target in zip(tabs, targets, strict=True):
+    with tab:
+        if len(targets) == 1:
+            st.subheader(target.name)
+        service(target, window)
+overlay(targets, window)
+ui.health(statuses)
