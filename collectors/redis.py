@@ -37,24 +37,7 @@ shown.
   redis.queue.completed and redis.queue.failed (c, per interval), redis.queue.oldest_age_s (g, 0
   when nothing waits), redis.queue.wait_ms and redis.queue.run_ms (g) {...,quantile=p50|p95},
   redis.queue.paused (g, BullMQ), redis.queue.unacked (g) {lib=celery} (kombu's `unacked` hash).
-
-Queue layouts read:
-
-- BullMQ ``{prefix}:{queue}:``: lists wait, active, paused (LLEN); sorted sets delayed,
-  prioritized, waiting-children, completed, failed (ZCARD); hash meta (HGET paused). Completed and
-  failed are scored by finish time (ms), so the jobs finished in (previous cycle, this cycle] are a
-  ZCOUNT. The oldest waiting job is at the tail of wait (LPUSH in, RPOPLPUSH out): LINDEX -1, then
-  HGET its hash's timestamp. Wait time (processedOn - timestamp) and run time (finishedOn -
-  processedOn) come from the hashes of at most 100 of the newly completed jobs (ZRANGEBYSCORE ...
-  LIMIT 0 100, then HMGET). Jobs removed at once (removeOnComplete) are not seen.
-- RQ: list ``rq:queue:{name}`` (state queued; RPUSH in, LPOP out, so the oldest is at index 0 and
-  its ``rq:job:{id}`` hash has enqueued_at) and registries ``rq:wip|finished|failed|deferred|
-  scheduled:{name}`` (states started, finished, failed, deferred, scheduled). RQ scores its
-  registries by expiry time, not finish time, so completed/failed per interval is the growth of
-  ZCARD(finished|failed), never negative: a lower bound when entries expire in the same interval.
-- Celery (kombu's Redis transport): list ``{queue}`` plus priority lists ``{queue}\\x06\\x16{n}``
-  for n in 1..9 (state queued, summed), hash ``unacked`` (HLEN). kombu messages carry no enqueue
-  time, so there is no oldest-job age for Celery.
+  The keys read for BullMQ, RQ and Celery and their limits: see collectors/redis_queues.py.
 
 Own lookups: LLEN, ZCARD, HGET and the like count in keyspace_hits/misses. The collector tallies the
 hits and misses its own queue reads caused (from their results: an empty list, set or hash does not
@@ -65,12 +48,9 @@ keyspace.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -80,7 +60,9 @@ from redis.retry import Retry
 
 from collectors.base import StateSource
 from collectors.deltas import counter_delta
-from dashboard.config import RedisQueues, RedisTarget
+from collectors.redis_batch import Batch, Problems, State, label_value, reply_text
+from collectors.redis_queues import QueueReads
+from dashboard.config import RedisTarget
 from dashboard.redaction import password_of, redact
 from dashboard.store.records import Cycle, Point, SlowlogEntry, Status
 
@@ -88,9 +70,6 @@ CLIENT_NAME = "observatory"
 SLOWLOG_FETCH = 128
 ARG_CHARS = 64  # per slow-log argument
 MAX_ARGS = 10  # slow-log arguments shown
-JOB_SAMPLE = 100  # newly completed BullMQ jobs read per queue and cycle, for wait/run times
-CELERY_SEP = "\x06\x16"  # kombu's default priority separator
-CELERY_PRIORITIES = range(1, 10)
 HINT_PASSWORD = "set the password in the URL or password_env"
 AUTH_WORDS = (
     "noauth",
@@ -144,16 +123,6 @@ CLUSTER_GAUGES = {
     "cluster_known_nodes": "redis.cluster.known_nodes",
     "cluster_size": "redis.cluster.size",
 }
-BULLMQ_LISTS = ("wait", "active", "paused")
-BULLMQ_ZSETS = ("delayed", "prioritized", "waiting-children", "completed", "failed")
-RQ_REGISTRIES = {  # job state -> registry key
-    "started": "wip",
-    "finished": "finished",
-    "failed": "failed",
-    "deferred": "deferred",
-    "scheduled": "scheduled",
-}
-QUANTILES = (("p50", 0.50), ("p95", 0.95))
 WHAT = {  # what a refused command costs, for hints
     "INFO": "server metrics",
     "SLOWLOG": "the slow log",
@@ -162,67 +131,6 @@ WHAT = {  # what a refused command costs, for hints
     "CLUSTER": "the cluster state",
 }
 _MORE_ARGS = re.compile(r"^\.\.\. \((\d+) more arguments\)$")  # Redis's own cut at 32 arguments
-
-
-@dataclass
-class _Problems:
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (message, hint): degraded
-    hints: list[str] = field(default_factory=list)  # advice that does not degrade the cycle
-
-
-@dataclass
-class _State:
-    counters: dict[tuple[str, str], float]  # (name, labels) -> last cumulative reading
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-# -- one round trip ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Read:
-    command: str  # for hints
-    key: str | None
-    lookup: str | None  # how it counts in keyspace hits/misses: size | value | key | None
-
-
-class _Batch:
-    """Commands sent in one pipeline (one round trip); errors come back in place of results."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._pipe = client.pipeline(transaction=False)
-        self.reads: list[_Read] = []
-        self.results: list[Any] = []
-
-    def add(self, lookup: str | None, command: str, *args: Any) -> int:
-        self._pipe.execute_command(command, *args)
-        key = str(args[0]) if lookup else None
-        self.reads.append(_Read(command, key, lookup))
-        return len(self.reads) - 1
-
-    def run(self) -> list[Any]:
-        self.results = self._pipe.execute(raise_on_error=False) if self.reads else []
-        return self.results
-
-    def own_lookups(self, sizes: dict[str, int]) -> tuple[int, int]:
-        """(hits, misses) these reads added to the server's keyspace counters."""
-        hits = misses = 0
-        for read, result in zip(self.reads, self.results, strict=True):
-            hit = _was_hit(read, result, sizes)
-            if hit is not None:
-                hits += hit
-                misses += not hit
-        return hits, misses
-
-
-def _was_hit(read: _Read, result: Any, sizes: dict[str, int]) -> bool | None:
-    if read.lookup is None:
-        return None
-    if isinstance(result, Exception):  # WRONGTYPE: the key was looked up; NOPERM etc.: it was not
-        return True if str(result).startswith("WRONGTYPE") else None
-    if read.lookup == "size":  # an empty list/set/hash does not exist: 0 is a miss
-        return bool(result)
-    if read.lookup == "value":
-        return any(v is not None for v in result) if isinstance(result, list) else result is not None
-    return sizes.get(read.key or "", 0) > 0  # "key": hit iff the key exists (sized in this cycle)
 
 
 # -- the collector ----------------------------------------------------------------------------------
@@ -235,7 +143,7 @@ class RedisCollector:
         self.interval = target.interval
         self._source = state_source
         self._client: redis.Redis | None = None
-        self._state: _State | None = None
+        self._state: State | None = None
         url_password = password_of(target.url)
         self._secrets = [s for s in (url_password, unquote(url_password or "")) if s]
         self._user = urlsplit(target.url).username or "default"
@@ -256,9 +164,9 @@ class RedisCollector:
                 self._secrets.append(env_password)
         return self._client
 
-    def _load_state(self) -> _State:
+    def _load_state(self) -> State:
         if self._state is None:
-            self._state = _State(
+            self._state = State(
                 counters=self._source.series_state(self.kind, self.name),
                 details=self._source.status_details(self.kind, self.name),
             )
@@ -281,13 +189,13 @@ class RedisCollector:
     def _collect(self, client: redis.Redis, cycle: Cycle) -> None:
         state = self._load_state()
         details = dict(state.details)
-        problems = _Problems()
-        batch = _Batch(client)
+        problems = Problems()
+        batch = Batch(client)
         # INFO first: the queue reads below must not be in this cycle's keyspace counters.
         info_at = batch.add(None, "INFO", "ALL")
         slowlog_at = batch.add(None, "SLOWLOG", "GET", SLOWLOG_FETCH)
         latency_at = batch.add(None, "LATENCY", "LATEST")
-        queues = _QueueReads(batch, self.target.queues, details.get("queue_ts"), cycle.ts)
+        queues = QueueReads(batch, self.target.queues, details.get("queue_ts"), cycle.ts)
         results = batch.run()
         info = results[info_at]
         restarted = False
@@ -307,7 +215,7 @@ class RedisCollector:
         self._finish_status(cycle.status, problems, details)
         state.details = details
 
-    def _finish_status(self, status: Status, problems: _Problems, details: dict) -> None:
+    def _finish_status(self, status: Status, problems: Problems, details: dict) -> None:
         if problems.refused:
             status.state, status.error = "degraded", redact(problems.refused[0][0], *self._secrets)
         status.hints += list(dict.fromkeys([*(hint for _, hint in problems.refused), *problems.hints]))
@@ -323,10 +231,10 @@ class RedisCollector:
         self,
         client: redis.Redis,
         info: dict[str, Any],
-        state: _State,
+        state: State,
         details: dict[str, Any],
         cycle: Cycle,
-        problems: _Problems,
+        problems: Problems,
     ) -> bool:
         """INFO's points; returns whether the server restarted since the previous reading."""
         run_id, uptime = str(info.get("run_id", "")), int(info.get("uptime_in_seconds", 0))
@@ -351,7 +259,7 @@ class RedisCollector:
         return restarted
 
     def _info_counters(
-        self, info: dict[str, Any], state: _State, restarted: bool, known: bool, own: dict[str, float]
+        self, info: dict[str, Any], state: State, restarted: bool, known: bool, own: dict[str, float]
     ) -> list[Point]:
         points = [
             self._counter(state, name, "", info[key], restarted, known, own.get(name, 0.0))
@@ -361,13 +269,13 @@ class RedisCollector:
         for cmd, stats in _sections(info, "cmdstat_"):
             for counter in CMD_COUNTERS:
                 if counter in stats:
-                    name, labels = f"redis.cmd.{counter}", f"cmd={_label(cmd)}"
+                    name, labels = f"redis.cmd.{counter}", f"cmd={label_value(cmd)}"
                     points.append(self._counter(state, name, labels, stats[counter], restarted, known))
         return points
 
     @staticmethod
     def _counter(
-        state: _State, name: str, labels: str, value: Any, reset: bool, known: bool, own: float = 0.0
+        state: State, name: str, labels: str, value: Any, reset: bool, known: bool, own: float = 0.0
     ) -> Point:
         key = (name, labels)
         current = float(value)
@@ -378,7 +286,7 @@ class RedisCollector:
         state.counters[key] = current
         return Point(name, current, "counter", labels, delta)
 
-    def _config_maxclients(self, client: redis.Redis, problems: _Problems) -> dict[str, Any]:
+    def _config_maxclients(self, client: redis.Redis, problems: Problems) -> dict[str, Any]:
         try:
             reply = client.execute_command("CONFIG", "GET", "maxclients")
         except redis.ResponseError as err:
@@ -388,7 +296,7 @@ class RedisCollector:
         found = values.get(b"maxclients", values.get("maxclients"))
         return {"maxclients": int(found)} if found is not None else {}
 
-    def _cluster(self, client: redis.Redis, problems: _Problems) -> list[Point]:
+    def _cluster(self, client: redis.Redis, problems: Problems) -> list[Point]:
         try:
             raw = client.execute_command("CLUSTER", "INFO")
         except redis.ResponseError as err:
@@ -402,7 +310,7 @@ class RedisCollector:
 
     # -- SLOWLOG and LATENCY ----------------------------------------------------------------
     def _slowlog(
-        self, reply: Any, details: dict[str, Any], restarted: bool, problems: _Problems
+        self, reply: Any, details: dict[str, Any], restarted: bool, problems: Problems
     ) -> list[SlowlogEntry]:
         """Entries newer than the last seen id (all of them after a restart: ids start again)."""
         if isinstance(reply, Exception):
@@ -420,13 +328,13 @@ class RedisCollector:
             )
         return new
 
-    def _latency(self, reply: Any, problems: _Problems) -> list[Point]:
+    def _latency(self, reply: Any, problems: Problems) -> list[Point]:
         if isinstance(reply, Exception):
             problems.refused.append(self._refused("LATENCY", reply))
             return []
         points = []
         for event, _ts, latest, worst, *_ in reply:
-            labels = f"event={_label(_text(event))}"
+            labels = f"event={label_value(reply_text(event))}"
             points.append(Point("redis.latency.latest_ms", float(latest), "gauge", labels))
             points.append(Point("redis.latency.max_ms", float(worst), "gauge", labels))
         return points
@@ -475,7 +383,12 @@ def _latency_stats(info: dict[str, Any]) -> list[Point]:
     for cmd, quantiles in _sections(info, "latency_percentiles_usec_"):
         if isinstance(quantiles, dict):
             points += [
-                Point("redis.cmd.latency_us", float(quantiles[q]), "gauge", f"cmd={_label(cmd)},quantile={q}")
+                Point(
+                    "redis.cmd.latency_us",
+                    float(quantiles[q]),
+                    "gauge",
+                    f"cmd={label_value(cmd)},quantile={q}",
+                )
                 for q in CMD_QUANTILES
                 if q in quantiles
             ]
@@ -491,26 +404,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _label(value: str) -> str:
-    """A label value that cannot break the "k=v,k2=v2" form."""
-    return value.replace(",", "_").replace("=", "_")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def slowlog_entry(raw: list[Any]) -> SlowlogEntry:
     """One SLOWLOG GET entry: [id, unix time, microseconds, args, client addr, client name]."""
     entry_id, ts, duration_us, args = raw[:4]
-    addr, name = (_text(raw[4]) if len(raw) > 4 else ""), (_text(raw[5]) if len(raw) > 5 else "")
+    addr, name = (reply_text(raw[4]) if len(raw) > 4 else ""), (reply_text(raw[5]) if len(raw) > 5 else "")
     client = f"{addr} ({name})" if addr and name else addr or None
     return SlowlogEntry(int(entry_id), int(ts), int(duration_us), command_text(args), client and client[:200])
 
 
 def command_text(args: list[Any]) -> str:
     """The command as typed, each argument cut to ARG_CHARS, at most MAX_ARGS arguments."""
-    texts = [_text(a) for a in args]
+    texts = [reply_text(a) for a in args]
     total = len(texts)
     more = _MORE_ARGS.match(texts[-1]) if texts else None
     if more:  # Redis already cut the list: its last "argument" says how many it dropped
@@ -522,211 +426,6 @@ def command_text(args: list[Any]) -> str:
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if not arg or any(c.isspace() for c in arg) else arg
-
-
-# -- job queues -------------------------------------------------------------------------------------
-@dataclass
-class _Queue:
-    lib: str
-    name: str
-    depth: dict[str, list[int]] = field(default_factory=dict)  # state -> reads summed
-    reads: dict[str, int] = field(default_factory=dict)  # what -> read
-
-    @property
-    def labels(self) -> str:
-        return f"lib={self.lib},queue={_label(self.name)}"
-
-
-@dataclass
-class _JobReads:
-    """A queue's reads in the second round trip."""
-
-    oldest: list[int] = field(default_factory=list)  # enqueue time of the oldest waiting jobs
-    finished: list[int] = field(default_factory=list)  # timestamps of newly completed jobs
-
-
-class _QueueReads:
-    """Every queue read of a cycle: bounded commands in the cycle's pipeline, then one more round
-    trip for the job hashes those reads pointed at."""
-
-    def __init__(self, batch: _Batch, config: RedisQueues, since: int | None, now: int) -> None:
-        self.batch = batch
-        self.jobs: _Batch | None = None
-        self.window = (since * 1000, now * 1000) if since is not None else None  # BullMQ's ms scores
-        self.prefix = config.bullmq_prefix
-        self.queues = [self._bullmq(q) for q in config.bullmq]
-        self.queues += [self._rq(q) for q in config.rq]
-        self.queues += [self._celery(q) for q in config.celery]
-        self.unacked = batch.add("size", "HLEN", "unacked") if config.celery else None
-
-    def _bullmq(self, name: str) -> _Queue:
-        q, base, add = _Queue("bullmq", name), f"{self.prefix}:{name}", self.batch.add
-        for state in BULLMQ_LISTS:
-            q.depth[state] = [add("size", "LLEN", f"{base}:{state}")]
-        for state in BULLMQ_ZSETS:
-            q.depth[state] = [add("size", "ZCARD", f"{base}:{state}")]
-        add("size", "HLEN", f"{base}:meta")  # tells whether the HGET below was a hit
-        q.reads["paused"] = add("key", "HGET", f"{base}:meta", "paused")
-        q.reads["oldest"] = add("value", "LINDEX", f"{base}:wait", -1)
-        q.reads["oldest_paused"] = add("value", "LINDEX", f"{base}:paused", -1)
-        if self.window:
-            low, high = f"({self.window[0]}", str(self.window[1])
-            for what in ("completed", "failed"):
-                q.reads[what] = add("key", "ZCOUNT", f"{base}:{what}", low, high)
-            q.reads["finished_ids"] = add(
-                "key", "ZRANGEBYSCORE", f"{base}:completed", low, high, "LIMIT", 0, JOB_SAMPLE
-            )
-        return q
-
-    def _rq(self, name: str) -> _Queue:
-        q = _Queue("rq", name)
-        q.depth["queued"] = [self.batch.add("size", "LLEN", f"rq:queue:{name}")]
-        for state, registry in RQ_REGISTRIES.items():
-            q.depth[state] = [self.batch.add("size", "ZCARD", f"rq:{registry}:{name}")]
-        q.reads["oldest"] = self.batch.add("value", "LINDEX", f"rq:queue:{name}", 0)
-        return q
-
-    def _celery(self, name: str) -> _Queue:
-        q = _Queue("celery", name)
-        keys = [name, *(f"{name}{CELERY_SEP}{n}" for n in CELERY_PRIORITIES)]
-        q.depth["queued"] = [self.batch.add("size", "LLEN", key) for key in keys]
-        return q
-
-    # -- after the round trip ---------------------------------------------------------------
-    def finish(self, client: redis.Redis, state: _State, now: int, problems: _Problems) -> list[Point]:
-        results = self.batch.results
-        for read, result in zip(self.batch.reads, results, strict=True):
-            if read.key is not None and isinstance(result, Exception):
-                problems.refused.append(queue_refusal(read, result))
-        points: list[Point] = []
-        for q, jobs in zip(self.queues, self._job_reads(client), strict=True):
-            points += self._depths(q)
-            points += self._throughput(q, state)
-            points += self._ages(q, jobs, now)
-        if self.unacked is not None and not isinstance(results[self.unacked], Exception):
-            points.append(Point("redis.queue.unacked", float(results[self.unacked]), "gauge", "lib=celery"))
-        return points
-
-    def _result(self, index: int | None) -> Any:
-        value = None if index is None else self.batch.results[index]
-        return None if isinstance(value, Exception) else value
-
-    def _depths(self, q: _Queue) -> list[Point]:
-        points = []
-        for state, reads in q.depth.items():
-            values = [self._result(i) for i in reads]
-            if all(v is not None for v in values):
-                points.append(
-                    Point("redis.queue.depth", float(sum(values)), "gauge", f"{q.labels},state={state}")
-                )
-        if q.lib == "bullmq" and "paused" in q.reads:
-            paused = self._result(q.reads["paused"])
-            points.append(
-                Point("redis.queue.paused", float(_text(paused or b"0") in ("1", "true")), "gauge", q.labels)
-            )
-        return points
-
-    def _throughput(self, q: _Queue, state: _State) -> list[Point]:
-        points = []
-        if q.lib == "bullmq":  # finished in (previous cycle, this cycle]: exact
-            for what in ("completed", "failed"):
-                count = self._result(q.reads.get(what))
-                if count is not None:
-                    points.append(Point(f"redis.queue.{what}", None, "counter", q.labels, float(count)))
-        elif q.lib == "rq":  # registries scored by expiry: their growth, never negative
-            for what, registry in (("completed", "finished"), ("failed", "failed")):
-                size = self._result(q.depth[registry][0])
-                if size is not None:
-                    key = (f"redis.queue.{what}", q.labels)
-                    previous = state.counters.get(key)
-                    delta = None if previous is None else max(0.0, size - previous)
-                    state.counters[key] = float(size)
-                    points.append(Point(key[0], float(size), "counter", q.labels, delta))
-        return points
-
-    # -- job hashes: the second round trip --------------------------------------------------
-    def _job_reads(self, client: redis.Redis) -> list[_JobReads]:
-        """HGET/HMGET of the jobs the first reads found, all in one pipeline; per queue."""
-        jobs = _Batch(client)
-        found = []
-        for q in self.queues:
-            base = f"{self.prefix}:{q.name}:" if q.lib == "bullmq" else "rq:job:"
-            enqueued = "timestamp" if q.lib == "bullmq" else "enqueued_at"
-            reads = _JobReads()
-            for what in ("oldest", "oldest_paused"):
-                job_id = self._result(q.reads.get(what))
-                if job_id is not None:
-                    reads.oldest.append(jobs.add("value", "HGET", base + _text(job_id), enqueued))
-            for job_id in self._result(q.reads.get("finished_ids")) or []:
-                fields = ("timestamp", "processedOn", "finishedOn")
-                reads.finished.append(jobs.add("value", "HMGET", base + _text(job_id), *fields))
-            found.append(reads)
-        jobs.run()
-        self.jobs = jobs
-        return found
-
-    def _ages(self, q: _Queue, reads: _JobReads, now: int) -> list[Point]:
-        if q.lib == "celery" or self.jobs is None:
-            return []  # kombu messages carry no enqueue time
-        results = self.jobs.results
-        enqueued = [t for t in (_job_time(results[i]) for i in reads.oldest) if t is not None]
-        age = max(0.0, now - min(enqueued)) if enqueued else 0.0
-        points = [Point("redis.queue.oldest_age_s", age, "gauge", q.labels)]
-        waits, runs = [], []
-        for i in reads.finished:
-            if isinstance(results[i], Exception):
-                continue
-            created, processed, finished = (_float(v) for v in results[i])
-            if created is not None and processed is not None:
-                waits.append(processed - created)
-            if processed is not None and finished is not None:
-                runs.append(finished - processed)
-        for name, values in (("redis.queue.wait_ms", waits), ("redis.queue.run_ms", runs)):
-            if values:
-                points += [
-                    Point(name, quantile(values, share), "gauge", f"{q.labels},quantile={label}")
-                    for label, share in QUANTILES
-                ]
-        return points
-
-    def own_lookups(self) -> tuple[int, int]:
-        sizes = {
-            r.key: int(v)
-            for r, v in zip(self.batch.reads, self.batch.results, strict=True)
-            if r.lookup == "size" and r.key is not None and isinstance(v, int)
-        }
-        hits, misses = self.batch.own_lookups(sizes)
-        if self.jobs is not None:
-            more = self.jobs.own_lookups(sizes)
-            hits, misses = hits + more[0], misses + more[1]
-        return hits, misses
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(_text(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _job_time(value: Any) -> float | None:
-    """Unix seconds of a job's enqueue time: BullMQ's ms timestamp or RQ's ISO enqueued_at."""
-    if value is None:
-        return None
-    number = _float(value)
-    if number is not None:
-        return number / 1000
-    try:
-        parsed = datetime.fromisoformat(_text(value).removesuffix("Z"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-
-
-def quantile(values: list[float], share: float) -> float:
-    """Nearest-rank quantile (p95 of 20 values is the 19th smallest)."""
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
 
 
 # -- connection and errors --------------------------------------------------------------------------
@@ -774,17 +473,6 @@ def refusal(command: str, err: Exception, what: str, user: str) -> tuple[str, st
             f"{command} is renamed or disabled on this server (rename-command): {what} not collected",
         )
     return message, f"{command} failed: {what} not collected (see the Redis server log)"
-
-
-def queue_refusal(read: _Read, err: Exception) -> tuple[str, str]:
-    message = f"{read.command} {read.key}: {err}"
-    if str(err).startswith("WRONGTYPE"):
-        return message, (
-            f"{read.key} is not the type the queue library uses: check the queue names and bullmq_prefix"
-        )
-    if isinstance(err, redis.exceptions.NoPermissionError):
-        return message, "the Redis user may not read the queue keys: grant read access to them (ACL ~pattern)"
-    return message, f"{read.command} failed on the queue keys: queue metrics incomplete"
 
 
 def explain_connection_error(err: Exception, timeout: float) -> tuple[str, str]:
