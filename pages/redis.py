@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, redis_views, ui
+from dashboard import charts, data, page_frame, redis_views, ui
 
 CONFIGURE = """```yaml
 targets:
@@ -276,27 +276,11 @@ def node(target: ui.Target, window) -> None:
 
 
 st.title("Redis")
-statuses = data.statuses("redis")
-if statuses.empty:
-    st.info(NO_REDIS, icon=":material/info:")
-    st.stop()
-if not data.has_data("redis"):
-    st.info(NO_REDIS_DATA, icon=":material/info:")
-    ui.health(statuses)
-    st.stop()
-
-targets = ui.current_targets("redis")
-window = ui.current_window()
-st.caption(f"Redis nodes, {ui.window_label()} · times in UTC · hit rate target {TARGET * 100:.0f} %")
-ui.problems(statuses[statuses["name"].isin([t.name for t in targets])])
-if not targets:
-    st.info("Pick at least one target in the sidebar: no Redis target is selected.")
-    st.stop()
-
-tabs = st.tabs([t.name for t in targets]) if len(targets) > 1 else [st.container()]
-for tab, target in zip(tabs, targets, strict=True):
-    with tab:
-        if len(targets) == 1:
-            st.subheader(target.name)
-        node(target, window)
+_, _, statuses = page_frame.per_target(
+    "redis",
+    none=NO_REDIS,
+    no_data=NO_REDIS_DATA,
+    caption=f"Redis nodes, {{window}} · times in UTC · hit rate target {TARGET * 100:.0f} %",
+    draw=node,
+)
 ui.health(statuses)

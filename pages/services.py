@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, slo, ui
+from dashboard import charts, data, page_frame, slo, ui
 from dashboard.sqltext import one_line
 
 CONFIGURE = """```yaml
@@ -197,28 +197,12 @@ def overlay(targets: list[ui.Target], window) -> None:
 
 
 st.title("Services")
-statuses = data.statuses("prometheus")
-if statuses.empty:
-    st.info(NO_PROMETHEUS, icon=":material/info:")
-    st.stop()
-if not data.has_data("prometheus"):
-    st.info(NO_PROMETHEUS_DATA, icon=":material/info:")
-    ui.health(statuses)
-    st.stop()
-
-targets = ui.current_targets("prometheus")
-window = ui.current_window()
-st.caption(f"Service level objectives from Prometheus, {ui.window_label()} · times in UTC")
-ui.problems(statuses[statuses["name"].isin([t.name for t in targets])])
-if not targets:
-    st.info("Pick at least one target in the sidebar: no Prometheus target is selected.")
-    st.stop()
-
-tabs = st.tabs([t.name for t in targets]) if len(targets) > 1 else [st.container()]
-for tab, target in zip(tabs, targets, strict=True):
-    with tab:
-        if len(targets) == 1:
-            st.subheader(target.name)
-        service(target, window)
+targets, window, statuses = page_frame.per_target(
+    "prometheus",
+    none=NO_PROMETHEUS,
+    no_data=NO_PROMETHEUS_DATA,
+    caption="Service level objectives from Prometheus, {window} · times in UTC",
+    draw=service,
+)
 overlay(targets, window)
 ui.health(statuses)
