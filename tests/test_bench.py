@@ -1,0 +1,106 @@
+"""The benchmarks at tiny scale, through their Python functions, so they cannot rot.
+
+Figures are checked for shape and sense, never against the budgets: timings in tests are flaky.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bench import collector_cycle, store_history
+from dashboard.config import Retention
+from dashboard.store.engine import make_engine
+from dashboard.store.schema import STMT, advice, points_raw, statements
+from dashboard.throwaway import ThrowawayPostgres
+from tests.conftest import new_database
+
+
+def _timing(figure: dict) -> None:
+    assert 0 < figure["min_ms"] <= figure["median_ms"] <= figure["p95_ms"] <= figure["max_ms"]
+
+
+def test_collector_cycle_benchmark(pg: ThrowawayPostgres) -> None:
+    dsn = pg.dsn(dbname=new_database(pg, "bench"))
+    result = collector_cycle.run(dsn=dsn, statements=300, repeat=3, moving=50, new_rounds=1)
+
+    assert result["server"]["pgss_entries"] >= 300
+    assert result["server"]["pgss_text_bytes"] > 300 * 200  # ORM-sized texts, not one-liners
+    assert result["first_cycle_texts"] >= 300  # the first cycle stored every benchmark statement
+    assert result["repeat"] == 3
+    assert result["moved_per_cycle"]["min"] >= 50  # the 50 statements run between cycles moved
+    for key in ("baseline_select_star", "cycle", "collect_only"):
+        _timing(result[key])
+    assert result["cycle"]["median_ms"] >= result["collect_only"]["median_ms"]
+    server = result["server_time"]  # measured by pg_stat_statements itself
+    assert server["baseline_select_star"]["median_ms"] > 0 and server["cycle"]["median_ms"] > 0
+    assert result["cycle_with_new_statements"]["texts_fetched"] >= 10
+    assert result["ratio"] > 0 and result["ratio_collect_only"] > 0
+    assert result["passed"] == (result["ratio"] <= collector_cycle.BUDGET)
+    text = collector_cycle.format_report(result)
+    assert "SELECT * FROM pg_stat_statements" in text and "budget 0.25" in text
+
+
+def test_store_history_generator_and_page_loads(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    retention = Retention(raw=2 * 3600)  # short raw retention: the hourly prunes really delete
+    generated = store_history.generate(url, days=0.25, statements=300, moving=50, seed=3, retention=retention)
+    assert generated["cycles"] == 360
+    assert generated["deltas_written"] == 359 * 50  # the first cycle has no baseline, no deltas
+    assert generated["prunes"] >= 5 and generated["cycles_per_s"] > 0
+
+    engine = make_engine(url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(statements)).scalar() == 300
+            mean_text = conn.execute(select(func.avg(func.length(statements.c.query)))).scalar()
+            assert mean_text > 300  # ORM-sized texts, ~600 bytes as in the field
+            oldest_raw = conn.execute(select(func.min(STMT["raw"].c.ts))).scalar()
+            assert oldest_raw >= generated["end"] - 3 * 3600  # pruned to 2 h (+ up to an hour)
+            # Roll-ups hold every delta ever written, whatever the raw level dropped.
+            for level in ("hourly", "daily"):
+                calls = conn.execute(select(func.sum(STMT[level].c.calls))).scalar()
+                assert calls == pytest.approx(generated["calls"])
+            assert conn.execute(select(func.count()).select_from(points_raw)).scalar() > 0
+            assert conn.execute(select(func.count()).select_from(advice)).scalar() == 3  # per database
+    finally:
+        engine.dispose()
+
+    loads = store_history.page_loads(url, generated["end"], repeat=2, retention=retention)
+    assert set(loads["pages"]) == {"overview", "queries", "query_detail", "indexes"}
+    for page, by_window in loads["pages"].items():
+        windowless = page in store_history.WINDOWLESS
+        assert set(by_window) == ({"-"} if windowless else set(store_history.WINDOWS))
+        for figure in by_window.values():
+            assert 0 < figure["p50_ms"] <= figure["p95_ms"] <= figure["max_ms"]
+            assert figure["rows"] > 0 and figure["x_baseline"] > 0
+    assert loads["levels"]["1h"]["chart"] == "raw" and loads["levels"]["24h"]["chart"] == "hourly"
+    assert loads["baseline"]["raw_aggregation_24h_ms"] > 0 and loads["baseline"]["raw_rows"] > 0
+    assert 0 < loads["size_bytes"]["total"] < store_history.BUDGET_BYTES
+    assert "p95" in store_history.format_report(generated, loads)
+
+
+def test_store_history_cli_reuses_a_generated_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "cached.db"
+    argv = ["--store", str(path), "--days", "0.05", "--statements", "100", "--moving", "20"]
+    argv += ["--repeat", "1", "--json", "--quiet"]
+    assert store_history.main(argv) in (0, 1)
+    first = json.loads(capsys.readouterr().out)
+    assert first["generated"]["reused"] is False and first["generated"]["cycles"] == 72
+    assert store_history.main(argv) in (0, 1)
+    again = json.loads(capsys.readouterr().out)
+    assert again["generated"]["reused"] is True and again["now"] == first["now"]
+    with pytest.raises(SystemExit, match="--regenerate"):
+        store_history.main([*argv[:2], "--days", "0.1", "--quiet"])
+
+
+def test_page_reads_match_the_data_layer() -> None:
+    """The benchmark's page loads name the series dashboard/data.py reads."""
+    from dashboard import data  # imports streamlit: only here
+
+    assert data.OVERVIEW_SERIES == store_history.OVERVIEW_SERIES
+    assert (*data.STATEMENT_TOTALS, *data.BLOCKS) == store_history.SUMMARY_SERIES
+    assert data.CYCLES == store_history.CYCLES
