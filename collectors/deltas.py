@@ -28,18 +28,22 @@ def statement_deltas(
     *,
     has_baseline: bool,
     reset_all: bool = False,
+    seen: set[StatementKey] | None = None,
 ) -> tuple[list[StatementDelta], list[StatementEntry], list[StatementKey]]:
     """Compare a snapshot with the previous state.
 
     Returns (deltas of entries that moved, entries whose state must be saved, keys that vanished).
     An entry absent before, absent from the last snapshot (evicted) or reset starts from zero, so
     its delta is its whole counters. Without a baseline (first cycle) nothing is a delta.
+    `seen`, when given, holds every key of the server's snapshot: `snapshot` may then omit the
+    entries already known to be unchanged.
     """
     deltas: list[StatementDelta] = []
     changed: list[StatementEntry] = []
-    seen: set[StatementKey] = set()
+    present: set[StatementKey] = set() if seen is None else seen
     for entry in snapshot:
-        seen.add(entry.key)
+        if seen is None:
+            present.add(entry.key)
         before = previous.get(entry.key)
         if not has_baseline:
             changed.append(entry)
@@ -55,5 +59,5 @@ def statement_deltas(
             changed.append(entry)
         elif before is None or not before[1]:
             changed.append(entry)  # came back without activity: mark it present again
-    vanished = [key for key, (_, present) in previous.items() if present and key not in seen]
+    vanished = [key for key, (_, was_there) in previous.items() if was_there and key not in present]
     return deltas, changed, vanished

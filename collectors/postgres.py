@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from collectors.base import StateSource
 from collectors.deltas import counter_delta, statement_deltas
@@ -170,12 +170,12 @@ class PostgresCollector:
         reset_all = state.details.get("pgss_reset") not in (None, pgss_reset) or (
             restarted and server["pgss_save"] == "off"
         )
-        snapshot = [_entry(row) for row in _rows(conn, sql_for(SOURCE, "statements", version), schema)]
+        has_baseline = "pgss_snapshot" in state.details
+        snapshot, seen = _snapshot(
+            conn, version, schema, state.statements, every=reset_all or not has_baseline
+        )
         deltas, changed, vanished = statement_deltas(
-            state.statements,
-            snapshot,
-            has_baseline="pgss_snapshot" in state.details,
-            reset_all=reset_all,
+            state.statements, snapshot, has_baseline=has_baseline, reset_all=reset_all, seen=seen
         )
         new_keys = [e.key for e in changed if e.key not in state.statements]
         cycle.texts = self._texts(conn, version, schema, new_keys)
@@ -249,31 +249,47 @@ def _activity_points(conn: psycopg.Connection, version: int) -> list[Point]:
     return points
 
 
-def _entry(row: dict[str, Any]) -> StatementEntry:
+def _snapshot(
+    conn: psycopg.Connection,
+    version: int,
+    schema: str,
+    previous: dict[StatementKey, tuple[tuple[float, ...], bool]],
+    *,
+    every: bool,
+) -> tuple[list[StatementEntry], set[StatementKey]]:
+    """Entries that moved, are new or came back, and the keys of every entry on the server.
+
+    Most entries did not move since the last cycle: they are recognised from the raw row (tuples,
+    binary transfer) and no record is built for them, which keeps a 5,000-entry cycle cheap.
+    """
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        cur.execute(_compose(sql_for(SOURCE, "statements", version), schema))
+        rows = cur.fetchall()
+    seen: set[StatementKey] = set()
+    moved: list[StatementEntry] = []
+    for row in rows:
+        key = StatementKey(row[0], row[1], row[2], row[3])
+        seen.add(key)
+        before = previous.get(key)
+        if not every and before is not None and before[1] and before[0] == row[4:17]:
+            continue
+        moved.append(_entry(key, row))
+    return moved, seen
+
+
+def _entry(key: StatementKey, row: tuple[Any, ...]) -> StatementEntry:
+    """A row of statements.*.sql: key, the 13 counters (STATEMENT_COUNTERS order), gauges, names."""
+    min_ms, max_ms, mean_ms, stddev_ms, stats_since, datname, rolname = row[17:24]
     return StatementEntry(
-        key=StatementKey(row["queryid"], row["dbid"], row["userid"], bool(row["toplevel"])),
-        counters=(
-            row["calls"],
-            row["total_exec_time"],
-            row["total_plan_time"],
-            row["rows"],
-            row["shared_blks_hit"],
-            row["shared_blks_read"],
-            row["shared_blks_dirtied"],
-            row["shared_blks_written"],
-            row["temp_blks_read"],
-            row["temp_blks_written"],
-            row.get("blk_read_time", row.get("shared_blk_read_time")),
-            row.get("blk_write_time", row.get("shared_blk_write_time")),
-            float(row["wal_bytes"] or 0),
-        ),
-        datname=row["datname"],
-        rolname=row["rolname"],
-        min_ms=row["min_exec_time"],
-        max_ms=row["max_exec_time"],
-        mean_ms=row["mean_exec_time"],
-        stddev_ms=row["stddev_exec_time"],
-        stats_since=row["stats_since"],
+        key=key,
+        counters=tuple(row[4:17]),
+        datname=datname,
+        rolname=rolname,
+        min_ms=min_ms,
+        max_ms=max_ms,
+        mean_ms=mean_ms,
+        stddev_ms=stddev_ms,
+        stats_since=stats_since,
     )
 
 

@@ -3,7 +3,7 @@ SELECT s.queryid, s.dbid, s.userid, s.toplevel,
        s.calls, s.total_exec_time, s.total_plan_time, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
        s.temp_blks_read, s.temp_blks_written, s.shared_blk_read_time, s.shared_blk_write_time,
-       s.wal_bytes,
+       s.wal_bytes::float8 AS wal_bytes,
        s.min_exec_time, s.max_exec_time, s.mean_exec_time, s.stddev_exec_time,
        extract(epoch FROM s.stats_since)::bigint AS stats_since,
        d.datname, r.rolname
