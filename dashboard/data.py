@@ -487,3 +487,37 @@ def redis_hit_rate_line(target: Target, window: Window, label: str) -> pd.DataFr
     """A Redis node's keyspace hit rate per bucket in % (for the Services overlay)."""
     long = redis_views.hit_rate(redis_series(target, window))
     return long.assign(series=label, value=long["value"] * 100)
+
+
+# -- advising on a pasted statement -------------------------------------------------------------
+def advise_pasted(target: str, datname: str, statement: str) -> dict:
+    """Advise on one statement now, in the named database of a configured PostgreSQL target.
+
+    Read-only like the daemon's advisor: a hypothetical index lives only in that session.
+    """
+    return _advise_pasted(target, datname, statement.strip())
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Asking the planner ...")
+def _advise_pasted(target: str, datname: str, statement: str) -> dict:
+    from psycopg.conninfo import make_conninfo
+
+    from dashboard.advisor.database import AdviseError, advise_database
+
+    configured = {t.name: t for t in config().targets.postgres}
+    if target not in configured:
+        return {"error": f"{target} is not a PostgreSQL target of the configuration"}
+    t = configured[target]
+    try:
+        dsn = make_conninfo(t.dsn, dbname=datname)
+        return advise_database(dsn, queries=[statement], password_env=t.password_env, health=False)
+    except (AdviseError, ValueError) as err:
+        return {"error": str(err)}
+
+
+def target_database(target: str) -> str | None:
+    """The database a configured PostgreSQL target's DSN names."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    configured = {t.name: t for t in config().targets.postgres}
+    return conninfo_to_dict(configured[target].dsn).get("dbname") if target in configured else None

@@ -270,6 +270,35 @@ def fix_sql(item: dict) -> str:
     return f"{item['fix_sql']}\n-- or drop and recreate it:\n{other}"
 
 
+def paste_box(reports: list[dict]) -> None:
+    """Advise on a statement the user pastes, in a database of a configured target."""
+    choices = [f"{r['target']}/{r['datname']}" for r in reports] or [
+        f"{t.name}/{db}"
+        for t in ui.current_targets("postgres")
+        for db in [data.target_database(t.name)]
+        if db
+    ]
+    with st.expander("Advise on a statement you paste", icon=":material/content_paste:"):
+        if not choices:
+            st.caption("No PostgreSQL target is configured.")
+            return
+        with st.form("paste"):
+            where = st.selectbox("Database (target/database)", choices)
+            text = st.text_area("Statement", placeholder="SELECT * FROM orders WHERE customer_id = $1")
+            asked = st.form_submit_button("Advise")
+        if not (asked and text.strip()):
+            return
+        target, _, datname = where.partition("/")
+        result = data.advise_pasted(target, datname, text)
+        if result.get("error"):
+            st.error(ui.md_escape(result["error"]))
+            return
+        for rank, suggestion in enumerate(result["suggestions"], start=1):
+            card(rank, suggestion, {})
+        for item in result["skipped"]:
+            st.info(f"No index suggested: {ui.md_escape(item['reason'])}", icon=":material/info:")
+
+
 st.title("Indexes")
 st.caption(
     "The index advisor's latest report for each database: new indexes that make the recorded workload "
@@ -282,6 +311,7 @@ if ui.known_targets("postgres") and not targets:
 reports = ranked(data.advice(targets))
 if not reports:
     st.info(NO_ADVICE, icon=":material/info:")
+    paste_box(reports)
     st.stop()
 
 several_targets = len({r["target"] for r in reports}) > 1
@@ -292,3 +322,4 @@ if header(report):
     suggestions(report)
     skipped(report)
     health(report)
+paste_box(reports)

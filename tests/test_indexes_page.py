@@ -159,3 +159,13 @@ def test_query_detail_says_why_no_index(monkeypatch, advised) -> None:
     at = open_app(monkeypatch, advised["config"], QUERY, id=str(statement_id(advised, SEGMENT)))
     assert "Suggested index" not in texts(at.subheader)
     assert "No index suggested: " in texts(at.caption)
+
+
+def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
+    at = open_app(monkeypatch, advised["config"], INDEXES, db=f"{TARGET}/{advised['datname']}")
+    assert at.selectbox[-1].value.startswith(f"{TARGET}/")  # the form's database: a report's
+    at.text_area[0].input("SELECT * FROM orders WHERE region = $1 AND channel = $2")
+    (submit,) = [b for b in at.button if b.label == "Advise"]
+    submit.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in [c.value for c in at.code]
