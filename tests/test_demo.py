@@ -111,10 +111,11 @@ def test_workload_runs_every_family_as_two_roles_and_stays_bounded(cluster: Thro
 
 
 def test_redis_workload_uses_redis_as_a_cache_and_as_bullmq_queues() -> None:
-    # A fast, failure-prone email queue so a few seconds show every path: retries, final failures,
+    # A fast, failure-prone email queue so a few seconds show every path: retries, final failures
+    # (half the attempts fail, so about one job in eight runs out of attempts even on a busy machine),
     # trimming; a smaller maxmemory so the warm cache already overflows it.
     email = dataclasses.replace(
-        QUEUES["email"], rate=60.0, workers=3, run_median=0.01, fail=0.25, fatal=0.1, backoff_ms=50,
+        QUEUES["email"], rate=60.0, workers=3, run_median=0.01, fail=0.5, fatal=0.05, backoff_ms=50,
         delayed_share=0.2, delay_s=(0.1, 0.4),
     )  # fmt: skip
     keep = 25
