@@ -49,6 +49,7 @@ from typing import Any
 
 import psycopg
 
+from bench.timing import summary, timed
 from collectors.postgres import PostgresCollector
 from dashboard.config import PostgresTarget
 from dashboard.store import Store
@@ -114,27 +115,6 @@ def pgss_size(dsn: str) -> tuple[int, int]:
 
 
 # -- timing helpers -------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (p95 of 20 samples is the 19th smallest)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median_ms": round(statistics.median(values), 3),
-        "p95_ms": round(percentile(values, 95), 3),
-        "min_ms": round(min(values), 3),
-        "max_ms": round(max(values), 3),
-    }
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - started) * 1000, result
-
-
 class _ServerTime:
     """Execution time inside PostgreSQL, as pg_stat_statements itself records it (no transfer, no
     client work): the server-side cost of the baseline and of the collector's queries."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import redis
 
+from bench.timing import summary, timed
 from collectors.redis import RedisCollector
 from dashboard.config import RedisQueues, RedisTarget
 from dashboard.store import Store
@@ -154,27 +154,6 @@ def fill_queues(client: redis.Redis, queues: int, jobs: int, start: int, end: in
 
 
 # -- timing helpers -----------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (p95 of 20 samples is the 19th smallest)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median_ms": round(statistics.median(values), 3),
-        "p95_ms": round(percentile(values, 95), 3),
-        "min_ms": round(min(values), 3),
-        "max_ms": round(max(values), 3),
-    }
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - started) * 1000, result
-
-
 def command_stats(client: redis.Redis) -> dict[str, dict[str, float]]:
     """INFO commandstats as {command: {calls, usec}}."""
     stats = client.info("commandstats")

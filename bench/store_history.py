@@ -67,6 +67,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bench.timing import percentile
 from collectors.postgres import CONNECTION_STATES, DB_COUNTERS, TOTALS
 from dashboard.config import Retention
 from dashboard.store import Store
@@ -375,11 +376,6 @@ def generate(
 
 
 # -- the page loads -------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
 def _pages(engine: Engine, now: int, retention: Retention, busiest: int):
     """The reads each page makes through dashboard/data.py when its caches are cold.
 
