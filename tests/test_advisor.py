@@ -193,3 +193,17 @@ def test_cli_bad_dsn_is_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and "observatory advise:" in result.stderr
     assert "Pw-1234" not in result.stderr
+
+
+def test_advisor_benchmark_runs_and_the_workload_gets_faster(pg: ThrowawayPostgres) -> None:
+    """bench/advisor_workload.py at a tiny scale, on its own database (it creates the indexes)."""
+    from bench.advisor_workload import MIX, measure
+
+    name = new_database(pg, "bench_shop")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("CREATE EXTENSION hypopg")
+    result = measure(pg.dsn(dbname=name), rounds=2)
+    assert "CREATE INDEX CONCURRENTLY ON public.orders (ref);" in result["suggestions"]
+    assert result["after_s"] < result["before_s"]  # seq scans of 300,000 rows against index lookups
+    assert result["statements"] == 2 * len(MIX) and result["advise_s"] > 0
