@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Protocol
 
-from dashboard.store.records import Cycle, StatementKey
+from dashboard.store.records import Cycle, StatementKey, Status
 
 
 class StateSource(Protocol):
@@ -33,3 +34,50 @@ class Collector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class TargetCollector:
+    """The cycle every collector shares: time it, collect, and turn a target's failure into 'down'.
+
+    A subclass names the errors that mean "this target cannot be used now" (`failures`), says what
+    they mean and what to do (`_explain`), and keeps its secrets out of the text (`_redact`).
+    """
+
+    kind: ClassVar[str]
+    failures: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, target: Any, state_source: StateSource) -> None:
+        self.target = target
+        self.name: str = target.name
+        self.interval: float = target.interval
+        self._source = state_source
+
+    def collect(self, now: int) -> Cycle:
+        """One cycle. Never raises for a problem of the target: that becomes a 'down' status."""
+        started = time.perf_counter()
+        cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=Status())
+        try:
+            self._collect(self._connect(), cycle)
+        except self.failures as err:
+            self.close()  # a fresh connection next cycle
+            message, hint = self._explain(err)
+            status = Status(state="down", error=self._redact(message), hints=[self._redact(hint)])
+            cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=status)
+        cycle.duration_ms = (time.perf_counter() - started) * 1000
+        return cycle
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _collect(self, connection: Any, cycle: Cycle) -> None:
+        raise NotImplementedError
+
+    def _explain(self, err: BaseException) -> tuple[str, str]:
+        """The failure in a line, and what to do about it."""
+        raise NotImplementedError
+
+    def _redact(self, text: str) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError

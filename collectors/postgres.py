@@ -6,7 +6,6 @@ query text every cycle, text only for entries not seen before. Never resets serv
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -14,12 +13,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
-from collectors.base import StateSource
+from collectors.base import StateSource, TargetCollector
 from collectors.deltas import counter_delta, statement_deltas
 from collectors.sqlfiles import sql_for
 from dashboard.config import PostgresTarget
 from dashboard.redaction import password_of, postgres_conninfo, redact
-from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey, Status
+from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey
 from dashboard.store.schema import STATEMENT_COUNTERS
 
 SOURCE = "postgres"
@@ -50,14 +49,12 @@ class _State:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class PostgresCollector:
+class PostgresCollector(TargetCollector):
     kind: ClassVar[str] = "postgres"
+    failures = (psycopg.Error, OSError, ValueError)
 
     def __init__(self, target: PostgresTarget, state_source: StateSource) -> None:
-        self.target = target
-        self.name = target.name
-        self.interval = target.interval
-        self._source = state_source
+        super().__init__(target, state_source)
         self._conn: psycopg.Connection | None = None
         self._state: _State | None = None
         self._secret = password_of(target.dsn)
@@ -99,22 +96,11 @@ class PostgresCollector:
         return self._state
 
     # -- the cycle --------------------------------------------------------------------------
-    def collect(self, now: int) -> Cycle:
-        started = time.perf_counter()
-        cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=Status())
-        try:
-            self._collect(self._connect(), cycle)
-        except (psycopg.Error, OSError, ValueError) as err:
-            self.close()
-            message, hint = explain_connection_error(err)
-            cycle = Cycle(
-                kind=self.kind,
-                target=self.name,
-                ts=now,
-                status=Status(state="down", error=redact(message, self._secret), hints=[hint]),
-            )
-        cycle.duration_ms = (time.perf_counter() - started) * 1000
-        return cycle
+    def _explain(self, err: BaseException) -> tuple[str, str]:
+        return explain_connection_error(err)  # type: ignore[arg-type]
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secret)
 
     def _collect(self, conn: psycopg.Connection, cycle: Cycle) -> None:
         state = self._load_state()

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -51,11 +50,11 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from collectors.base import StateSource
+from collectors.base import StateSource, TargetCollector
 from dashboard.config import PrometheusTarget, Series
 from dashboard.prometheus_preset import PRESET_KEYS, series_for, unknown_keys
 from dashboard.redaction import redact
-from dashboard.store.records import Cycle, Point, Status
+from dashboard.store.records import Cycle, Point
 
 SERIES = "prom.series"
 ALERTS = "prom.alerts"
@@ -107,15 +106,13 @@ class _FormSession(requests.Session):
 
 
 # -- the collector ----------------------------------------------------------------------------------
-class PrometheusCollector:
+class PrometheusCollector(TargetCollector):
     kind: ClassVar[str] = "prometheus"
+    failures = (_Down, requests.RequestException, OSError, ValueError)
 
     def __init__(self, target: PrometheusTarget, state_source: StateSource) -> None:
-        self.target = target
-        self.name = target.name
-        self.interval = target.interval
+        super().__init__(target, state_source)
         self.series: dict[str, Series] = series_for(target)
-        self._source = state_source
         self._session: _FormSession | None = None
         self._prom: PrometheusConnect | None = None
         self._details: dict[str, Any] | None = None
@@ -180,23 +177,10 @@ class PrometheusCollector:
         return value
 
     # -- the cycle --------------------------------------------------------------------------
-    def collect(self, now: int) -> Cycle:
-        started = time.perf_counter()
-        cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=Status())
-        try:
-            self._collect(self._connect(), cycle)
-        except _Down as down:
-            cycle = self._down(now, down.message, down.hint)
-        except (requests.RequestException, OSError, ValueError) as err:
-            message, hint = explain_connection_error(err, self._url, self.target.timeout)
-            cycle = self._down(now, message, hint)
-        cycle.duration_ms = (time.perf_counter() - started) * 1000
-        return cycle
-
-    def _down(self, now: int, message: str, hint: str) -> Cycle:
-        self.close()  # a fresh session next cycle
-        status = Status(state="down", error=self._redact(message), hints=[self._redact(hint)])
-        return Cycle(kind=self.kind, target=self.name, ts=now, status=status)
+    def _explain(self, err: BaseException) -> tuple[str, str]:
+        if isinstance(err, _Down):
+            return err.message, err.hint
+        return explain_connection_error(err, self._url, self.target.timeout)  # type: ignore[arg-type]
 
     def _collect(self, prom: PrometheusConnect, cycle: Cycle) -> None:
         old = self._load_details()

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -58,7 +57,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from collectors.base import StateSource
+from collectors.base import StateSource, TargetCollector
 from collectors.deltas import counter_delta
 from collectors.redis_batch import Batch, Problems, State, label_value, reply_text
 from collectors.redis_queues import QueueReads
@@ -134,14 +133,12 @@ _MORE_ARGS = re.compile(r"^\.\.\. \((\d+) more arguments\)$")  # Redis's own cut
 
 
 # -- the collector ----------------------------------------------------------------------------------
-class RedisCollector:
+class RedisCollector(TargetCollector):
     kind: ClassVar[str] = "redis"
+    failures = (redis.RedisError, OSError, ValueError)
 
     def __init__(self, target: RedisTarget, state_source: StateSource) -> None:
-        self.target = target
-        self.name = target.name
-        self.interval = target.interval
-        self._source = state_source
+        super().__init__(target, state_source)
         self._client: redis.Redis | None = None
         self._state: State | None = None
         url_password = password_of(target.url)
@@ -173,18 +170,11 @@ class RedisCollector:
         return self._state
 
     # -- the cycle --------------------------------------------------------------------------
-    def collect(self, now: int) -> Cycle:
-        started = time.perf_counter()
-        cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=Status())
-        try:
-            self._collect(self._connect(), cycle)
-        except (redis.RedisError, OSError, ValueError) as err:
-            self.close()  # a fresh client (and connection) next cycle
-            message, hint = explain_connection_error(err, self.target.timeout)
-            status = Status(state="down", error=redact(message, *self._secrets), hints=[hint])
-            cycle = Cycle(kind=self.kind, target=self.name, ts=now, status=status)
-        cycle.duration_ms = (time.perf_counter() - started) * 1000
-        return cycle
+    def _explain(self, err: BaseException) -> tuple[str, str]:
+        return explain_connection_error(err, self.target.timeout)  # type: ignore[arg-type]
+
+    def _redact(self, text: str) -> str:
+        return redact(text, *self._secrets)
 
     def _collect(self, client: redis.Redis, cycle: Cycle) -> None:
         state = self._load_state()
