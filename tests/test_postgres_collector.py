@@ -37,6 +37,15 @@ def no_negative_deltas(store: Store) -> bool:
     return all(v is None or v >= 0 for v in worst)
 
 
+def two_cycles_of_workload(dsn: str, store: Store):
+    """A baseline cycle and one with the workload's deltas; returns the config to collect again."""
+    config = make_config(store.url, [target(dsn)])
+    for _ in range(2):
+        run_workload(dsn)
+        collect_once(config, store)
+    return config
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'store.db'}")
@@ -87,11 +96,7 @@ def test_reset_of_pg_stat_statements_gives_no_negative_delta(
     pg: ThrowawayPostgres, database: str, store: Store
 ) -> None:
     dsn = pg.dsn(dbname=database)
-    config = make_config(store.url, [target(dsn)])
-    run_workload(dsn)
-    collect_once(config, store)
-    run_workload(dsn)
-    collect_once(config, store)
+    config = two_cycles_of_workload(dsn, store)
     before = calls_of(store, LOOKUP)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
@@ -107,11 +112,7 @@ def test_reset_of_one_entry_gives_no_negative_delta(
     pg: ThrowawayPostgres, database: str, store: Store
 ) -> None:
     dsn = pg.dsn(dbname=database)
-    config = make_config(store.url, [target(dsn)])
-    run_workload(dsn)
-    collect_once(config, store)
-    run_workload(dsn)
-    collect_once(config, store)
+    config = two_cycles_of_workload(dsn, store)
     with psycopg.connect(dsn, autocommit=True) as conn:
         queryid = conn.execute(
             "SELECT queryid FROM pg_stat_statements WHERE query = %s AND dbid = "
@@ -131,11 +132,7 @@ def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_stat_statements")
         store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        config = make_config(store.url, [target(server.dsn())])
-        run_workload(server.dsn())
-        collect_once(config, store)
-        run_workload(server.dsn())
-        collect_once(config, store)
+        config = two_cycles_of_workload(server.dsn(), store)
         server.restart()  # pg_stat_statements.save=on: counters survive a clean restart
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             for i in range(4):
@@ -255,11 +252,7 @@ def test_missing_extension_is_explained(pg: ThrowawayPostgres, store: Store) -> 
 def test_database_stats_reset_gives_no_negative_delta(pg: ThrowawayPostgres, store: Store) -> None:
     name = new_database(pg)
     dsn = pg.dsn(dbname=name)
-    config = make_config(store.url, [target(dsn)])
-    run_workload(dsn)
-    collect_once(config, store)
-    run_workload(dsn)
-    collect_once(config, store)
+    config = two_cycles_of_workload(dsn, store)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_reset()")
     cycle = collect_once(config, store)[0]
