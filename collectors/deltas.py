@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
+from operator import sub
 
 from dashboard.store.records import StatementDelta, StatementEntry, StatementKey
 
@@ -28,22 +29,17 @@ def statement_deltas(
     *,
     has_baseline: bool,
     reset_all: bool = False,
-    seen: set[StatementKey] | None = None,
-) -> tuple[list[StatementDelta], list[StatementEntry], list[StatementKey]]:
-    """Compare a snapshot with the previous state.
+) -> tuple[list[StatementDelta], list[StatementEntry]]:
+    """Compare the entries of a snapshot with the previous state.
 
-    Returns (deltas of entries that moved, entries whose state must be saved, keys that vanished).
-    An entry absent before, absent from the last snapshot (evicted) or reset starts from zero, so
-    its delta is its whole counters. Without a baseline (first cycle) nothing is a delta.
-    `seen`, when given, holds every key of the server's snapshot: `snapshot` may then omit the
-    entries already known to be unchanged.
+    Returns (deltas of entries that moved, entries whose state must be saved). An entry absent
+    before, absent from the last snapshot (evicted) or reset starts from zero, so its delta is its
+    whole counters. Without a baseline (first cycle) nothing is a delta. `snapshot` may omit the
+    entries known to be unchanged.
     """
     deltas: list[StatementDelta] = []
     changed: list[StatementEntry] = []
-    present: set[StatementKey] = set() if seen is None else seen
     for entry in snapshot:
-        if seen is None:
-            present.add(entry.key)
         before = previous.get(entry.key)
         if not has_baseline:
             changed.append(entry)
@@ -51,13 +47,21 @@ def statement_deltas(
         if before is None or not before[1] or reset_all or len(before[0]) != len(entry.counters):
             moved = entry.counters
         else:
-            moved = tuple(c - p for c, p in zip(entry.counters, before[0], strict=True))
-            if any(d < 0 for d in moved):  # reset of this entry alone: it restarted from zero
+            moved = tuple(map(sub, entry.counters, before[0]))
+            if min(moved) < 0:  # reset of this entry alone: it restarted from zero
                 moved = entry.counters
         if any(moved):
             deltas.append(StatementDelta(entry.key, moved))
             changed.append(entry)
         elif before is None or not before[1]:
             changed.append(entry)  # came back without activity: mark it present again
-    vanished = [key for key, (_, was_there) in previous.items() if was_there and key not in present]
-    return deltas, changed, vanished
+    return deltas, changed
+
+
+def vanished_keys(
+    previous: Previous, present: Container[StatementKey], among: Iterable[StatementKey] | None = None
+) -> list[StatementKey]:
+    """Entries present before and absent from the server now (evicted, or reset alone); only those
+    `among` the given keys when the caller knows where to look."""
+    keys = previous.keys() if among is None else among
+    return [key for key in keys if key in previous and previous[key][1] and key not in present]
