@@ -170,3 +170,41 @@ def test_choose_level() -> None:
     assert totals == ["raw", "hourly", "daily", "daily"]
     # Raw detail older than its retention is gone: a window reaching back that far reads hourly.
     assert choose_level(Window(now - 3 * DAY, now - 3 * DAY + 3600), now, kept, CHART_BUCKETS) == "hourly"
+
+
+def test_cycle_state_rows_keep_their_shape(store: Store) -> None:
+    """Moved entries refresh last_seen and names, unmoved ones only their state; presence flips."""
+    store.write_cycle(cycle(T0 + 60, {1: 1, 2: 1}))
+    moved = cycle(T0 + 120, {1: 4})
+    counters = tuple(float(i) for i in range(len(schema.STATEMENT_COUNTERS)))
+    moved.entries = [
+        StatementEntry(key(1), counters, datname="erp2", rolname="app2", mean_ms=3.5),
+        StatementEntry(key(2), counters, datname="ignored", rolname="ignored", stats_since=T0),
+    ]
+    store.write_cycle(moved)
+    store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(), vanished=[key(2)]))
+    assert store.statement_state("postgres", "erp")[key(2)] == (counters, False)
+    store.write_cycle(Cycle("postgres", "erp", T0 + 240, Status(), entries=moved.entries[1:]))
+    assert store.statement_state("postgres", "erp") == {key(1): (counters, True), key(2): (counters, True)}
+    s = schema.statements.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(s.queryid, s.last_seen, s.datname, s.rolname, s.mean_ms, s.stats_since))
+        got = {r.queryid: tuple(r)[1:] for r in rows}
+    assert got[key(1).queryid] == (T0 + 120, "erp2", "app2", 3.5, None)
+    assert got[key(2).queryid] == (T0 + 60, "erp", "app", None, T0)
+
+
+def test_same_second_points_add_counters_and_replace_gauges(store: Store) -> None:
+    store.write_cycle(cycle(T0 + 60, {1: 2}, cumulative=10.0))
+    store.write_cycle(cycle(T0 + 60, {1: 3}, cumulative=13.0))
+    store.write_cycle(cycle(T0 + 61, {1: 1}, cumulative=14.0))
+    window = Window(T0, T0 + 3600)
+    raw = series_frame(store.engine, [1], ["pg.db.xact_commit", "pg.connections"], window, "raw")
+    by_name = {(r.name, r.ts): r.sum for r in raw.itertuples()}
+    assert by_name[("pg.db.xact_commit", T0 + 60)] == 5  # two deltas in one second add up
+    assert by_name[("pg.connections", T0 + 60)] == 3.0 + (T0 + 60) % 7  # a gauge keeps the latest
+    hourly = series_frame(store.engine, [1], ["pg.connections"], window, "hourly").iloc[0]
+    gauges = [3.0 + (T0 + 60) % 7] * 2 + [3.0 + (T0 + 61) % 7]
+    assert (hourly["count"], hourly["sum"]) == (3, sum(gauges))
+    assert (hourly["min"], hourly["max"]) == (min(gauges), max(gauges))
+    assert store.series_state("postgres", "erp") == {("pg.db.xact_commit", "datname=erp"): 14.0}
