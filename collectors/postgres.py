@@ -9,17 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from collectors.base import StateSource, TargetCollector
-from collectors.deltas import counter_delta, statement_deltas, vanished_keys
-from collectors.pg_arrays import Int8Array, register_int8_array
+from collectors.deltas import LastCounters, counter_delta
+from collectors.pg_arrays import Int8Array, float8_rows, register_int8_array
 from collectors.sqlfiles import sql_for
 from dashboard.config import PostgresTarget
 from dashboard.redaction import password_of, postgres_conninfo, redact
-from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementDelta, StatementEntry, StatementKey
+from dashboard.store.records import (
+    OWN_MARKER,
+    Cycle,
+    Deferred,
+    Point,
+    StatementDelta,
+    StatementEntry,
+    StatementKey,
+)
 from dashboard.store.schema import STATEMENT_COUNTERS
 
 SOURCE = "postgres"
@@ -28,7 +37,9 @@ DB_COUNTERS = (
     "tup_inserted", "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes", "deadlocks",
 )  # fmt: skip
 CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)")
-SIZES_EVERY = 300  # seconds between database sizes (pgwatch's db_size interval): they stat every file
+# Seconds between reads of what changes slowly: database sizes (pg_database_size stats every file;
+# pgwatch reads them every 300 s too) and database and role names.
+SLOW_EVERY = 300
 TOTALS = ("calls", "exec_ms", "rows", "shared_hit", "shared_read", "temp_written")
 
 HINT_PRELOAD = (
@@ -44,14 +55,15 @@ def hint_create_extension(datname: str) -> str:
 
 @dataclass
 class _State:
-    statements: dict[StatementKey, tuple[tuple[float, ...], bool]]
+    statements: LastCounters
     own: set[StatementKey]  # the collector's own queries: tracked, never counted as workload
     counters: dict[tuple[str, str], float]
     details: dict[str, Any] = field(default_factory=dict)
-    # Each entry's signature as the server computed it last cycle (statements.*.sql), to its key:
-    # sent back so that only entries that moved return. Empty after a restart: the next read is whole.
-    sigs: dict[int, StatementKey] = field(default_factory=dict)
-    sizes_at: int | None = None  # when database sizes were last read
+    # Each entry's signature as the server computed it last cycle (statements.*.sql): sent back so
+    # that only entries that moved return. Empty after a restart: the next read is complete.
+    sigs: dict[StatementKey, int] = field(default_factory=dict)
+    slow_at: int | None = None  # when sizes and names were last read
+    names: dict[str, dict[int, str]] = field(default_factory=dict)  # database|role -> oid -> name
 
 
 class PostgresCollector(TargetCollector):
@@ -62,10 +74,12 @@ class PostgresCollector(TargetCollector):
         super().__init__(target, state_source)
         self._conn: psycopg.Connection | None = None
         self._state: _State | None = None
+        self._server: dict[str, Any] | None = None  # server.sql's row, as last read on this connection
         self._secret = password_of(target.dsn)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
+        self._server = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -94,7 +108,9 @@ class PostgresCollector(TargetCollector):
     def _load_state(self) -> _State:
         if self._state is None:
             self._state = _State(
-                statements=self._source.statement_state(self.kind, self.name),
+                statements=LastCounters(
+                    len(STATEMENT_COUNTERS), self._source.statement_state(self.kind, self.name)
+                ),
                 own=self._source.own_statements(self.kind, self.name),
                 counters=self._source.series_state(self.kind, self.name),
                 details=self._source.status_details(self.kind, self.name),
@@ -110,29 +126,37 @@ class PostgresCollector(TargetCollector):
 
     def _collect(self, conn: psycopg.Connection, cycle: Cycle) -> None:
         state = self._load_state()
-        server = _one(conn, sql_for(SOURCE, "server"))
-        version = int(server["version_num"])
+        if self._server is None:  # a new connection: the version picks the SQL, so read it first
+            self._server = _one(conn, sql_for(SOURCE, "server"))
+        version, schema = int(self._server["version_num"]), self._server["pgss_schema"]
+        pgss = self._pgss_problem(self._server)  # as the last read saw it: it changes rarely
+        slow = state.slow_at is None or cycle.ts - state.slow_at >= SLOW_EVERY
+        reads = _Reads(conn, version, schema)
+        try:
+            with conn.pipeline():  # one round trip for the cycle's reads
+                reads.send("server", "database", "activity", *(("database_sizes", "names") if slow else ()))
+                if not pgss:
+                    reads.send_statements(state.sigs)
+        except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
+            pgss = HINT_PRELOAD
+        server = self._server = reads.rows("server")[0]
         status = cycle.status
         status.server_version = f"PostgreSQL {server['version']}"
         details: dict[str, Any] = {"postmaster_start": server["postmaster_start"]}
         restarted = state.details.get("postmaster_start") not in (None, server["postmaster_start"])
-        cycle.points += self._database_points(conn, version, state)
-        if state.sizes_at is None or cycle.ts - state.sizes_at >= SIZES_EVERY:
-            cycle.points += _size_points(conn, version)
-            state.sizes_at = cycle.ts
-        cycle.points += _activity_points(conn, version)
+        cycle.points += self._database_points(reads.rows("database"), state)
+        cycle.points += _activity_points(reads.rows("activity"))
+        if slow:
+            cycle.points += _size_points(reads.rows("database_sizes"))
+            state.names = _names(reads.rows("names"))
+            state.slow_at = cycle.ts
         if not server["can_read_all"]:
             status.hints.append(HINT_GRANT.format(role=server["rolname"]))
-        pgss = self._pgss_problem(server)
         if pgss:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
         else:
-            try:
-                self._statements(conn, version, server, state, cycle, details, restarted)
-            except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
-                status.state, status.error = "degraded", HINT_PRELOAD
-                status.hints.insert(0, HINT_PRELOAD)
+            self._statements(reads, server, state, cycle, details, restarted)
         if status.state == "ok" and not server["can_read_all"]:
             status.state = "degraded"
         status.details = details
@@ -150,73 +174,59 @@ class PostgresCollector(TargetCollector):
 
     def _statements(
         self,
-        conn: psycopg.Connection,
-        version: int,
+        reads: _Reads,
         server: dict[str, Any],
         state: _State,
         cycle: Cycle,
         details: dict[str, Any],
         restarted: bool,
     ) -> None:
-        schema = server["pgss_schema"]
-        info = _one(conn, sql_for(SOURCE, "statements_info", version), schema) if version >= 140000 else {}
+        info = reads.rows("statements_info")[0] if reads.sent("statements_info") else {}
         pgss_reset = info.get("stats_reset")
         details.update(pgss_reset=pgss_reset, dealloc=info.get("dealloc"), pgss_snapshot=cycle.ts)
         reset_all = state.details.get("pgss_reset") not in (None, pgss_reset) or (
             restarted and server["pgss_save"] == "off"
         )
         has_baseline = "pgss_snapshot" in state.details
-        sent = {} if reset_all or not has_baseline else state.sigs
-        snapshot, sigs, stale = _snapshot(conn, version, schema, sent)
-        deltas, changed = statement_deltas(
-            state.statements, snapshot, has_baseline=has_baseline, reset_all=reset_all
-        )
-        present = {e.key for e in snapshot}
-        if sent:  # unreturned entries are sent ones that did not move; stale ones moved or vanished
-            vanished = vanished_keys(state.statements, present, among=[sent[sig] for sig in stale])
-        else:  # a complete read
-            vanished = vanished_keys(state.statements, present)
-        state.sigs = _next_sigs(sent, stale, snapshot, sigs)  # updates `sent` in place
-        new_keys = [e.key for e in changed if e.key not in state.statements]
-        cycle.texts = self._texts(conn, version, schema, new_keys)
-        state.own |= {k for k, text in cycle.texts.items() if text.startswith(OWN_MARKER)}
-        deltas = [d for d in deltas if d.key not in state.own]
-        cycle.entries, cycle.deltas, cycle.vanished = changed, deltas, vanished
-        for entry in changed:
-            state.statements[entry.key] = (entry.counters, True)
+        rows = reads.rows("statements")
+        databases, roles = state.names.get("database", {}), state.names.get("role", {})
+        if any(r[1] not in databases or r[2] not in roles for r in rows):
+            state.names = _names(reads.query("names"))  # a database or role created since
+        keys = [StatementKey(*row[:4]) for row in rows]
+        current = float8_rows([row[4] for row in rows], len(STATEMENT_COUNTERS))
+        change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=reset_all)
+        evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
+        if not state.sigs:  # nothing was left out: the read was complete
+            vanished = state.statements.vanished(set(keys))
+        elif reset_all or evicted or reads.version < 140000:  # (13 cannot count evictions)
+            vanished = state.statements.vanished(
+                {StatementKey(*row) for row in reads.query("statement_keys")}
+            )
+        else:  # an entry reset alone is found when it comes back, by its lower counters
+            vanished = []
+        state.sigs.update(zip(keys, (row[10] for row in rows), strict=True))
         for key in vanished:
-            state.statements[key] = (state.statements[key][0], False)
+            state.sigs.pop(key, None)
+        cycle.texts = _texts(reads, [keys[i] for i in np.flatnonzero(change.new).tolist()])
+        state.own |= {k for k, text in cycle.texts.items() if text.startswith(OWN_MARKER)}
+        counted = change.moved & np.fromiter((k not in state.own for k in keys), dtype=bool, count=len(keys))
+        names = state.names
+        cycle.entries = Deferred(
+            int(change.save.sum()), lambda: _entries(keys, current, change.save, rows, names)
+        )
+        cycle.deltas = Deferred(int(counted.sum()), lambda: _deltas(keys, change.deltas, counted))
+        cycle.vanished = vanished
         if "pgss_snapshot" in state.details:
-            cycle.points += _totals(deltas)
-        if info.get("dealloc") and info["dealloc"] > (state.details.get("dealloc") or 0):
+            cycle.points += _totals(change.deltas[counted].sum(axis=0).tolist())
+        if evicted:
             cycle.status.hints.append(
                 f"pg_stat_statements evicted entries (dealloc={info['dealloc']}): raise "
                 f"pg_stat_statements.max (now {server['pgss_max']}) so rare statements are kept"
             )
 
-    @staticmethod
-    def _texts(
-        conn: psycopg.Connection, version: int, schema: str, keys: list[StatementKey]
-    ) -> dict[StatementKey, str]:
-        if not keys:
-            return {}
-        wanted = set(keys)
-        rows = _rows(
-            conn,
-            sql_for(SOURCE, "statement_texts", version),
-            schema,
-            {"queryids": list({k.queryid for k in keys})},
-        )
-        texts = {}
-        for row in rows:
-            key = StatementKey(row["queryid"], row["dbid"], row["userid"], row["toplevel"])
-            if key in wanted and row["query"] and row["query"] != "<insufficient privilege>":
-                texts[key] = row["query"]
-        return texts
-
-    def _database_points(self, conn: psycopg.Connection, version: int, state: _State) -> list[Point]:
+    def _database_points(self, rows: list[dict[str, Any]], state: _State) -> list[Point]:
         points: list[Point] = []
-        for row in _rows(conn, sql_for(SOURCE, "database", version)):
+        for row in rows:
             labels = f"datname={row['datname']}"
             reset_key = ("pg.db.stats_reset", labels)
             # Counters survive a clean restart; a crash or pg_stat_reset() shows as a decrease or
@@ -232,27 +242,25 @@ class PostgresCollector(TargetCollector):
         return points
 
 
-def _totals(deltas: list[StatementDelta]) -> list[Point]:
+def _totals(sums: list[float]) -> list[Point]:
     """The cycle's activity over all statements, for the Overview (cheap to chart over months)."""
-    sums = [sum(column) for column in zip(*(d.deltas for d in deltas), strict=True)]
-    sums = sums or [0.0] * len(STATEMENT_COUNTERS)
     return [
         Point(f"pg.statements.{n}", None, "counter", delta=sums[STATEMENT_COUNTERS.index(n)]) for n in TOTALS
     ]
 
 
-def _size_points(conn: psycopg.Connection, version: int) -> list[Point]:
+def _size_points(rows: list[dict[str, Any]]) -> list[Point]:
     return [
         Point("pg.db.size_bytes", float(row["size_bytes"]), "gauge", f"datname={row['datname']}")
-        for row in _rows(conn, sql_for(SOURCE, "database_sizes", version))
+        for row in rows
         if row["size_bytes"] is not None
     ]
 
 
-def _activity_points(conn: psycopg.Connection, version: int) -> list[Point]:
+def _activity_points(rows: list[dict[str, Any]]) -> list[Point]:
     counts = {state: 0 for state in CONNECTION_STATES}
     waiting = 0
-    for row in _rows(conn, sql_for(SOURCE, "activity", version)):
+    for row in rows:
         counts[row["state"]] = row["connections"]
         waiting += row["waiting"]
     points = [Point("pg.connections", float(n), "gauge", f"state={s}") for s, n in counts.items()]
@@ -260,48 +268,88 @@ def _activity_points(conn: psycopg.Connection, version: int) -> list[Point]:
     return points
 
 
-def _snapshot(
-    conn: psycopg.Connection, version: int, schema: str, sent: dict[int, StatementKey]
-) -> tuple[list[StatementEntry], list[int], list[int]]:
-    """The entries whose signature is not among `sent` (moved, new, or back), their signatures,
-    and the sent signatures that no entry has any more.
-
-    Sending last cycle's signatures lets PostgreSQL drop the ~90 % of entries that did not run
-    since, before they are transferred and decoded: that was most of a 5,000-entry cycle's cost.
-    """
-    query = _compose(sql_for(SOURCE, "statements", version), schema)
-    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        cur.execute(query, {"sigs": Int8Array.of(sent.keys())})
-        rows = cur.fetchall()
-    moved = [row for row in rows if row[0] is not None]
-    stale = [row[25] for row in rows if row[0] is None]
-    return [_entry(StatementKey(*row[:4]), row) for row in moved], [row[24] for row in moved], stale
+def _names(rows: list[dict[str, Any]]) -> dict[str, dict[int, str]]:
+    names: dict[str, dict[int, str]] = {"database": {}, "role": {}}
+    for row in rows:
+        names[row["kind"]][row["oid"]] = row["name"]
+    return names
 
 
-def _next_sigs(
-    sent: dict[int, StatementKey], stale: list[int], snapshot: list[StatementEntry], sigs: list[int]
-) -> dict[int, StatementKey]:
-    """What to send next cycle: the signatures still current, and those of the entries returned."""
-    for sig in stale:
-        del sent[sig]
-    sent.update(zip(sigs, (e.key for e in snapshot), strict=True))
-    return sent
+def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
+    """The text of new entries. Any text read makes PostgreSQL read the whole query text file."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    texts = {}
+    for row in reads.query("statement_texts", {"queryids": list({k.queryid for k in keys})}):
+        key = StatementKey(row["queryid"], row["dbid"], row["userid"], row["toplevel"])
+        if key in wanted and row["query"] and row["query"] != "<insufficient privilege>":
+            texts[key] = row["query"]
+    return texts
 
 
-def _entry(key: StatementKey, row: tuple[Any, ...]) -> StatementEntry:
-    """A row of statements.*.sql: key, the 13 counters (STATEMENT_COUNTERS order), gauges, names."""
-    min_ms, max_ms, mean_ms, stddev_ms, stats_since, datname, rolname = row[17:24]
-    return StatementEntry(
-        key=key,
-        counters=tuple(row[4:17]),
-        datname=datname,
-        rolname=rolname,
-        min_ms=min_ms,
-        max_ms=max_ms,
-        mean_ms=mean_ms,
-        stddev_ms=stddev_ms,
-        stats_since=stats_since,
-    )
+class _Reads:
+    """The cycle's queries (sql/postgres/*.sql for this server version), sent together in one
+    pipeline and read back by name; `query` runs one more on its own."""
+
+    def __init__(self, conn: psycopg.Connection, version: int, schema: str | None) -> None:
+        self.conn, self.version, self.schema = conn, version, schema
+        self._cursors: dict[str, psycopg.Cursor[Any]] = {}
+
+    def _sql(self, name: str) -> sql.Composed | sql.SQL:
+        return _compose(sql_for(SOURCE, name, self.version), self.schema)
+
+    def send(self, *names: str) -> None:
+        for name in names:
+            self._cursors[name] = self.conn.cursor()
+            self._cursors[name].execute(self._sql(name))
+
+    def send_statements(self, sigs: dict[StatementKey, int]) -> None:
+        """statements_info (14+), then the entries whose signature is not among `sigs`: moved,
+        new, or back. Sending last cycle's signatures lets PostgreSQL drop the ~90 % of entries
+        that did not run since, before they are transferred and decoded (binary, as tuples)."""
+        if self.version >= 140000:
+            self.send("statements_info")
+        cur = self._cursors["statements"] = self.conn.cursor(row_factory=tuple_row, binary=True)
+        cur.execute(self._sql("statements"), {"sigs": Int8Array.of(sigs.values())})
+
+    def sent(self, name: str) -> bool:
+        return name in self._cursors
+
+    def rows(self, name: str) -> list[Any]:
+        return self._cursors[name].fetchall()
+
+    def query(self, name: str, params: dict[str, Any] | None = None) -> list[Any]:
+        row_factory = tuple_row if name == "statement_keys" else dict_row
+        with self.conn.cursor(row_factory=row_factory, binary=True) as cur:
+            cur.execute(self._sql(name), params)
+            return cur.fetchall()
+
+
+def _entries(
+    keys: list[StatementKey],
+    counters: np.ndarray,
+    save: np.ndarray,
+    rows: list[tuple[Any, ...]],
+    names: dict[str, dict[int, str]],
+) -> list[StatementEntry]:
+    """The entries to save: counters (STATEMENT_COUNTERS order), names, and the gauges of
+    statements.*.sql (min, max, mean and stddev of the execution time, stats_since)."""
+    databases, roles = names.get("database", {}), names.get("role", {})
+    return [
+        StatementEntry(
+            keys[i], tuple(values), databases.get(keys[i].dbid), roles.get(keys[i].userid), *rows[i][5:10]
+        )
+        for i, values in zip(np.flatnonzero(save).tolist(), counters[save].tolist(), strict=True)
+    ]
+
+
+def _deltas(keys: list[StatementKey], deltas: np.ndarray, counted: np.ndarray) -> list[StatementDelta]:
+    rows = deltas[counted].tolist()
+    return [
+        StatementDelta(keys[i], tuple(row))
+        for i, row in zip(np.flatnonzero(counted).tolist(), rows, strict=True)
+    ]
 
 
 def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:

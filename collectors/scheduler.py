@@ -1,8 +1,8 @@
 """The collector daemon: every target on its own interval, each in its own thread.
 
-A target that fails is retried with exponential backoff and never delays the others; a cycle that
-cannot be saved is logged and its collector reloads its state from the store, so nothing is counted
-twice. Retention runs once an hour.
+A target that fails is retried with exponential backoff and never delays the others. Collectors hand
+their cycles to the one writer thread (`CycleWriter`), which saves them in batches. Retention runs
+once an hour.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from collectors.advisor_job import advise_target
 from collectors.base import Collector
+from collectors.cycle_writer import CycleWriter
 from collectors.postgres import PostgresCollector
 from collectors.prometheus import PrometheusCollector
 from collectors.redis import RedisCollector
@@ -53,29 +54,36 @@ class Scheduler:
         self.collectors = list(collectors) if collectors is not None else build_collectors(config, store)
         self.clock = clock
         self.stop_event = threading.Event()
+        self._by_target = {(c.kind, c.name): c for c in self.collectors}
+        self.writer = CycleWriter(store, on_saved=self._saved, on_dropped=self._dropped)
 
-    def run_cycle(self, collector: Collector) -> Cycle:
-        """Collect one target and save the cycle; a save failure is logged, never raised."""
-        cycle = collector.collect(int(self.clock()))
-        try:
-            self.store.write_cycle(cycle)
-        except Exception as err:  # a store problem must not stop the daemon
-            log.error("%s/%s: cycle not saved: %s", collector.kind, collector.name, err)
-            collector.forget_state()
-            cycle.status.state, cycle.status.error = "down", f"cycle not saved: {err}"
-            return cycle
-        _log_cycle(collector, cycle)
-        return cycle
+    def collect(self, collector: Collector) -> Cycle:
+        return collector.collect(int(self.clock()))
 
     def run_once(self) -> list[Cycle]:
-        """One cycle of every target, concurrently; returns the cycles in target order."""
+        """One cycle of every target, concurrently, saved in one batch; returns the cycles in
+        target order (a cycle that could not be saved is marked down, saying why)."""
         if not self.collectors:
             return []
         with ThreadPoolExecutor(max_workers=min(8, len(self.collectors))) as pool:
-            cycles = list(pool.map(self.run_cycle, self.collectors))
+            cycles = list(pool.map(self.collect, self.collectors))
         for collector in self.collectors:
             collector.close()
+        failed = self.writer.write_now(cycles)
+        for cycle, err in failed:
+            self._dropped(cycle, str(err))
+        for cycle in cycles:
+            if all(cycle is not f for f, _ in failed):
+                self._saved(cycle)
         return cycles
+
+    def _saved(self, cycle: Cycle) -> None:
+        _log_cycle(self._by_target[(cycle.kind, cycle.target)], cycle)
+
+    def _dropped(self, cycle: Cycle, why: str) -> None:
+        log.error("%s/%s: cycle not saved: %s", cycle.kind, cycle.target, why)
+        self._by_target[(cycle.kind, cycle.target)].forget_state()  # reload what the store holds
+        cycle.status.state, cycle.status.error = "down", f"cycle not saved: {why}"
 
     def run_forever(self) -> None:
         threads = [
@@ -83,12 +91,14 @@ class Scheduler:
             for c in self.collectors
         ]
         threads.append(threading.Thread(target=self._maintenance, name="retention", daemon=True))
+        writer_stop = threading.Event()  # set after the collectors stopped, so their last cycles are saved
+        writer = threading.Thread(target=self.writer.run, args=(writer_stop,), name="writer", daemon=True)
         threads += [
             threading.Thread(target=self._advise_loop, args=(t,), name=f"advise/{t.name}", daemon=True)
             for t in self.config.targets.postgres
             if t.advise
         ]
-        for thread in threads:
+        for thread in (writer, *threads):
             thread.start()
         try:
             while not self.stop_event.wait(1.0):
@@ -97,6 +107,8 @@ class Scheduler:
             self.stop_event.set()
             for thread in threads:
                 thread.join(timeout=10)
+            writer_stop.set()
+            writer.join(timeout=30)
             for collector in self.collectors:
                 collector.close()
 
@@ -108,7 +120,8 @@ class Scheduler:
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
-                cycle = self.run_cycle(collector)
+                cycle = self.collect(collector)
+                self.writer.submit(cycle)
                 failures = failures + 1 if cycle.status.state == "down" else 0
             except Exception:  # a bug in one collector must not end its thread silently
                 log.exception("%s/%s: cycle crashed", collector.kind, collector.name)

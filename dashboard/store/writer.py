@@ -120,13 +120,28 @@ class Store:
 
     # -- the cycle --------------------------------------------------------------------------
     def write_cycle(self, cycle: Cycle) -> None:
-        with self._lock, self.engine.begin() as conn:
-            tid = self.target_id(cycle.kind, cycle.target, conn)
-            ids = self._write_statements(conn, tid, cycle)
-            written = self._write_statement_deltas(conn, tid, cycle, ids)
-            written += self._write_points(conn, tid, cycle.ts, cycle.points)
-            written += self._write_slowlog(conn, tid, cycle)
-            self._write_status(conn, tid, cycle, written)
+        self.write_cycles([cycle])
+
+    def write_cycles(self, cycles: Sequence[Cycle]) -> None:
+        """Save cycles (of any targets, in order) in one transaction: all of them or none."""
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    for cycle in cycles:
+                        self._write_cycle(conn, cycle)
+            except Exception:
+                # Ids handed out inside the rolled-back transaction do not exist: look them up again.
+                self._statement_ids.clear()
+                self._series_ids.clear()
+                raise
+
+    def _write_cycle(self, conn: Connection, cycle: Cycle) -> None:
+        tid = self.target_id(cycle.kind, cycle.target, conn)
+        ids = self._write_statements(conn, tid, cycle)
+        written = self._write_statement_deltas(conn, tid, cycle, ids)
+        written += self._write_points(conn, tid, cycle.ts, cycle.points)
+        written += self._write_slowlog(conn, tid, cycle)
+        self._write_status(conn, tid, cycle, written)
 
     def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
         if tid not in self._statement_ids:

@@ -1,0 +1,140 @@
+"""The daemon's one writer: collector threads hand it their cycles, it saves them in batches.
+
+A collector's cycle ends when its snapshot is handed over, so a slow store (a shared PostgreSQL
+across the network) never delays a collection, and the cycles of every target that queued up in
+the meantime are saved in one transaction. While the store cannot be written, cycles stay queued
+and are retried with backoff, so nothing is lost, up to `max_backlog` cycles. A cycle the store
+keeps refusing while it accepts others (bad data, not a store outage) is dropped and logged, and
+its collector reloads its state from the store, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from dashboard.store import Store
+from dashboard.store.records import Cycle
+
+log = logging.getLogger("observatory.collect")
+MAX_ATTEMPTS = 3  # refusals of one cycle, while the store accepts others, before it is dropped
+MAX_RETRY_WAIT = 60.0
+
+
+class CycleWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_backlog: int = 10_000,
+        on_saved: Callable[[Cycle], None] = lambda _cycle: None,
+        on_dropped: Callable[[Cycle, str], None] = lambda _cycle, _why: None,
+    ) -> None:
+        self.store = store
+        self.max_backlog = max_backlog
+        self.on_saved = on_saved
+        self.on_dropped = on_dropped
+        self._queue: deque[Cycle] = deque()
+        self._attempts: dict[int, int] = {}  # id(cycle) -> refusals while the store was up
+        self._ready = threading.Condition()
+        self._busy = False
+
+    # -- the collectors' side ---------------------------------------------------------------
+    def submit(self, cycle: Cycle) -> None:
+        with self._ready:
+            self._queue.append(cycle)
+            if len(self._queue) > self.max_backlog:
+                self._drop(self._queue.popleft(), f"the store was unavailable for {self.max_backlog} cycles")
+            self._ready.notify_all()
+
+    def pending(self) -> int:
+        with self._ready:
+            return len(self._queue) + (1 if self._busy else 0)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every submitted cycle is saved or dropped; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ready.wait(left)
+            return True
+
+    # -- the writer thread ------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Save batches until `stop` is set, then try once more to save what is left."""
+        wait = 0.0
+        while not stop.is_set():
+            batch = self._take(timeout=1.0)
+            if not batch:
+                continue
+            wait = 0.0 if self.save(batch) else min(MAX_RETRY_WAIT, max(1.0, 2 * wait))
+            if wait:
+                stop.wait(wait)
+        leftover = self._take(timeout=0)
+        if leftover and not self.save(leftover):
+            log.error("store: %d cycles not saved at shutdown", self.pending())
+
+    def save(self, batch: Sequence[Cycle]) -> bool:
+        """Save a batch (one transaction; cycle by cycle if that fails). Cycles that could not be
+        saved go back to the front of the queue. Returns whether everything was saved."""
+        failed = self.write_now(batch)
+        saved = [c for c in batch if all(c is not f for f, _ in failed)]
+        for cycle in saved:
+            self._attempts.pop(id(cycle), None)
+            self.on_saved(cycle)
+        retry = self._triage(failed, store_up=bool(saved))
+        with self._ready:
+            self._queue.extendleft(reversed(retry))
+            self._busy = False
+            self._ready.notify_all()
+        return not retry
+
+    def _take(self, timeout: float) -> list[Cycle]:
+        with self._ready:
+            if not self._queue and timeout:
+                self._ready.wait(timeout)
+            batch = list(self._queue)
+            self._queue.clear()
+            self._busy = bool(batch)
+            return batch
+
+    def write_now(self, batch: Sequence[Cycle]) -> list[tuple[Cycle, Exception]]:
+        """Save a batch in one transaction, or cycle by cycle if that fails; returns the cycles
+        that could not be saved, with why."""
+        try:
+            self.store.write_cycles(batch)
+            return []
+        except Exception:
+            pass
+        failed = []
+        for cycle in batch:
+            try:
+                self.store.write_cycle(cycle)
+            except Exception as err:
+                failed.append((cycle, err))
+        return failed
+
+    def _triage(self, failed: list[tuple[Cycle, Exception]], *, store_up: bool) -> list[Cycle]:
+        """The failed cycles to retry; those the store keeps refusing while it works are dropped."""
+        retry = []
+        for cycle, err in failed:
+            if store_up:
+                self._attempts[id(cycle)] = self._attempts.get(id(cycle), 0) + 1
+            if self._attempts.get(id(cycle), 0) >= MAX_ATTEMPTS:
+                self._drop(cycle, f"the store refused it {MAX_ATTEMPTS} times: {err}")
+            else:
+                retry.append(cycle)
+        if failed and not store_up:
+            log.error("store: %d cycles not saved yet, will retry: %s", len(failed), failed[0][1])
+        return retry
+
+    def _drop(self, cycle: Cycle, why: str) -> None:
+        self._attempts.pop(id(cycle), None)
+        log.error("%s/%s: cycle of %d dropped: %s", cycle.kind, cycle.target, cycle.ts, why)
+        self.on_dropped(cycle, why)

@@ -1,0 +1,111 @@
+"""The daemon's writer: batches, a store outage (nothing lost), a cycle the store refuses."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from collectors.cycle_writer import MAX_ATTEMPTS, CycleWriter
+from dashboard.store import Store
+from dashboard.store.reads import target_statuses
+from dashboard.store.records import Cycle, SlowlogEntry, Status
+from dashboard.store.schema import STMT
+from dashboard.throwaway import ThrowawayPostgres
+from tests.test_store import T0, cycle
+
+
+def calls_stored(store: Store) -> float:
+    raw = STMT["raw"]
+    with store.engine.connect() as conn:
+        return float(conn.execute(select(func.coalesce(func.sum(raw.c.calls), 0))).scalar_one())
+
+
+@pytest.fixture
+def running():
+    """Start a writer thread; stops it at the end of the test."""
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(writer: CycleWriter) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+        thread.start()
+        stops.append((stop, thread))
+
+    yield start
+    for stop, thread in stops:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_cycles_of_several_targets_are_saved_in_order(store_url: str, running) -> None:
+    store = Store(store_url)
+    saved: list[tuple[str, int]] = []
+    writer = CycleWriter(store, on_saved=lambda c: saved.append((c.target, c.ts)))
+    for i in range(5):
+        for name in ("erp", "crm"):
+            c = cycle(T0 + 60 * i, {1: 2, 2: 1})
+            c.target = name
+            writer.submit(c)
+    running(writer)
+    assert writer.flush(timeout=20)
+    assert writer.pending() == 0
+    assert [ts for target, ts in saved if target == "erp"] == [T0 + 60 * i for i in range(5)]
+    assert calls_stored(store) == 2 * 5 * 3
+    statuses = target_statuses(store.engine).set_index("name")
+    assert statuses.loc["crm", "last_success"] == T0 + 240
+    store.close()
+
+
+def test_store_outage_loses_nothing(pg: ThrowawayPostgres, running) -> None:
+    """The store's database refuses connections for a while: cycles queue up, then all land."""
+    name = f"store_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        store = Store(pg.dsn(dbname=name))
+        store.write_cycle(cycle(T0, {1: 1}))  # the store works, then goes away
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        dropped: list[Cycle] = []
+        writer = CycleWriter(store, on_dropped=lambda c, _why: dropped.append(c))
+        running(writer)
+        for i in range(1, 6):
+            writer.submit(cycle(T0 + 60 * i, {1: 2}))
+        assert not writer.flush(timeout=3)  # cannot be saved now ...
+        assert writer.pending() == 5 and not dropped  # ... and none is given up
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        assert writer.flush(timeout=30)
+    assert not dropped
+    assert calls_stored(store) == 1 + 5 * 2
+    store.close()
+
+
+def test_a_cycle_the_store_refuses_is_dropped_not_retried_forever(tmp_path, running) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    dropped: list[tuple[Cycle, str]] = []
+    writer = CycleWriter(store, on_dropped=lambda c, why: dropped.append((c, why)))
+    bad = Cycle("redis", "cache", T0, Status(), slowlog=[SlowlogEntry(1, T0, 50, None)])  # type: ignore[arg-type]
+    writer.submit(bad)
+    for i in range(1, MAX_ATTEMPTS + 1):  # good cycles keep landing around it
+        writer.submit(cycle(T0 + 60 * i, {1: 1}))
+        assert writer.save(writer._take(timeout=0)) is (i == MAX_ATTEMPTS)
+    assert [c for c, _ in dropped] == [bad]
+    assert "NOT NULL" in dropped[0][1] and f"{MAX_ATTEMPTS} times" in dropped[0][1]
+    assert calls_stored(store) == MAX_ATTEMPTS
+    assert writer.pending() == 0
+    store.close()
+
+
+def test_backlog_is_bounded(tmp_path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    dropped: list[Cycle] = []
+    writer = CycleWriter(store, max_backlog=3, on_dropped=lambda c, _why: dropped.append(c))
+    cycles = [cycle(T0 + 60 * i, {1: 1}) for i in range(5)]
+    for c in cycles:
+        writer.submit(c)
+    assert dropped == cycles[:2]  # the oldest go first
+    assert writer.pending() == 3
+    store.close()
