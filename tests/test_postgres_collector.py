@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from collectors import postgres as pgc
+from collectors.scheduler import Scheduler
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, statement_totals, target_statuses
 from dashboard.store.schema import STMT, statements
@@ -37,13 +38,35 @@ def no_negative_deltas(store: Store) -> bool:
     return all(v is None or v >= 0 for v in worst)
 
 
-def two_cycles_of_workload(dsn: str, store: Store):
+def two_cycles_of_workload(dsn: str, store: Store, collect=collect_once):
     """A baseline cycle and one with the workload's deltas; returns the config to collect again."""
     config = make_config(store.url, [target(dsn)])
     for _ in range(2):
         run_workload(dsn)
-        collect_once(config, store)
+        collect(config, store)
     return config
+
+
+@pytest.fixture(params=["once", "daemon"])
+def collect(request: pytest.FixtureRequest):
+    """Collect every target once: with new collectors each time, as `collect --once` does (each
+    read is complete), or with the same ones all along, as the daemon does (each read returns only
+    the entries that moved since)."""
+    if request.param == "once":
+        yield collect_once
+        return
+    schedulers: dict[int, Scheduler] = {}
+
+    def with_one_collector(config, store: Store):
+        scheduler = schedulers.setdefault(id(config), Scheduler(config, store))
+        cycles = [scheduler.collect(c) for c in scheduler.collectors]
+        assert scheduler.writer.write_now(cycles) == []
+        return cycles
+
+    yield with_one_collector
+    for scheduler in schedulers.values():
+        for collector in scheduler.collectors:
+            collector.close()
 
 
 @pytest.fixture
@@ -55,15 +78,17 @@ def target(dsn: str, name: str = "t1", **extra) -> dict:
     return {"name": name, "dsn": dsn, "interval": "60s", **extra}
 
 
-def test_two_cycles_store_the_workload_as_deltas(pg: ThrowawayPostgres, database: str, store: Store) -> None:
+def test_two_cycles_store_the_workload_as_deltas(
+    pg: ThrowawayPostgres, database: str, store: Store, collect
+) -> None:
     dsn = pg.dsn(dbname=database)
     config = make_config(store.url, [target(dsn)])
     run_workload(dsn)
-    first = collect_once(config, store)[0]
+    first = collect(config, store)[0]
     assert first.status.state == "ok", first.status
     assert first.deltas == []  # the first cycle is only the baseline: no spike
     run_workload(dsn)
-    second = collect_once(config, store)[0]
+    second = collect(config, store)[0]
     assert second.status.state == "ok"
     frame = totals(store)
     lookup = frame[frame["query"] == LOOKUP]
@@ -79,40 +104,58 @@ def test_two_cycles_store_the_workload_as_deltas(pg: ThrowawayPostgres, database
     assert series["sum"].sum() == frame["calls"].sum()
 
 
+@pytest.mark.parametrize("collect", ["daemon"], indirect=True)
+def test_steady_cycles_read_only_the_entries_that_moved(
+    pg: ThrowawayPostgres, database: str, store: Store, collect
+) -> None:
+    dsn = pg.dsn(dbname=database)
+    config = two_cycles_of_workload(dsn, store, collect)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        on_server = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]
+        for i in range(3):
+            conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
+    cycle = collect(config, store)[0]
+    assert cycle.status.state == "ok"
+    assert on_server > 40 and len(cycle.entries) < 12  # what ran, and the collector's own reads
+    assert sorted(d.deltas[0] for d in cycle.deltas) == [1.0, 3.0]  # the count, the 3 lookups
+    assert calls_of(store, LOOKUP) == 53
+    assert collect(config, store)[0].deltas == []  # nothing ran: nothing recorded
+
+
 def test_collector_queries_are_not_counted_as_workload(
-    pg: ThrowawayPostgres, database: str, store: Store
+    pg: ThrowawayPostgres, database: str, store: Store, collect
 ) -> None:
     dsn = pg.dsn(dbname=database)
     config = make_config(store.url, [target(dsn)])
     for _ in range(4):  # the collector's own entries appear and get their text fetched once
-        collect_once(config, store)
-    cycle = collect_once(config, store)[0]
+        collect(config, store)
+    cycle = collect(config, store)[0]
     assert cycle.texts == {} and cycle.vanished == []  # nothing new: no text read at all
     assert totals(store).empty  # only the collector ran, and it does not count itself
     assert store.own_statements("postgres", "t1")  # but it knows its entries after a restart
 
 
 def test_reset_of_pg_stat_statements_gives_no_negative_delta(
-    pg: ThrowawayPostgres, database: str, store: Store
+    pg: ThrowawayPostgres, database: str, store: Store, collect
 ) -> None:
     dsn = pg.dsn(dbname=database)
-    config = two_cycles_of_workload(dsn, store)
+    config = two_cycles_of_workload(dsn, store, collect)
     before = calls_of(store, LOOKUP)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
         for i in range(7):
             conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
-    cycle = collect_once(config, store)[0]
+    cycle = collect(config, store)[0]
     assert cycle.status.state == "ok"
     assert calls_of(store, LOOKUP) == before + 7  # counted from zero after the reset
     assert no_negative_deltas(store)
 
 
 def test_reset_of_one_entry_gives_no_negative_delta(
-    pg: ThrowawayPostgres, database: str, store: Store
+    pg: ThrowawayPostgres, database: str, store: Store, collect
 ) -> None:
     dsn = pg.dsn(dbname=database)
-    config = two_cycles_of_workload(dsn, store)
+    config = two_cycles_of_workload(dsn, store, collect)
     with psycopg.connect(dsn, autocommit=True) as conn:
         queryid = conn.execute(
             "SELECT queryid FROM pg_stat_statements WHERE query = %s AND dbid = "
@@ -122,7 +165,7 @@ def test_reset_of_one_entry_gives_no_negative_delta(
         conn.execute("SELECT pg_stat_statements_reset(0, 0, %s)", (queryid,))
         for i in range(3):
             conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
-    collect_once(config, store)
+    collect(config, store)
     assert calls_of(store, LOOKUP) == 53
     assert no_negative_deltas(store)
 
@@ -143,7 +186,7 @@ def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
         assert no_negative_deltas(store)
 
 
-def test_eviction_is_counted_from_zero_and_explained(tmp_path: Path) -> None:
+def test_eviction_is_counted_from_zero_and_explained(tmp_path: Path, collect) -> None:
     with ThrowawayPostgres(settings={"pg_stat_statements.max": "100"}) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -151,14 +194,14 @@ def test_eviction_is_counted_from_zero_and_explained(tmp_path: Path) -> None:
             conn.execute("CREATE TABLE wide AS SELECT g AS id FROM generate_series(1, 10) g")
         store = Store(f"sqlite:///{tmp_path / 'store.db'}")
         config = make_config(store.url, [target(dsn)])
-        collect_once(config, store)
+        collect(config, store)
         with psycopg.connect(dsn, autocommit=True) as conn:
             for i in range(150):  # 150 distinct shapes: more than pg_stat_statements.max
                 conn.execute(f"SELECT id AS c{i} FROM wide WHERE id IN ({', '.join(['1'] * (i + 1))})")
-        cycle = collect_once(config, store)[0]
+        cycle = collect(config, store)[0]
         assert cycle.status.state == "ok"
         assert any("pg_stat_statements.max" in h for h in cycle.status.hints)
-        collect_once(config, store)
+        collect(config, store)
         assert no_negative_deltas(store)
         with store.engine.connect() as conn:
             gone = conn.execute(select(func.count()).where(statements.c.present.is_(False))).scalar()
