@@ -102,6 +102,7 @@ class PostgresCollector(TargetCollector):
             ),
         )
         self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
+        self._server = None  # read again: this may be another server behind the same address
         register_int8_array(self._conn)
         return self._conn
 
@@ -196,21 +197,14 @@ class PostgresCollector(TargetCollector):
         current = float8_rows([row[4] for row in rows], len(STATEMENT_COUNTERS))
         change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=reset_all)
         evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
-        if not state.sigs:  # nothing was left out: the read was complete
-            vanished = state.statements.vanished(set(keys))
-        elif reset_all or evicted or reads.version < 140000:  # (13 cannot count evictions)
-            vanished = state.statements.vanished(
-                {StatementKey(*row) for row in reads.query("statement_keys")}
-            )
-        else:  # an entry reset alone is found when it comes back, by its lower counters
-            vanished = []
+        vanished = _vanished(reads, state, keys, look=reset_all or evicted or reads.version < 140000)
         state.sigs.update(zip(keys, (row[10] for row in rows), strict=True))
         for key in vanished:
             state.sigs.pop(key, None)
         cycle.texts = _texts(reads, [keys[i] for i in np.flatnonzero(change.new).tolist()])
         state.own |= {k for k, text in cycle.texts.items() if text.startswith(OWN_MARKER)}
         counted = change.moved & np.fromiter((k not in state.own for k in keys), dtype=bool, count=len(keys))
-        names = state.names
+        names = state.names  # records are made from these in the writer's thread, as it saves
         cycle.entries = Deferred(
             int(change.save.sum()), lambda: _entries(keys, current, change.save, rows, names)
         )
@@ -275,6 +269,19 @@ def _names(rows: list[dict[str, Any]]) -> dict[str, dict[int, str]]:
     return names
 
 
+def _vanished(reads: _Reads, state: _State, keys: list[StatementKey], *, look: bool) -> list[StatementKey]:
+    """The entries gone from the server since the last cycle. After a read of every entry, those
+    not in it. Otherwise, when something may have removed entries (a reset of all, evictions; or
+    always before 14, which cannot count evictions), those not among every key, read on purpose.
+    An entry reset alone is found when it runs again, by its lower counters."""
+    if not state.sigs:
+        return state.statements.vanished(set(keys))
+    if look:
+        every = reads.query("statement_keys", row_factory=tuple_row)
+        return state.statements.vanished({StatementKey(*row) for row in every})
+    return []
+
+
 def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
     """The text of new entries. Any text read makes PostgreSQL read the whole query text file."""
     if not keys:
@@ -319,8 +326,7 @@ class _Reads:
     def rows(self, name: str) -> list[Any]:
         return self._cursors[name].fetchall()
 
-    def query(self, name: str, params: dict[str, Any] | None = None) -> list[Any]:
-        row_factory = tuple_row if name == "statement_keys" else dict_row
+    def query(self, name: str, params: dict[str, Any] | None = None, *, row_factory=dict_row) -> list[Any]:
         with self.conn.cursor(row_factory=row_factory, binary=True) as cur:
             cur.execute(self._sql(name), params)
             return cur.fetchall()
