@@ -73,7 +73,13 @@ class CycleWriter:
             batch = self._take(timeout=1.0)
             if not batch:
                 continue
-            wait = 0.0 if self.save(batch) else min(MAX_RETRY_WAIT, max(1.0, 2 * wait))
+            try:
+                saved = self.save(batch)
+            except Exception:  # a bug must not end the thread; the batch may be partly saved, so
+                log.exception("store: %d cycles in doubt, not retried", len(batch))  # not again
+                self._requeue([])
+                saved = False
+            wait = 0.0 if saved else min(MAX_RETRY_WAIT, max(1.0, 2 * wait))
             if wait:
                 stop.wait(wait)
         leftover = self._take(timeout=0)
@@ -87,13 +93,17 @@ class CycleWriter:
         saved = [c for c in batch if all(c is not f for f, _ in failed)]
         for cycle in saved:
             self._attempts.pop(id(cycle), None)
-            self.on_saved(cycle)
+            _notify(self.on_saved, cycle)
         retry = self._triage(failed, store_up=bool(saved))
+        self._requeue(retry)
+        return not retry
+
+    def _requeue(self, cycles: Sequence[Cycle]) -> None:
+        """Put cycles back at the front of the queue, in their order; the batch is over."""
         with self._ready:
-            self._queue.extendleft(reversed(retry))
+            self._queue.extendleft(reversed(cycles))
             self._busy = False
             self._ready.notify_all()
-        return not retry
 
     def _take(self, timeout: float) -> list[Cycle]:
         with self._ready:
@@ -137,4 +147,11 @@ class CycleWriter:
     def _drop(self, cycle: Cycle, why: str) -> None:
         self._attempts.pop(id(cycle), None)
         log.error("%s/%s: cycle of %d dropped: %s", cycle.kind, cycle.target, cycle.ts, why)
-        self.on_dropped(cycle, why)
+        _notify(self.on_dropped, cycle, why)
+
+
+def _notify(callback: Callable[..., None], *args: object) -> None:
+    try:
+        callback(*args)
+    except Exception:  # the callers' logging or state reload must not undo a save
+        log.exception("store: a writer callback failed")
