@@ -4,8 +4,9 @@ A collector's cycle ends when its snapshot is handed over, so a slow store (a sh
 across the network) never delays a collection, and the cycles of every target that queued up in
 the meantime are saved in one transaction. While the store cannot be written, cycles stay queued
 and are retried with backoff, so nothing is lost, up to `max_backlog` cycles. A cycle the store
-keeps refusing while it accepts others (bad data, not a store outage) is dropped and logged, and
-its collector reloads its state from the store, so nothing is counted twice.
+keeps refusing (bad data, not an outage of the store) is dropped and logged, and
+its collector reloads its state from the store once nothing of its target is pending, so nothing
+is counted twice. A target's cycles are saved in the order they were collected.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import sqlalchemy.exc
+
 from dashboard.store import Store
 from dashboard.store.records import Cycle
 
 log = logging.getLogger("observatory.collect")
-MAX_ATTEMPTS = 3  # refusals of one cycle, while the store accepts others, before it is dropped
+MAX_ATTEMPTS = 3  # refusals of one cycle (not outages of the store) before it is dropped
+# The store is away, locked or full (DB-API OperationalError): the cycle is fine, wait and retry.
+UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 MAX_RETRY_WAIT = 60.0
+
+
+class HeldBack(Exception):
+    """Not tried: an earlier cycle of the same target is not saved yet, and must go first."""
 
 
 class CycleWriter:
@@ -38,9 +47,9 @@ class CycleWriter:
         self.on_saved = on_saved
         self.on_dropped = on_dropped
         self._queue: deque[Cycle] = deque()
+        self._batch: list[Cycle] = []  # being saved now
         self._attempts: dict[int, int] = {}  # id(cycle) -> refusals while the store was up
         self._ready = threading.Condition()
-        self._busy = False
 
     # -- the collectors' side ---------------------------------------------------------------
     def submit(self, cycle: Cycle) -> None:
@@ -50,15 +59,17 @@ class CycleWriter:
                 self._drop(self._queue.popleft(), f"the store was unavailable for {self.max_backlog} cycles")
             self._ready.notify_all()
 
-    def pending(self) -> int:
+    def pending(self, kind: str | None = None, target: str | None = None) -> int:
+        """Cycles submitted and not yet saved or dropped: all, or those of one target."""
         with self._ready:
-            return len(self._queue) + (1 if self._busy else 0)
+            waiting = [*self._queue, *self._batch]
+        return sum(1 for c in waiting if kind is None or (c.kind, c.target) == (kind, target))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every submitted cycle is saved or dropped; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._ready:
-            while self._queue or self._busy:
+            while self._queue or self._batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -75,8 +86,10 @@ class CycleWriter:
                 continue
             try:
                 saved = self.save(batch)
-            except Exception:  # a bug must not end the thread; the batch may be partly saved, so
-                log.exception("store: %d cycles in doubt, not retried", len(batch))  # not again
+            except Exception:  # a bug must not end the thread. The batch may be partly saved:
+                log.exception("store: %d cycles in doubt", len(batch))  # not again, then
+                for cycle in batch:
+                    self._drop(cycle, "in doubt after an unexpected error")
                 self._requeue([])
                 saved = False
             wait = 0.0 if saved else min(MAX_RETRY_WAIT, max(1.0, 2 * wait))
@@ -94,7 +107,7 @@ class CycleWriter:
         for cycle in saved:
             self._attempts.pop(id(cycle), None)
             _notify(self.on_saved, cycle)
-        retry = self._triage(failed, store_up=bool(saved))
+        retry = self._triage(failed)
         self._requeue(retry)
         return not retry
 
@@ -102,46 +115,53 @@ class CycleWriter:
         """Put cycles back at the front of the queue, in their order; the batch is over."""
         with self._ready:
             self._queue.extendleft(reversed(cycles))
-            self._busy = False
+            self._batch = []
             self._ready.notify_all()
 
     def _take(self, timeout: float) -> list[Cycle]:
         with self._ready:
             if not self._queue and timeout:
                 self._ready.wait(timeout)
-            batch = list(self._queue)
+            self._batch = list(self._queue)
             self._queue.clear()
-            self._busy = bool(batch)
-            return batch
+            return list(self._batch)
 
     def write_now(self, batch: Sequence[Cycle]) -> list[tuple[Cycle, Exception]]:
         """Save a batch in one transaction, or cycle by cycle if that fails; returns the cycles
-        that could not be saved, with why."""
+        that could not be saved, with why. A target's cycles are saved in order: after one fails,
+        its later ones are held back (each cycle's state must not be overwritten by an older one)."""
         try:
             self.store.write_cycles(batch)
             return []
         except Exception:
             pass
-        failed = []
+        failed: list[tuple[Cycle, Exception]] = []
+        stuck: set[tuple[str, str]] = set()
         for cycle in batch:
+            if (cycle.kind, cycle.target) in stuck:
+                failed.append((cycle, HeldBack()))
+                continue
             try:
                 self.store.write_cycle(cycle)
             except Exception as err:
                 failed.append((cycle, err))
+                stuck.add((cycle.kind, cycle.target))
         return failed
 
-    def _triage(self, failed: list[tuple[Cycle, Exception]], *, store_up: bool) -> list[Cycle]:
-        """The failed cycles to retry; those the store keeps refusing while it works are dropped."""
+    def _triage(self, failed: list[tuple[Cycle, Exception]]) -> list[Cycle]:
+        """The failed cycles to retry. One the store refuses (its data, not the store's state, is
+        the problem) is dropped after MAX_ATTEMPTS; while the store is unavailable, none is."""
         retry = []
         for cycle, err in failed:
-            if store_up:
+            if not isinstance(err, (HeldBack, *UNAVAILABLE)):
                 self._attempts[id(cycle)] = self._attempts.get(id(cycle), 0) + 1
             if self._attempts.get(id(cycle), 0) >= MAX_ATTEMPTS:
                 self._drop(cycle, f"the store refused it {MAX_ATTEMPTS} times: {err}")
             else:
                 retry.append(cycle)
-        if failed and not store_up:
-            log.error("store: %d cycles not saved yet, will retry: %s", len(failed), failed[0][1])
+        outage = [err for _, err in failed if isinstance(err, UNAVAILABLE)]
+        if outage:
+            log.error("store: %d cycles not saved yet, will retry: %s", len(failed), outage[0])
         return retry
 
     def _drop(self, cycle: Cycle, why: str) -> None:

@@ -57,6 +57,7 @@ def hint_create_extension(datname: str) -> str:
 class _State:
     statements: LastCounters
     own: set[StatementKey]  # the collector's own queries: tracked, never counted as workload
+    untexted: set[StatementKey]  # stored without their text: it is read when they next move
     counters: dict[tuple[str, str], float]
     details: dict[str, Any] = field(default_factory=dict)
     # Each entry's signature as the server computed it last cycle (statements.*.sql): sent back so
@@ -64,6 +65,19 @@ class _State:
     sigs: dict[StatementKey, int] = field(default_factory=dict)
     slow_at: int | None = None  # when sizes and names were last read
     names: dict[str, dict[int, str]] = field(default_factory=dict)  # database|role -> oid -> name
+
+
+@dataclass
+class _StatementsRead:
+    info: dict[str, Any]  # pg_stat_statements_info: dealloc, stats_reset (14+)
+    reset_all: bool
+    evicted: bool
+    rows: list[tuple[Any, ...]]  # statements.*.sql: every entry if `complete`, else those that moved
+    keys: list[StatementKey]
+    complete: bool
+    names: dict[str, dict[int, str]]
+    texts: dict[StatementKey, str]  # of the entries not seen before
+    ts: int
 
 
 class PostgresCollector(TargetCollector):
@@ -113,6 +127,7 @@ class PostgresCollector(TargetCollector):
                     len(STATEMENT_COUNTERS), self._source.statement_state(self.kind, self.name)
                 ),
                 own=self._source.own_statements(self.kind, self.name),
+                untexted=self._source.untexted_statements(self.kind, self.name),
                 counters=self._source.series_state(self.kind, self.name),
                 details=self._source.status_details(self.kind, self.name),
             )
@@ -136,8 +151,8 @@ class PostgresCollector(TargetCollector):
         try:
             with conn.pipeline():  # one round trip for the cycle's reads
                 reads.send("server", "database", "activity", *(("database_sizes", "names") if slow else ()))
-                if not pgss:
-                    reads.send_statements(state.sigs)
+                if not pgss:  # 13 cannot count evictions: it reads every entry each cycle
+                    reads.send_statements(state.sigs if version >= 140000 else {})
         except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
             pgss = HINT_PRELOAD
         server = self._server = reads.rows("server")[0]
@@ -145,6 +160,8 @@ class PostgresCollector(TargetCollector):
         status.server_version = f"PostgreSQL {server['version']}"
         details: dict[str, Any] = {"postmaster_start": server["postmaster_start"]}
         restarted = state.details.get("postmaster_start") not in (None, server["postmaster_start"])
+        # Every query runs before the state moves on: a cycle that fails changes nothing.
+        read = None if pgss else self._read_statements(reads, server, state, cycle.ts, restarted)
         cycle.points += self._database_points(reads.rows("database"), state)
         cycle.points += _activity_points(reads.rows("activity"))
         if slow:
@@ -153,11 +170,11 @@ class PostgresCollector(TargetCollector):
             state.slow_at = cycle.ts
         if not server["can_read_all"]:
             status.hints.append(HINT_GRANT.format(role=server["rolname"]))
-        if pgss:
+        if read is None:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
         else:
-            self._statements(reads, server, state, cycle, details, restarted)
+            self._statements(read, server, state, cycle, details)
         if status.state == "ok" and not server["can_read_all"]:
             status.state = "degraded"
         status.details = details
@@ -173,46 +190,62 @@ class PostgresCollector(TargetCollector):
             return hint_create_extension(server["datname"])
         return None
 
+    def _read_statements(
+        self, reads: _Reads, server: dict[str, Any], state: _State, ts: int, restarted: bool
+    ) -> _StatementsRead:
+        """What the cycle needs from pg_stat_statements, read without changing the state."""
+        info = reads.rows("statements_info")[0] if reads.sent("statements_info") else {}
+        reset_all = _reset_since(state.details.get("pgss_reset"), info.get("stats_reset")) or (
+            restarted and server["pgss_save"] == "off"
+        )
+        evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
+        rows, complete = reads.rows("statements"), not reads.sigs_sent
+        if (reset_all or evicted) and not complete:
+            # Entries were removed, and some may be back with the very signature they had: read
+            # every entry, so none is mistaken for unchanged and every vanished one is found.
+            rows, complete = (
+                reads.query("statements", {"sigs": Int8Array.of([])}, row_factory=tuple_row),
+                True,
+            )
+        names = state.names
+        if any(r[1] not in names.get("database", {}) or r[2] not in names.get("role", {}) for r in rows):
+            names = _names(reads.query("names"))  # a database or role created since
+        keys = [StatementKey(*row[:4]) for row in rows]
+        texts = _texts(reads, [k for k in keys if k not in state.statements or k in state.untexted])
+        return _StatementsRead(info, reset_all, evicted, rows, keys, complete, names, texts, ts)
+
     def _statements(
         self,
-        reads: _Reads,
+        read: _StatementsRead,
         server: dict[str, Any],
         state: _State,
         cycle: Cycle,
         details: dict[str, Any],
-        restarted: bool,
     ) -> None:
-        info = reads.rows("statements_info")[0] if reads.sent("statements_info") else {}
-        pgss_reset = info.get("stats_reset")
-        details.update(pgss_reset=pgss_reset, dealloc=info.get("dealloc"), pgss_snapshot=cycle.ts)
-        reset_all = state.details.get("pgss_reset") not in (None, pgss_reset) or (
-            restarted and server["pgss_save"] == "off"
-        )
+        """Move the state on to what was read, and put the cycle's records and totals in `cycle`."""
+        info, keys, rows = read.info, read.keys, read.rows
+        details.update(pgss_reset=info.get("stats_reset"), dealloc=info.get("dealloc"), pgss_snapshot=read.ts)
         has_baseline = "pgss_snapshot" in state.details
-        rows = reads.rows("statements")
-        databases, roles = state.names.get("database", {}), state.names.get("role", {})
-        if any(r[1] not in databases or r[2] not in roles for r in rows):
-            state.names = _names(reads.query("names"))  # a database or role created since
-        keys = [StatementKey(*row[:4]) for row in rows]
         current = float8_rows([row[4] for row in rows], len(STATEMENT_COUNTERS))
-        change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=reset_all)
-        evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
-        vanished = _vanished(reads, state, keys, look=reset_all or evicted or reads.version < 140000)
-        state.sigs.update(zip(keys, (row[10] for row in rows), strict=True))
-        for key in vanished:
-            state.sigs.pop(key, None)
-        cycle.texts = _texts(reads, [keys[i] for i in np.flatnonzero(change.new).tolist()])
-        state.own |= {k for k, text in cycle.texts.items() if text.startswith(OWN_MARKER)}
+        change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=read.reset_all)
+        sigs = zip(keys, (row[10] for row in rows), strict=True)
+        if read.complete:  # every entry was read: those not in it vanished
+            cycle.vanished = state.statements.vanished(set(keys))
+            state.sigs = dict(sigs)
+        else:  # an entry reset alone is found when it runs again, by its lower counters
+            state.sigs.update(sigs)
+        state.names = names = read.names  # records are made from these in the writer's thread
+        cycle.texts = read.texts
+        state.untexted -= read.texts.keys()
+        state.own |= {k for k, text in read.texts.items() if text.startswith(OWN_MARKER)}
         counted = change.moved & np.fromiter((k not in state.own for k in keys), dtype=bool, count=len(keys))
-        names = state.names  # records are made from these in the writer's thread, as it saves
         cycle.entries = Deferred(
             int(change.save.sum()), lambda: _entries(keys, current, change.save, rows, names)
         )
         cycle.deltas = Deferred(int(counted.sum()), lambda: _deltas(keys, change.deltas, counted))
-        cycle.vanished = vanished
-        if "pgss_snapshot" in state.details:
+        if has_baseline:
             cycle.points += _totals(change.deltas[counted].sum(axis=0).tolist())
-        if evicted:
+        if read.evicted:
             cycle.status.hints.append(
                 f"pg_stat_statements evicted entries (dealloc={info['dealloc']}): raise "
                 f"pg_stat_statements.max (now {server['pgss_max']}) so rare statements are kept"
@@ -269,17 +302,13 @@ def _names(rows: list[dict[str, Any]]) -> dict[str, dict[int, str]]:
     return names
 
 
-def _vanished(reads: _Reads, state: _State, keys: list[StatementKey], *, look: bool) -> list[StatementKey]:
-    """The entries gone from the server since the last cycle. After a read of every entry, those
-    not in it. Otherwise, when something may have removed entries (a reset of all, evictions; or
-    always before 14, which cannot count evictions), those not among every key, read on purpose.
-    An entry reset alone is found when it runs again, by its lower counters."""
-    if not state.sigs:
-        return state.statements.vanished(set(keys))
-    if look:
-        every = reads.query("statement_keys", row_factory=tuple_row)
-        return state.statements.vanished({StatementKey(*row) for row in every})
-    return []
+def _reset_since(before: float | None, now: float | None) -> bool:
+    """Whether pg_stat_statements was reset since the last cycle. Reset times are read to the
+    microsecond (two resets can fall in one second); one saved by an older version, to the second,
+    still matches its own second."""
+    if before is None or now is None:
+        return False
+    return int(now) != before if isinstance(before, int) else now != before
 
 
 def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
@@ -302,6 +331,7 @@ class _Reads:
     def __init__(self, conn: psycopg.Connection, version: int, schema: str | None) -> None:
         self.conn, self.version, self.schema = conn, version, schema
         self._cursors: dict[str, psycopg.Cursor[Any]] = {}
+        self.sigs_sent = False  # whether the statements read left out the unchanged entries
 
     def _sql(self, name: str) -> sql.Composed | sql.SQL:
         return _compose(sql_for(SOURCE, name, self.version), self.schema)
@@ -319,6 +349,7 @@ class _Reads:
             self.send("statements_info")
         cur = self._cursors["statements"] = self.conn.cursor(row_factory=tuple_row, binary=True)
         cur.execute(self._sql("statements"), {"sigs": Int8Array.of(sigs.values())})
+        self.sigs_sent = bool(sigs)
 
     def sent(self, name: str) -> bool:
         return name in self._cursors

@@ -55,9 +55,11 @@ class Scheduler:
         self.clock = clock
         self.stop_event = threading.Event()
         self._by_target = {(c.kind, c.name): c for c in self.collectors}
+        self._resync: set[tuple[str, str]] = set()  # targets whose state must be reloaded
         self.writer = CycleWriter(store, on_saved=self._saved, on_dropped=self._dropped)
 
     def collect(self, collector: Collector) -> Cycle:
+        self._resync_if_due(collector)
         return collector.collect(int(self.clock()))
 
     def run_once(self) -> list[Cycle]:
@@ -72,6 +74,7 @@ class Scheduler:
         failed = self.writer.write_now(cycles)
         for cycle, err in failed:
             self._dropped(cycle, str(err))
+            self._resync_if_due(self._by_target[(cycle.kind, cycle.target)])
         for cycle in cycles:
             if all(cycle is not f for f, _ in failed):
                 self._saved(cycle)
@@ -81,9 +84,17 @@ class Scheduler:
         _log_cycle(self._by_target[(cycle.kind, cycle.target)], cycle)
 
     def _dropped(self, cycle: Cycle, why: str) -> None:
+        """The collector's state has moved past what the store holds: it reloads it, once none of
+        its cycles is pending (its next cycle would otherwise count theirs again)."""
         log.error("%s/%s: cycle not saved: %s", cycle.kind, cycle.target, why)
-        self._by_target[(cycle.kind, cycle.target)].forget_state()  # reload what the store holds
+        self._resync.add((cycle.kind, cycle.target))
         cycle.status.state, cycle.status.error = "down", f"cycle not saved: {why}"
+
+    def _resync_if_due(self, collector: Collector) -> None:
+        key = (collector.kind, collector.name)
+        if key in self._resync and not self.writer.pending(*key):
+            self._resync.discard(key)
+            collector.forget_state()
 
     def run_forever(self) -> None:
         threads = [
@@ -109,6 +120,8 @@ class Scheduler:
                 thread.join(timeout=10)
             writer_stop.set()
             writer.join(timeout=30)
+            if self.writer.pending():  # a collector still busy past its join, or the store away
+                log.error("store: %d cycles not saved at exit", self.writer.pending())
             for collector in self.collectors:
                 collector.close()
 

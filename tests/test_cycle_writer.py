@@ -109,3 +109,77 @@ def test_backlog_is_bounded(tmp_path) -> None:
     assert dropped == cycles[:2]  # the oldest go first
     assert writer.pending() == 3
     store.close()
+
+
+def test_a_target_is_saved_in_order_around_a_refused_cycle(tmp_path) -> None:
+    """A target's later cycles wait for its earlier one: an older cycle never overwrites the state a
+    newer one saved. Other targets' cycles are saved meanwhile."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    writer = CycleWriter(store)
+    bad = Cycle("postgres", "erp", T0, Status(), slowlog=[SlowlogEntry(1, T0, 50, None)])  # type: ignore[arg-type]
+    later = cycle(T0 + 60, {1: 4})
+    other = cycle(T0 + 60, {1: 1})
+    other.target = "crm"
+    assert [(c.target, type(e).__name__) for c, e in writer.write_now([bad, later, other])] == [
+        ("erp", "IntegrityError"),
+        ("erp", "HeldBack"),
+    ]
+    assert calls_stored(store) == 1  # crm's
+    store.close()
+
+
+def test_state_is_reloaded_only_once_nothing_of_the_target_is_pending(
+    pg: ThrowawayPostgres, tmp_path
+) -> None:
+    """A dropped cycle makes its collector reload its state from the store, but not while cycles
+    computed from the state it has are still queued: that would count their activity twice."""
+    from collectors.scheduler import Scheduler
+    from tests.conftest import make_config, new_database
+
+    dsn = pg.dsn(dbname=new_database(pg, "resync"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    scheduler = Scheduler(make_config(store.url, [{"name": "t1", "dsn": dsn}]), store)
+    collector = scheduler.collectors[0]
+    writer = scheduler.writer
+
+    def run(times: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for _ in range(times):
+                conn.execute("SELECT count(*) FROM t")
+
+    try:
+        writer.save([scheduler.collect(collector)])  # the baseline
+        run(5)
+        writer.submit(scheduler.collect(collector))
+        writer.max_backlog = 1
+        run(3)
+        writer.submit(scheduler.collect(collector))  # the 5 calls' cycle is dropped
+        writer.max_backlog = 10
+        run(2)
+        writer.submit(scheduler.collect(collector))  # one still queued: the state is kept
+        assert writer.save(writer._take(timeout=0))
+        run(4)
+        writer.save([scheduler.collect(collector)])  # nothing queued: reloaded, then collected
+        assert collector._state is not None and ("postgres", "t1") not in scheduler._resync
+    finally:
+        collector.close()
+    # 14 calls ran; the 5 in the dropped cycle are lost (its successor's state covers them), and
+    # none is counted twice.
+    frame = target_calls(store, "SELECT count(*) FROM t")
+    assert frame == 14 - 5
+    store.close()
+
+
+def target_calls(store: Store, text: str) -> float:
+    from dashboard.store.schema import statements
+
+    raw = STMT["raw"]
+    query = (
+        select(func.sum(raw.c.calls))
+        .join(statements, statements.c.id == raw.c.statement_id)
+        .where(statements.c.query == text)
+    )
+    with store.engine.connect() as conn:
+        return float(conn.execute(query).scalar() or 0)

@@ -102,3 +102,13 @@ def test_passwords_are_redacted() -> None:
     assert redact("host=db1 password='a b' user=x") == "host=db1 password=*** user=x"
     assert redact("auth failed for hunter2", "hunter2") == "auth failed for ***"
     assert describe_dsn("postgresql://monitor:s3cr3t@db1:5433/erp") == "monitor@db1:5433/erp"
+
+
+def test_reset_times_are_compared_to_the_microsecond_and_across_versions() -> None:
+    from collectors.postgres import _reset_since
+
+    assert not _reset_since(None, 1795776877.25)  # no earlier reading
+    assert not _reset_since(1795776877.25, 1795776877.25)
+    assert _reset_since(1795776877.25, 1795776877.75)  # two resets in one second
+    assert not _reset_since(1795776877, 1795776877.4)  # saved to the second by an older version
+    assert _reset_since(1795776877, 1795776878.1)

@@ -170,6 +170,47 @@ def test_reset_of_one_entry_gives_no_negative_delta(
     assert no_negative_deltas(store)
 
 
+def test_entry_back_with_its_old_counters_after_a_reset_is_counted(
+    pg: ThrowawayPostgres, database: str, store: Store, collect
+) -> None:
+    """After a reset, an entry that ran as often as before has the signature it had: it must still
+    be read, and counted from zero."""
+    dsn = pg.dsn(dbname=database)
+    config = two_cycles_of_workload(dsn, store, collect)
+    rare = "SELECT count(*) FROM orders WHERE customer = $1 AND status = $2"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM orders WHERE customer = %s AND status = %s", (1, "new"))
+    collect(config, store)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("SELECT count(*) FROM orders WHERE customer = %s AND status = %s", (2, "new"))
+    collect(config, store)
+    assert calls_of(store, rare) == 2
+    assert no_negative_deltas(store)
+
+
+@pytest.mark.parametrize("collect", ["daemon"], indirect=True)
+def test_a_failed_cycle_changes_nothing(
+    pg: ThrowawayPostgres, database: str, store: Store, collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query that fails late in a cycle (here the text read, made to fail) leaves the collector's
+    state as it was: the next cycle counts the activity again and reads the new text."""
+    dsn = pg.dsn(dbname=database)
+    config = two_cycles_of_workload(dsn, store, collect)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(5):
+            conn.execute("SELECT id FROM orders WHERE customer = %s ORDER BY id LIMIT 1", (i,))
+
+    def text_read_fails(*_args):
+        raise psycopg.OperationalError("the connection was lost")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pgc, "_texts", text_read_fails)
+        assert collect(config, store)[0].status.state == "down"
+    assert collect(config, store)[0].status.state == "ok"
+    assert calls_of(store, "SELECT id FROM orders WHERE customer = $1 ORDER BY id LIMIT $2") == 5
+
+
 def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
     with ThrowawayPostgres() as server:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:

@@ -102,6 +102,16 @@ class Store:
             )
             return {StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)) for r in rows}
 
+    def untexted_statements(self, kind: str, name: str) -> set[StatementKey]:
+        """Statements stored without their text (first seen in a cycle that was not saved)."""
+        tid = self.target_id(kind, name)
+        c = statements.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.queryid, c.dbid, c.userid, c.toplevel).where(c.target_id == tid, c.query.is_(None))
+            )
+            return {StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)) for r in rows}
+
     def series_state(self, kind: str, name: str) -> dict[SeriesKey, float]:
         tid = self.target_id(kind, name)
         with self.engine.connect() as c:

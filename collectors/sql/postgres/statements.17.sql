@@ -1,4 +1,5 @@
--- 17 renames blk_read_time/blk_write_time to shared_blk_*_time and adds stats_since.
+-- 17 renames blk_read_time/blk_write_time to shared_blk_*_time and adds stats_since, which also
+-- goes into the signature: an entry reset alone or evicted and back never keeps its old signature.
 -- Counters only (pg_stat_statements(false) leaves the query text file alone), and only of the
 -- entries that moved. The collector sends the signature each entry had last cycle (a hash of its
 -- key and calls + plans; the int8[] parameter sigs); an entry whose signature is among them has not
@@ -22,7 +23,9 @@ SELECT s.queryid, s.dbid, s.userid, s.toplevel,
                min_exec_time, max_exec_time, mean_exec_time, stddev_exec_time,
                extract(epoch FROM stats_since)::bigint AS stats_since,
                hashint8extended(calls + plans,
-                                hashint8extended((dbid::int8 << 32) | userid::int8, queryid # toplevel::int::int8)) AS sig
+                                hashint8extended((dbid::int8 << 32) | userid::int8,
+                                                 queryid # toplevel::int::int8
+                                                 # (extract(epoch FROM stats_since) * 1e6)::int8)) AS sig
           FROM {pgss}.pg_stat_statements(false)
          WHERE queryid IS NOT NULL) s
   LEFT JOIN unnest((SELECT %(sigs)s::int8[])) AS p(sig) ON p.sig = s.sig

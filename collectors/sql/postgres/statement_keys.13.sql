@@ -1,5 +1,0 @@
--- The key of every entry, to find which vanished: read when pg_stat_statements_info counts new
--- evictions, or after a reset (before 14, which has no such view: every cycle).
-SELECT queryid, dbid, userid, true AS toplevel
-  FROM {pgss}.pg_stat_statements(false)
- WHERE queryid IS NOT NULL
