@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 
 from dashboard.store.records import Cycle, StatementKey, Status
@@ -38,7 +39,7 @@ class Collector(Protocol):
     def close(self) -> None: ...
 
 
-class TargetCollector:
+class TargetCollector(ABC):
     """The cycle every collector shares: time it, collect, and turn a target's failure into 'down'.
 
     A subclass names the errors that mean "this target cannot be used now" (`failures`), says what
@@ -68,18 +69,22 @@ class TargetCollector:
         cycle.duration_ms = (time.perf_counter() - started) * 1000
         return cycle
 
+    @abstractmethod
     def _connect(self) -> Any:
-        raise NotImplementedError
+        """The open connection to the target (made, or kept from the last cycle)."""
 
+    @abstractmethod
     def _collect(self, connection: Any, cycle: Cycle) -> None:
-        raise NotImplementedError
+        """Read the target and put what it found in `cycle`."""
 
+    @abstractmethod
     def _explain(self, err: BaseException) -> tuple[str, str]:
         """The failure in a line, and what to do about it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _redact(self, text: str) -> str:
-        raise NotImplementedError
+        """`text` with the target's secrets taken out."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection; the next cycle opens another."""
