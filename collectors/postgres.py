@@ -143,7 +143,7 @@ class PostgresCollector(TargetCollector):
     def _collect(self, conn: psycopg.Connection, cycle: Cycle) -> None:
         state = self._load_state()
         if self._server is None:  # a new connection: the version picks the SQL, so read it first
-            self._server = _one(conn, sql_for(SOURCE, "server"))
+            self._server = _Reads(conn, version=0, schema=None).query("server")[0]
         version, schema = int(self._server["version_num"]), self._server["pgss_schema"]
         pgss = self._pgss_problem(self._server)  # as the last read saw it: it changes rarely
         slow = state.slow_at is None or cycle.ts - state.slow_at >= SLOW_EVERY
@@ -395,17 +395,6 @@ def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:
     if "{pgss}" in text:
         return sql.SQL(text).format(pgss=sql.Identifier(schema or "public"))
     return sql.SQL(text)
-
-
-def _rows(conn: psycopg.Connection, text: str | None, schema: str | None = None, params=None):
-    with conn.cursor() as cur:
-        cur.execute(_compose(text, schema), params)
-        return cur.fetchall()
-
-
-def _one(conn: psycopg.Connection, text: str | None, schema: str | None = None) -> dict[str, Any]:
-    rows = _rows(conn, text, schema)
-    return rows[0] if rows else {}
 
 
 def explain_connection_error(err: Exception) -> tuple[str, str]:
