@@ -55,6 +55,7 @@ def advise_target(
                 password_env=target.password_env,
                 options=options,
                 workload=workload,
+                allow_privileged=target.advise_privileged,
             )
             outcome[datname] = None
         except AdviseError as err:

@@ -17,6 +17,8 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import TokenType
 
+from dashboard.guarded import analysable
+
 DIALECT = "postgres"
 MAX_CHARS = 20_000  # longer texts (huge IN lists, generated SQL) are shown as they are
 _QUERIES = (exp.Query, exp.Insert, exp.Update, exp.Delete, exp.Merge)
@@ -28,8 +30,8 @@ _PLACEHOLDER = re.compile(r"\$\d+")
 
 def format_sql(text: str) -> str:
     """Pretty-printed `text`, or `text` itself when it cannot be formatted faithfully."""
-    if not text or len(text) > MAX_CHARS:
-        return text
+    if not text or len(text) > MAX_CHARS or analysable(text) is not None:
+        return text  # sqlglot's time and recursion grow with depth and AND/OR chains: bounded first
     source = _TIGHT_PLACEHOLDER.sub(r"\1, ", text)
     try:
         trees = _parse(source)
@@ -37,7 +39,7 @@ def format_sql(text: str) -> str:
             return text
         pretty = ";\n".join(tree.sql(dialect=DIALECT, pretty=True) for tree in trees)
         return pretty if _same_values(source, pretty) else text
-    except SqlglotError:
+    except (SqlglotError, RecursionError):
         return text
 
 

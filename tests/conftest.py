@@ -18,6 +18,8 @@ from dashboard import config as config_mod
 from dashboard.store import Store
 from dashboard.throwaway import ThrowawayPostgres
 
+ADVISOR_ROLE = "observatory_advisor"
+
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[ThrowawayPostgres]:
@@ -27,8 +29,18 @@ def pg() -> Iterator[ThrowawayPostgres]:
     ).start()
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
+        # The README's least-privilege advisor role. pg_write_all_data only because EXPLAIN of an
+        # UPDATE or DELETE checks the write privilege; the advisor's session stays read-only.
+        conn.execute(
+            f"CREATE ROLE {ADVISOR_ROLE} LOGIN IN ROLE pg_monitor, pg_read_all_data, pg_write_all_data"
+        )
     yield server
     server.stop()
+
+
+def advisor_dsn(pg: ThrowawayPostgres, dbname: str) -> str:
+    """A DSN for the least-privilege advisor role: neither superuser nor able to run programs."""
+    return pg.dsn(user=ADVISOR_ROLE, dbname=dbname)
 
 
 def new_database(pg: ThrowawayPostgres, prefix: str = "db") -> str:

@@ -14,8 +14,9 @@ import pytest
 
 from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.guarded import GuardedSession
 from dashboard.throwaway import ThrowawayPostgres
-from tests.conftest import new_database
+from tests.conftest import advisor_dsn, new_database
 
 SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
 
@@ -27,13 +28,13 @@ def shop(pg: ThrowawayPostgres) -> str:
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
         conn.execute(SCHEMA)
         conn.execute("CREATE EXTENSION hypopg")
-    return pg.dsn(dbname=name)
+    return advisor_dsn(pg, name)
 
 
 @pytest.fixture
 def advisor(shop: str) -> Iterator[Advisor]:
-    with psycopg.connect(shop, autocommit=True) as conn:
-        yield Advisor(conn)
+    with GuardedSession.connect(shop) as session:
+        yield Advisor(session)
 
 
 def suggest(advisor: Advisor, *statements: str):
@@ -110,12 +111,13 @@ def test_no_suggestion_when_already_indexed(advisor: Advisor) -> None:
 
 
 def test_unparseable_statements_are_reported(advisor: Advisor) -> None:
-    assert skipped_reason(advisor, "SELECT * FROM orders WHERE (").startswith(
-        "not analysed: sqlglot cannot parse"
+    # PostgreSQL's own parser (pglast) judges the text before sqlglot or the server sees it.
+    assert skipped_reason(advisor, "SELECT * FROM orders WHERE (") == (
+        "refused: not valid SQL for PostgreSQL: syntax error at end of input"
     )
     assert "syntax error" in skipped_reason(advisor, "SELEC * FRM orders")
     assert "does not exist" in skipped_reason(advisor, "SELECT * FROM no_such_table WHERE id = $1")
-    assert skipped_reason(advisor, "SET work_mem = '64MB'").startswith("not a query")
+    assert skipped_reason(advisor, "SET work_mem = '64MB'").startswith("refused: SET is not planned")
 
 
 def test_workload_merges_prefixes_and_ranks_by_time_saved(advisor: Advisor) -> None:
@@ -143,7 +145,7 @@ def test_without_hypopg_suggestions_are_unproven(pg: ThrowawayPostgres) -> None:
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
         conn.execute(SCHEMA)
     report = advise_database(
-        pg.dsn(dbname=name), queries=["SELECT * FROM orders WHERE ref = $1"], health=False
+        advisor_dsn(pg, name), queries=["SELECT * FROM orders WHERE ref = $1"], health=False
     )
     (s,) = report["suggestions"]
     assert s["columns"] == ["ref"] and s["proven"] is False and s["cost_after"] is None

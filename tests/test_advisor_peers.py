@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from dashboard.advisor.advise import Advisor, StatementInput
+from dashboard.guarded import GuardedSession
 from dashboard.throwaway import ThrowawayPostgres
-from tests.conftest import new_database
+from tests.conftest import advisor_dsn, new_database
 
 PEERS = Path(__file__).with_name("peers")
 CASES = [
@@ -36,12 +37,12 @@ def peers_dsn(pg: ThrowawayPostgres) -> str:
     name = new_database(pg, "peers")
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
         conn.execute((PEERS / "schema.sql").read_text())
-    return pg.dsn(dbname=name)
+    return advisor_dsn(pg, name)
 
 
 def first_suggestion(dsn: str, statement: str) -> tuple[str, list[str]] | None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        advice = Advisor(conn).advise([StatementInput(statement)])
+    with GuardedSession.connect(dsn) as session:
+        advice = Advisor(session).advise([StatementInput(statement)])
     if not advice.suggestions:
         return None
     first = advice.suggestions[0].candidate

@@ -20,7 +20,7 @@ from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import statement_ids_by_text
 from dashboard.throwaway import ThrowawayPostgres
-from tests.conftest import collect_once, make_config, new_database
+from tests.conftest import advisor_dsn, collect_once, make_config, new_database
 
 APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
 INDEXES = "../pages/indexes.py"
@@ -50,7 +50,8 @@ def advised_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactor
         conn.execute(SCHEMA)
         conn.execute("CREATE EXTENSION hypopg")
     url = f"sqlite:///{folder / 'store.db'}"
-    config = make_config(url, [{"name": TARGET, "dsn": dsn, "interval": "60s"}])
+    target_dsn = advisor_dsn(pg, datname)  # the least-privilege role: the advisor refuses a superuser
+    config = make_config(url, [{"name": TARGET, "dsn": target_dsn, "interval": "60s"}])
     store = Store(url)
     now = int(time.time())
     collect_once(config, store, now - 60)
@@ -67,7 +68,9 @@ def advised_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactor
     store.close()
     assert outcome[datname] is None, outcome
     config_file = folder / "observatory.yaml"
-    config_file.write_text(f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: {dsn}\n")
+    config_file.write_text(
+        f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: {target_dsn}\n"
+    )
     found = {"url": url, "config": str(config_file), "datname": datname}
     made.write_text(json.dumps(found))
     return found

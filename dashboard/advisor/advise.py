@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
 from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
-from dashboard.advisor.shapes import Shape, ShapeError, TableUse, shape
+from dashboard.advisor.shapes import ShapeError, TableUse, shape
+from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check
 
 
 @dataclass(frozen=True)
@@ -133,18 +132,26 @@ class Advice:
 
 
 class Advisor:
-    def __init__(self, conn: psycopg.Connection, options: Options | None = None) -> None:
-        self.conn = conn
+    def __init__(self, session: GuardedSession, options: Options | None = None) -> None:
+        self.session = session
         self.options = options or Options()
-        self.catalog = Catalog(conn)
-        self.planner = Planner(conn)
+        self.catalog = Catalog(session.conn)
+        self.planner = Planner(session)
         self.relations: dict[str, Relation] = {}  # by 'schema.name', as statements resolved them
+        self.checked: dict[str, ForeignStatement] = {}  # by the text given: what the guard let through
 
     def advise(self, statements: list[StatementInput]) -> Advice:
         proposals: list[Proposal] = []
         skipped: list[dict[str, str]] = []
         for statement in statements:
-            found, reason = self._statement(statement)
+            try:
+                found, reason = self._statement(statement)
+            except Refused as err:
+                found, reason = [], f"refused: {err}"
+            except RecursionError:
+                found, reason = [], "not analysed: nested too deeply"
+            except Exception as err:  # one odd statement never fails the database's report
+                found, reason = [], f"not analysed: {type(err).__name__}: {_first_line(err)}"
             proposals += found
             if not found:
                 skipped.append({"statement": statement.text, "reason": reason})
@@ -159,15 +166,16 @@ class Advisor:
 
     # -- one statement ---------------------------------------------------------------------
     def _statement(self, statement: StatementInput) -> tuple[list[Proposal], str]:
+        foreign = check(statement.text)  # PostgreSQL's parser: one statement, a plannable kind
+        self.session.refuse_untrusted(foreign)
+        self.checked[statement.text] = foreign
         try:
-            parsed, relations = shape(statement.text, self.catalog)
+            parsed, relations = shape(foreign.text, self.catalog)
         except ShapeError as err:
             return [], f"not analysed: {err}"
         self.relations.update(relations)
-        if parsed.kind == "utility":
-            return [], "not a query: utility statements read no rows through indexes"
         if parsed.kind not in ("select", "update", "delete", "insert"):
-            return [], self._not_a_query(statement.text)
+            return [], f"not a statement the advisor reads ({foreign.kind})"
         uses = [u for u in parsed.tables.values() if u.terms]
         if not uses:
             return [], "no filter, join or sort that an index could serve"
@@ -179,7 +187,7 @@ class Advisor:
                 f"{r.qualified} is too small to matter ({r.reltuples:,} rows)" for r in small
             )
         try:
-            before = self.planner.plan(statement.text)
+            before = self.planner.plan(foreign)
         except PlanError as err:
             return [], f"the planner cannot plan it: {err}"
         if before.cost < self.options.min_cost:
@@ -187,23 +195,15 @@ class Advisor:
             return [], f"already cheap: planner cost {before.cost:,.1f}{using}"
         found, reasons = [], []
         for use in uses:
-            proposal, reason = self._table(statement, parsed, use, relations[use.table], before)
+            proposal, reason = self._table(statement, use, relations[use.table], before)
             if proposal:
                 found.append(proposal)
             else:
                 reasons.append(reason)
         return found, "; ".join(reasons)
 
-    def _not_a_query(self, text: str) -> str:
-        """A utility statement, or text sqlglot took leniently: let the server say which."""
-        try:
-            self.planner.plan(text)
-        except PlanError as err:
-            return f"not valid SQL for PostgreSQL: {err}"
-        return "not a statement the advisor understands"
-
     def _table(
-        self, statement: StatementInput, parsed: Shape, use: TableUse, rel: Relation, before: Plan
+        self, statement: StatementInput, use: TableUse, rel: Relation, before: Plan
     ) -> tuple[Proposal | None, str]:
         if not rel.indexable:
             return None, f"{rel.qualified} cannot be indexed here ({_KIND.get(rel.kind, rel.kind)})"
@@ -231,7 +231,7 @@ class Advisor:
         good: list[tuple[Plan, Candidate]] = []
         for candidate in candidates:
             try:
-                plan, used = self.planner.plan_with(statement.text, candidate)
+                plan, used = self.planner.plan_with(self.checked[statement.text], candidate)
             except PlanError:
                 continue
             if used and plan.cost <= before.cost * (1 - self.options.min_reduction):
@@ -273,7 +273,7 @@ class Advisor:
         if p.after is None:
             return Proposal(wider, p.statement, p.before, None, p.why)
         try:
-            plan, _ = self.planner.plan_with(p.statement.text, wider)
+            plan, _ = self.planner.plan_with(self.checked[p.statement.text], wider)
         except PlanError:
             plan = p.after
         return Proposal(wider, p.statement, p.before, plan, p.why)
@@ -304,3 +304,8 @@ def _why(candidate: Candidate, use: TableUse) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

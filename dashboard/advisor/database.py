@@ -1,7 +1,9 @@
 """Advising one database: connect read-only, take its workload, suggest indexes, check index health.
 
-Every query runs under a statement timeout in a read-only session; hypothetical indexes live only
-in this session and are dropped at its end. Nothing is ever created.
+Everything runs in a guarded session (dashboard.guarded): read-only, under timeouts set before any
+statement is sent, refused for roles that could run programs or touch the server's files. The
+recorded statements are foreign SQL and are only planned through the session's door. Hypothetical
+indexes live only in this session and are dropped at its end. Nothing is ever created.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
+from psycopg import Connection
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
-from dashboard.redaction import password_of, postgres_conninfo, redact
+from dashboard.guarded import GuardedSession, SessionRefused
 from dashboard.store.records import OWN_MARKER
 
 
@@ -32,21 +34,14 @@ class AdviseError(RuntimeError):
     """The database cannot be advised on: the message says why and what to do."""
 
 
-def connect(dsn: str, password_env: str | None = None, timeout_s: float = 10.0) -> psycopg.Connection:
-    conninfo = postgres_conninfo(
-        dsn,
-        password_env,
-        application_name="observatory-advisor",
-        connect_timeout=10,
-        options=f"-c statement_timeout={int(timeout_s * 1000)} -c default_transaction_read_only=on",
-    )
+def connect(dsn: str, password_env: str | None = None, allow_privileged: bool = False) -> GuardedSession:
     try:
-        return psycopg.connect(conninfo, autocommit=True)
-    except psycopg.Error as err:
-        raise AdviseError(redact(str(err).strip().splitlines()[0], password_of(dsn))) from None
+        return GuardedSession.connect(dsn, password_env, allow_privileged=allow_privileged)
+    except SessionRefused as err:
+        raise AdviseError(str(err)) from None
 
 
-def workload_statements(conn: psycopg.Connection, workload: Workload) -> list[StatementInput]:
+def workload_statements(conn: Connection, workload: Workload) -> list[StatementInput]:
     """This database's top statements from pg_stat_statements, with calls per day and mean time."""
     with conn.cursor(row_factory=dict_row) as cur:
         ext = cur.execute(
@@ -79,7 +74,7 @@ def _merge_same_text(rows: list[dict]) -> list[StatementInput]:
     ]
 
 
-def _since_query(conn: psycopg.Connection, schema: str) -> pgsql.Composable:
+def _since_query(conn: Connection, schema: str) -> pgsql.Composable:
     if conn.info.server_version >= 140000:  # the time of the last pg_stat_statements_reset()
         query = OWN_MARKER + "SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS since FROM {}.{}"
         return pgsql.SQL(query).format(pgsql.Identifier(schema), pgsql.Identifier("pg_stat_statements_info"))
@@ -94,14 +89,16 @@ def advise_database(
     options: Options | None = None,
     workload: Workload | None = None,
     health: bool = True,
+    allow_privileged: bool = False,
 ) -> dict[str, Any]:
     """The JSON-ready report: suggestions, skipped statements, index health."""
-    with connect(dsn, password_env) as conn:
+    with connect(dsn, password_env, allow_privileged) as session:
+        conn = session.conn
         if queries:
             statements = [StatementInput(q) for q in queries]
         else:
             statements = workload_statements(conn, workload or Workload())
-        report = Advisor(conn, options).advise(statements).to_dict()
+        report = Advisor(session, options).advise(statements).to_dict()
         report["database"] = conn.info.dbname
         if not report["hypopg"]:
             report["hint"] = (

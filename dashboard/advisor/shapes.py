@@ -19,6 +19,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from dashboard.advisor.catalog import Catalog, Relation
+from dashboard.guarded import analysable
 
 Kind = Literal["eq", "in", "null", "range", "like", "join", "sort", "group"]
 EQUALITY: frozenset[str] = frozenset({"eq", "in", "null", "join"})
@@ -62,8 +63,14 @@ class Shape:
 
 
 def parse(text: str) -> exp.Expression:
+    """sqlglot's tree of `text`, or ShapeError; text past the guard's bounds is never handed to it."""
+    too_big = analysable(text)
+    if too_big:
+        raise ShapeError(too_big)
     try:
         tree = sqlglot.parse_one(_spaced_params(text), read="postgres")
+    except RecursionError:
+        raise ShapeError("nested too deeply for sqlglot") from None
     except SqlglotError as err:
         raise ShapeError(f"sqlglot cannot parse it: {str(err).splitlines()[0][:200]}") from None
     if tree is None:
@@ -96,6 +103,8 @@ def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
         if not any(cte.args.get("materialized") for cte in tree.find_all(exp.CTE)):
             # PostgreSQL pushes conditions into subqueries, views and inlined CTEs; so do we.
             tree = pushdown_predicates(tree)
+    except RecursionError:
+        raise ShapeError("nested too deeply for sqlglot") from None
     except SqlglotError as err:
         raise ShapeError(f"cannot resolve its columns: {str(err).splitlines()[0][:200]}") from None
     result = Shape(text=text, kind=_kind(tree))

@@ -1,0 +1,235 @@
+"""The one door through which foreign SQL reaches a PostgreSQL server: a guarded session.
+
+Layers, each enough on its own for the case it covers:
+- `check()` (statement.py) lets through exactly one plannable statement, as the server parses it;
+- that statement only ever travels as one extended-protocol message, where the server itself refuses
+  a second statement; it is only planned (EXPLAIN without ANALYZE, PREPARE), never executed;
+- read-only transactions that are always rolled back, with statement, lock and idle timeouts given as
+  connection options: in force before any foreign text arrives, and no foreign text can be a SET;
+- a client-side deadline cancels a statement the server does not stop in time;
+- statements that would make the planner run a function that is neither built in nor from an
+  extension are not planned at all (the planner folds IMMUTABLE calls and calls operator and STABLE
+  functions on constants, with the rights of the planning role);
+- sessions of roles that could run programs, read or write server files or end other sessions are
+  refused unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Self
+
+import psycopg
+
+from dashboard.guarded.statement import ForeignStatement, Name, Refused
+from dashboard.redaction import password_of, postgres_conninfo, redact
+from dashboard.store.records import OWN_MARKER
+
+SQL_DIR = Path(__file__).with_name("sql")
+# Membership in any of these (or superuser) lets SQL run programs, read or write the server's files
+# or end other sessions: too much power for a role that plans statements written by others.
+POWERFUL_ROLES = (
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_signal_backend",
+)
+LEAST_PRIVILEGE = (
+    "CREATE ROLE observatory_advisor LOGIN; GRANT pg_monitor, pg_read_all_data TO observatory_advisor;"
+)
+_PREPARED = "observatory_plan"
+
+
+class SessionRefused(RuntimeError):
+    """No guarded session: the server is unreachable, or the role is too powerful. Says what to do."""
+
+
+class Unsafe(Refused):
+    """Planning the statement would run code that is neither built in nor from an extension."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    statement_ms: int = 10_000  # server side, per statement
+    lock_ms: int = 1_000  # planning takes AccessShareLock: never queue behind a DDL for long
+    idle_ms: int = 60_000  # a session left in a transaction is ended by the server
+    deadline_s: float = 15.0  # client side: cancel what the server has not stopped by then
+
+    def options(self) -> str:
+        return (
+            f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms}"
+            f" -c idle_in_transaction_session_timeout={self.idle_ms}"
+            " -c default_transaction_read_only=on -c plan_cache_mode=force_generic_plan"
+        )
+
+
+@cache
+def sql(name: str) -> str:
+    return OWN_MARKER + (SQL_DIR / f"{name}.sql").read_text()
+
+
+class GuardedSession:
+    """A read-only connection for planning foreign statements, and for the project's own reads."""
+
+    def __init__(self, conn: psycopg.Connection, limits: Limits) -> None:
+        self.conn = conn  # the project's own SQL only; foreign text goes through explain()
+        self.limits = limits
+        self._untrusted: dict[str, list[tuple[str, str]]] = {}
+
+    @classmethod
+    def connect(
+        cls,
+        dsn: str,
+        password_env: str | None = None,
+        *,
+        limits: Limits | None = None,
+        allow_privileged: bool = False,
+        application_name: str = "observatory-advisor",
+    ) -> Self:
+        limits = limits or Limits()
+        try:
+            conninfo = postgres_conninfo(
+                dsn, password_env, application_name=application_name, connect_timeout=10,
+                options=limits.options(),
+            )  # fmt: skip
+            # No automatic server-side preparation: each foreign text is parsed and planned afresh.
+            conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
+        except (psycopg.Error, ValueError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SessionRefused(redact(message, password_of(dsn))) from None
+        session = cls(conn, limits)
+        try:
+            if not allow_privileged:
+                session._refuse_powerful_roles()
+        except BaseException:
+            conn.close()
+            raise
+        return session
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def server_version(self) -> int:
+        return self.conn.info.server_version
+
+    def _refuse_powerful_roles(self) -> None:
+        rows = self.conn.execute(sql("role_powers"), {"roles": list(POWERFUL_ROLES)}).fetchall()
+        for name, superuser, powers in rows:
+            held = "a superuser" if superuser else f"a member of {', '.join(powers)}" if powers else None
+            if held:
+                raise SessionRefused(
+                    f"role {name} is {held}: planning statements others wrote would run with that power. "
+                    f"Connect as a least-privilege role instead: {LEAST_PRIVILEGE} "
+                    "(or allow it with advise_privileged: true / --allow-privileged, at your own risk)"
+                )
+
+    # -- what a statement would run ------------------------------------------------------------
+    def untrusted_calls(self, statement: ForeignStatement) -> list[tuple[str, str]]:
+        """(function, how the statement reaches it) for each function planning it could run that is
+        neither built in nor installed by an extension."""
+        if statement.text not in self._untrusted:
+            params = {
+                **_split("fn", statement.functions),
+                **_split("op", statement.operators),
+                **_split("type", statement.types),
+                "relations": sorted(statement.relations),
+            }
+            try:
+                rows = self.conn.execute(sql("untrusted_calls"), params).fetchall()
+            except psycopg.Error as err:
+                raise Refused(f"cannot check what it calls: {_first_line(err)}") from None
+            self._untrusted[statement.text] = [(fn, via) for fn, via in rows]
+        return self._untrusted[statement.text]
+
+    def refuse_untrusted(self, statement: ForeignStatement) -> None:
+        found = self.untrusted_calls(statement)
+        if found:
+            names = ", ".join(fn if via == "called" else f"{fn} (via {via})" for fn, via in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            raise Unsafe(
+                f"not planned: it calls {names}{more}, neither built in nor from an extension, "
+                "which the planner may run while planning"
+            )
+
+    # -- the door ------------------------------------------------------------------------------
+    def explain(self, statement: ForeignStatement) -> tuple[Any, str]:
+        """The statement's estimated plan as (EXPLAIN's JSON, EXPLAIN's text); generic for `$n`.
+
+        Raises Refused (Unsafe) for statements that must not be planned, psycopg.Error when the
+        server refuses the plan (a QueryCanceled once a timeout or the deadline strikes).
+        """
+        self.refuse_untrusted(statement)
+        with self._deadline():
+            if statement.params and self.server_version < 160000:
+                return self._explain_prepared(statement)
+            generic = ["GENERIC_PLAN"] if statement.params else []
+            with self._read_only() as cur:
+                json_options = ", ".join([*generic, "FORMAT JSON"])
+                tree = _foreign(cur, f"EXPLAIN ({json_options}) {statement.text}").fetchone()[0]
+                text_options = f"({', '.join(generic)}) " if generic else ""
+                rows = _foreign(cur, f"EXPLAIN {text_options}{statement.text}").fetchall()
+                return tree, "\n".join(r[0] for r in rows)
+
+    def _explain_prepared(self, statement: ForeignStatement) -> tuple[Any, str]:
+        """Before 16: PREPARE, then EXPLAIN EXECUTE with NULLs under force_generic_plan."""
+        prepared = False
+        try:
+            with self._read_only() as cur:
+                _foreign(cur, f"PREPARE {_PREPARED} AS {statement.text}")
+                prepared = True
+                execute = f"EXECUTE {_PREPARED}({', '.join(['NULL'] * statement.params)})"
+                tree = cur.execute(f"EXPLAIN (FORMAT JSON) {execute}").fetchone()[0]  # type: ignore[call-overload]
+                rows = cur.execute(f"EXPLAIN {execute}").fetchall()  # type: ignore[call-overload]
+                return tree, "\n".join(r[0] for r in rows)
+        finally:
+            if prepared:  # prepared statements outlive transactions
+                self.conn.execute(f"DEALLOCATE {_PREPARED}")  # type: ignore[call-overload]
+
+    @contextmanager
+    def _read_only(self) -> Iterator[psycopg.Cursor]:
+        """A read-only transaction that is rolled back whatever happens inside it."""
+        with self.conn.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                yield cur
+            finally:
+                cur.execute("ROLLBACK")
+
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
+        """Cancel the statement under way if the server has not ended it `deadline_s` from now."""
+        timer = threading.Timer(self.limits.deadline_s, self.conn.cancel_safe)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
+    """Send text holding foreign SQL: binary results force the extended protocol (one statement
+    only, enforced by the server) and no parameters mean psycopg leaves every '%' alone."""
+    return cur.execute(query.encode("utf-8"), binary=True)  # type: ignore[call-overload]
+
+
+def _split(prefix: str, written: frozenset[Name]) -> dict[str, list[str]]:
+    ordered = sorted(written)
+    return {f"{prefix}_schemas": [s for s, _ in ordered], f"{prefix}_names": [n for _, n in ordered]}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,365 @@
+"""Hostile statements against a real PostgreSQL, through every door a person can use: the advisor's
+API (what the daemon runs on recorded statements), `observatory advise --query` and the Indexes
+page's paste box. Whatever the text, nothing is written, no program runs, no session is killed, no
+file is read out, every case ends within 20 s and nothing ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.guarded import GuardedSession, Limits, Refused, SessionRefused, check
+from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH
+from dashboard.store import Store
+from dashboard.throwaway import ThrowawayPostgres
+from tests.conftest import ADVISOR_ROLE, advisor_dsn, collect_once, make_config, new_database
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PROGRAM_FILE = f"/tmp/observatory-hostile-{uuid.uuid4().hex[:8]}"
+LIMIT_S = 20.0
+# Objects made by an unprivileged role, as anyone with CREATE on a schema can. The functions only
+# sleep when called from a session other than the setup one, so creating them costs nothing.
+MALLORY = """
+CREATE ROLE mallory LOGIN;
+GRANT CREATE, USAGE ON SCHEMA public TO mallory;
+CREATE TABLE public.canary (id int);
+CREATE SCHEMA erp;
+CREATE TABLE erp.orders (id int PRIMARY KEY, customer int, total numeric);
+INSERT INTO erp.orders SELECT g, g % 500, g FROM generate_series(1, 20000) g;
+ANALYZE erp.orders;
+SET ROLE mallory;
+CREATE FUNCTION public.slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN $1;
+END $$;
+CREATE FUNCTION public.kill_victim(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim';
+  RETURN $1;
+END $$;
+CREATE FUNCTION public.leak(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM pg_notify('leak', pg_read_file('/etc/passwd'));
+  RETURN $1;
+END $$;
+CREATE FUNCTION public.slow_eq(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN $1 = $2;
+END $$;
+CREATE OPERATOR public.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.slow_eq);
+CREATE TABLE public.m_items (id int, x int DEFAULT public.slow(1));
+CREATE VIEW public.m_view AS SELECT id, public.slow(1) AS s FROM public.m_items;
+RESET ROLE;
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    sql: str
+    outcome: str  # refused: check() says no | unsafe: not planned | planned: reaches the planner
+    reason: str  # a regex the reason must match
+
+
+INSERT = "insert into public.canary values (1)"
+COPY = f"copy (select 'x') to program 'touch {PROGRAM_FILE}'"
+CASES = [
+    Case("stacked-after-select", f"select * from erp.orders where id = 1; set default_transaction_read_only = off; commit; {INSERT}", "refused", r"^4 statements"),  # noqa: E501
+    Case("stacked-first", f"{INSERT}; select 1", "refused", r"^2 statements"),
+    Case("stacked-middle", f"select 1; {INSERT}; select 2", "refused", r"^3 statements"),
+    Case("stacked-empty-between", f"select 1;; {INSERT}", "refused", r"^2 statements"),
+    Case("stacked-in-comments", f"select 1 /* ; */; {INSERT} --", "refused", r"^2 statements"),
+    Case("stacked-copy-program", f"select 1; {COPY}", "refused", r"^2 statements"),
+    Case("copy-program", COPY, "refused", r"^COPY is not planned"),
+    Case("commit-then-write", f"commit; {INSERT}", "refused", r"^2 statements"),
+    Case("read-write-transaction", f"start transaction read write; {INSERT}", "refused", r"^2 statements"),
+    Case("set-read-only-off", "set default_transaction_read_only = off", "refused", r"^SET is not planned"),
+    Case("reset-all", "reset all", "refused", r"^SET is not planned"),
+    Case("set-role", "set role postgres", "refused", r"^SET is not planned"),
+    Case("set-session-authorization", "set session authorization postgres", "refused", r"is not planned"),
+    Case("timeout-lifted", "select 1; set statement_timeout = 0; select pg_sleep(25)", "refused", r"^3 statements"),  # noqa: E501
+    Case("select-into", "select * into public.newtable from public.canary", "refused", r"SELECT \.\.\. INTO"),
+    Case("explain-analyze", f"explain analyze {INSERT}", "refused", r"^EXPLAIN is not planned"),
+    Case("do-block", f"do $$ begin {INSERT}; end $$", "refused", r"^DO is not planned"),
+    Case("deep-nesting", "select " + "(" * 150 + "1" + ")" * 150, "refused", rf"nested 150 levels deep: at most {MAX_DEPTH}"),  # noqa: E501
+    Case("or-chain", "select * from erp.orders where " + " or ".join(f"id = {i}" for i in range(1000)), "refused", rf"999 AND/OR terms: at most {MAX_BOOLEAN}"),  # noqa: E501
+    Case("and-chain", "select * from erp.orders where " + " and ".join(f"id <> {i}" for i in range(3000)), "refused", r"2,999 AND/OR terms"),  # noqa: E501
+    Case("very-long", "select 1 as " + "x" * 150_000, "refused", r"150,012 characters long"),
+    Case("nul-byte", f"select 1\x00; {INSERT}", "refused", r"NUL byte"),
+    Case("not-utf8", "select '\udcff'", "refused", r"not valid UTF-8"),
+    Case("immutable-sleeper", "select * from erp.orders where id = public.slow(1)", "unsafe", r"calls public\.slow\(integer\)"),  # noqa: E501
+    Case("unqualified-sleeper", "select slow(1)", "unsafe", r"calls public\.slow\(integer\)"),
+    Case("kill-victim", "select kill_victim(1)", "unsafe", r"calls public\.kill_victim\(integer\)"),
+    Case("read-file", "select leak(1)", "unsafe", r"calls public\.leak\(integer\)"),
+    Case("view-calls-sleeper", "select * from m_view", "unsafe", r"public\.slow\(integer\) \(via m_(view|items)\)"),  # noqa: E501
+    Case("default-calls-sleeper", "insert into m_items (id) values (1)", "unsafe", r"public\.slow\(integer\) \(via m_items\)"),  # noqa: E501
+    Case("operator-sleeper", "select * from erp.orders where id === 1", "unsafe", r"public\.slow_eq\(integer, integer\) \(via operator ===\)"),  # noqa: E501
+    Case("builtin-sleep", "select pg_sleep(40)", "planned", r"."),
+    Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r"."),
+    Case("insert", INSERT, "planned", r"."),
+    Case("update", "update public.canary set id = 2 where id = $1", "planned", r"."),
+    Case("delete", "delete from public.canary", "planned", r"."),
+    Case("merge", "merge into public.canary c using (select 1 as id) s on c.id = s.id when not matched then insert values (s.id)", "planned", r"\(merge\)"),  # noqa: E501
+    Case("writing-cte", f"with x as ({INSERT} returning *) select * from x", "planned", r"."),
+    Case("long-in-list", "select * from erp.orders where id in (" + ", ".join(map(str, range(3000))) + ")", "planned", r"."),  # noqa: E501
+]  # fmt: skip
+# What the CLI cannot carry: argv has no NUL and no argument over 128 kB; undecodable bytes arrive
+# as they are (below).
+CLI_CASES = [c for c in CASES if c.id not in ("nul-byte", "very-long")]
+
+
+@pytest.fixture(scope="module")
+def hostile(pg: ThrowawayPostgres) -> Iterator[dict]:
+    """A database with an unprivileged role's traps, a canary and a victim session listening."""
+    name = new_database(pg, "hostile")
+    with psycopg.connect(pg.dsn(dbname=name), application_name="setup", autocommit=True) as conn:
+        conn.execute(MALLORY)
+    victim = psycopg.connect(pg.dsn(dbname=name), application_name="victim", autocommit=True)
+    victim.execute("LISTEN leak")
+    yield {"dsn": advisor_dsn(pg, name), "superuser": pg.dsn(dbname=name), "datname": name, "victim": victim}
+    victim.close()
+
+
+@pytest.fixture
+def unchanged(hostile: dict) -> Iterator[None]:
+    """After the case: no row written, no table made, no program run, the victim alive, no leak."""
+    started = time.monotonic()
+    yield
+    assert time.monotonic() - started < LIMIT_S
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM public.canary").fetchone()[0] == 0
+        assert conn.execute("SELECT to_regclass('public.newtable')").fetchone()[0] is None
+        assert _sessions_end(conn), "an advisor session outlived its work"
+    assert not Path(PROGRAM_FILE).exists()
+    victim: psycopg.Connection = hostile["victim"]
+    assert victim.execute("SELECT 1").fetchone() == (1,)  # not terminated
+    assert list(victim.notifies(timeout=0.01)) == []  # nothing sent out
+
+
+def _sessions_end(conn: psycopg.Connection) -> bool:
+    """True once no advisor session is left (a backend exits just after its client closes)."""
+    deadline = time.monotonic() + 3
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'observatory-advisor'"
+    while conn.execute(query).fetchone()[0]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def reason_of(report: dict) -> str:
+    assert report["suggestions"] == [], report["suggestions"]
+    (skipped,) = report["skipped"]
+    return skipped["reason"]
+
+
+def expect(case: Case, reason: str) -> None:
+    prefix = {"refused": "refused: ", "unsafe": "refused: not planned: "}.get(case.outcome, "")
+    assert reason.startswith(prefix), reason
+    if case.outcome == "planned":
+        assert not reason.startswith("refused"), reason
+    assert re.search(case.reason, reason.removeprefix(prefix)), reason
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_the_advisor_api(case: Case, hostile: dict, unchanged: None) -> None:
+    """What the daemon runs on each recorded statement."""
+    report = advise_database(hostile["dsn"], queries=[case.sql], health=False)
+    expect(case, reason_of(report))
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_the_cli(case: Case, hostile: dict, unchanged: None) -> None:
+    query: str | bytes = case.sql
+    if case.id == "not-utf8":
+        query = b"select '\xff'"  # what a shell hands over; Python sees '\udcff'
+    done = subprocess.run(
+        [sys.executable, "-m", "dashboard", "advise", "--dsn", hostile["dsn"], "--json", "--query", query],
+        capture_output=True, text=True, timeout=LIMIT_S, errors="replace",
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    if case.outcome == "refused":
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.splitlines()
+        prefix = "observatory advise: --query 1 not advised: "
+        assert line.startswith(prefix) and re.search(case.reason, line.removeprefix(prefix)), line
+        return
+    assert done.returncode == 0, done.stderr
+    expect(case, reason_of(json.loads(done.stdout)))
+
+
+@pytest.fixture(scope="module")
+def paste_config(hostile: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store that knows the target (the paste box offers the databases of collected targets)."""
+    folder = tmp_path_factory.mktemp("paste")
+    url = f"sqlite:///{folder / 'store.db'}"
+    store = Store(url)
+    collect_once(make_config(url, [{"name": "hostile", "dsn": hostile["dsn"]}]), store)
+    store.close()
+    config = folder / "observatory.yaml"
+    config.write_text(
+        f"store: {url}\ntargets:\n  postgres:\n    - name: hostile\n      dsn: {hostile['dsn']}\n"
+    )
+    return config
+
+
+# A browser sends UTF-8 only (the text travels in protobuf): the paste box never sees bad bytes.
+PASTE_CASES = [c for c in CASES if c.id != "not-utf8"]
+
+
+@pytest.mark.parametrize("case", PASTE_CASES, ids=[c.id for c in PASTE_CASES])
+def test_the_paste_box(
+    case: Case, paste_config: Path, monkeypatch: pytest.MonkeyPatch, unchanged: None
+) -> None:
+    monkeypatch.setenv("OBSERVATORY_CONFIG", str(paste_config))
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=LIMIT_S).run()
+    at.switch_page("../pages/indexes.py").run()
+    at.text_area[0].input(case.sql)
+    (submit,) = [b for b in at.button if b.label == "Advise"]
+    submit.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {"refused": at.error, "unsafe": at.info}.get(case.outcome)
+    if shown is None:  # planned: no error; the planner's reason or a suggestion shows
+        assert not at.error, [e.value for e in at.error]
+        return
+    texts = [_unescaped(e.value) for e in shown]
+    prefix = "Not advised: " if case.outcome == "refused" else "No index suggested: refused: not planned: "
+    assert any(t.startswith(prefix) and re.search(case.reason, t.removeprefix(prefix)) for t in texts), texts
+
+
+def _unescaped(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+# -- the session itself -----------------------------------------------------------------------------
+def test_a_superuser_is_refused_with_the_least_privilege_role_to_use(hostile: dict) -> None:
+    with pytest.raises(AdviseError) as refused:
+        advise_database(hostile["superuser"], queries=["select 1"], health=False)
+    message = str(refused.value)
+    assert "role postgres is a superuser" in message
+    assert "GRANT pg_monitor, pg_read_all_data TO observatory_advisor" in message
+    done = subprocess.run(
+        [sys.executable, "-m", "dashboard", "advise", "--dsn", hostile["superuser"], "--query", "select 1"],
+        capture_output=True, text=True, timeout=LIMIT_S,
+    )  # fmt: skip
+    assert done.returncode == 2 and "superuser" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("power", ["pg_execute_server_program", "pg_signal_backend", "pg_write_server_files"])
+def test_roles_that_could_escape_are_refused(power: str, pg: ThrowawayPostgres, hostile: dict) -> None:
+    role = f"holder_{power.removeprefix('pg_')}"
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN NOINHERIT IN ROLE {power}")
+    with pytest.raises(SessionRefused, match=f"role {role} is a member of {power}"):
+        GuardedSession.connect(pg.dsn(user=role, dbname=hostile["datname"]))
+
+
+def test_a_privileged_session_when_allowed_still_runs_nothing(hostile: dict, unchanged: None) -> None:
+    """advise_privileged: true lifts the role check only: every other layer still holds."""
+    queries = [f"select 1; {COPY}", "select public.slow(1)", f"commit; {INSERT}", INSERT]
+    report = advise_database(hostile["superuser"], queries=queries, health=False, allow_privileged=True)
+    reasons = [s["reason"] for s in report["skipped"]]
+    assert reasons[0].startswith("refused: 2 statements") and reasons[2].startswith("refused: 2 statements")
+    assert "calls public.slow(integer)" in reasons[1]
+    assert not reasons[3].startswith("refused")
+
+
+def test_settings_are_in_force_before_any_statement(hostile: dict) -> None:
+    with GuardedSession.connect(hostile["dsn"], limits=Limits(statement_ms=1234, lock_ms=567)) as session:
+        shown = session.conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+            " current_setting('default_transaction_read_only'), current_setting('plan_cache_mode')"
+        ).fetchone()
+    assert shown == ("1234ms", "567ms", "on", "force_generic_plan")
+
+
+def test_the_statement_is_sent_alone_even_if_the_parser_were_fooled(hostile: dict) -> None:
+    """The extended protocol is the second lock: the server refuses a second statement itself."""
+    fooled = check("select 1")
+    smuggled = type(fooled)(**{**fooled.__dict__, "text": f"select 1; {INSERT}"})
+    with GuardedSession.connect(hostile["dsn"]) as session, pytest.raises(psycopg.errors.SyntaxError):
+        session.explain(smuggled)
+    with psycopg.connect(hostile["superuser"]) as conn:
+        assert conn.execute("SELECT count(*) FROM public.canary").fetchone()[0] == 0
+
+
+def test_a_lock_wait_ends_at_the_lock_timeout(hostile: dict) -> None:
+    with psycopg.connect(hostile["superuser"]) as locker:
+        locker.execute("LOCK TABLE erp.orders IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        with GuardedSession.connect(hostile["dsn"], limits=Limits(lock_ms=300)) as session:
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                session.explain(check("select * from erp.orders where id = $1"))
+        assert time.monotonic() - started < 5
+        locker.rollback()
+
+
+def test_the_client_deadline_cancels_what_the_server_lets_run(hostile: dict) -> None:
+    limits = Limits(statement_ms=60_000, lock_ms=60_000, deadline_s=1.0)
+    with psycopg.connect(hostile["superuser"]) as locker:
+        locker.execute("LOCK TABLE erp.orders IN ACCESS EXCLUSIVE MODE")
+        with GuardedSession.connect(hostile["dsn"], limits=limits) as session:
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                session.explain(check("select * from erp.orders where id = $1"))
+            elapsed = time.monotonic() - started
+            assert session.conn.execute("SELECT 1").fetchone() == (1,)  # still usable after
+        locker.rollback()
+    assert 0.9 < elapsed < 5
+
+
+def test_a_statement_at_every_bound_is_analysed_quickly(hostile: dict) -> None:
+    """The bounds keep sqlglot's worst case small: the largest statements allowed still finish fast."""
+    widest = " or ".join(f"(id = {i} and customer = $1)" for i in range(MAX_BOOLEAN // 2))
+    deepest = "(" * (MAX_DEPTH - 2) + "id = $1" + ")" * (MAX_DEPTH - 2)
+    queries = [f"select * from erp.orders where {widest}", f"select * from erp.orders where {deepest}"]
+    started = time.monotonic()
+    report = advise_database(hostile["dsn"], queries=queries, health=False)
+    assert time.monotonic() - started < 5
+    assert not any(s["reason"].startswith("refused") for s in report["skipped"]), report["skipped"]
+
+
+def test_a_recorded_statement_that_breaks_analysis_does_not_fail_the_report(hostile: dict) -> None:
+    queries = ["select " + "(" * 150 + "1" + ")" * 150, "select * from erp.orders where customer = $1"]
+    report = advise_database(hostile["dsn"], queries=queries, health=False)
+    reasons = {s["statement"][:20]: s["reason"] for s in report["skipped"]}
+    assert any(r.startswith("refused: nested 150 levels") for r in reasons.values())
+    suggested = [s["columns"] for s in report["suggestions"]]
+    assert suggested == [["customer"]], report
+
+
+def test_check_names_what_the_planner_could_run() -> None:
+    found = check('SELECT lower(a), "S".f(1) FROM "Sales"."Order" o JOIN t USING (id) WHERE a ~* $2::x.mood')
+    assert found.kind == "select" and found.params == 2
+    assert {("", "lower"), ("S", "f")} <= found.functions
+    assert ("", "~*") in found.operators and ("", "=") in found.operators  # implicit ones too
+    assert ("x", "mood") in found.types
+    assert found.relations == {'"Sales"."Order"', "t"}
+    with pytest.raises(Refused, match="empty"):
+        check("  ;  ")
+    with pytest.raises(Refused, match="must be text"):
+        check(b"select 1")
+    assert check("  /* c */ select 1 ;  ").text == "select 1"
+
+
+def test_the_advisor_role_of_the_readme_is_not_refused(hostile: dict) -> None:
+    with GuardedSession.connect(hostile["dsn"]) as session:
+        assert session.conn.info.user == ADVISOR_ROLE
