@@ -493,8 +493,16 @@ def redis_hit_rate_line(target: Target, window: Window, label: str) -> pd.DataFr
 def advise_pasted(target: str, datname: str, statement: str) -> dict:
     """Advise on one statement now, in the named database of a configured PostgreSQL target.
 
-    Read-only like the daemon's advisor: a hypothetical index lives only in that session.
+    The statement is checked before anything connects (one statement, of a kind the planner may
+    cost); then it goes through the guarded session like the daemon's advisor: read-only, rolled
+    back, a hypothetical index living only in that session.
     """
+    from dashboard.guarded import Refused, check
+
+    try:
+        check(statement)
+    except Refused as err:
+        return {"error": f"Not advised: {err}"}
     return _advise_pasted(target, datname, statement.strip())
 
 
@@ -510,7 +518,13 @@ def _advise_pasted(target: str, datname: str, statement: str) -> dict:
     t = configured[target]
     try:
         dsn = make_conninfo(t.dsn, dbname=datname)
-        return advise_database(dsn, queries=[statement], password_env=t.password_env, health=False)
+        return advise_database(
+            dsn,
+            queries=[statement],
+            password_env=t.password_env,
+            health=False,
+            allow_privileged=t.advise_privileged,
+        )
     except (AdviseError, ValueError) as err:
         return {"error": str(err)}
 
