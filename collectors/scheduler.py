@@ -3,6 +3,11 @@
 A target that fails is retried with exponential backoff and never delays the others. Collectors hand
 their cycles to the one writer thread (`CycleWriter`), which saves them in batches. Retention runs
 once an hour.
+
+A process collects a target only while it holds the target's lock in the store (`dashboard.store.locks`):
+two processes diffing one server's counters against their own last reads would count its activity
+twice. `run_once` leaves out a target another process holds (`held_elsewhere` says who); the daemon
+waits for it and takes it over as soon as it is free.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from collectors.prometheus import PrometheusCollector
 from collectors.redis import RedisCollector
 from dashboard.config import Config, PostgresTarget
 from dashboard.store import Store
+from dashboard.store.locks import target_locks
 from dashboard.store.records import Cycle
 
 log = logging.getLogger("observatory.collect")
 MAX_BACKOFF = 300.0
 PRUNE_EVERY = 3600.0
+LOCK_RETRY = 2.0  # seconds between tries of a target's lock another process holds
 
 
 def build_collectors(config: Config, store: Store) -> list[Collector]:
@@ -57,19 +64,53 @@ class Scheduler:
         self._by_target = {(c.kind, c.name): c for c in self.collectors}
         self._resync: set[tuple[str, str]] = set()  # targets whose state must be reloaded
         self.writer = CycleWriter(store, on_saved=self._saved, on_dropped=self._dropped)
+        self.locks = target_locks(store.url)
+        self.held_elsewhere: dict[tuple[str, str], str] = {}  # run_once: the targets left out, and why
 
     def collect(self, collector: Collector) -> Cycle:
         self._resync_if_due(collector)
         return collector.collect(int(self.clock()))
 
     def run_once(self) -> list[Cycle]:
-        """One cycle of every target, concurrently, saved in one batch; returns the cycles in
-        target order (a cycle that could not be saved is marked down, saying why)."""
-        if not self.collectors:
-            return []
-        with ThreadPoolExecutor(max_workers=min(8, len(self.collectors))) as pool:
-            cycles = list(pool.map(self.collect, self.collectors))
+        """One cycle of every target whose lock this process holds or can take, concurrently, saved
+        in one batch; returns the cycles in target order (a cycle that could not be saved is marked
+        down, saying why). The others are in `held_elsewhere`, with who holds them. The locks taken
+        here are released once the cycles are saved."""
+        self.held_elsewhere, mine, taken = {}, [], []
+        held_before = any(self.locks.holds(c.kind, c.name) for c in self.collectors)
         for collector in self.collectors:
+            had = self.locks.holds(collector.kind, collector.name)
+            holder = self._try_lock(collector)
+            if holder is not None:
+                self.held_elsewhere[(collector.kind, collector.name)] = holder
+                continue
+            mine.append(collector)
+            if not had:
+                taken.append(collector)
+        try:
+            return self._collect_and_save(mine)
+        finally:
+            if held_before:
+                for collector in taken:
+                    self.locks.release(collector.kind, collector.name)
+            else:
+                self.locks.close()  # and its connection to the store
+
+    def _try_lock(self, collector: Collector) -> str | None:
+        """None when this process may collect the target; else who holds its lock, or why it could
+        not be taken."""
+        try:
+            holder = self.locks.try_lock(collector.kind, collector.name)
+        except Exception as err:
+            return f"its lock could not be taken: {type(err).__name__}: {str(err).splitlines()[0]}"
+        return None if holder is None else f"held by {holder}"
+
+    def _collect_and_save(self, collectors: list[Collector]) -> list[Cycle]:
+        if not collectors:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(collectors))) as pool:
+            cycles = list(pool.map(self.collect, collectors))
+        for collector in collectors:
             collector.close()
         failed = self.writer.write_now(cycles)
         for cycle, err in failed:
@@ -124,13 +165,26 @@ class Scheduler:
                 log.error("store: %d cycles not saved at exit", self.writer.pending())
             for collector in self.collectors:
                 collector.close()
+            self.locks.close()  # after the last save: the next holder reads the state saved
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def _loop(self, collector: Collector) -> None:
-        failures = 0
+        failures, collecting, waiting = 0, False, False
         while not self.stop_event.is_set():
+            holder = self._try_lock(collector)
+            if holder is not None:  # another process collects it: wait until it stops
+                if collecting:  # lost while the store was away: the state kept here is out of date
+                    self._resync.add((collector.kind, collector.name))
+                if not waiting:
+                    log.warning("%s/%s: waiting: %s", collector.kind, collector.name, holder)
+                collecting, waiting = False, True
+                self.stop_event.wait(LOCK_RETRY)
+                continue
+            if waiting:
+                log.info("%s/%s: lock taken, collecting", collector.kind, collector.name)
+            collecting, waiting = True, False
             started = time.monotonic()
             try:
                 cycle = self.collect(collector)
@@ -145,6 +199,9 @@ class Scheduler:
     def _advise_loop(self, target: PostgresTarget) -> None:
         self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements
         while not self.stop_event.is_set():
+            if not self.locks.holds("postgres", target.name):  # another process collects it
+                self.stop_event.wait(LOCK_RETRY)
+                continue
             try:
                 for datname, error in advise_target(self.store, target, self.config.advisor).items():
                     if error:

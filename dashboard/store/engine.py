@@ -1,11 +1,14 @@
 """Engines for the store: one writer (the collectors) and read-only readers (the pages).
 
 SQLite runs in WAL mode so readers never block the writer; reader connections set `query_only` so a
-page can never write, the way Datasette opens its databases.
+page can never write, the way Datasette opens its databases. A new SQLite store is readable by its
+owner only (mode 0600).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,10 +31,18 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
             event.listen(engine, "connect", _postgres_readonly)
         return engine
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas(readonly))
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file with mode 0600 (SQLite gives its -wal and -shm files the database
+    file's mode); an existing file's mode is left as it is. SQLite takes an empty file as a new database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 def _sqlite_pragmas(readonly: bool):
