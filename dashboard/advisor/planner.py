@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 
 from dashboard.advisor.candidates import Candidate
-from dashboard.guarded import ForeignStatement, GuardedSession
+from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check
 
 
 class PlanError(ValueError):
@@ -60,6 +60,8 @@ class Planner:
     def hypothetical(self, candidates: Sequence[Candidate]) -> Iterator[list[str]]:
         """Hypothetical indexes for the block; yields their names as plans will show them."""
         names: list[str] = []
+        for candidate in candidates:
+            self._refuse_untrusted_keys(candidate)
         try:
             with self.session.conn.cursor() as cur:
                 for candidate in candidates:
@@ -71,6 +73,17 @@ class Planner:
         finally:
             with self.session.conn.cursor() as cur:
                 cur.execute("SELECT hypopg_reset()")
+
+    def _refuse_untrusted_keys(self, candidate: Candidate) -> None:
+        """Expression keys are sqlglot's rendering of the statement's text, and the planner folds
+        index expressions: what they call is checked like a statement before HypoPG sees them."""
+        if not any(candidate.expressions):
+            return
+        keys = [f"({key})" for key, is_expr in zip(candidate.keys, candidate.expressions, strict=True) if is_expr]
+        try:
+            self.session.refuse_untrusted(check(f"SELECT {', '.join(keys)} FROM {candidate.quoted_table}"))
+        except Refused as err:
+            raise PlanError(f"index keys {', '.join(candidate.keys)}: {err}") from None
 
     def plan_with(self, statement: ForeignStatement, candidate: Candidate) -> tuple[Plan, bool]:
         """The plan with one hypothetical index, and whether the plan uses it."""
