@@ -79,7 +79,8 @@ class Planner:
         index expressions: what they call is checked like a statement before HypoPG sees them."""
         if not any(candidate.expressions):
             return
-        keys = [f"({key})" for key, is_expr in zip(candidate.keys, candidate.expressions, strict=True) if is_expr]
+        pairs = zip(candidate.keys, candidate.expressions, strict=True)
+        keys = [f"({key})" for key, is_expr in pairs if is_expr]
         try:
             self.session.refuse_untrusted(check(f"SELECT {', '.join(keys)} FROM {candidate.quoted_table}"))
         except Refused as err:
