@@ -291,6 +291,17 @@ def test_settings_are_in_force_before_any_statement(hostile: dict) -> None:
     assert shown == ("1234ms", "567ms", "on", "force_generic_plan")
 
 
+def test_the_dsn_cannot_lift_the_limits_but_keeps_its_search_path(hostile: dict) -> None:
+    dsn = f"{hostile['dsn']}?options=-c%20statement_timeout%3D0%20-c%20search_path%3Derp"
+    with GuardedSession.connect(dsn, limits=Limits(statement_ms=4321)) as session:
+        shown = session.conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('search_path')"
+        ).fetchone()
+        assert shown == ("4321ms", "erp")
+        tree, _ = session.explain(check("(select * from orders where id = $1)"))  # erp.orders
+        assert tree[0]["Plan"]["Node Type"] == "Index Scan"
+
+
 def test_the_statement_is_sent_alone_even_if_the_parser_were_fooled(hostile: dict) -> None:
     """The extended protocol is the second lock: the server refuses a second statement itself."""
     fooled = check("select 1")

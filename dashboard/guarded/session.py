@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from dashboard.guarded.statement import ForeignStatement, Name, Refused
 from dashboard.redaction import password_of, postgres_conninfo, redact
@@ -93,9 +94,11 @@ class GuardedSession:
     ) -> Self:
         limits = limits or Limits()
         try:
+            # The DSN's own options (a search_path, say) stay; ours come last, so they win.
+            own = conninfo_to_dict(dsn).get("options")
             conninfo = postgres_conninfo(
                 dsn, password_env, application_name=application_name, connect_timeout=10,
-                options=limits.options(),
+                options=f"{own} {limits.options()}" if own else limits.options(),
             )  # fmt: skip
             # No automatic server-side preparation: each foreign text is parsed and planned afresh.
             conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
@@ -178,8 +181,9 @@ class GuardedSession:
             with self._read_only() as cur:
                 json_options = ", ".join([*generic, "FORMAT JSON"])
                 tree = _foreign(cur, f"EXPLAIN ({json_options}) {statement.text}").fetchone()[0]
-                text_options = f"({', '.join(generic)}) " if generic else ""
-                rows = _foreign(cur, f"EXPLAIN {text_options}{statement.text}").fetchall()
+                # Always an option list: a statement opening with '(' is never read as one.
+                text_options = ", ".join([*generic, "FORMAT TEXT"])
+                rows = _foreign(cur, f"EXPLAIN ({text_options}) {statement.text}").fetchall()
                 return tree, "\n".join(r[0] for r in rows)
 
     def _explain_prepared(self, statement: ForeignStatement) -> tuple[Any, str]:
@@ -191,7 +195,7 @@ class GuardedSession:
                 prepared = True
                 execute = f"EXECUTE {_PREPARED}({', '.join(['NULL'] * statement.params)})"
                 tree = cur.execute(f"EXPLAIN (FORMAT JSON) {execute}").fetchone()[0]  # type: ignore[call-overload]
-                rows = cur.execute(f"EXPLAIN {execute}").fetchall()  # type: ignore[call-overload]
+                rows = cur.execute(f"EXPLAIN (FORMAT TEXT) {execute}").fetchall()  # type: ignore[call-overload]
                 return tree, "\n".join(r[0] for r in rows)
         finally:
             if prepared:  # prepared statements outlive transactions
