@@ -2,10 +2,15 @@
 
 Series frames carry per-bucket `sum`, `count` and `width` (seconds): a counter's rate is
 sum / width, a gauge's mean is sum / count. Times are shown in UTC.
+
+Plotly reads its text (titles, legends, axis and hover labels) as HTML of its own: `<a href>` makes a
+link and `<span style="background:url(...)">` fetches that URL. Every text a figure shows goes
+through `plain` first, so a name or a query's text is shown as written.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping
 
@@ -36,6 +41,15 @@ CONNECTION_COLORS = {
     "idle in transaction": "#ef6c00",
     "idle in transaction (aborted)": "#c62828",
 }
+
+
+def plain(text: object) -> str:
+    """`text` as Plotly shows it literally: its `<`, `>` and `&` as entities (Plotly decodes them)."""
+    return html.escape(str(text), quote=False)
+
+
+def _plain_column(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return frame.assign(**{column: frame[column].map(plain)})
 
 
 def with_time(frame: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +95,7 @@ def connections_area(frame: pd.DataFrame, title: str = "Connections by state") -
     points = frame[frame["name"] == "pg.connections"].copy()
     if points.empty:
         return _empty(title)
-    points["state"] = points["labels"].str.removeprefix("state=")
+    points["state"] = points["labels"].str.removeprefix("state=").map(plain)
     points["value"] = points["sum"] / points["count"].where(points["count"] > 0)
     points = with_time(points.groupby(["ts", "state"], as_index=False)["value"].sum())
     fig = px.area(
@@ -89,8 +103,8 @@ def connections_area(frame: pd.DataFrame, title: str = "Connections by state") -
         x="time",
         y="value",
         color="state",
-        color_discrete_map=CONNECTION_COLORS,
-        category_orders={"state": list(CONNECTION_COLORS)},
+        color_discrete_map={plain(k): v for k, v in CONNECTION_COLORS.items()},
+        category_orders={"state": [plain(k) for k in CONNECTION_COLORS]},
     )
     return _layout(fig, title, "connections")
 
@@ -107,7 +121,7 @@ def _per_target(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 def _lines(points: pd.DataFrame, title: str, unit: str) -> go.Figure:
     if points.empty:
         return _empty(title)
-    points = with_time(points)
+    points = with_time(_plain_column(points, "target"))
     fig = px.line(points, x="time", y="value", color="target", markers=len(points) < 40)
     return _layout(fig, title, unit, legend=points["target"].nunique() > 1)
 
@@ -119,7 +133,8 @@ def top_queries_bar(frame: pd.DataFrame, title: str = "Top queries by total time
         return _empty(title)
     bars = frame.assign(
         label=[
-            f"#{sid} {one_line(q, 60)}" for sid, q in zip(frame["statement_id"], frame["query"], strict=True)
+            plain(f"#{sid} {one_line(q, 60)}")
+            for sid, q in zip(frame["statement_id"], frame["query"], strict=True)
         ],
         seconds=frame["exec_ms"] / 1000,
     )
@@ -159,7 +174,7 @@ def statement_mean(frame: pd.DataFrame, title: str = "Mean time") -> go.Figure:
 
 
 def _series_lines(long: pd.DataFrame, title: str, unit: str, legend: bool = True) -> go.Figure:
-    long = with_time(long)
+    long = with_time(_plain_column(long, "series"))
     fig = px.line(long, x="time", y="value", color="series", markers=len(long) < 60)
     return _layout(fig, title, unit, legend=legend and long["series"].nunique() > 1)
 
@@ -173,7 +188,7 @@ def lines(
         return _empty(title)
     fig = _series_lines(long, title, unit, legend=legend)
     for name in dashed:
-        fig.update_traces(line_dash="dash", selector={"name": name})
+        fig.update_traces(line_dash="dash", selector={"name": plain(name)})
     return fig
 
 
@@ -201,14 +216,14 @@ def stacked_area(
     """Stacked areas, one per `series` (jobs per state), in the order the frame lists them."""
     if long.empty:
         return _empty(title)
-    points = with_time(long)
+    points = with_time(_plain_column(long, "series"))
     order = list(dict.fromkeys(points["series"]))
     fig = px.area(
         points,
         x="time",
         y="value",
         color="series",
-        color_discrete_map=dict(colors or {}),
+        color_discrete_map={plain(k): v for k, v in (colors or {}).items()},
         category_orders={"series": order},
     )
     return _layout(fig, title, unit)
@@ -238,7 +253,7 @@ def slo_lines(
         y=threshold,
         line_dash="dash",
         line_color=TARGET_COLOR,
-        annotation_text=f"target {label or f'{op} {threshold:g}'}",
+        annotation_text=plain(f"target {label or f'{op} {threshold:g}'}"),
         annotation_position="top left",
         annotation_font_color=TARGET_COLOR,
     )
@@ -275,15 +290,17 @@ def overlay(
         for name, part in points.groupby("series", sort=False):
             fig.add_trace(
                 go.Scatter(
-                    x=part["time"], y=part["value"], name=str(name), line={"color": color},
+                    x=part["time"], y=part["value"], name=plain(name), line={"color": color},
                     mode="lines+markers" if len(part) < 60 else "lines",
                 ),
                 secondary_y=secondary,
             )  # fmt: skip
     _layout(fig, title, "", legend=True)
-    fig.update_yaxes(title={"text": left_unit, "font": {"color": OVERLAY_COLORS[0]}}, secondary_y=False)
     fig.update_yaxes(
-        title={"text": right_unit, "font": {"color": OVERLAY_COLORS[1]}},
+        title={"text": plain(left_unit), "font": {"color": OVERLAY_COLORS[0]}}, secondary_y=False
+    )
+    fig.update_yaxes(
+        title={"text": plain(right_unit), "font": {"color": OVERLAY_COLORS[1]}},
         secondary_y=True,
         showgrid=False,
         tickmode="auto",
@@ -298,15 +315,15 @@ def _layout(fig: go.Figure, title: str, unit: str, *, xtitle: str = "", legend: 
     # The legend sits between the title and the plot: below the plot it runs into the date line
     # of the time axis, and at the top right a long one (connection states) runs into the title.
     fig.update_layout(
-        title={"text": title, "font": {"size": 15}, "y": 0.97, "yanchor": "top"},
+        title={"text": plain(title), "font": {"size": 15}, "y": 0.97, "yanchor": "top"},
         height=HEIGHT + (30 if legend else 0),
         margin={"l": 10, "r": 10, "t": 70 if legend else 40, "b": 10},
         showlegend=legend,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0, "title": None},
         hovermode="x unified",
     )
-    fig.update_yaxes(title=unit or None, rangemode="tozero")
-    fig.update_xaxes(title=xtitle or None)
+    fig.update_yaxes(title=plain(unit) if unit else None, rangemode="tozero")
+    fig.update_xaxes(title=plain(xtitle) if xtitle else None)
     return fig
 
 

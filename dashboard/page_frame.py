@@ -43,10 +43,10 @@ def per_target(
         name = ui.KIND_NAMES.get(kind, kind)
         st.info(f"Pick at least one target in the sidebar: no {name} target is selected.")
         st.stop()
-    tabs = st.tabs([t.name for t in targets]) if len(targets) > 1 else [st.container()]
+    tabs = st.tabs([ui.md_escape(t.name) for t in targets]) if len(targets) > 1 else [st.container()]
     for tab, target in zip(tabs, targets, strict=True):
         with tab:
             if len(targets) == 1:
-                st.subheader(target.name)
+                st.subheader(ui.md_escape(target.name))
             draw(target, window)
     return targets, window, statuses

@@ -180,19 +180,21 @@ def _today() -> date:
 def problems(statuses: pd.DataFrame) -> None:
     """Banners for targets that need attention, at the top where they cannot be missed."""
     for r in statuses.itertuples():
+        name = md_escape(r.name)
         if r.state == "down":
-            st.error(f"**{r.name}** is down: {r.last_error or 'no answer'}", icon=":material/error:")
+            error = md_escape(r.last_error) if _text(r.last_error) else "no answer"
+            st.error(f"**{name}** is down: {error}", icon=":material/error:")
         elif r.stale:
             st.warning(
-                f"**{r.name}** was last scraped {ago(r.last_attempt)}: is `observatory collect` running?",
+                f"**{name}** was last scraped {ago(r.last_attempt)}: is `observatory collect` running?",
                 icon=":material/schedule:",
             )
         elif r.state == "degraded":
-            st.warning(f"**{r.name}** is degraded: {r.last_error}", icon=":material/warning:")
+            st.warning(f"**{name}** is degraded: {md_escape(r.last_error)}", icon=":material/warning:")
         else:
             continue
         for hint in r.hints:
-            st.warning(f"To fix: {hint}", icon=":material/build:")
+            st.warning(f"To fix: {md_escape(hint)}", icon=":material/build:")
 
 
 def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
@@ -202,17 +204,23 @@ def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
     for i, r in enumerate(statuses.itertuples()):
         with cols[i % len(cols)].container(border=True):
             state = r.state if isinstance(r.state, str) else "never collected"
-            st.markdown(f"**{r.name}** :{STATE_COLORS.get(state, 'gray')}-badge[{state}]")
+            color = STATE_COLORS.get(state, "gray")
+            st.markdown(f"**{md_escape(r.name)}** :{color}-badge[{md_escape(state)}]")
             st.caption(
                 f"last scrape {ago(r.last_attempt)} · last success {ago(r.last_success)}"
                 f" · {int(r.samples):,} samples"
             )
-            if isinstance(r.server_version, str):
-                st.caption(r.server_version)
-            if isinstance(r.last_error, str) and r.last_error:
-                st.error(r.last_error)
+            if _text(r.server_version):
+                st.caption(md_escape(r.server_version))
+            if _text(r.last_error):
+                st.error(md_escape(r.last_error))
             for hint in r.hints:
-                st.warning(hint)
+                st.warning(md_escape(hint))
+
+
+def _text(value: object) -> bool:
+    """A non-empty string (a missing value in a frame is None or NaN)."""
+    return isinstance(value, str) and bool(value)
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -249,10 +257,35 @@ def fmt_bytes(n: float | None) -> str:
     return f"{n:.0f} B"
 
 
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>$|~#])")
+# Every ASCII punctuation character: CommonMark lets a backslash escape any of them, and Streamlit
+# gives meaning to many (`:red[...]` directives, `:material/...:` icons, `$...$` LaTeX, GFM tables).
+_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+# Some of Streamlit's Markdown plugins search the text *after* it has been parsed, where an escaped
+# character is plain again: GFM autolinks (http://x, www.x, a@b.c), emoji shortcodes (:smile:), its
+# logo (:streamlit:), icons (:material_x:) and arrows (" -> " becomes " → "). A word joiner (U+2060:
+# invisible, no line break) after the first character of each such run keeps them from matching;
+# text that matches none of them (127.0.0.1:5432, user@host) gets none and is copied as written.
+WORD_JOINER = "\u2060"
+_PLUGIN_RUNS = re.compile(
+    r"(?ai)https?:(?=//)"  # autolinks: http://x
+    r"|w(?=ww\.)"  # www.x
+    r"|@(?=[-\w]+(?:\.[-\w]+)+)"  # a@b.c
+    r"|:(?=[\w+-]+:)"  # :smile:, :+1:, :streamlit:, :material_warning:
+    r"|(?<!\S)(?:<(?=->(?!\S))|<(?=[-=](?!\S))|-(?=[->](?!\S))|[>~](?==(?!\S)))"  # <-> <- <= -> -- >= ~=
+)
 
 
-def md_escape(text: str) -> str:
-    """Text shown through Markdown (captions, labels, st.table cells) exactly as written: the
-    `*` of two `count(*)` is not emphasis, `[...]` not a link, `$` not LaTeX."""
-    return _MARKDOWN.sub(r"\\\1", text)
+def md_escape(text: object) -> str:
+    """`text` shown through Markdown (st.markdown, captions, alerts, labels, st.table cells) exactly
+    as written, never as markup: no image, link, HTML, emphasis, heading, list, code, LaTeX, color
+    directive, icon or emoji comes out of it, whoever wrote it (role, database, key and target
+    names, query texts, error messages). Escape each piece of text on its own, never a template.
+
+    Each line is trimmed (four leading spaces would start a code block) and lines are joined by
+    hard line breaks, so no line can start a block or end the paragraph around it; blank lines are
+    dropped.
+    """
+    lines = (line.strip() for line in str(text).splitlines())
+    return "\\\n".join(
+        _PUNCTUATION.sub(r"\\\1", _PLUGIN_RUNS.sub(rf"\g<0>{WORD_JOINER}", line)) for line in lines if line
+    )

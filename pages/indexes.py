@@ -254,10 +254,10 @@ def health_table(kind: str, items: list[dict]) -> pd.DataFrame:
             ui.md_escape(i.get("constraint") or i["index"] or "") for i in items
         ],
         "table": [ui.md_escape(i["table"]) for i in items],
-        "table size" if fk else "size": [i["size"] for i in items],
+        "table size" if fk else "size": [ui.md_escape(i["size"]) for i in items],
     }
     if kind == "bloat":
-        rows["bloat"] = [f"{i['bloat']} ({i['bloat_percent']:g} %)" for i in items]
+        rows["bloat"] = [ui.md_escape(f"{i['bloat']} ({i['bloat_percent']:g} %)") for i in items]
     rows["why"] = [ui.md_escape(i["reason"]) for i in items]
     return pd.DataFrame(rows)
 
@@ -284,7 +284,12 @@ def paste_box(reports: list[dict]) -> None:
             return
         with st.form("paste"):
             where = st.selectbox("Database (target/database)", choices)
-            text = st.text_area("Statement", placeholder="SELECT * FROM orders WHERE customer_id = $1")
+            text = st.text_area(
+                "Statement",
+                placeholder="SELECT * FROM orders WHERE customer_id = $1",
+                help="One SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or MERGE statement. It is planned "
+                "in a read-only transaction that is rolled back, never run.",
+            )
             asked = st.form_submit_button("Advise")
         if not (asked and text.strip()):
             return

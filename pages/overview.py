@@ -10,7 +10,7 @@ from dashboard.sqltext import one_line
 
 
 def target_figures(target: ui.Target, row: pd.Series) -> None:
-    st.markdown(f"**{target.name}**")
+    st.markdown(f"**{ui.md_escape(target.name)}**")
     if not row["seconds"] and row["hit_ratio"] != row["hit_ratio"]:
         st.caption("Nothing collected in this window.")
         return

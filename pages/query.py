@@ -16,7 +16,7 @@ def statement_id() -> int | None:
 def not_found() -> None:
     raw = st.query_params.get("id")
     if raw:
-        st.error(f"No statement with id {raw!r} in this store.", icon=":material/search_off:")
+        st.error(f"No statement with id '{ui.md_escape(raw)}' in this store.", icon=":material/search_off:")
     else:
         st.info("No statement chosen: open one from the Queries page.", icon=":material/info:")
     st.page_link(ui.QUERIES_PAGE, label="Go to Queries", icon=":material/list:")
@@ -101,7 +101,7 @@ def facts(info: dict) -> None:
     }
     cols = st.columns(2)
     for i, (label, value) in enumerate(rows.items()):
-        cols[i % 2].markdown(f"**{label}:** {value}")
+        cols[i % 2].markdown(f"**{label}:** {ui.md_escape(value)}")
 
 
 sid = statement_id()
@@ -112,9 +112,8 @@ if info is None:
     st.stop()
 
 window = ui.current_window()
-st.caption(
-    f"Statement #{sid} on {info['target']} · {info['datname']} · {info['rolname']} · {ui.window_label()}"
-)
+about = " · ".join(ui.md_escape(info[key] or "unknown") for key in ("target", "datname", "rolname"))
+st.caption(f"Statement #{sid} on {about} · {ui.window_label()}")
 st.code(format_sql(info["query"] or "(text not available)"), language="sql", wrap_lines=True)
 summary = data.statement_summary(sid, window)
 if summary["calls"]:

@@ -234,11 +234,12 @@ def queues(target: ui.Target, window) -> None:
     paused = summary.loc[summary["paused"], "queue"].tolist()
     if paused:
         st.warning(
-            f"Paused: {', '.join(paused)} (workers take no job until it is resumed)", icon=":material/pause:"
+            f"Paused: {', '.join(map(ui.md_escape, paused))} (workers take no job until it is resumed)",
+            icon=":material/pause:",
         )
     for lib, queue in found:
         with st.container(border=True):
-            st.markdown(f"**{ui.md_escape(queue)}** · {lib}")
+            st.markdown(f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}")
             left, right = st.columns(2)
             depths = redis_views.queue_depths(frame, lib, queue)
             left.plotly_chart(charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS))

@@ -100,7 +100,7 @@ def series_charts(target: ui.Target, window) -> None:
         label = slo.fmt_target(*series.slo, series.unit) if series.slo else ""
         box.plotly_chart(charts.slo_lines(data.service_line(target, name, window), name, unit, line, label))
         if name in errors:
-            box.caption(f"Last evaluation of {name}: {ui.md_escape(errors[name])}")
+            box.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
 
 
 def prometheus_state(target: ui.Target) -> None:

@@ -104,3 +104,13 @@ def test_page_reads_match_the_data_layer() -> None:
     assert data.OVERVIEW_SERIES == store_history.OVERVIEW_SERIES
     assert (*data.STATEMENT_TOTALS, *data.BLOCKS) == store_history.SUMMARY_SERIES
     assert data.CYCLES == store_history.CYCLES
+
+
+def test_guarded_sql_benchmark(pg: ThrowawayPostgres) -> None:
+    from bench import guarded_sql
+
+    result = guarded_sql.measure(pg.dsn(dbname=new_database(pg, "guardbench")), tables=2, count=10, rows=200)
+    assert result["statements"] == 10 and result["guarded"]["median_ms"] > 0
+    assert result["ratio_median"] > 0 and "overhead_median_ms" in result
+    outcomes = {b["case"]: b["outcome"] for b in result["bounds"]}
+    assert [o.startswith("refused") for o in outcomes.values()] == [False, False, False, True, True], outcomes

@@ -16,6 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from collectors.advisor_job import advise_target
+from dashboard import ui
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import statement_ids_by_text
@@ -133,7 +134,7 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     metrics = [m.label for m in at.metric]
     assert metrics.count("Time saved per day") == 2 and "Planner cost" in metrics
     links = {e.proto.label: e.proto.page for e in at.get("page_link")}
-    ref_link = f"#{statement_id(advised, REF)} SELECT \\* FROM orders WHERE ref = \\$1"
+    ref_link = f"#{statement_id(advised, REF)} {ui.md_escape('SELECT * FROM orders WHERE ref = $1')}"
     assert ref_link in links, links
     skipped = at.dataframe[-1].value  # the overview of every database comes first
     assert SEGMENT in skipped["statement"].tolist()

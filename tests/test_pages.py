@@ -12,6 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard import ui
 from dashboard.sqltext import format_sql
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
@@ -103,7 +104,7 @@ def test_overview_shows_the_workload(monkeypatch, populated_store) -> None:
     assert len(at.get("plotly_chart")) >= 5  # query time, calls, mean, hit ratio, connections
     links = [e.proto.label for e in at.get("page_link")]
     assert any("orders" in label for label in links), links
-    assert "erp-primary" in texts(at.markdown)
+    assert ui.md_escape("erp-primary") in texts(at.markdown)  # names are shown escaped
     assert not at.info
 
 

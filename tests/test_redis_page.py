@@ -17,7 +17,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import config as config_mod
-from dashboard import redis_views
+from dashboard import redis_views, ui
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame
@@ -223,7 +223,7 @@ def test_configured_but_never_collected(monkeypatch, tmp_path) -> None:
     )
     at = open_page(monkeypatch, config_file)
     assert "No Redis data yet" in texts(at.info)
-    assert "cache-9" in texts(at.markdown)  # its health card
+    assert ui.md_escape("cache-9") in texts(at.markdown)  # its health card, the name escaped
     assert "never collected" in texts(at.markdown)
 
 
@@ -246,7 +246,7 @@ def test_page_shows_the_node(monkeypatch, populated) -> None:
     assert queues["waiting"].tolist() == [WAITING]
     assert queues["failed"].tolist() == [FAILED]
     assert "Queues" in texts(at.subheader) and "Collector health" in texts(at.subheader)
-    assert NODE in texts(at.markdown)
+    assert ui.md_escape(NODE) in texts(at.markdown)
 
 
 def test_postgres_pages_on_a_redis_only_store(monkeypatch, populated) -> None:

@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import config as config_mod
-from dashboard import service_views, slo
+from dashboard import service_views, slo, ui
 from dashboard.config import Series
 from dashboard.demo_service import DemoService, Traffic, expected_error_ratio, expected_quantile
 from dashboard.store import Store
@@ -193,7 +193,9 @@ def test_scorecard_charts_alerts_and_down_targets(monkeypatch, populated, stored
     assert len(down) == 1 and "refused" in down["last_error"].iloc[0]
     assert "1 alert firing, 1 pending" in texts(at.error)
     assert "1 of 2 scrape targets down" in texts(at.error)
-    assert "series cpu_utilisation" in texts(at.warning)  # the collector's hint, from the health banner
+    assert ui.md_escape("series cpu_utilisation") in texts(
+        at.warning
+    )  # the collector's hint, from the health banner
 
 
 def test_overlay_puts_a_query_beside_a_service_series(monkeypatch, populated) -> None:
