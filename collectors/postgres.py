@@ -6,6 +6,7 @@ query text every cycle, text only for entries not seen before. Never resets serv
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,7 +20,14 @@ from collectors.deltas import LastCounters, counter_delta
 from collectors.pg_arrays import Int8Array, float8_rows, register_int8_array
 from collectors.sqlfiles import sql_for
 from dashboard.config import PostgresTarget
-from dashboard.redaction import password_of, postgres_conninfo, redact
+from dashboard.redaction import (
+    SecretError,
+    env_values,
+    password_of,
+    postgres_conninfo,
+    redact,
+    redact_statement,
+)
 from dashboard.store.records import (
     OWN_MARKER,
     Cycle,
@@ -89,7 +97,7 @@ class PostgresCollector(TargetCollector):
         self._conn: psycopg.Connection | None = None
         self._state: _State | None = None
         self._server: dict[str, Any] | None = None  # server.sql's row, as last read on this connection
-        self._secret = password_of(target.dsn)
+        self._secrets = [s for s in (password_of(target.dsn), *env_values(target.password_env)) if s]
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -105,6 +113,7 @@ class PostgresCollector(TargetCollector):
         if self._conn is not None and not self._conn.closed:
             return self._conn
         t = self.target
+        self._secrets += [s for s in env_values(t.password_env) if s not in self._secrets]
         conninfo = postgres_conninfo(
             t.dsn,
             t.password_env,
@@ -138,7 +147,7 @@ class PostgresCollector(TargetCollector):
         return explain_connection_error(err)  # type: ignore[arg-type]
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._secret)
+        return redact(text, *self._secrets)
 
     def _collect(self, conn: psycopg.Connection, cycle: Cycle) -> None:
         state = self._load_state()
@@ -312,7 +321,8 @@ def _reset_since(before: float | None, now: float | None) -> bool:
 
 
 def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
-    """The text of new entries. Any text read makes PostgreSQL read the whole query text file."""
+    """The text of new entries, without passwords (CREATE ROLE ... PASSWORD '...' is kept with its
+    literal by pg_stat_statements). Any text read makes PostgreSQL read the whole query text file."""
     if not keys:
         return {}
     wanted = set(keys)
@@ -320,7 +330,7 @@ def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
     for row in reads.query("statement_texts", {"queryids": list({k.queryid for k in keys})}):
         key = StatementKey(row["queryid"], row["dbid"], row["userid"], row["toplevel"])
         if key in wanted and row["query"] and row["query"] != "<insufficient privilege>":
-            texts[key] = row["query"]
+            texts[key] = redact_statement(row["query"])
     return texts
 
 
@@ -397,9 +407,16 @@ def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:
     return sql.SQL(text)
 
 
+_CONNINFO_WORD = re.compile(r'(missing "=" after )"[^"]*"')
+
+
 def explain_connection_error(err: Exception) -> tuple[str, str]:
     """The driver's message (first line) and what to do about it."""
+    if isinstance(err, SecretError):
+        return str(err), err.hint
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    # libpq quotes the word it choked on, which may be (part of) a password in the dsn
+    message = _CONNINFO_WORD.sub(r'\1"***"', message)
     lowered = str(err).lower()
     if (
         isinstance(err, psycopg.ProgrammingError)

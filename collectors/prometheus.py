@@ -41,10 +41,11 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -53,7 +54,7 @@ from urllib3.util.retry import Retry
 from collectors.base import StateSource, TargetCollector
 from dashboard.config import PrometheusTarget, Series
 from dashboard.prometheus_preset import PRESET_KEYS, series_for, unknown_keys
-from dashboard.redaction import redact
+from dashboard.redaction import SecretError, env_values, redact, secret_from_env
 from dashboard.store.records import Cycle, Point
 
 SERIES = "prom.series"
@@ -116,7 +117,9 @@ class PrometheusCollector(TargetCollector):
         self._session: _FormSession | None = None
         self._prom: PrometheusConnect | None = None
         self._details: dict[str, Any] | None = None
-        self._secrets = [s for s in (urlsplit(target.url).password,) if s]
+        url_password = urlsplit(target.url).password
+        self._secrets: list[str] = [s for s in (url_password, unquote(url_password or "")) if s]
+        self._secrets += env_values(target.password_env, target.bearer_token_env)  # whatever they hold
         self._url = target.url.rstrip("/")
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -139,13 +142,14 @@ class PrometheusCollector(TargetCollector):
         t = self.target
         headers: dict[str, str] = {}
         if t.bearer_token_env:
-            token = self._env(t.bearer_token_env, "bearer_token_env")
+            token = self._env(t.bearer_token_env, "bearer_token_env", ascii_only=True)
             headers["Authorization"] = f"Bearer {token}"
         auth = None
         if t.password_env and not t.username:
             raise _Down("password_env is set but username is not", "basic auth needs both: set username")
         if t.username:
-            auth = (t.username, self._env(t.password_env, "password_env") if t.password_env else "")
+            password = self._env(t.password_env, "password_env") if t.password_env else ""
+            auth = (t.username.encode(), password.encode())  # UTF-8, as servers read it (not latin-1)
         if t.ca_file and not os.path.isfile(t.ca_file):
             raise _Down(f"ca_file {t.ca_file} does not exist", "point ca_file at the CA's PEM file")
         session = _FormSession()
@@ -166,21 +170,30 @@ class PrometheusCollector(TargetCollector):
         )
         return self._prom
 
-    def _env(self, variable: str | None, key: str) -> str:
-        value = os.environ.get(variable or "")
-        if value is None:
-            raise _Down(
-                f"environment variable {variable} ({key}) is not set",
-                "export the variable before starting the collector",
-            )
-        self._secrets.append(value)
+    def _env(self, variable: str, key: str, ascii_only: bool = False) -> str:
+        """The secret in `variable`, stripped; the target is down when it is unset or unusable
+        (the message names the variable, never the value)."""
+        self._remember(*env_values(variable))
+        try:
+            value = secret_from_env(variable, key, ascii_only=ascii_only)
+        except SecretError as err:
+            raise _Down(str(err), err.hint) from None
+        self._remember(value)
         return value
+
+    def _remember(self, *secrets: str) -> None:
+        self._secrets += [s for s in secrets if s and s not in self._secrets]
 
     # -- the cycle --------------------------------------------------------------------------
     def _explain(self, err: BaseException) -> tuple[str, str]:
         if isinstance(err, _Down):
             return err.message, err.hint
-        return explain_connection_error(err, self._url, self.target.timeout)  # type: ignore[arg-type]
+        return explain_connection_error(
+            err,
+            self._url,
+            self.target.timeout,  # type: ignore[arg-type]
+            clean=self._redact,
+        )
 
     def _collect(self, prom: PrometheusConnect, cycle: Cycle) -> None:
         old = self._load_details()
@@ -329,12 +342,12 @@ class PrometheusCollector(TargetCollector):
             code, body = _parse_status(str(err))
             api_error = _api_error(body)
             if code in (401, 403):
-                raise _Down(f"HTTP {code}: {api_error or _excerpt(body)}", HINT_AUTH) from None
+                raise _Down(f"HTTP {code}: {api_error or self._excerpt(body)}", HINT_AUTH) from None
             if api_error is not None:  # Prometheus' own message: bad PromQL, execution error, timeout
-                raise _QueryFailed(f"HTTP {code}: {api_error}") from None
+                raise _QueryFailed(f"HTTP {code}: {self._redact(api_error)}") from None
             if code == 404 or code is None or code >= 500:
-                raise _Down(f"HTTP {code}: {_excerpt(body)}", hint_for_status(code)) from None
-            raise _QueryFailed(f"HTTP {code}: {_excerpt(body)}") from None
+                raise _Down(f"HTTP {code}: {self._excerpt(body)}", hint_for_status(code)) from None
+            raise _QueryFailed(f"HTTP {code}: {self._excerpt(body)}") from None
         except requests.ReadTimeout:
             raise _QueryFailed(f"timeout: no answer within {self.target.timeout:g}s", timeout=True) from None
         except (requests.JSONDecodeError, KeyError, TypeError) as err:  # a 200 that is not the API's JSON
@@ -363,12 +376,12 @@ class PrometheusCollector(TargetCollector):
                 "the server is overloaded or hung, or a firewall drops packets: check it, or raise timeout",
             ) from None
         if resp.status_code in (401, 403):
-            raise _Down(f"HTTP {resp.status_code}: {_excerpt(resp.content)}", HINT_AUTH)
+            raise _Down(f"HTTP {resp.status_code}: {self._excerpt(resp.content)}", HINT_AUTH)
         if resp.status_code == 404:  # not every compatible server has it; the queries will tell
             return None
         if resp.status_code != 200:
             raise _Down(
-                f"HTTP {resp.status_code}: {_excerpt(resp.content)}", hint_for_status(resp.status_code)
+                f"HTTP {resp.status_code}: {self._excerpt(resp.content)}", hint_for_status(resp.status_code)
             )
         try:
             return str(resp.json()["data"]["version"]) or None
@@ -394,7 +407,7 @@ class PrometheusCollector(TargetCollector):
         except ValueError:
             body = None
         if resp.status_code != 200 or not isinstance(body, dict) or "data" not in body:
-            error = _api_error(resp.content) or _excerpt(resp.content)
+            error = self._redact(_api_error(resp.content) or "") or self._excerpt(resp.content)
             hints.append(f"{path}: HTTP {resp.status_code}: {error}: {what} not read")
             return None
         return body["data"]
@@ -439,7 +452,7 @@ class PrometheusCollector(TargetCollector):
                     "job": labels.get("job", t.get("scrapePool")),
                     "instance": labels.get("instance"),
                     "health": t.get("health"),
-                    "lastError": t.get("lastError") or None,
+                    "lastError": self._redact(str(t["lastError"])) if t.get("lastError") else None,
                     "lastScrape": t.get("lastScrape"),
                 }
             )
@@ -455,6 +468,11 @@ class PrometheusCollector(TargetCollector):
 
     def _redact(self, text: str) -> str:
         return redact(text, *self._secrets)
+
+    def _excerpt(self, body: bytes | str) -> str:
+        """An answer's start, secrets taken out before it is cut (a cut secret is no longer found)."""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        return _excerpt(self._redact(text))
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -557,9 +575,14 @@ def _excerpt(body: bytes | str, limit: int = 200) -> str:
     return (text[:limit] + "...") if len(text) > limit else (text or "(empty answer)")
 
 
-def explain_connection_error(err: Exception, url: str, timeout: float) -> tuple[str, str]:
-    """A short message and what to do, for an error that makes the target unusable."""
-    text = " ".join(str(err).split()) or type(err).__name__
+def explain_connection_error(
+    err: Exception, url: str, timeout: float, clean: Callable[[str], str] = redact
+) -> tuple[str, str]:
+    """A short message and what to do, for an error that makes the target unusable. `clean` takes
+    the secrets out of the error's text before any of it is cut."""
+    if isinstance(err, SecretError):
+        return str(err), err.hint
+    text = " ".join(clean(str(err)).split()) or type(err).__name__
     errno = re.search(r"\[Errno -?\d+\] ([^'\"()\]]+)", text)
     lowered = text.lower()
     if isinstance(err, requests.exceptions.SSLError) or "certificate" in lowered or "ssl" in lowered:

@@ -48,8 +48,9 @@ keyspace.
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -62,7 +63,7 @@ from collectors.deltas import counter_delta
 from collectors.redis_batch import Batch, Problems, State, label_value, reply_text
 from collectors.redis_queues import QueueReads
 from dashboard.config import RedisTarget
-from dashboard.redaction import password_of, redact
+from dashboard.redaction import SecretError, env_values, password_of, redact, secret_from_env
 from dashboard.store.records import Cycle, Point, SlowlogEntry, Status
 
 CLIENT_NAME = "observatory"
@@ -143,6 +144,7 @@ class RedisCollector(TargetCollector):
         self._state: State | None = None
         url_password = password_of(target.url)
         self._secrets = [s for s in (url_password, unquote(url_password or "")) if s]
+        self._secrets += env_values(target.password_env)  # the raw value, whatever it holds
         self._user = urlsplit(target.url).username or "default"
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -157,7 +159,7 @@ class RedisCollector(TargetCollector):
     def _connect(self) -> redis.Redis:
         if self._client is None:
             self._client, env_password = make_client(self.target)
-            if env_password:
+            if env_password and env_password not in self._secrets:
                 self._secrets.append(env_password)
         return self._client
 
@@ -171,7 +173,7 @@ class RedisCollector(TargetCollector):
 
     # -- the cycle --------------------------------------------------------------------------
     def _explain(self, err: BaseException) -> tuple[str, str]:
-        return explain_connection_error(err, self.target.timeout)  # type: ignore[arg-type]
+        return explain_connection_error(err, self.target.timeout, clean=self._redact)  # type: ignore[arg-type]
 
     def _redact(self, text: str) -> str:
         return redact(text, *self._secrets)
@@ -308,7 +310,11 @@ class RedisCollector(TargetCollector):
             return []
         last = None if restarted else details.get("slowlog_last_id")
         entries = [slowlog_entry(raw) for raw in reply]
-        new = [e for e in entries if last is None or e.entry_id > last]
+        new = [
+            replace(e, command=self._redact(e.command), client=e.client and self._redact(e.client))
+            for e in entries
+            if last is None or e.entry_id > last
+        ]
         if entries:
             details["slowlog_last_id"] = max(e.entry_id for e in entries)
         if last is not None and len(reply) == SLOWLOG_FETCH and min(e.entry_id for e in entries) > last + 1:
@@ -423,9 +429,7 @@ def make_client(target: RedisTarget) -> tuple[redis.Redis, str | None]:
     """The target's client and the password taken from password_env (None: from the URL, if any)."""
     url, password = target.url, None
     if target.password_env:
-        password = os.environ.get(target.password_env)
-        if password is None:
-            raise ValueError(f"environment variable {target.password_env} (password_env) is not set")
+        password = secret_from_env(target.password_env, "password_env")  # stripped; SecretError
         url = _without_password(url)  # redis-py lets the URL's password win over the argument
     client = redis.Redis.from_url(
         url,
@@ -465,10 +469,16 @@ def refusal(command: str, err: Exception, what: str, user: str) -> tuple[str, st
     return message, f"{command} failed: {what} not collected (see the Redis server log)"
 
 
-def explain_connection_error(err: Exception, timeout: float) -> tuple[str, str]:
-    """The driver's message (first line) and what to do about it."""
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    lowered = str(err).lower()
+def explain_connection_error(
+    err: Exception, timeout: float, clean: Callable[[str], str] = redact
+) -> tuple[str, str]:
+    """The driver's message (first line) and what to do about it. `clean` takes the secrets out
+    of the error's text before it is cut to its first line."""
+    if isinstance(err, SecretError):
+        return str(err), err.hint
+    text = clean(str(err)).strip()
+    message = text.splitlines()[0] if text else type(err).__name__
+    lowered = text.lower()
     if "without any password configured" in lowered or "no password is set" in lowered:
         return message, "this server has no password: remove it from the URL and password_env"
     if isinstance(err, redis.AuthenticationError) or any(s in lowered for s in AUTH_WORDS):

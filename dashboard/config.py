@@ -6,8 +6,10 @@ what to write instead; passwords never appear in messages (see ``dashboard.redac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,6 +71,9 @@ class PostgresTarget(_Target):
     connect_timeout: Duration = 5.0
     advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
     advise: bool = True  # run the index advisor (read-only; proves suggestions with HypoPG)
+    # Advise even when the role is a superuser or may run programs, touch server files or end
+    # sessions: planning statements others wrote would run with that power. Off: such roles are refused.
+    advise_privileged: bool = False
 
 
 class RedisQueues(_Strict):
@@ -202,26 +207,97 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
 def from_dict(data: dict[str, Any] | None, source: str = "embedded defaults") -> Config:
     data = dict(data or {})
     data.pop("source", None)
+    odd = next((k for k in data if not isinstance(k, str)), None)
+    if odd is not None:
+        raise ConfigError(
+            f"{source}: invalid configuration\n  {odd!r}: unknown key; keys are names (store, targets)"
+        )
     try:
         return Config(**data, source=source)
     except ValidationError as err:
         raise _explain(err, source) from None
 
 
+def _read(candidate: Path, explicit: bool) -> str | None:
+    """The file's text; None when there is no file and none was asked for. Every problem is a
+    ConfigError of one line."""
+    try:
+        info = candidate.stat()
+    except FileNotFoundError:
+        if candidate.is_symlink():
+            raise ConfigError(
+                f"{candidate}: a symbolic link to {os.readlink(candidate)}, which does not exist"
+            ) from None
+        if explicit:
+            raise ConfigError(f"{candidate}: no such configuration file") from None
+        return None
+    except (OSError, ValueError) as err:  # a loop of links, a component that is a file, a NUL
+        raise ConfigError(f"{candidate}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{candidate}: is a directory, not a configuration file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{candidate}: not a regular file")
+    try:
+        raw = candidate.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{candidate}: cannot read: {err.strerror or err}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{candidate}: UTF-16 text: save the file as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{candidate}: line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x}): save the file as UTF-8"
+        ) from None
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Load the file named, else $OBSERVATORY_CONFIG, else ./observatory.yaml, else the defaults."""
     explicit = path or os.environ.get(ENV_FILE)
     candidate = Path(explicit) if explicit else Path(DEFAULT_FILE)
-    if not candidate.exists():
-        if explicit:
-            raise ConfigError(f"{candidate}: no such configuration file")
+    text = _read(candidate, bool(explicit))
+    if text is None:
         return from_dict({})
     try:
-        data = yaml.safe_load(candidate.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{candidate}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{candidate}:{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{candidate}: not valid YAML (nested too deeply)") from None
+    except (ValueError, TypeError) as err:  # a value YAML cannot build, e.g. the date 2024-13-01
+        raise ConfigError(f"{candidate}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{candidate}: expected a mapping of keys (store, retention, targets)")
     return from_dict(data, source=str(candidate))
+
+
+# -- where the dashboard listens --------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: 127.0.0.0/8, ::1 (also IPv4-mapped or
+    in brackets) and localhost. Any other name or address, and "" or 0.0.0.0 (every interface), is
+    not."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """The warning to print before serving the dashboard on `host`, or None on a loopback address."""
+    if is_loopback(host):
+        return None
+    return (
+        f"observatory: warning: the dashboard will listen on {host or 'every interface'}:{port}, which is "
+        "not a loopback address. It has no login yet: anyone who can reach this address can see it "
+        "(and use its paste box to run the advisor on your databases). Serve it on 127.0.0.1 and "
+        "reach it through an SSH tunnel or a reverse proxy that authenticates."
+    )

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -56,6 +57,9 @@ def say(message: str) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `args.minutes`; 0 on a normal stop."""
+    warning = config_mod.exposure_warning(args.host, args.port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if not _port_free(args.host, args.port):
         say(f"port {args.port} is in use on {args.host}: choose another with --port")
         return 2
