@@ -30,10 +30,12 @@ def _open_store() -> bool:
     try:
         data.engine()
     except ConfigError as err:
-        st.error(f"The configuration cannot be used:\n\n```\n{err}\n```")
+        st.error("The configuration cannot be used:")
+        st.code(str(err), language="text")  # a code block renders no markup, whatever the file holds
         return False
     except Exception as err:  # any driver error: the store is unreachable or not a store
-        st.error(f"The store cannot be opened: {redact(str(err)).splitlines()[0]}")
+        first = (redact(str(err)).splitlines() or [type(err).__name__])[0]
+        st.error(f"The store cannot be opened: {ui.md_escape(first)}")
         st.caption("Check `store:` in the configuration and that the database is reachable.")
         return False
     return True

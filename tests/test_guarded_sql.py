@@ -374,3 +374,13 @@ def test_check_names_what_the_planner_could_run() -> None:
 def test_the_advisor_role_of_the_readme_is_not_refused(hostile: dict) -> None:
     with GuardedSession.connect(hostile["dsn"]) as session:
         assert session.conn.info.user == ADVISOR_ROLE
+
+
+def test_the_cli_prints_no_terminal_escapes(hostile: dict) -> None:
+    query = "select 1 /* \x1b]0;owned\x07\x1b[2J */"  # skipped: the statement is printed
+    done = subprocess.run(
+        [sys.executable, "-m", "dashboard", "advise", "--dsn", hostile["dsn"], "--query", query],
+        capture_output=True, text=True, timeout=LIMIT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\\x1b]0;owned\\x07" in done.stdout

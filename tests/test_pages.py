@@ -6,6 +6,7 @@ store is chosen the way `observatory serve` chooses it, through $OBSERVATORY_CON
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,19 @@ def test_format_sql_keeps_placeholders(text: str, expected: str) -> None:
 )
 def test_format_sql_returns_what_it_cannot_format_faithfully(text: str) -> None:
     assert format_sql(text) == text
+
+
+def test_config_and_store_errors_show_as_text(monkeypatch, tmp_path) -> None:
+    """A configuration or driver error quotes what it was given: that must not render as markup."""
+    hostile = "```\n![x](http://127.0.0.1:9/beacon.png)"
+    config_file = tmp_path / "observatory.yaml"
+    config_file.write_text(f"store: sqlite:///{tmp_path / 's.db'}\n{json.dumps(hostile)}: 1\n")
+    at = open_app(monkeypatch, config_file)
+    no_exception(at)
+    assert texts(at.error) == "The configuration cannot be used:"
+    assert "![x](http://127.0.0.1:9/beacon.png)" in at.code[0].value  # verbatim, in a code block
+    config_file.write_text("store: postgresql+psycopg://u@127.0.0.1:1/db_![x](http://127.0.0.1:9/b.png)\n")
+    at = open_app(monkeypatch, config_file)
+    no_exception(at)
+    (error,) = at.error
+    assert error.value.startswith("The store cannot be opened: ") and "](http" not in error.value
