@@ -21,7 +21,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.advisor.database import AdviseError, Workload, advise_database
 from dashboard.guarded import GuardedSession, Limits, Refused, SessionRefused, check
 from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH
 from dashboard.store import Store
@@ -384,3 +384,12 @@ def test_the_cli_prints_no_terminal_escapes(hostile: dict) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\\x1b]0;owned\\x07" in done.stdout
+
+
+def test_a_recorded_password_never_reaches_a_report(pg: ThrowawayPostgres, hostile: dict) -> None:
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS leaky")
+        conn.execute("CREATE ROLE leaky PASSWORD 'hunter2-secret'")
+    report = advise_database(hostile["dsn"], workload=Workload(min_calls=1, min_mean_ms=0.0), health=False)
+    texts = json.dumps(report)
+    assert "hunter2-secret" not in texts and "CREATE ROLE leaky PASSWORD '***'" in texts

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
 from dashboard.guarded import GuardedSession, SessionRefused
+from dashboard.redaction import redact_statement
 from dashboard.store.records import OWN_MARKER
 
 
@@ -63,8 +64,10 @@ def _merge_same_text(rows: list[dict]) -> list[StatementInput]:
     """One input per text: drivers send $1 as int2, int4 or int8, which pg_stat_statements keeps apart."""
     merged: dict[str, tuple[float, float]] = {}  # text -> (calls per day, total ms per day)
     for r in rows:
-        calls, total = merged.get(r["query"], (0.0, 0.0))
-        merged[r["query"]] = (
+        # As the collector stores it: a PASSWORD literal never reaches a report (and texts still match).
+        text = redact_statement(r["query"])
+        calls, total = merged.get(text, (0.0, 0.0))
+        merged[text] = (
             calls + float(r["calls_per_day"]),
             total + float(r["calls_per_day"]) * float(r["mean_ms"]),
         )
