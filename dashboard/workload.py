@@ -114,7 +114,10 @@ CREATE TABLE events (
   kind text NOT NULL,
   payload jsonb,
   created_at timestamptz NOT NULL DEFAULT now()
-)
+);
+-- A reporting helper marked IMMUTABLE, wrongly (week numbers depend on the time zone).
+CREATE OR REPLACE FUNCTION order_week(timestamptz) RETURNS int LANGUAGE sql IMMUTABLE
+  AS 'SELECT extract(week FROM $1)::int'
 """
 
 # Ids grow with time, as in a real system; products are spread by a fixed pseudo-random formula.
@@ -555,6 +558,14 @@ def _top_customers(c: _Client) -> None:
     ).fetchall()
 
 
+def _weekly_orders(c: _Client) -> None:
+    # A user's function marked IMMUTABLE (wrongly: it depends on the time zone). The planner would
+    # run it while estimating, so the advisor skips this statement and names the function.
+    c.conn("erp", REPORTING_ROLE).execute(
+        "SELECT count(*), sum(total) FROM orders WHERE order_week(created_at) = order_week(now())"
+    ).fetchone()
+
+
 def _traffic_report(c: _Client) -> None:
     c.conn("analytics", REPORTING_ROLE).execute(
         "SELECT path, count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) "
@@ -604,6 +615,7 @@ OPERATIONS: dict[str, Callable[[_Client], None]] = {
     "price change": _price_change,
     "sales report": _sales_report,
     "top customers": _top_customers,
+    "weekly orders": _weekly_orders,
     "traffic report": _traffic_report,
     "revenue trend": _revenue_trend,
     "track views": _track_views,
@@ -616,8 +628,8 @@ APP_MIX = {
     "status update": 9, "log event": 8, "stock recount": 0.4, "price change": 0.4,
 }  # fmt: skip
 REPORTING_MIX = {
-    "sales report": 0.5, "top customers": 3, "traffic report": 4, "revenue trend": 4,
-    "track views": 6, "rollup sales": 3,
+    "sales report": 0.5, "top customers": 3, "weekly orders": 1, "traffic report": 4,
+    "revenue trend": 4, "track views": 6, "rollup sales": 3,
 }  # fmt: skip
 
 

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 import redis
 
+from dashboard.advisor.database import Workload as AdviseWorkload
+from dashboard.advisor.database import advise_database
 from dashboard.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
 from dashboard.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
 from dashboard.workload import Workload, create_analytics_schema, create_schema
@@ -99,6 +101,13 @@ def test_workload_runs_every_family_as_two_roles_and_stays_bounded(cluster: Thro
     assert family(r"INSERT INTO page_views")[:2] == ("analytics", "app")
     assert family(r"FOR UPDATE")[:2] == ("erp", "app")  # the stock recount holds a best-seller ...
     assert family(r"UPDATE products SET price")[2] > 200  # ... and another client's update waited
+    assert family(r"order_week\(created_at\)")[:2] == ("erp", "reporting")
+    # ... which calls a user's IMMUTABLE function: the advisor leaves it unplanned and says why.
+    advice = advise_database(
+        erp, workload=AdviseWorkload(min_calls=1, min_mean_ms=0), health=False, allow_privileged=True
+    )
+    (weekly,) = [s for s in advice["skipped"] if "order_week(created_at)" in s["statement"]]
+    assert "calls public.order_week(timestamp with time zone)" in weekly["reason"], weekly
     # Bounded: housekeeping trimmed below the seeded counts (plus at most a second of new rows).
     assert _count(erp, "orders") <= CAPS["orders"] + 60
     assert _count(erp, "events") <= CAPS["events"] + 120

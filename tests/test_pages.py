@@ -92,7 +92,8 @@ def test_config_error_is_explained(monkeypatch, tmp_path) -> None:
     bad.write_text("store: mysql://nope\n")
     at = open_app(monkeypatch, bad)
     no_exception(at)
-    assert "store must be" in texts(at.error)
+    assert texts(at.error) == "The configuration cannot be used:"
+    assert "store must be" in at.code[0].value  # the message itself, as text
 
 
 # -- populated store ----------------------------------------------------------------------------
