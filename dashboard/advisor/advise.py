@@ -16,7 +16,7 @@ from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
 from dashboard.advisor.shapes import ShapeError, TableUse, shape
-from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check
+from dashboard.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,8 @@ class Advisor:
         for statement in statements:
             try:
                 found, reason = self._statement(statement)
+            except Unsafe as err:  # its message begins "not planned: ..."
+                found, reason = [], str(err)
             except Refused as err:
                 found, reason = [], f"refused: {err}"
             except RecursionError:
