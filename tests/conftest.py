@@ -12,11 +12,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from playwright.sync_api import Browser, Page
 
 from collectors.scheduler import Scheduler
 from dashboard import config as config_mod
 from dashboard.store import Store
 from dashboard.throwaway import ThrowawayPostgres
+from tests.support.browser import chromium
 
 ADVISOR_ROLE = "observatory_advisor"
 
@@ -128,3 +130,19 @@ def populated_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFact
         f"store: {url}\ntargets:\n  postgres:\n    - name: erp-primary\n      dsn: {target['dsn']}\n"
     )
     return url, str(config_file)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for one test module."""
+    with chromium() as found:
+        yield found
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # Tall viewport: Streamlit scrolls inside its own container, so a full-page screenshot of a
+    # short viewport would cut the page off.
+    context = browser.new_context(viewport={"width": 1440, "height": 3000})
+    yield context.new_page()
+    context.close()

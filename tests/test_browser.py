@@ -6,113 +6,24 @@ page land in /tmp/observatory-shots/ for a human look.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
-from dashboard.throwaway import ThrowawayPostgres, free_port
+from dashboard.throwaway import ThrowawayPostgres
+from tests.support.browser import CELLS, serve, settle, shoot
 from tests.test_indexes_page import REF, REF_INDEX, TARGET, advised_store, statement_id
 from tests.test_redis_page import NODE, redis_store
 from tests.test_services_page import services_store
-
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = Path("/tmp/observatory-shots")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
-CELLS = "[data-testid='stDataFrame'] [role='gridcell']"  # glide-data-grid's accessible mirror
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    # `observatory serve` runs streamlit as a child: signal the whole session we started.
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
 def app_url(populated_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve(populated_store[1], tmp_path_factory) as url:
         yield url
-
-
-@contextmanager
-def serve(config_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`observatory serve` on the store the config names; yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OBSERVATORY_CONFIG": config_file}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 45
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`observatory serve` did not come up on {url}:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    # Tall viewport: Streamlit scrolls inside its own container, so a full-page screenshot of a
-    # short viewport would cut the page off.
-    context = browser.new_context(viewport={"width": 1440, "height": 2200})
-    yield context.new_page()
-    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -123,17 +34,6 @@ def orders_statement(populated_store: tuple[str, str]) -> int:
     finally:
         engine.dispose()
     return int(frame["statement_id"].iloc[0])
-
-
-def settle(page: Page) -> None:
-    """Wait until the script has finished and nothing is still loading."""
-    page.wait_for_selector(READY, timeout=30_000)
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")", timeout=30_000)
-
-
-def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_overview_draws_charts(page: Page, app_url: str) -> None:

@@ -8,31 +8,25 @@ and the index advisor fill a store; `observatory serve` serves it; Overview, Que
 and Indexes are opened. The receiver must get no request, no image or link may come out of the
 texts, and each text must be shown as written.
 
-The serve/browser helpers are copied from tests/test_browser.py (test modules are not imported
+The serve/browser helpers live in tests/support/browser.py (test modules are not imported
 from one another). Nothing here skips: a server or Chromium that cannot start fails the test.
 """
 
 from __future__ import annotations
 
 import http.server
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 from psycopg import sql
 
 from collectors.advisor_job import advise_target
@@ -40,23 +34,9 @@ from dashboard import ui
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
-from dashboard.throwaway import ThrowawayPostgres, free_port
+from dashboard.throwaway import ThrowawayPostgres
 from tests.conftest import collect_once, make_config, new_database
-
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = Path("/tmp/observatory-shots")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
-CELLS = "[data-testid='stDataFrame'] [role='gridcell']"  # glide-data-grid's accessible mirror
+from tests.support.browser import CELLS, serve, settle, shoot
 
 GOOD = "www.evil.example"  # target names allow [A-Za-z0-9_.:-]: a GFM autolink, literally
 DOWN = "down:streamlit:"  # Streamlit's logo shortcode
@@ -91,61 +71,6 @@ class Receiver:
 
 
 # -- copied from tests/test_browser.py -------------------------------------------------------------
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    # `observatory serve` runs streamlit as a child: signal the whole session we started.
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@contextmanager
-def serve(config_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`observatory serve` on the store the config names; yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OBSERVATORY_CONFIG": config_file}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 45
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`observatory serve` did not come up on {url}:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        _stop(proc)
-
-
-def settle(page: Page) -> None:
-    """Wait until the script has finished and nothing is still loading."""
-    page.wait_for_selector(READY, timeout=30_000)
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")", timeout=30_000)
-
-
 # -- the hostile store, served ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
@@ -200,21 +125,6 @@ def hostile(pg: ThrowawayPostgres, receiver: Receiver, tmp_path_factory: pytest.
         yield {"url": app, "role": role, "datname": datname, "sid": int(found["statement_id"].iloc[0])}
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 3000})
-    yield context.new_page()
-    context.close()
-
-
 def shown_text(page: Page) -> str:
     """The page's text as a reader sees it (md_escape's invisible word joiners left out)."""
     return page.locator("body").inner_text().replace(ui.WORD_JOINER, "")
@@ -223,8 +133,7 @@ def shown_text(page: Page) -> str:
 def nothing_rendered(page: Page, receiver: Receiver, name: str) -> None:
     """No request reached the receiver, and no image, link or error came out of a text."""
     page.wait_for_timeout(1000)  # images load after the script has finished
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"hostile-{name}.png"), full_page=True)
+    shoot(page, f"hostile-{name}")
     assert receiver.hits == [], receiver.hits
     images = page.locator("img").evaluate_all("els => els.map(e => e.getAttribute('src') || '')")
     assert not [src for src in images if receiver.host in src], images
