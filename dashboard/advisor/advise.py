@@ -144,6 +144,9 @@ class Advisor:
         proposals: list[Proposal] = []
         skipped: list[dict[str, str]] = []
         for statement in statements:
+            if self.session.lost:  # a statement ran past the deadline and the session was given up
+                skipped.append({"statement": statement.text, "reason": "not analysed: the session was lost"})
+                continue
             try:
                 found, reason = self._statement(statement)
             except Unsafe as err:  # its message begins "not planned: ..."

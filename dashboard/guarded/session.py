@@ -16,6 +16,9 @@ Layers, each enough on its own for the case it covers:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +30,7 @@ from typing import Any, Self
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from dashboard.guarded.statement import ForeignStatement, Name, Refused
+from dashboard.guarded.statement import ForeignStatement, Refused
 from dashboard.redaction import password_of, postgres_conninfo, redact
 from dashboard.store.records import OWN_MARKER
 
@@ -60,12 +63,17 @@ class Limits:
     lock_ms: int = 1_000  # planning takes AccessShareLock: never queue behind a DDL for long
     idle_ms: int = 60_000  # a session left in a transaction is ended by the server
     deadline_s: float = 15.0  # client side: cancel what the server has not stopped by then
+    abandon_s: float = 5.0  # after the cancel: stop waiting for a server that ignores it
 
     def options(self) -> str:
         return (
             f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms}"
             f" -c idle_in_transaction_session_timeout={self.idle_ms}"
             " -c default_transaction_read_only=on -c plan_cache_mode=force_generic_plan"
+            # The server must read the text as pglast did: strings as the standard says, bytes as UTF-8.
+            " -c standard_conforming_strings=on -c client_encoding=UTF8"
+            # Catalog queries with recursive CTEs look costly to the planner: JIT would add 0.6 s.
+            " -c jit=off"
         )
 
 
@@ -130,7 +138,7 @@ class GuardedSession:
     def _refuse_powerful_roles(self) -> None:
         rows = self.conn.execute(sql("role_powers"), {"roles": list(POWERFUL_ROLES)}).fetchall()
         for name, superuser, powers in rows:
-            held = "a superuser" if superuser else f"a member of {', '.join(powers)}" if powers else None
+            held = "a superuser (or may become one)" if superuser else _powers(powers)
             if held:
                 raise SessionRefused(
                     f"role {name} is {held}: planning statements others wrote would run with that power. "
@@ -143,12 +151,7 @@ class GuardedSession:
         """(function, how the statement reaches it) for each function planning it could run that is
         neither built in nor installed by an extension."""
         if statement.text not in self._untrusted:
-            params = {
-                **_split("fn", statement.functions),
-                **_split("op", statement.operators),
-                **_split("type", statement.types),
-                "relations": sorted(statement.relations),
-            }
+            params = {"names": sorted(statement.names), "relations": sorted(statement.relations)}
             try:
                 rows = self.conn.execute(sql("untrusted_calls"), params).fetchall()
             except psycopg.Error as err:
@@ -173,8 +176,8 @@ class GuardedSession:
         Raises Refused (Unsafe) for statements that must not be planned, psycopg.Error when the
         server refuses the plan (a QueryCanceled once a timeout or the deadline strikes).
         """
-        self.refuse_untrusted(statement)
         with self._deadline():
+            self.refuse_untrusted(statement)
             if statement.params and self.server_version < 160000:
                 return self._explain_prepared(statement)
             generic = ["GENERIC_PLAN"] if statement.params else []
@@ -213,14 +216,33 @@ class GuardedSession:
 
     @contextmanager
     def _deadline(self) -> Iterator[None]:
-        """Cancel the statement under way if the server has not ended it `deadline_s` from now."""
-        timer = threading.Timer(self.limits.deadline_s, self.conn.cancel_safe)
-        timer.daemon = True
-        timer.start()
+        """Cancel the statement under way if the server has not ended it `deadline_s` from now, and
+        give up on the connection if it still has not answered `abandon_s` later (some planner
+        loops never look at a cancel request): the call then fails and the session is lost."""
+        timers = [
+            threading.Timer(self.limits.deadline_s, self.conn.cancel_safe),
+            threading.Timer(self.limits.deadline_s + self.limits.abandon_s, self._abandon),
+        ]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
         try:
             yield
         finally:
-            timer.cancel()
+            for timer in timers:
+                timer.cancel()
+
+    def _abandon(self) -> None:
+        # Shut the socket down under libpq (a duplicate descriptor: libpq's own stays valid), so the
+        # waiting call sees the connection end instead of waiting for the server.
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+            with sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def lost(self) -> bool:
+        return self.conn.broken or self.conn.closed
 
 
 def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
@@ -229,9 +251,11 @@ def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
     return cur.execute(query.encode("utf-8"), binary=True)  # type: ignore[call-overload]
 
 
-def _split(prefix: str, written: frozenset[Name]) -> dict[str, list[str]]:
-    ordered = sorted(written)
-    return {f"{prefix}_schemas": [s for s, _ in ordered], f"{prefix}_names": [n for _, n in ordered]}
+def _powers(held: list[str]) -> str | None:
+    roles = [p for p in held if p != "CREATEROLE"]
+    words = [f"a member of {', '.join(roles)}"] if roles else []
+    words += ["allowed to CREATEROLE (it could grant itself those powers)"] if "CREATEROLE" in held else []
+    return " and ".join(words) or None
 
 
 def _first_line(err: BaseException) -> str:

@@ -7,8 +7,11 @@ everything else with the reason. pglast embeds libpg_query, the server's parser,
 split and classified exactly as the server would; sqlglot, which reads some text leniently, only
 ever sees statements this module accepted.
 
-It also names what the statement calls (functions, operators, casts) and reads (relations), so the
-session can refuse to plan statements that would run someone else's code inside the planner.
+It also collects every name the statement writes and the relations it reads, so the session can
+refuse to plan statements that could run someone else's code inside the planner. Names are taken
+from every string in the parse tree, whatever the syntax that holds them: a function is reached as
+`f(x)`, `x.f` or `(row).f`, an operator inside `x OP ANY (subquery)` as well as `x OP y`, and a type
+in a cast; a literal caught as a name too only makes the check more careful.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ MAX_CHARS = 100_000  # pg_stat_statements keeps whole texts; generated SQL past 
 MAX_DEPTH = 32  # nested parentheses, subqueries or expressions: sqlglot recurses once a level or more
 MAX_BOOLEAN = 200  # AND/OR terms: sqlglot's analysis of a flat chain grows with its square
 MAX_TOKENS = 20_000
+MAX_TREE_DEPTH = 150  # of PostgreSQL's parse tree: chains like `x IS NULL IS NULL ...` nest one a term
+# Tables, CTEs, subqueries and functions in FROM: planning 400 chained CTEs takes 7 s, in a loop that
+# never looks at a cancel request; 100 of them (200 items) take 50 ms.
+MAX_FROM_ITEMS = 200
 
 _KINDS: dict[type, str] = {
     ast.SelectStmt: "select",
@@ -31,12 +38,6 @@ _KINDS: dict[type, str] = {
     ast.MergeStmt: "merge",
 }
 ALLOWED = "SELECT, WITH, VALUES, TABLE, INSERT, UPDATE, DELETE or MERGE"
-# Operators the planner applies without the statement naming them: sorting, grouping, joining,
-# IN lists and LIKE. Selectivity estimation calls an operator's function on constants while planning.
-Name = tuple[str, str]  # (schema, name); schema '' when unqualified
-IMPLICIT_OPERATORS: frozenset[Name] = frozenset(
-    ("", op) for op in ("=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*")
-)
 
 
 class Refused(ValueError):
@@ -48,11 +49,8 @@ class ForeignStatement:
     text: str  # the one statement, without surrounding comments, blanks or semicolon
     kind: str  # select | insert | update | delete | merge
     params: int  # the highest $n placeholder
-    # (schema, name) as written, schema '' when unqualified (resolved through search_path)
-    functions: frozenset[Name]  # ('', 'lower'), ('public', 'f')
-    operators: frozenset[Name]  # implicit comparison operators included
-    types: frozenset[Name]  # cast targets: ('pg_catalog', 'int4'), ('public', 'mood')
-    relations: frozenset[str]  # as written: 'orders', 'sales."Order"' (CTE names too)
+    names: frozenset[str]  # every string of the parse tree: identifiers, operators, literals
+    relations: frozenset[str]  # relations as written, for to_regclass(): 'orders', '"S"."Order"'
 
 
 def check_text(text: object) -> str:
@@ -72,14 +70,7 @@ def check_text(text: object) -> str:
 
 def check(text: object) -> ForeignStatement:
     """The one statement in `text` if the planner may cost it; Refused with the reason otherwise."""
-    text = check_text(text)
-    _check_bounds(text)
-    try:
-        raw = parse_sql(text)
-    except ParseError as err:
-        raise Refused(f"not valid SQL for PostgreSQL: {err}") from None
-    except RecursionError:
-        raise Refused(f"nested too deeply to analyse (at most {MAX_DEPTH} levels)") from None
+    raw = _parse(check_text(text))
     if not raw:
         raise Refused("empty: no statement to advise on")
     if len(raw) > 1:
@@ -88,23 +79,35 @@ def check(text: object) -> ForeignStatement:
     kind = _KINDS.get(type(node))
     if kind is None:
         raise Refused(f"{_name(node)} is not planned here: only {ALLOWED} statements are")
-    if isinstance(node, ast.SelectStmt) and _creates_table(node):
-        raise Refused("SELECT ... INTO creates a table: only queries and DML are planned")
     walked = _walk(node)
+    if walked.pop("creates_table"):
+        raise Refused("SELECT ... INTO creates a table: only queries and DML are planned")
     return ForeignStatement(text=_one(text, raw[0]), kind=kind, **walked)
 
 
 def analysable(text: str) -> str | None:
     """None when sqlglot may analyse `text` in bounded time; else why not (for a 'skipped' list)."""
     try:
-        _check_bounds(check_text(text))
+        for raw in _parse(check_text(text)):
+            _walk(raw.stmt)
     except Refused as err:
         return str(err)
     return None
 
 
-def _check_bounds(text: str) -> None:
-    """Depth, boolean terms and tokens, from the server's scanner: flat, fast, no recursion."""
+def _parse(text: str) -> tuple[ast.RawStmt, ...]:
+    """The server's parse of `text`, once the flat bounds hold (scanned first: fast, no recursion)."""
+    _check_tokens(text)
+    try:
+        return parse_sql(text)
+    except ParseError as err:
+        raise Refused(f"not valid SQL for PostgreSQL: {err}") from None
+    except RecursionError:
+        raise Refused(f"nested too deeply to analyse (at most {MAX_DEPTH} levels)") from None
+
+
+def _check_tokens(text: str) -> None:
+    """Tokens, bracket depth and boolean terms, from the server's scanner."""
     try:
         tokens = scan(text)
     except ParseError as err:
@@ -143,50 +146,46 @@ def _name(node: ast.Node) -> str:
     )
 
 
-def _creates_table(node: ast.SelectStmt) -> bool:
-    return any(isinstance(n, ast.SelectStmt) and n.intoClause for n in _nodes(node))
+_FROM_ITEMS = (ast.RangeVar, ast.RangeSubselect, ast.RangeFunction, ast.CommonTableExpr, ast.SubLink)
 
 
-def _walk(node: ast.Node) -> dict:
-    """What the statement calls and reads; iterative, so depth cannot exhaust Python's stack."""
-    functions, operators, types, relations = set(), set(IMPLICIT_OPERATORS), set(), set()
-    params = 0
-    for n in _nodes(node):
-        if isinstance(n, ast.FuncCall):
-            functions.add(_name_of(n.funcname))
-        elif isinstance(n, ast.A_Expr) and n.name:
-            operators.add(_name_of(n.name))
-        elif isinstance(n, ast.TypeName) and n.names:
-            types.add(_name_of(n.names))
-        elif isinstance(n, ast.RangeVar):
-            parts = (n.catalogname, n.schemaname, n.relname)
+def _walk(root: ast.Node) -> dict:
+    """Names, relations and placeholders of the tree, with its bounds checked; iterative, so no
+    depth exhausts Python's stack."""
+    names: set[str] = set()
+    relations: set[str] = set()
+    params = from_items = 0
+    creates_table = False
+    stack: list[tuple[object, int]] = [(root, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend((i, depth) for i in item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        if depth > MAX_TREE_DEPTH:
+            raise Refused(f"its expressions nest over {MAX_TREE_DEPTH} deep: too deep to analyse")
+        if isinstance(item, ast.String):
+            names.add(item.sval)
+        elif isinstance(item, ast.RangeVar):
+            parts = (item.catalogname, item.schemaname, item.relname)
             relations.add(".".join(_quote(p) for p in parts if p))
-        elif isinstance(n, ast.ParamRef):
-            params = max(params, n.number)
+        elif isinstance(item, ast.ParamRef):
+            params = max(params, item.number)
+        elif isinstance(item, ast.SelectStmt) and item.intoClause:
+            creates_table = True
+        if isinstance(item, _FROM_ITEMS):
+            from_items += 1
+            if from_items > MAX_FROM_ITEMS:
+                raise Refused(f"over {MAX_FROM_ITEMS} tables, subqueries and CTEs: too many to plan safely")
+        stack.extend((getattr(item, slot), depth + 1) for slot in item.__slots__)
     return {
         "params": params,
-        "functions": frozenset(functions),
-        "operators": frozenset(operators),
-        "types": frozenset(types),
+        "names": frozenset(names),
         "relations": frozenset(relations),
+        "creates_table": creates_table,
     }
-
-
-def _nodes(root: ast.Node):
-    """Every node under `root`, depth first, without recursion."""
-    stack: list[object] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, ast.Node):
-            yield item
-            stack.extend(getattr(item, slot) for slot in item.__slots__)
-
-
-def _name_of(names: tuple) -> Name:
-    parts = [getattr(n, "sval", "") for n in names]
-    return ("", parts[-1]) if len(parts) == 1 else (parts[-2], parts[-1])
 
 
 def _quote(identifier: str) -> str:

@@ -1,12 +1,24 @@
--- Functions a statement would make the planner able to run that are neither built in (pg_catalog,
--- information_schema) nor installed by an extension. The planner folds IMMUTABLE calls with constant
--- arguments, and estimates selectivity by calling operator functions and STABLE functions on
--- constants; views, defaults, constraints, index expressions, policies, rules and statistics objects
--- of the tables it reads are planned with the statement. Triggers are not: they run only when rows
--- change, which planning never does.
--- %(fn_schemas)s/%(fn_names)s: functions as written ('' schema: unqualified); likewise operators,
--- types (cast targets) and relations (as written, for to_regclass).
+-- Functions written in a procedural language by a database user (neither built in, nor installed
+-- by an extension, nor C code, which only a superuser can create) that planning a statement could
+-- run. The planner folds IMMUTABLE calls with constant arguments, inlines SQL functions, and calls
+-- operator and STABLE functions on constants while it estimates; views, defaults, constraints,
+-- index expressions, policies, rules and statistics objects of the tables it reads are planned
+-- with the statement, and so are casts and domain and range functions of the types involved.
+-- Triggers are not: they run only when rows change, which planning never does.
+--
+-- %(names)s: every string of the statement's parse tree (identifiers, operator symbols, literals),
+-- so a function reached as f(x), x.f or (row).f, or an operator in x OP ANY (...), is named there.
+-- %(relations)s: the relations as written, for to_regclass().
 WITH RECURSIVE
+untrusted AS (
+    SELECT p.oid, p.proname FROM pg_proc p
+    WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      AND p.prolang NOT IN (SELECT oid FROM pg_language WHERE lanname IN ('internal', 'c'))
+      AND NOT EXISTS (
+        SELECT FROM pg_depend e
+        WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
+      )
+),
 rels(oid) AS (
     SELECT to_regclass(r)::oid FROM unnest(%(relations)s::text[]) AS r WHERE to_regclass(r) IS NOT NULL
   UNION
@@ -22,11 +34,20 @@ rels(oid) AS (
     ) AS next
 ),
 types(oid) AS (
-    SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-    JOIN unnest(%(type_schemas)s::text[], %(type_names)s::text[]) AS w(schema, name)
-      ON t.typname = w.name AND (n.nspname = w.schema OR (w.schema = '' AND n.nspname = ANY (current_schemas(true))))
+    SELECT t.oid FROM pg_type t WHERE t.typname = ANY (%(names)s::text[])
   UNION
     SELECT a.atttypid FROM pg_attribute a JOIN rels ON a.attrelid = rels.oid WHERE a.attnum > 0
+  UNION
+    SELECT next.oid FROM types
+    CROSS JOIN LATERAL (
+        SELECT t.typbasetype AS oid FROM pg_type t WHERE t.oid = types.oid AND t.typbasetype <> 0
+      UNION ALL
+        SELECT t.typelem FROM pg_type t WHERE t.oid = types.oid AND t.typelem <> 0
+      UNION ALL
+        SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = types.oid
+      UNION ALL
+        SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = types.oid
+    ) AS next
 ),
 objects(classid, objid, via) AS (
     SELECT 'pg_class'::regclass, oid, oid::regclass::text FROM rels
@@ -40,17 +61,16 @@ objects(classid, objid, via) AS (
   UNION ALL SELECT 'pg_constraint'::regclass, c.oid, c.contypid::regtype::text FROM pg_constraint c JOIN types ON c.contypid = types.oid
 ),
 operators(oid, via) AS (
-    SELECT o.oid, 'operator ' || o.oprname FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
-    JOIN unnest(%(op_schemas)s::text[], %(op_names)s::text[]) AS w(schema, name)
-      ON o.oprname = w.name AND (n.nspname = w.schema OR (w.schema = '' AND n.nspname = ANY (current_schemas(true))))
+    -- Named in the statement, or applied without being named: comparisons for sorts, joins, IN
+    -- lists, LIKE. Any schema: an operator is found through search_path, or named with its schema.
+    SELECT o.oid, 'operator ' || o.oprname FROM pg_operator o
+    WHERE o.oprname = ANY (%(names)s::text[] || ARRAY['=', '<>', '<', '>', '<=', '>=', '~~', '~~*', '!~~', '!~~*'])
   UNION ALL
     SELECT d.refobjid, o.via FROM objects o JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
     WHERE d.refclassid = 'pg_operator'::regclass
 ),
 calls(fn, via) AS (
-    SELECT p.oid, 'called' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    JOIN unnest(%(fn_schemas)s::text[], %(fn_names)s::text[]) AS w(schema, name)
-      ON p.proname = w.name AND (n.nspname = w.schema OR (w.schema = '' AND n.nspname = ANY (current_schemas(true))))
+    SELECT u.oid, 'called' FROM untrusted u WHERE u.proname = ANY (%(names)s::text[])
   UNION ALL
     SELECT f.fn, operators.via FROM operators JOIN pg_operator o ON o.oid = operators.oid
     CROSS JOIN LATERAL unnest(ARRAY[o.oprcode::oid, o.oprrest::oid, o.oprjoin::oid]) AS f(fn)
@@ -58,16 +78,12 @@ calls(fn, via) AS (
     SELECT d.refobjid, o.via FROM objects o JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
     WHERE d.refclassid = 'pg_proc'::regclass
   UNION ALL
-    SELECT c.castfunc, 'a cast to ' || c.casttarget::regtype FROM pg_cast c WHERE c.castfunc <> 0
+    SELECT c.castfunc, 'a cast to ' || c.casttarget::regtype FROM pg_cast c
+    WHERE c.castfunc <> 0 AND (c.castsource IN (SELECT oid FROM types) OR c.casttarget IN (SELECT oid FROM types))
 )
 SELECT DISTINCT ON (calls.fn)
        format('%%s.%%s(%%s)', p.pronamespace::regnamespace, quote_ident(p.proname),
               pg_get_function_identity_arguments(p.oid)) AS function,
        calls.via
-FROM calls JOIN pg_proc p ON p.oid = calls.fn
-WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-  AND NOT EXISTS (
-    SELECT FROM pg_depend e
-    WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
-  )
+FROM calls JOIN untrusted u ON u.oid = calls.fn JOIN pg_proc p ON p.oid = calls.fn
 ORDER BY calls.fn, calls.via
