@@ -274,11 +274,99 @@ def test_redact_statement(statement: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("CREATE ROLE bob LOGIN PASSWORD /* x */ 'hunter2-comment'",
+         "CREATE ROLE bob LOGIN PASSWORD /* x */ '***'"),
+        ("ALTER ROLE bob PASSWORD -- note\n 'hunter2'", "ALTER ROLE bob PASSWORD -- note\n '***'"),
+        ("ALTER ROLE bob PASSWORD -- note\r'hunter2' LOGIN", "ALTER ROLE bob PASSWORD -- note\r'***' LOGIN"),
+        ("ALTER ROLE bob PASSWORD/*a /* nested */ b*/--c\n\t/**/ E'hun\\'ter2' LOGIN",
+         "ALTER ROLE bob PASSWORD/*a /* nested */ b*/--c\n\t/**/ '***' LOGIN"),
+        ("ALTER ROLE bob PASSWORD /* x */ $$hunter2$$", "ALTER ROLE bob PASSWORD /* x */ '***'"),
+        ("ALTER ROLE bob PASSWORD /* PGPASSWORD=hunter1 */ 'hunter2'",
+         "ALTER ROLE bob PASSWORD /* PGPASSWORD=*** */ '***'"),
+        ("ALTER ROLE bob PASSWORD /* don't */ 'hunter2' VALID UNTIL 'infinity'",
+         "ALTER ROLE bob PASSWORD /* don't */ '***' VALID UNTIL 'infinity'"),
+        ("ALTER ROLE bob PASSWORD /* unterminated 'hunter2'", None),
+        ("ALTER ROLE bob PASSWORD /* x */ NULL", None),
+        ("DO $$BEGIN EXECUTE 'ALTER ROLE bob PASSWORD /* x */ -- y\n ''hunter2'''; END$$",
+         "DO $$BEGIN EXECUTE 'ALTER ROLE bob PASSWORD /* x */ -- y\n ''***'''; END$$"),
+    ],
+)  # fmt: skip
+def test_comments_between_password_and_its_literal(statement: str, expected: str | None) -> None:
+    assert redact_statement(statement) == (statement if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS ("user" 'bob', "password" 'hunter2-mapping')""",
+         """CREATE USER MAPPING FOR bob SERVER s OPTIONS ("user" 'bob', "password" '***')"""),
+        ("ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET password 'x2')",
+         "ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET password '***')"),
+        ("""ALTER USER MAPPING FOR bob SERVER s OPTIONS (ADD "password" 'x2')""",
+         """ALTER USER MAPPING FOR bob SERVER s OPTIONS (ADD "password" '***')"""),
+        ("""ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET "PassWord" 'x2', DROP "user")""",
+         """ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET "PassWord" '***', DROP "user")"""),
+        ("""ALTER USER MAPPING FOR bob SERVER s OPTIONS (ADD "password" /* c */ E'x\\'2')""",
+         """ALTER USER MAPPING FOR bob SERVER s OPTIONS (ADD "password" /* c */ '***')"""),
+        ("ALTER SERVER s OPTIONS (password 'x2')", "ALTER SERVER s OPTIONS (password '***')"),
+        ("""ALTER SERVER s OPTIONS (SET "password" 'x2')""",
+         """ALTER SERVER s OPTIONS (SET "password" '***')"""),
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS (U&"p\\0061ssword" 'x2')""",
+         """CREATE USER MAPPING FOR bob SERVER s OPTIONS (U&"p\\0061ssword" '***')"""),
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS (u&"\\+000070assword" 'x2')""",
+         """CREATE USER MAPPING FOR bob SERVER s OPTIONS (u&"\\+000070assword" '***')"""),
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS (U&"p!0061ssword" UESCAPE '!' 'x2')""",
+         """CREATE USER MAPPING FOR bob SERVER s OPTIONS (U&"p!0061ssword" UESCAPE '!' '***')"""),
+        ("""DO $$BEGIN EXECUTE 'CREATE USER MAPPING FOR bob SERVER s OPTIONS ("password" ''x2'')'; END$$""",
+         """DO $$BEGIN EXECUTE 'CREATE USER MAPPING FOR bob SERVER s OPTIONS ("password" ''***'')'; END$$"""),
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS ("user" 'bob', "password_required" 'f')""", None),
+        ("""SELECT "password", 'x2' FROM t WHERE "Password" = $1""", None),
+        ("""SELECT "pass word" 'x2', "passwords" 'x3', U&"p\\0061ss" 'x4'""", None),
+    ],
+)  # fmt: skip
+def test_password_option_names(statement: str, expected: str | None) -> None:
+    assert redact_statement(statement) == (statement if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("ALTER ROLE bob PASSWORD 'hun'\n'ter2'", "ALTER ROLE bob PASSWORD '***'"),
+        ("ALTER ROLE bob PASSWORD 'hun' \r\n\t 'ter' \n 'two' LOGIN", "ALTER ROLE bob PASSWORD '***' LOGIN"),
+        ("ALTER ROLE bob PASSWORD 'hun' -- more:\n -- and more\n'ter2'", "ALTER ROLE bob PASSWORD '***'"),
+        ("ALTER ROLE bob PASSWORD 'hun'\n'''ter2'\n'' VALID UNTIL 'infinity'",
+         "ALTER ROLE bob PASSWORD '***' VALID UNTIL 'infinity'"),
+        ("ALTER ROLE bob PASSWORD E'hun\\''\n'ter\\'2' LOGIN", "ALTER ROLE bob PASSWORD '***' LOGIN"),
+        ("ALTER ROLE bob PASSWORD U&'hun'\n'ter2'", "ALTER ROLE bob PASSWORD '***'"),
+        ("ALTER ROLE bob PASSWORD /* c */ 'hun'\n'ter2'", "ALTER ROLE bob PASSWORD /* c */ '***'"),
+        ("""CREATE USER MAPPING FOR bob SERVER s OPTIONS ("password" 'hun'\n 'ter2', "user" 'bob')""",
+         """CREATE USER MAPPING FOR bob SERVER s OPTIONS ("password" '***', "user" 'bob')"""),
+        ("DO $$BEGIN EXECUTE 'ALTER ROLE bob PASSWORD ''hun''\n''ter2'' LOGIN'; END$$",
+         "DO $$BEGIN EXECUTE 'ALTER ROLE bob PASSWORD ''***'' LOGIN'; END$$"),
+        ("ALTER ROLE bob PASSWORD 'hunter2'\nVALID UNTIL '2030-01-01'",
+         "ALTER ROLE bob PASSWORD '***'\nVALID UNTIL '2030-01-01'"),
+        ("ALTER ROLE bob PASSWORD 'hunter2';\nSELECT 'x'", "ALTER ROLE bob PASSWORD '***';\nSELECT 'x'"),
+        ("SELECT E'it\\''\n'host=h password=p\\'w' AS a, 'x' AS b",  # the second part is an E string too
+         "SELECT E'it\\''\n'host=h password=***' AS a, 'x' AS b"),
+    ],
+)  # fmt: skip
+def test_continued_literals_are_masked_whole(statement: str, expected: str) -> None:
+    assert redact_statement(statement) == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "", "'", "''", "$", "$$", "$a$", "E'", "E'\\", "\"", "/*", "/* /* */", "--", "password",
         "PASSWORD '", "PASSWORD E'\\", "PASSWORD $a$", "PASSWORD U&", "x\x00y PASSWORD '\udcff'",
         "'" * 33 + "password" + "'" * 17, "$a$ $b$ $c$ password 'x' $c$ $b$ $a$" * 3,
+        "PASSWORD /*", "PASSWORD --", "PASSWORD /* */", "PASSWORD 'x'\n", "PASSWORD 'x'\n--",
+        "PASSWORD 'x'\n'", "PASSWORD E'x'\n'\\", "PASSWORD 'x'\n'x'\n'", '"password"', '"password',
+        "\"password\" '", '"password" /*',
+        'U&"', 'U&"p\\0061ssword"', 'U&"p\\0061ssword" UESCAPE', "U&\"p\\0061ssword\" UESCAPE '",
+        "U&\"p\\0061ssword\" UESCAPE '!", "U&\"\\+FFFFFF\\D800\\\" 'y'", "U&\"p\\0061ssword\" 'x'",
     ],
 )  # fmt: skip
 def test_redact_statement_never_raises(text: str) -> None:
@@ -307,6 +395,28 @@ def test_redact_statement_never_raises(text: str) -> None:
         'password "' * 100_000,
         "password " + "'" * 1_000_000,
         "$a$" * 330_000,
+        # comments between PASSWORD and its literal, option names, continued literals
+        "password /* */ " * 70_000,
+        "password -- x\n" * 75_000,
+        "/* password " * 90_000,
+        "password " + "/*" * 500_000,
+        "password " + "/* */" * 200_000 + "'x'",
+        '"password" ' * 90_000,
+        '"password" /*' * 75_000,
+        '"password" --' * 75_000,
+        "\"password\" 'x'\n" * 70_000,
+        'U&"p\\0061ssword" UESCAPE ' * 40_000,
+        'U&"' + "p" * 1_000_000,
+        'U&"' + "\\0061" * 200_000 + "\" 'x'",
+        "password " + "'a'\n" * 250_000,
+        "'a'\n" * 250_000 + "password",
+        "E'a'\n" * 200_000 + "password",
+        "password 'a' --\n" * 60_000,
+        "password 'a'" + "\n" * 1_000_000,
+        "password 'a' " + "--\n" * 330_000,
+        "password 'a' " + "-" * 1_000_000,
+        "password 'a'\n" + "--" * 500_000,
+        "DO $$ EXECUTE 'password /* */ ''a''\n''b''' $$; " * 20_000,
     ],
     ids=lambda t: repr(t[:14]),
 )
@@ -321,8 +431,10 @@ def test_passwords_in_recorded_statements_never_reach_the_store(
     pg: ThrowawayPostgres, database: str, tmp_path: Path
 ) -> None:
     role = f"pw_role_{uuid.uuid4().hex[:8]}"
+    server = f"srv_{role}"
     secrets = ["Pw1-standard", "Pw2-it", "s-quoted", "Pw3-esc", "aped-secret", "Pw4-dollar", "Pw5-tagged",
-               "Pw6-lower", "Pw7-nested", "Pw8-user"]  # fmt: skip
+               "Pw6-lower", "Pw7-nested", "Pw8-user", "Pw9-comment", "Pw10-line", "Pw11-first", "Pw11-second",
+               "Pw12-mapping", "Pw13-set", "Pw14-add"]  # fmt: skip
     ran = [
         f"CREATE ROLE {role} PASSWORD 'Pw1-standard'",
         f"ALTER ROLE {role} WITH ENCRYPTED PASSWORD 'Pw2-it''s-quoted'",
@@ -332,13 +444,24 @@ def test_passwords_in_recorded_statements_never_reach_the_store(
         f"alter role {role} password 'Pw6-lower'",
         f"DO $$BEGIN EXECUTE 'ALTER ROLE {role} PASSWORD ''Pw7-nested'''; END$$",
         f"ALTER USER {role} WITH LOGIN ENCRYPTED PASSWORD 'Pw8-user' VALID UNTIL 'infinity'",
+        f"ALTER ROLE {role} LOGIN PASSWORD /* x */ 'Pw9-comment'",
+        f"ALTER ROLE {role} PASSWORD -- note\n 'Pw10-line'",
+        f"ALTER ROLE {role} PASSWORD 'Pw11-first'\n  'Pw11-second' VALID UNTIL 'infinity'",
+        f"""CREATE USER MAPPING FOR {role} SERVER {server} OPTIONS ("user" '{role}',"""
+        """ "password" 'Pw12-mapping')""",
+        f"""ALTER USER MAPPING FOR {role} SERVER {server} OPTIONS (SET "password" 'Pw13-set')""",
+        f"""ALTER USER MAPPING FOR {role} SERVER {server} OPTIONS (DROP "password")""",
+        f"ALTER USER MAPPING FOR {role} SERVER {server} OPTIONS (ADD password /* again */ 'Pw14-add')",
     ]
     dsn = pg.dsn(dbname=database)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION postgres_fdw")
+        conn.execute(f"CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x')")
         for statement in ran:
             conn.execute(statement)
         recorded = [r[0] for r in conn.execute("SELECT query FROM pg_stat_statements").fetchall()]
-    assert sum("Pw1-standard" in q for q in recorded) == 1  # pg_stat_statements does keep them
+    for secret in ("Pw1-standard", "Pw9-comment", "Pw10-line", "Pw11-second", "Pw12-mapping", "Pw14-add"):
+        assert sum(secret in q for q in recorded) == 1, secret  # pg_stat_statements does keep them
 
     db = tmp_path / "store.db"
     store = Store(f"sqlite:///{db}")
@@ -359,6 +482,12 @@ def test_passwords_in_recorded_statements_never_reach_the_store(
         f"alter role {role} password '***'",
         f"DO $$BEGIN EXECUTE 'ALTER ROLE {role} PASSWORD ''***'''; END$$",
         f"ALTER USER {role} WITH LOGIN ENCRYPTED PASSWORD '***' VALID UNTIL 'infinity'",
+        f"ALTER ROLE {role} LOGIN PASSWORD /* x */ '***'",
+        f"ALTER ROLE {role} PASSWORD -- note\n '***'",
+        f"ALTER ROLE {role} PASSWORD '***' VALID UNTIL 'infinity'",
+        f"""CREATE USER MAPPING FOR {role} SERVER {server} OPTIONS ("user" '{role}', "password" '***')""",
+        f"""ALTER USER MAPPING FOR {role} SERVER {server} OPTIONS (SET "password" '***')""",
+        f"ALTER USER MAPPING FOR {role} SERVER {server} OPTIONS (ADD password /* again */ '***')",
     ):
         assert expected in texts, (expected, texts)
     raw = store_bytes(db)
