@@ -3,6 +3,7 @@ PostgreSQL target, and the calls stored checked against the server's pg_stat_sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -261,3 +262,80 @@ def test_lock_of_a_killed_daemon_is_free_and_a_waiting_daemon_stops_at_once(
     assert once.returncode == 0, once.stderr
     assert "postgres/t1: ok" in once.stdout
     store.close()
+
+
+# -- one SQLite store through several paths -----------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+HOLD = """
+import sys
+from dashboard.store.locks import target_locks
+locks = target_locks(sys.argv[1])
+holder = locks.try_lock("postgres", "t1")
+print("held" if holder is None else f"refused: pid {holder.pid}: {holder}", flush=True)
+if holder is None:
+    sys.stdin.read()  # holds it until the test closes its stdin
+"""
+
+
+@contextlib.contextmanager
+def lock_in_child(url: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Another process tries the lock of postgres/t1 in the store at `url`, and keeps it while this
+    block runs if it got it; yields the process and what it said ("held", or "refused: pid N: ...")."""
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        said = proc.stdout.readline().strip()
+        yield proc, said
+    finally:
+        proc.stdin.close()
+        if proc.wait(timeout=30) != 0:
+            pytest.fail(f"the child exited {proc.returncode}: {said!r}")
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("layout", ["file symlink", "directory symlink", "both", "not created yet"])
+def test_every_path_to_a_sqlite_store_takes_one_lock(tmp_path: Path, layout: str) -> None:
+    """A process holding a target's lock through the database's real path refuses one coming through a
+    symlink to it, and the other way round; the refused one is told who holds it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    real = tmp_path / "a" / "obs.db"
+    if layout != "not created yet":
+        Store(f"sqlite:///{real}").close()
+    (tmp_path / "b" / "obs.db").symlink_to(Path("..") / "a" / "obs.db")  # dangling until created
+    (tmp_path / "c").symlink_to("a", target_is_directory=True)
+    (tmp_path / "d").symlink_to("b", target_is_directory=True)
+    other = {
+        "file symlink": tmp_path / "b" / "obs.db",
+        "directory symlink": tmp_path / "c" / "obs.db",
+        "both": tmp_path / "d" / "obs.db",  # a symlinked directory holding a symlink to the file
+        "not created yet": tmp_path / "d" / "obs.db",
+    }[layout]
+    resolved = Path(os.path.realpath(tmp_path)) / "a" / "obs.db.locks"
+    assert FileLocks(other).folder == FileLocks(real).folder == resolved
+
+    for holding, taking in [(real, other), (other, real)]:
+        with lock_in_child(f"sqlite:///{holding}") as (child, said):
+            assert said == "held"
+            locks = target_locks(f"sqlite:///{taking}")
+            try:
+                holder = locks.try_lock("postgres", "t1")
+                assert holder is not None and holder.pid == child.pid
+                assert f"pid {child.pid} on " in str(holder)
+                assert holder.command.endswith(" " + shlex.quote(f"sqlite:///{holding}"))
+                assert not locks.holds("postgres", "t1")
+            finally:
+                locks.close()
+        # The child is gone, and its lock with it: this process takes it, and refuses another process.
+        locks = target_locks(f"sqlite:///{taking}")
+        try:
+            assert locks.try_lock("postgres", "t1") is None
+            with lock_in_child(f"sqlite:///{holding}") as (_, said):
+                assert said.startswith(f"refused: pid {os.getpid()}: pid {os.getpid()} on ")
+        finally:
+            locks.close()
+    assert sorted(p.name for p in resolved.iterdir()) == ["postgres-t1.lock"]
+    assert not (tmp_path / "b" / "obs.db.locks").exists() and not (tmp_path / "d" / "obs.db.locks").exists()

@@ -5,7 +5,12 @@ target into one store would count its activity twice. Before collecting a target
 target's lock in the store; a second process is refused and told who holds it.
 
 - SQLite store: `fcntl.flock` on `<db path>.locks/<kind>-<name>.lock` (mode 0600), which says who
-  holds it (host, pid, command line, since when).
+  holds it (host, pid, command line, since when). `<db path>` is the database file's real path, its
+  symlinks (to the file or to any directory above it) resolved, as SQLite resolves them for its own
+  -wal and -shm files: every path to one database file takes one lock. Hard links are the exception
+  (two names of one file, two lock folders); SQLite does not support them either, since each name
+  gets a -wal file of its own. Nor is one file reached through two mount points (a bind mount, or
+  two containers mounting one volume at different paths) known to be one.
 - PostgreSQL store: `pg_try_advisory_lock` on one connection of its own, whose application_name
   says who holds it; the holder is read from `pg_locks` and `pg_stat_activity`.
 
@@ -97,7 +102,11 @@ class TargetLocks:
 
 class FileLocks(TargetLocks):
     def __init__(self, database: Path) -> None:
-        self.folder = database.with_name(database.name + ".locks")
+        # The real path, resolved now (a relative one against the current directory): a symlink to the
+        # file, or to a directory above it, must not lead to a lock folder of its own. A file that does
+        # not exist yet is resolved as far as it goes: its directories, and a symlink to where it will be.
+        self.database = Path(os.path.realpath(database))
+        self.folder = self.database.with_name(self.database.name + ".locks")
         self._files: dict[tuple[str, str], int] = {}  # held: the open lock file
         self._mutex = threading.Lock()
 
