@@ -74,6 +74,11 @@ BEGIN
   IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
   RETURN 1;
 END $$;
+CREATE FUNCTION public.slow_eq_sum(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN $1 + $2;
+END $$;
 CREATE FUNCTION public.wrapper(int) RETURNS int LANGUAGE sql AS 'SELECT public.slow(1) + $1';
 CREATE FUNCTION public.slow_diff(int4, int4) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -83,6 +88,7 @@ END $$;
 CREATE TYPE public.slowrange AS RANGE (subtype = int4, subtype_diff = public.slow_diff);
 CREATE DOMAIN public.slowdomain AS public.slowrange;
 CREATE TABLE public.m_ranges (r public.slowrange, d public.slowdomain);
+CREATE AGGREGATE public.slow_sum(int) (SFUNC = public.slow_eq_sum, STYPE = int);
 -- A range type of her own also makes a (C) multirange cast: it must not stop every statement.
 CREATE TYPE public.irange AS RANGE (subtype = int4);
 RESET ROLE;
@@ -147,6 +153,7 @@ CASES = [
     Case("isnull-chain", "select * from erp.orders where customer = 5 and (total" + " isnull" * 9000 + ")", "refused", r"nest over 150 deep"),  # noqa: E501
     Case("scs-off-smuggle", "select '\\' as a, ' , public.slow(1) as b -- '\nfrom erp.orders where customer = 5", "planned", r""),  # noqa: E501
     Case("sjis-smuggle", "select E'\u00c1\\', public.slow(1) as b --' as c\nfrom erp.orders where customer = 5", "planned", r""),  # noqa: E501
+    Case("own-aggregate", "select slow_sum(id) from erp.orders", "unsafe", r"public\.slow_eq_sum\(integer, integer\) \(via aggregate slow_sum\)"),  # noqa: E501
     Case("builtin-sleep", "select pg_sleep(40)", "planned", r""),
     Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r""),
     Case("insert", INSERT, "planned", r""),

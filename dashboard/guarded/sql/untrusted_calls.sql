@@ -71,6 +71,11 @@ operators(oid, via) AS (
 ),
 calls(fn, via) AS (
     SELECT u.oid, 'called' FROM untrusted u WHERE u.proname = ANY (%(names)s::text[])
+  UNION ALL  -- an aggregate of her own is C-free only by name: its support functions are hers
+    SELECT f.fn, 'aggregate ' || p.proname FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+    CROSS JOIN LATERAL unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+        a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]::oid[]) AS f(fn)
+    WHERE p.proname = ANY (%(names)s::text[])
   UNION ALL
     SELECT f.fn, operators.via FROM operators JOIN pg_operator o ON o.oid = operators.oid
     CROSS JOIN LATERAL unnest(ARRAY[o.oprcode::oid, o.oprrest::oid, o.oprjoin::oid]) AS f(fn)
