@@ -482,3 +482,19 @@ def test_a_recorded_password_never_reaches_a_report(pg: ThrowawayPostgres, hosti
     report = advise_database(hostile["dsn"], workload=Workload(min_calls=1, min_mean_ms=0.0), health=False)
     texts = json.dumps(report)
     assert "hunter2-secret" not in texts and "CREATE ROLE leaky PASSWORD '***'" in texts
+
+
+def test_views_that_multiply_relations_stop_the_analysis(hostile: dict) -> None:
+    """Views of views of views, eight references each: 512 relations behind one name."""
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        below = "erp.orders"
+        for level in (1, 2, 3):
+            joins = " ".join(f"cross join {below} x{i}" for i in range(1, 8))
+            conn.execute(f"create or replace view public.fan{level} as select x0.* from {below} x0 {joins}")
+            below = f"public.fan{level}"
+    started = time.monotonic()
+    report = advise_database(
+        hostile["dsn"], queries=["select * from public.fan3 where id = $1"], health=False
+    )
+    assert time.monotonic() - started < LIMIT_S
+    assert reason_of(report) == "not analysed: its views expand to over 200 relations: too many to analyse"

@@ -20,6 +20,7 @@ from sqlglot.schema import MappingSchema
 
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.guarded import analysable
+from dashboard.guarded.statement import MAX_FROM_ITEMS
 
 Kind = Literal["eq", "in", "null", "range", "like", "join", "sort", "group"]
 EQUALITY: frozenset[str] = frozenset({"eq", "in", "null", "join"})
@@ -87,7 +88,7 @@ def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
     """The statement's use of each base table, and the relations it reads (by 'schema.name')."""
     tree = parse(text)
     relations: dict[str, Relation] = {}
-    _resolve(tree, catalog, relations, depth=0)
+    _resolve(tree, catalog, relations, depth=0, seen=[0])
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for rel in relations.values():
         schema.setdefault(rel.schema, {})[rel.name] = {col: st.type for col, st in rel.columns.items()}
@@ -115,12 +116,21 @@ def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
     return result, relations
 
 
-def _resolve(tree: exp.Expression, catalog: Catalog, relations: dict[str, Relation], depth: int) -> None:
-    """Name every relation by its schema and expand views into their definitions."""
+def _resolve(
+    tree: exp.Expression, catalog: Catalog, relations: dict[str, Relation], depth: int, seen: list[int]
+) -> None:
+    """Name every relation by its schema and expand views into their definitions.
+
+    `seen` counts the relations met across every level: views of views can multiply them, so the
+    expansion stops at the guard's bound on the statement's own relations.
+    """
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     for table in list(tree.find_all(exp.Table)):
         if not table.name or (not table.db and table.name in ctes):
             continue
+        seen[0] += 1
+        if seen[0] > MAX_FROM_ITEMS:
+            raise ShapeError(f"its views expand to over {MAX_FROM_ITEMS} relations: too many to analyse")
         written = ".".join(part.sql("postgres") for part in table.parts)
         rel = catalog.relation(written)
         if rel is None:
@@ -128,7 +138,7 @@ def _resolve(tree: exp.Expression, catalog: Catalog, relations: dict[str, Relati
         alias = table.alias_or_name
         if rel.kind == "v" and rel.viewdef and depth < 5:
             body = parse(rel.viewdef.rstrip().rstrip(";"))
-            _resolve(body, catalog, relations, depth + 1)
+            _resolve(body, catalog, relations, depth + 1, seen)
             table.replace(exp.Subquery(this=body, alias=exp.TableAlias(this=exp.to_identifier(alias))))
             continue
         relations[rel.qualified] = rel
