@@ -191,7 +191,12 @@ def _write_config(directory: Path, pg: ThrowawayPostgres, cache: ThrowawayRedis)
             # One target per server: pg_stat_statements and pg_stat_database cover every
             # database of the cluster, and the pages filter by database.
             "postgres": [
-                {"name": "demo", "dsn": pg.dsn(user=MONITOR_ROLE, dbname=DATABASES[0]), "interval": INTERVAL}
+                {
+                    "name": "demo",
+                    "dsn": pg.dsn(user=MONITOR_ROLE, dbname=DATABASES[0]),
+                    "interval": INTERVAL,
+                    "advise_interval": "2m",  # the Indexes page follows the workload within minutes
+                }
             ],
             "redis": [
                 {
