@@ -150,7 +150,7 @@ def analysis_at_bounds(session: GuardedSession) -> list[dict[str, Any]]:
         "refused: 3,000 ORs": "SELECT * FROM bench_t0 WHERE " + " OR ".join(f"a = {i}" for i in range(3001)),
         "refused: 150 levels": "SELECT " + "(" * 150 + "1" + ")" * 150,
     }
-    catalog = Catalog(session.conn)
+    catalog = Catalog(session)
     found = []
     for name, text in cases.items():
         started = time.perf_counter()

@@ -122,6 +122,9 @@ class PostgresCollector(TargetCollector):
             options=(
                 f"-c statement_timeout={int(t.statement_timeout * 1000)} "
                 "-c lock_timeout=1000 -c default_transaction_read_only=on"
+                # Functions and operators in its SQL are pg_catalog's (pg_stat_statements is named
+                # with its schema): a user's closer match on the search_path never runs here.
+                " -c search_path=pg_catalog,pg_temp"
             ),
         )
         self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)

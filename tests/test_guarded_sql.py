@@ -89,6 +89,35 @@ CREATE TYPE public.slowrange AS RANGE (subtype = int4, subtype_diff = public.slo
 CREATE DOMAIN public.slowdomain AS public.slowrange;
 CREATE TABLE public.m_ranges (r public.slowrange, d public.slowdomain);
 CREATE AGGREGATE public.slow_sum(int) (SFUNC = public.slow_eq_sum, STYPE = int);
+-- A domain CHECK on a composite's attribute; a policy whose subquery reads a trapped view.
+CREATE FUNCTION public.ok(int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN true;
+END $$;
+CREATE DOMAIN public.checked AS int CHECK (public.ok(VALUE));
+CREATE TYPE public.pair AS (x public.checked);
+CREATE TABLE public.m_pairs (id int, c public.pair);
+CREATE VIEW public.allowed AS SELECT public.slow(1) AS id;
+CREATE TABLE public.m_guarded (id int, v text);
+ALTER TABLE public.m_guarded ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p ON public.m_guarded USING (id IN (SELECT id FROM public.allowed));
+-- Shadows of built-ins with a closer match, for the project's own catalog queries to trip over.
+CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN QUERY SELECT pg_catalog.unnest(a);
+END $$;
+CREATE FUNCTION public.starts_with(name, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN pg_catalog.starts_with($1::text, $2);
+END $$;
+CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN pg_catalog.quote_ident($1::text);
+END $$;
 -- A range type of her own also makes a (C) multirange cast: it must not stop every statement.
 CREATE TYPE public.irange AS RANGE (subtype = int4);
 RESET ROLE;
@@ -140,11 +169,11 @@ CASES = [
     Case("unqualified-sleeper", "select slow(1)", "unsafe", r"calls public\.slow\(integer\)"),
     Case("kill-victim", "select kill_victim(1)", "unsafe", r"calls public\.kill_victim\(integer\)"),
     Case("read-file", "select leak(1)", "unsafe", r"calls public\.leak\(integer\)"),
-    Case("view-calls-sleeper", "select * from m_view", "unsafe", r"public\.slow\(integer\) \(via m_(view|items)\)"),  # noqa: E501
-    Case("default-calls-sleeper", "insert into m_items (id) values (1)", "unsafe", r"public\.slow\(integer\) \(via m_items\)"),  # noqa: E501
+    Case("view-calls-sleeper", "select * from m_view", "unsafe", r"public\.slow\(integer\) \(via public\.m_(view|items)\)"),  # noqa: E501
+    Case("default-calls-sleeper", "insert into m_items (id) values (1)", "unsafe", r"public\.slow\(integer\) \(via public\.m_items\)"),  # noqa: E501
     Case("operator-sleeper", "select * from erp.orders where id === 1", "unsafe", r"public\.slow_eq\(integer, integer\) \(via operator ===\)"),  # noqa: E501
-    Case("attribute-notation", "select * from erp.orders where customer = ('(1,2)'::public.m_items).evil", "unsafe", r"calls public\.evil\(m_items\)"),  # noqa: E501
-    Case("alias-attribute", "select * from public.m_items x where x.evil > 0", "unsafe", r"public\.evil\(m_items\)"),  # noqa: E501
+    Case("attribute-notation", "select * from erp.orders where customer = ('(1,2)'::public.m_items).evil", "unsafe", r"calls public\.evil\(public\.m_items\)"),  # noqa: E501
+    Case("alias-attribute", "select * from public.m_items x where x.evil > 0", "unsafe", r"public\.evil\(public\.m_items\)"),  # noqa: E501
     Case("inlined-sql-wrapper", "select * from erp.orders where id = public.wrapper(1)", "unsafe", r"calls public\.wrapper\(integer\)"),  # noqa: E501
     Case("operator-in-sublink", "select * from erp.orders o where o.customer === ANY (select id from erp.orders)", "unsafe", r"slow_eq\(integer, integer\) \(via operator ===\)"),  # noqa: E501
     Case("range-subtype-diff", "select * from m_ranges where r && '[1,5)'", "unsafe", r"public\.slow_diff\(integer, integer\)"),  # noqa: E501
@@ -154,6 +183,10 @@ CASES = [
     Case("scs-off-smuggle", "select '\\' as a, ' , public.slow(1) as b -- '\nfrom erp.orders where customer = 5", "planned", r""),  # noqa: E501
     Case("sjis-smuggle", "select E'\u00c1\\', public.slow(1) as b --' as c\nfrom erp.orders where customer = 5", "planned", r""),  # noqa: E501
     Case("own-aggregate", "select slow_sum(id) from erp.orders", "unsafe", r"public\.slow_eq_sum\(integer, integer\) \(via aggregate slow_sum\)"),  # noqa: E501
+    Case("composite-attribute-domain", "update m_pairs set c = '(5)' where id = 3", "unsafe", r"public\.ok\(integer\)"),  # noqa: E501
+    Case("composite-field", "select * from erp.orders where customer = (('(3)'::pair)).x", "unsafe", r"public\.ok\(integer\)"),  # noqa: E501
+    Case("policy-subquery", "select * from m_guarded where v = 'y'", "unsafe", r"public\.slow\(integer\) \(via public\.allowed\)"),  # noqa: E501
+    Case("runs-sql-by-name", "select * from erp.orders where total::text = table_to_xml('public.allowed', true, true, '')::text", "refused", r"table_to_xml runs SQL"),  # noqa: E501
     Case("builtin-sleep", "select pg_sleep(40)", "planned", r""),
     Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r""),
     Case("insert", INSERT, "planned", r""),
@@ -385,7 +418,8 @@ def test_the_dsn_cannot_lift_the_limits_but_keeps_its_search_path(hostile: dict)
         shown = session.conn.execute(
             "SELECT current_setting('statement_timeout'), current_setting('search_path')"
         ).fetchone()
-        assert shown == ("4321ms", "erp")
+        # The session's own SQL resolves in pg_catalog; statements are planned along the DSN's path.
+        assert shown == ("4321ms", "pg_catalog, pg_temp") and session.search_path == "erp"
         tree, _ = session.explain(check("(select * from orders where id = $1)"))  # erp.orders
         assert tree[0]["Plan"]["Node Type"] == "Index Scan"
 
@@ -498,3 +532,11 @@ def test_views_that_multiply_relations_stop_the_analysis(hostile: dict) -> None:
     )
     assert time.monotonic() - started < LIMIT_S
     assert reason_of(report) == "not analysed: its views expand to over 200 relations: too many to analyse"
+
+
+def test_own_sql_never_runs_a_users_shadow_of_a_builtin(hostile: dict, unchanged: None) -> None:
+    """public.unnest(text[]), starts_with(name, text) and quote_ident(name) are closer matches than
+    pg_catalog's for the project's catalog and health queries; each sleeps 40 s if it ever runs."""
+    report = advise_database(hostile["dsn"], queries=["select * from erp.orders where customer = $1"])
+    assert [s["columns"] for s in report["suggestions"]] == [["customer"]]
+    assert "health" in report and "error" not in report

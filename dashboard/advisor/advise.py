@@ -135,7 +135,7 @@ class Advisor:
     def __init__(self, session: GuardedSession, options: Options | None = None) -> None:
         self.session = session
         self.options = options or Options()
-        self.catalog = Catalog(session.conn)
+        self.catalog = Catalog(session)
         self.planner = Planner(session)
         self.relations: dict[str, Relation] = {}  # by 'schema.name', as statements resolved them
         self.checked: dict[str, ForeignStatement] = {}  # by the text given: what the guard let through

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import psycopg
 from psycopg.rows import dict_row
 
+from dashboard.guarded import GuardedSession, Refused
 from dashboard.store.records import OWN_MARKER
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -82,10 +82,12 @@ def _quote(identifier: str) -> str:
 
 
 class Catalog:
-    """Relations of one database, looked up by the name a statement writes ('users', '"Bar"."Foo"')."""
+    """Relations of one database, looked up by the name a statement writes ('users', '"Bar"."Foo"')
+    along the statement's search_path (the session's own is pg_catalog alone)."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, session: GuardedSession) -> None:
+        self.session = session
+        self.conn = session.conn
         self._relations: dict[str, Relation | None] = {}
 
     def relation(self, written: str) -> Relation | None:
@@ -94,11 +96,14 @@ class Catalog:
         return self._relations[written]
 
     def _load(self, written: str) -> Relation | None:
+        try:
+            oid = self.session.relation_oids([written])[written]
+        except Refused:  # not a name at all
+            return None
+        if oid is None:
+            return None
         with self.conn.cursor(row_factory=dict_row) as cur:
-            try:
-                row = cur.execute(sql("catalog_relation"), {"name": written}).fetchone()
-            except psycopg.errors.InvalidName:
-                return None
+            row = cur.execute(sql("catalog_relation"), {"oid": oid}).fetchone()
             if row is None:
                 return None
             rel = Relation(**row)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
 from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check
@@ -35,12 +36,19 @@ class Plan:
 class Planner:
     def __init__(self, session: GuardedSession) -> None:
         self.session = session
-        self.hypopg = self._has_hypopg()
+        self._hypopg_schema = self._find_hypopg()
+        self.hypopg = self._hypopg_schema is not None
 
-    def _has_hypopg(self) -> bool:
-        with self.session.conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
-            return cur.fetchone() is not None
+    def _find_hypopg(self) -> str | None:
+        """HypoPG's schema: the session resolves names in pg_catalog only, so its calls name it."""
+        row = self.session.conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'"
+        ).fetchone()
+        return row[0] if row else None
+
+    def _hypopg(self, template: str) -> pgsql.Composed:
+        """`template` with {} for HypoPG's schema."""
+        return pgsql.SQL(template).format(pgsql.Identifier(self._hypopg_schema or "public"))
 
     def plan(self, statement: ForeignStatement) -> Plan:
         """The estimated plan of the statement as the server would run it now.
@@ -65,14 +73,13 @@ class Planner:
         try:
             with self.session.conn.cursor() as cur:
                 for candidate in candidates:
-                    cur.execute(
-                        "SELECT indexname FROM hypopg_create_index(%s)", (candidate.create_sql(False),)
-                    )
+                    create = self._hypopg("SELECT indexname FROM {}.hypopg_create_index(%s)")
+                    cur.execute(create, (candidate.create_sql(False),))
                     names.append(cur.fetchone()[0])
             yield names
         finally:
             with self.session.conn.cursor() as cur:
-                cur.execute("SELECT hypopg_reset()")
+                cur.execute(self._hypopg("SELECT {}.hypopg_reset()"))
 
     def _refuse_untrusted_keys(self, candidate: Candidate) -> None:
         """Expression keys are sqlglot's rendering of the statement's text, and the planner folds

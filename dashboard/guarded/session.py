@@ -89,6 +89,7 @@ class GuardedSession:
         self.conn = conn  # the project's own SQL only; foreign text goes through explain()
         self.limits = limits
         self._untrusted: dict[str, list[tuple[str, str]]] = {}
+        self.search_path, self.schemas = self._pin_search_path()
 
     @classmethod
     def connect(
@@ -113,14 +114,38 @@ class GuardedSession:
         except (psycopg.Error, ValueError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SessionRefused(redact(message, password_of(dsn))) from None
-        session = cls(conn, limits)
         try:
+            session = cls(conn, limits)
             if not allow_privileged:
                 session._refuse_powerful_roles()
+        except psycopg.Error as err:
+            conn.close()
+            raise SessionRefused(redact(_first_line(err), password_of(dsn))) from None
         except BaseException:
             conn.close()
             raise
         return session
+
+    def _pin_search_path(self) -> tuple[str, list[str]]:
+        """The statements' search_path (text, and its schemas in order); from here on the project's
+        own SQL resolves functions and operators in pg_catalog only.
+
+        Otherwise a user's function with a closer match (public.unnest(text[]) beside
+        pg_catalog.unnest(anyarray)) would run inside the project's catalog queries. SHOW and a
+        schema-qualified call with a constant are all that run before the pin.
+        """
+        path = self.conn.execute("SHOW search_path").fetchone()[0]
+        schemas = self.conn.execute("SELECT pg_catalog.current_schemas(true)").fetchone()[0]
+        self.conn.execute("SET search_path = pg_catalog, pg_temp")
+        return path, list(schemas)
+
+    def relation_oids(self, written: list[str]) -> dict[str, int | None]:
+        """Relations as a statement writes them, found along the statement's search_path."""
+        try:
+            rows = self.conn.execute(sql("resolve_relations"), {"names": written, "schemas": self.schemas})
+        except psycopg.Error as err:
+            raise Refused(f"cannot read its relation names: {_first_line(err)}") from None
+        return {name: oid for name, oid in rows}
 
     def close(self) -> None:
         self.conn.close()
@@ -151,7 +176,8 @@ class GuardedSession:
         """(function, how the statement reaches it) for each function planning it could run that is
         neither built in nor installed by an extension."""
         if statement.text not in self._untrusted:
-            params = {"names": sorted(statement.names), "relations": sorted(statement.relations)}
+            oids = self.relation_oids(sorted(statement.relations))
+            params = {"names": sorted(statement.names), "relations": [o for o in oids.values() if o]}
             try:
                 rows = self.conn.execute(sql("untrusted_calls"), params).fetchall()
             except psycopg.Error as err:
@@ -210,6 +236,8 @@ class GuardedSession:
         with self.conn.cursor() as cur:
             cur.execute("BEGIN TRANSACTION READ ONLY")
             try:
+                # The statement is planned as its author's session would: along their search_path.
+                cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (self.search_path,))
                 yield cur
             finally:
                 cur.execute("ROLLBACK")

@@ -1,5 +1,5 @@
--- A relation named as a statement writes it (search_path applies), with its size estimate and,
--- for a view, its definition to expand.
+-- A relation (found by the session along the statement's search_path), with its size estimate
+-- and, for a view, its definition to expand.
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        greatest(c.reltuples, 0)::bigint AS reltuples,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS viewdef,
@@ -12,4 +12,4 @@ SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
- WHERE c.oid = to_regclass(%(name)s)
+ WHERE c.oid = %(oid)s

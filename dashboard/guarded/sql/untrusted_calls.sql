@@ -8,7 +8,7 @@
 --
 -- %(names)s: every string of the statement's parse tree (identifiers, operator symbols, literals),
 -- so a function reached as f(x), x.f or (row).f, or an operator in x OP ANY (...), is named there.
--- %(relations)s: the relations as written, for to_regclass().
+-- %(relations)s: the oids of the relations it names (resolve_relations.sql).
 WITH RECURSIVE
 untrusted AS (
     SELECT p.oid, p.proname FROM pg_proc p
@@ -20,7 +20,7 @@ untrusted AS (
       )
 ),
 rels(oid) AS (
-    SELECT to_regclass(r)::oid FROM unnest(%(relations)s::text[]) AS r WHERE to_regclass(r) IS NOT NULL
+    SELECT unnest(%(relations)s::oid[])
   UNION
     SELECT next.oid FROM rels
     CROSS JOIN LATERAL (
@@ -29,6 +29,12 @@ rels(oid) AS (
         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
                         AND d.refclassid = 'pg_class'::regclass
         WHERE w.ev_class = rels.oid AND d.refobjid <> rels.oid
+      UNION ALL
+        SELECT d.refobjid  -- what a row-level security policy's subqueries read
+        FROM pg_policy p
+        JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                        AND d.refclassid = 'pg_class'::regclass
+        WHERE p.polrelid = rels.oid AND d.refobjid <> rels.oid
       UNION ALL
         SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = rels.oid  -- partitions, children
     ) AS next
@@ -47,6 +53,9 @@ types(oid) AS (
         SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = types.oid
       UNION ALL
         SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = types.oid
+      UNION ALL  -- a composite's attributes: their domains, ranges and casts
+        SELECT a.atttypid FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+        WHERE t.oid = types.oid AND t.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped
     ) AS next
 ),
 objects(classid, objid, via) AS (
