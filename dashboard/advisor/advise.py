@@ -16,7 +16,7 @@ from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
 from dashboard.advisor.shapes import ShapeError, TableUse, shape
-from dashboard.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check
+from dashboard.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class Advisor:
             except RecursionError:
                 found, reason = [], "not analysed: nested too deeply"
             except Exception as err:  # one odd statement never fails the database's report
-                found, reason = [], f"not analysed: {type(err).__name__}: {_first_line(err)}"
+                found, reason = [], f"not analysed: {type(err).__name__}: {first_line(err)}"
             proposals += found
             if not found:
                 skipped.append({"statement": statement.text, "reason": reason})
@@ -309,8 +309,3 @@ def _why(candidate: Candidate, use: TableUse) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__

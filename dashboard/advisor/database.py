@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
-from dashboard.guarded import GuardedSession, SessionRefused
+from dashboard.guarded import GuardedSession, SessionRefused, first_line
 from dashboard.redaction import redact_statement
 from dashboard.store.records import OWN_MARKER
 
@@ -100,15 +101,21 @@ def advise_database(
         if queries:
             statements = [StatementInput(q) for q in queries]
         else:
-            statements = workload_statements(conn, workload or Workload())
+            try:
+                statements = workload_statements(conn, workload or Workload())
+            except psycopg.Error as err:
+                raise AdviseError(f"cannot read the workload: {first_line(err)}") from None
         report = Advisor(session, options).advise(statements).to_dict()
         report["database"] = conn.info.dbname
         if not report["hypopg"]:
             report["hint"] = (
                 "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"
             )
-        if health:
+        if health and not session.lost:
             from dashboard.advisor.health import index_health
 
-            report["health"] = index_health(conn).to_dict()
+            try:
+                report["health"] = index_health(conn).to_dict()
+            except psycopg.Error as err:  # the suggestions stand without it
+                report["health"] = {"notes": [f"index health could not be read: {first_line(err)}"]}
     return report

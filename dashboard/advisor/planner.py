@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
-from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check
+from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check, first_line
 
 
 class PlanError(ValueError):
@@ -61,7 +61,7 @@ class Planner:
             limit = self.session.limits.statement_ms / 1000
             raise PlanError(f"cancelled: planning it took longer than {limit:g} s") from None
         except psycopg.Error as err:
-            raise PlanError(_first_line(err)) from None
+            raise PlanError(first_line(err)) from None
         return Plan(float(tree[0]["Plan"]["Total Cost"]), frozenset(_index_names(tree)), text)
 
     @contextmanager
@@ -109,8 +109,3 @@ def _index_names(node: object) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _index_names(item)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

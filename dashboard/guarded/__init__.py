@@ -4,7 +4,7 @@
 through the extended protocol, under limits the statement cannot lift.
 """
 
-from dashboard.guarded.session import GuardedSession, Limits, SessionRefused, Unsafe
+from dashboard.guarded.session import GuardedSession, Limits, SessionRefused, Unsafe, first_line
 from dashboard.guarded.statement import ForeignStatement, Refused, analysable, check, check_text
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "analysable",
     "check",
     "check_text",
+    "first_line",
 ]

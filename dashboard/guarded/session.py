@@ -120,7 +120,7 @@ class GuardedSession:
                 session._refuse_powerful_roles()
         except psycopg.Error as err:
             conn.close()
-            raise SessionRefused(redact(_first_line(err), password_of(dsn))) from None
+            raise SessionRefused(redact(first_line(err), password_of(dsn))) from None
         except BaseException:
             conn.close()
             raise
@@ -144,7 +144,7 @@ class GuardedSession:
         try:
             rows = self.conn.execute(sql("resolve_relations"), {"names": written, "schemas": self.schemas})
         except psycopg.Error as err:
-            raise Refused(f"cannot read its relation names: {_first_line(err)}") from None
+            raise Refused(f"cannot read its relation names: {first_line(err)}") from None
         return {name: oid for name, oid in rows}
 
     def close(self) -> None:
@@ -181,7 +181,7 @@ class GuardedSession:
             try:
                 rows = self.conn.execute(sql("untrusted_calls"), params).fetchall()
             except psycopg.Error as err:
-                raise Refused(f"cannot check what it calls: {_first_line(err)}") from None
+                raise Refused(f"cannot check what it calls: {first_line(err)}") from None
             self._untrusted[statement.text] = [(fn, via) for fn, via in rows]
         return self._untrusted[statement.text]
 
@@ -286,6 +286,7 @@ def _powers(held: list[str]) -> str | None:
     return " and ".join(words) or None
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An error's first line, cut to 300 characters: what a report or a status shows of it."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return text.splitlines()[0][:300] if text else type(err).__name__
