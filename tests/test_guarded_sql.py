@@ -540,3 +540,32 @@ def test_own_sql_never_runs_a_users_shadow_of_a_builtin(hostile: dict, unchanged
     report = advise_database(hostile["dsn"], queries=["select * from erp.orders where customer = $1"])
     assert [s["columns"] for s in report["suggestions"]] == [["customer"]]
     assert "health" in report and "error" not in report
+
+
+def test_sqlglots_whole_work_on_a_statement_is_bounded(hostile: dict) -> None:
+    """Wide tables joined NATURAL (sqlglot's work grows with the square of the columns) and one
+    long view named again and again: each stops quickly with the reason."""
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        columns = ", ".join(f"c{i} int" for i in range(1600))
+        conn.execute(f"CREATE TABLE IF NOT EXISTS public.wide ({columns})")
+        whens = " ".join(f"WHEN id = {i} THEN {i}" for i in range(1500))  # long, flat, one column
+        conn.execute(
+            f"CREATE OR REPLACE VIEW public.long_view AS SELECT CASE {whens} END AS total FROM canary"
+        )
+    naturals = " ".join(f"natural join public.wide a{i}" for i in range(1, 10))
+    fan = ", ".join(f"public.long_view v{i}" for i in range(8))
+    started = time.monotonic()
+    report = advise_database(
+        hostile["dsn"],
+        queries=[
+            f"select * from public.wide a0 {naturals} where a0.c0 = 1",
+            f"select * from {fan} where v0.total = 1",
+        ],
+        health=False,
+    )
+    assert time.monotonic() - started < LIMIT_S
+    reasons = [s["reason"] for s in report["skipped"]]
+    assert reasons == [
+        "not analysed: its relations bring over 2,000 columns: too many to analyse",
+        "not analysed: its views' definitions add up to over 100,000 characters",
+    ], reasons
