@@ -89,6 +89,7 @@ class GuardedSession:
         self.conn = conn  # the project's own SQL only; foreign text goes through explain()
         self.limits = limits
         self._untrusted: dict[str, list[tuple[str, str]]] = {}
+        self._oids: dict[str, int | None] = {}  # relations by the name statements write
         self.search_path, self.schemas = self._pin_search_path()
 
     @classmethod
@@ -140,12 +141,16 @@ class GuardedSession:
         return path, list(schemas)
 
     def relation_oids(self, written: list[str]) -> dict[str, int | None]:
-        """Relations as a statement writes them, found along the statement's search_path."""
-        try:
-            rows = self.conn.execute(sql("resolve_relations"), {"names": written, "schemas": self.schemas})
-        except psycopg.Error as err:
-            raise Refused(f"cannot read its relation names: {first_line(err)}") from None
-        return {name: oid for name, oid in rows}
+        """Relations as a statement writes them, found along the statement's search_path (once a
+        session: the advisor's catalog and the untrusted-call check ask for the same names)."""
+        new = [name for name in written if name not in self._oids]
+        if new:
+            try:
+                rows = self.conn.execute(sql("resolve_relations"), {"names": new, "schemas": self.schemas})
+            except psycopg.Error as err:
+                raise Refused(f"cannot read its relation names: {first_line(err)}") from None
+            self._oids.update(dict(rows.fetchall()))
+        return {name: self._oids.get(name) for name in written}
 
     def close(self) -> None:
         self.conn.close()
