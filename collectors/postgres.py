@@ -19,6 +19,7 @@ from collectors.base import StateSource, TargetCollector
 from collectors.deltas import LastCounters, counter_delta
 from collectors.pg_arrays import Int8Array, float8_rows, register_int8_array
 from collectors.sqlfiles import sql_for
+from dashboard.advisor.database import PGSS_OVERLOAD
 from dashboard.config import PostgresTarget
 from dashboard.redaction import (
     SecretError,
@@ -421,6 +422,8 @@ def explain_connection_error(err: Exception) -> tuple[str, str]:
     # libpq quotes the word it choked on, which may be (part of) a password in the dsn
     message = _CONNINFO_WORD.sub(r'\1"***"', message)
     lowered = str(err).lower()
+    if isinstance(err, psycopg.errors.AmbiguousFunction):
+        return message, PGSS_OVERLOAD
     if (
         isinstance(err, psycopg.ProgrammingError)
         or "invalid connection option" in lowered

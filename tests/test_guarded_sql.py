@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.advisor.database import AdviseError, Workload, advise_database
-from dashboard.guarded import GuardedSession, Limits, Refused, SessionRefused, check
+from dashboard.guarded import GuardedSession, Limits, Refused, SessionRefused, Unsafe, check
 from dashboard.guarded import statement as statement_module
 from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH
 from dashboard.store import Store
@@ -102,6 +102,28 @@ CREATE VIEW public.allowed AS SELECT public.slow(1) AS id;
 CREATE TABLE public.m_guarded (id int, v text);
 ALTER TABLE public.m_guarded ENABLE ROW LEVEL SECURITY;
 CREATE POLICY p ON public.m_guarded USING (id IN (SELECT id FROM public.allowed));
+-- Operators whose own function is built in, but whose negator or commutator is hers: the
+-- estimators call those too. And an implicit cast on her type's array.
+CREATE FUNCTION public.neg_eq(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN $1 = $2;
+END $$;
+CREATE OPERATOR public.<<=>> (LEFTARG = int, RIGHTARG = int, FUNCTION = public.neg_eq);
+CREATE OPERATOR public.&& (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4ne,
+  RESTRICT = neqsel, JOIN = neqjoinsel, NEGATOR = OPERATOR(public.<<=>>));
+CREATE OPERATOR public.<@ (LEFTARG = int, RIGHTARG = int, FUNCTION = public.neg_eq);
+CREATE OPERATOR public.@> (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4gt,
+  RESTRICT = scalargtsel, COMMUTATOR = OPERATOR(public.<@));
+CREATE TYPE public.mt AS (a int);
+CREATE FUNCTION public.mt_arr(public.mt[]) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN '{}';
+END $$;
+CREATE CAST (public.mt[] AS jsonb) WITH FUNCTION public.mt_arr(public.mt[]) AS IMPLICIT;
+CREATE TABLE public.m_plain (id int);
+CREATE VIEW public.toggle AS SELECT id FROM public.m_plain;
 -- Shadows of built-ins with a closer match, for the project's own catalog queries to trip over.
 CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
@@ -187,6 +209,9 @@ CASES = [
     Case("composite-field", "select * from erp.orders where customer = (('(3)'::pair)).x", "unsafe", r"public\.ok\(integer\)"),  # noqa: E501
     Case("policy-subquery", "select * from m_guarded where v = 'y'", "unsafe", r"public\.slow\(integer\) \(via public\.allowed\)"),  # noqa: E501
     Case("runs-sql-by-name", "select * from erp.orders where total::text = table_to_xml('public.allowed', true, true, '')::text", "refused", r"table_to_xml runs SQL"),  # noqa: E501
+    Case("operator-negator", "select * from erp.orders where id = 7 and customer && 5", "unsafe", r"public\.neg_eq\(integer, integer\) \(via operator &&\)"),  # noqa: E501
+    Case("operator-commutator", "select * from erp.orders where id = 8 and 5 @> customer", "unsafe", r"public\.neg_eq\(integer, integer\) \(via operator @>\)"),  # noqa: E501
+    Case("array-cast", "select * from erp.orders where id = 7 and jsonb_typeof('{}'::mt[]) = 'x'", "unsafe", r"public\.mt_arr\(public\.mt\[\]\)"),  # noqa: E501
     Case("builtin-sleep", "select pg_sleep(40)", "planned", r""),
     Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r""),
     Case("insert", INSERT, "planned", r""),
@@ -569,3 +594,40 @@ def test_sqlglots_whole_work_on_a_statement_is_bounded(hostile: dict) -> None:
         "not analysed: its relations bring over 2,000 columns: too many to analyse",
         "not analysed: its views' definitions add up to over 100,000 characters",
     ], reasons
+
+
+def test_the_check_is_made_again_before_every_plan(hostile: dict) -> None:
+    """A view that was clean when first checked is replaced before the statement is planned again."""
+    statement = check("select * from public.toggle where id = 3")
+    with GuardedSession.connect(hostile["dsn"]) as session:
+        session.explain(statement)
+        with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+            conn.execute(
+                "CREATE OR REPLACE VIEW public.toggle AS SELECT id FROM public.canary WHERE id = slow(1)"
+            )
+        try:
+            started = time.monotonic()
+            with pytest.raises(Unsafe, match=r"calls public\.slow\(integer\)"):
+                session.explain(statement)
+            assert time.monotonic() - started < 5
+        finally:
+            with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+                conn.execute("CREATE OR REPLACE VIEW public.toggle AS SELECT id FROM public.m_plain")
+
+
+def test_an_overload_beside_pg_stat_statements_is_explained(pg: ThrowawayPostgres) -> None:
+    """Anyone who may create in the extension's schema can make its calls ambiguous: the collector
+    and the advisor say so, and how to fix it, instead of failing obscurely."""
+    name = new_database(pg, "overload")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.pg_stat_statements(boolean, int DEFAULT 0) RETURNS SETOF int"
+            " LANGUAGE sql AS 'SELECT 1'"
+        )
+    with pytest.raises(AdviseError, match="give the extension a schema of its own"):
+        advise_database(advisor_dsn(pg, name), workload=Workload(), health=False)
+    from collectors.postgres import explain_connection_error
+
+    with psycopg.connect(advisor_dsn(pg, name)) as conn, pytest.raises(psycopg.Error) as failed:
+        conn.execute("SELECT * FROM public.pg_stat_statements(false)")
+    assert "ALTER EXTENSION pg_stat_statements SET SCHEMA" in explain_connection_error(failed.value)[1]

@@ -32,6 +32,15 @@ class Workload:
     limit: int = 100
 
 
+# Someone created a function beside pg_stat_statements' own with a signature that makes its calls
+# ambiguous: anyone who may create in the extension's schema can. The fix is a schema of its own.
+PGSS_OVERLOAD = (
+    "Someone who may create objects in pg_stat_statements' schema made its functions ambiguous: "
+    "give the extension a schema of its own (CREATE SCHEMA pgss; ALTER EXTENSION pg_stat_statements "
+    "SET SCHEMA pgss)"
+)
+
+
 class AdviseError(RuntimeError):
     """The database cannot be advised on: the message says why and what to do."""
 
@@ -103,10 +112,13 @@ def advise_database(
         else:
             try:
                 statements = workload_statements(conn, workload or Workload())
+            except psycopg.errors.AmbiguousFunction as err:
+                raise AdviseError(f"cannot read the workload: {first_line(err)}. {PGSS_OVERLOAD}") from None
             except psycopg.Error as err:
                 raise AdviseError(f"cannot read the workload: {first_line(err)}") from None
+        database = conn.info.dbname  # read while the session stands: the advice may lose it
         report = Advisor(session, options).advise(statements).to_dict()
-        report["database"] = conn.info.dbname
+        report["database"] = database
         if not report["hypopg"]:
             report["hint"] = (
                 "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"

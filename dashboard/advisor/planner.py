@@ -74,12 +74,15 @@ class Planner:
             with self.session.conn.cursor() as cur:
                 for candidate in candidates:
                     create = self._hypopg("SELECT indexname FROM {}.hypopg_create_index(%s)")
-                    cur.execute(create, (candidate.create_sql(False),))
+                    try:
+                        cur.execute(create, (candidate.create_sql(False),))
+                    except psycopg.Error as err:  # HypoPG refused it, or the session is gone
+                        raise PlanError(f"no hypothetical index: {first_line(err)}") from None
                     names.append(cur.fetchone()[0])
             yield names
         finally:
-            with self.session.conn.cursor() as cur:
-                cur.execute(self._hypopg("SELECT {}.hypopg_reset()"))
+            if not self.session.lost:
+                self.session.conn.execute(self._hypopg("SELECT {}.hypopg_reset()"))
 
     def _refuse_untrusted_keys(self, candidate: Candidate) -> None:
         """Expression keys are sqlglot's rendering of the statement's text, and the planner folds

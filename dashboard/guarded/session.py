@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 
 from dashboard.guarded.statement import ForeignStatement, Refused
@@ -88,7 +89,6 @@ class GuardedSession:
     def __init__(self, conn: psycopg.Connection, limits: Limits) -> None:
         self.conn = conn  # the project's own SQL only; foreign text goes through explain()
         self.limits = limits
-        self._untrusted: dict[str, list[tuple[str, str]]] = {}
         self._oids: dict[str, int | None] = {}  # relations by the name statements write
         self.search_path, self.schemas = self._pin_search_path()
 
@@ -141,12 +141,13 @@ class GuardedSession:
         return path, list(schemas)
 
     def relation_oids(self, written: list[str]) -> dict[str, int | None]:
-        """Relations as a statement writes them, found along the statement's search_path (once a
-        session: the advisor's catalog and the untrusted-call check ask for the same names)."""
+        """Relations as a statement writes them, found along the statement's search_path; kept for
+        the session, for the advisor's analysis. The check before each plan finds them afresh."""
         new = [name for name in written if name not in self._oids]
         if new:
             try:
-                rows = self.conn.execute(sql("resolve_relations"), {"names": new, "schemas": self.schemas})
+                params = {"relations": new, "schemas": self.schemas}
+                rows = self.conn.execute(sql("resolve_relations"), params)
             except psycopg.Error as err:
                 raise Refused(f"cannot read its relation names: {first_line(err)}") from None
             self._oids.update(dict(rows.fetchall()))
@@ -177,21 +178,24 @@ class GuardedSession:
                 )
 
     # -- what a statement would run ------------------------------------------------------------
-    def untrusted_calls(self, statement: ForeignStatement) -> list[tuple[str, str]]:
-        """(function, how the statement reaches it) for each function planning it could run that is
-        neither built in nor installed by an extension."""
-        if statement.text not in self._untrusted:
-            oids = self.relation_oids(sorted(statement.relations))
-            params = {"names": sorted(statement.names), "relations": [o for o in oids.values() if o]}
-            try:
-                rows = self.conn.execute(sql("untrusted_calls"), params).fetchall()
-            except psycopg.Error as err:
-                raise Refused(f"cannot check what it calls: {first_line(err)}") from None
-            self._untrusted[statement.text] = [(fn, via) for fn, via in rows]
-        return self._untrusted[statement.text]
+    def untrusted_calls(
+        self, statement: ForeignStatement, cur: psycopg.Cursor | None = None
+    ) -> list[tuple[str, str]]:
+        """(function, how the statement reaches it) for each function a database user wrote that
+        planning it could run. Asked afresh each time: views and operators can change meanwhile."""
+        params = {
+            "names": sorted(statement.names),
+            "relations": sorted(statement.relations),
+            "schemas": self.schemas,
+        }
+        try:
+            rows = (cur or self.conn).execute(_untrusted_calls(), params).fetchall()
+            return [(fn, via) for fn, via in rows]
+        except psycopg.Error as err:
+            raise Refused(f"cannot check what it calls: {first_line(err)}") from None
 
-    def refuse_untrusted(self, statement: ForeignStatement) -> None:
-        found = self.untrusted_calls(statement)
+    def refuse_untrusted(self, statement: ForeignStatement, cur: psycopg.Cursor | None = None) -> None:
+        found = self.untrusted_calls(statement, cur)
         if found:
             names = ", ".join(fn if via == "called" else f"{fn} (via {via})" for fn, via in found[:5])
             more = f" and {len(found) - 5} more" if len(found) > 5 else ""
@@ -208,11 +212,10 @@ class GuardedSession:
         server refuses the plan (a QueryCanceled once a timeout or the deadline strikes).
         """
         with self._deadline():
-            self.refuse_untrusted(statement)
             if statement.params and self.server_version < 160000:
                 return self._explain_prepared(statement)
             generic = ["GENERIC_PLAN"] if statement.params else []
-            with self._read_only() as cur:
+            with self._read_only(statement) as cur:
                 json_options = ", ".join([*generic, "FORMAT JSON"])
                 tree = _foreign(cur, f"EXPLAIN ({json_options}) {statement.text}").fetchone()[0]
                 # Always an option list: a statement opening with '(' is never read as one.
@@ -224,7 +227,7 @@ class GuardedSession:
         """Before 16: PREPARE, then EXPLAIN EXECUTE with NULLs under force_generic_plan."""
         prepared = False
         try:
-            with self._read_only() as cur:
+            with self._read_only(statement) as cur:
                 _foreign(cur, f"PREPARE {_PREPARED} AS {statement.text}")
                 prepared = True
                 execute = f"EXECUTE {_PREPARED}({', '.join(['NULL'] * statement.params)})"
@@ -236,11 +239,13 @@ class GuardedSession:
                 self.conn.execute(f"DEALLOCATE {_PREPARED}")  # type: ignore[call-overload]
 
     @contextmanager
-    def _read_only(self) -> Iterator[psycopg.Cursor]:
-        """A read-only transaction that is rolled back whatever happens inside it."""
+    def _read_only(self, statement: ForeignStatement) -> Iterator[psycopg.Cursor]:
+        """A read-only transaction, rolled back whatever happens inside it, in which the statement
+        was just found to reach no user's function: the check and the plan are milliseconds apart."""
         with self.conn.cursor() as cur:
             cur.execute("BEGIN TRANSACTION READ ONLY")
             try:
+                self.refuse_untrusted(statement, cur)
                 # The statement is planned as its author's session would: along their search_path.
                 cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (self.search_path,))
                 yield cur
@@ -276,6 +281,13 @@ class GuardedSession:
     @property
     def lost(self) -> bool:
         return self.conn.broken or self.conn.closed
+
+
+@cache
+def _untrusted_calls() -> pgsql.Composed:
+    """The check's query, with the relation lookup inside it: one round trip."""
+    resolved = sql("resolve_relations").replace(OWN_MARKER, "", 1)
+    return pgsql.SQL(sql("untrusted_calls")).format(resolved=pgsql.SQL(resolved))
 
 
 def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:

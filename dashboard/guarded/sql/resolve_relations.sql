@@ -2,7 +2,7 @@
 -- statement's own search_path would find them: %(schemas)s is that path's schemas, in order. The
 -- session's own search_path is pg_catalog alone, so nothing here resolves to a user's function.
 SELECT w.name, found.oid
-  FROM unnest(%(names)s::text[]) AS w(name)
+  FROM unnest(%(relations)s::text[]) AS w(name)
   CROSS JOIN LATERAL parse_ident(w.name) AS p(parts)
   LEFT JOIN LATERAL (
     SELECT c.oid

@@ -8,7 +8,7 @@
 --
 -- %(names)s: every string of the statement's parse tree (identifiers, operator symbols, literals),
 -- so a function reached as f(x), x.f or (row).f, or an operator in x OP ANY (...), is named there.
--- %(relations)s: the oids of the relations it names (resolve_relations.sql).
+-- The relations it names are found by resolve_relations.sql (inlined below) along %(schemas)s.
 WITH RECURSIVE
 untrusted AS (
     SELECT p.oid, p.proname FROM pg_proc p
@@ -20,7 +20,7 @@ untrusted AS (
       )
 ),
 rels(oid) AS (
-    SELECT unnest(%(relations)s::oid[])
+    SELECT oid FROM ({resolved}) AS resolved WHERE oid IS NOT NULL
   UNION
     SELECT next.oid FROM rels
     CROSS JOIN LATERAL (
@@ -53,6 +53,10 @@ types(oid) AS (
         SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = types.oid
       UNION ALL
         SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = types.oid
+      UNION ALL  -- its array and multirange: their casts apply to it too
+        SELECT t.typarray FROM pg_type t WHERE t.oid = types.oid AND t.typarray <> 0
+      UNION ALL
+        SELECT r.rngmultitypid FROM pg_range r WHERE r.rngtypid = types.oid
       UNION ALL  -- a composite's attributes: their domains, ranges and casts
         SELECT a.atttypid FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
         WHERE t.oid = types.oid AND t.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped
@@ -74,9 +78,13 @@ operators(oid, via) AS (
     -- lists, LIKE. Any schema: an operator is found through search_path, or named with its schema.
     SELECT o.oid, 'operator ' || o.oprname FROM pg_operator o
     WHERE o.oprname = ANY (%(names)s::text[] || ARRAY['=', '<>', '<', '>', '<=', '>=', '~~', '~~*', '!~~', '!~~*'])
-  UNION ALL
+  UNION
     SELECT d.refobjid, o.via FROM objects o JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
     WHERE d.refclassid = 'pg_operator'::regclass
+  UNION  -- the estimators call an operator's commutator and negator too
+    SELECT next.oid, operators.via FROM operators JOIN pg_operator o ON o.oid = operators.oid
+    CROSS JOIN LATERAL unnest(ARRAY[o.oprcom::oid, o.oprnegate::oid]) AS next(oid)
+    WHERE next.oid <> 0
 ),
 calls(fn, via) AS (
     SELECT u.oid, 'called' FROM untrusted u WHERE u.proname = ANY (%(names)s::text[])
