@@ -212,6 +212,7 @@ CASES = [
     Case("operator-negator", "select * from erp.orders where id = 7 and customer && 5", "unsafe", r"public\.neg_eq\(integer, integer\) \(via operator &&\)"),  # noqa: E501
     Case("operator-commutator", "select * from erp.orders where id = 8 and 5 @> customer", "unsafe", r"public\.neg_eq\(integer, integer\) \(via operator @>\)"),  # noqa: E501
     Case("array-cast", "select * from erp.orders where id = 7 and jsonb_typeof('{}'::mt[]) = 'x'", "unsafe", r"public\.mt_arr\(public\.mt\[\]\)"),  # noqa: E501
+    Case("many-joins", "select * from erp.orders x0 " + " ".join(f"join erp.orders x{i} on x{i}.id = x{i - 1}.customer" for i in range(1, 100)), "planned", r""),  # noqa: E501
     Case("builtin-sleep", "select pg_sleep(40)", "planned", r""),
     Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r""),
     Case("insert", INSERT, "planned", r""),
@@ -235,6 +236,8 @@ def hostile(pg: ThrowawayPostgres) -> Iterator[dict]:
         # What a database owner may set: the server would read a statement otherwise than pglast.
         conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {name} SET standard_conforming_strings = off")
         conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {name} SET client_encoding = 'SJIS'")
+        for setting in ("join_collapse_limit = 1000", "from_collapse_limit = 1000", "geqo = off"):
+            conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {name} SET {setting}")
     victim = psycopg.connect(pg.dsn(dbname=name), application_name="victim", autocommit=True)
     victim.execute("LISTEN leak")
     yield {"dsn": advisor_dsn(pg, name), "superuser": pg.dsn(dbname=name), "datname": name, "victim": victim}
@@ -435,6 +438,12 @@ def test_settings_are_in_force_before_any_statement(hostile: dict) -> None:
             "SELECT current_setting('standard_conforming_strings'), current_setting('client_encoding')"
         ).fetchone()
     assert shown == ("on", "UTF8")
+    with GuardedSession.connect(hostile["dsn"]) as session:
+        limits = session.conn.execute(
+            "SELECT current_setting('join_collapse_limit'), current_setting('from_collapse_limit'),"
+            " current_setting('geqo')"
+        ).fetchone()
+    assert limits == ("8", "8", "on")  # though the role's settings in this database raise them
 
 
 def test_the_dsn_cannot_lift_the_limits_but_keeps_its_search_path(hostile: dict) -> None:

@@ -75,6 +75,10 @@ class Limits:
             " -c standard_conforming_strings=on -c client_encoding=UTF8"
             # Catalog queries with recursive CTEs look costly to the planner: JIT would add 0.6 s.
             " -c jit=off"
+            # The planner's search stays the default's whatever a database or role sets: exhaustive
+            # join search over many tables does not look at a cancel request.
+            " -c join_collapse_limit=8 -c from_collapse_limit=8 -c geqo=on -c geqo_threshold=12"
+            " -c constraint_exclusion=partition"
         )
 
 
