@@ -124,6 +124,15 @@ END $$;
 CREATE CAST (public.mt[] AS jsonb) WITH FUNCTION public.mt_arr(public.mt[]) AS IMPLICIT;
 CREATE TABLE public.m_plain (id int);
 CREATE VIEW public.toggle AS SELECT id FROM public.m_plain;
+-- A partition key expression of a grandparent: naming the middle level builds its constraint.
+CREATE FUNCTION public.g() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('application_name') <> 'setup' THEN PERFORM pg_sleep(40); END IF;
+  RETURN 0;
+END $$;
+CREATE TABLE public.m_top (id int, x int) PARTITION BY RANGE ((x + public.g()));
+CREATE TABLE public.m_mid PARTITION OF public.m_top FOR VALUES FROM (0) TO (1000000) PARTITION BY RANGE (x);
+CREATE TABLE public.m_leaf PARTITION OF public.m_mid FOR VALUES FROM (0) TO (1000000);
 -- Shadows of built-ins with a closer match, for the project's own catalog queries to trip over.
 CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
@@ -213,6 +222,7 @@ CASES = [
     Case("operator-commutator", "select * from erp.orders where id = 8 and 5 @> customer", "unsafe", r"public\.neg_eq\(integer, integer\) \(via operator @>\)"),  # noqa: E501
     Case("array-cast", "select * from erp.orders where id = 7 and jsonb_typeof('{}'::mt[]) = 'x'", "unsafe", r"public\.mt_arr\(public\.mt\[\]\)"),  # noqa: E501
     Case("many-joins", "select * from erp.orders x0 " + " ".join(f"join erp.orders x{i} on x{i}.id = x{i - 1}.customer" for i in range(1, 100)), "planned", r""),  # noqa: E501
+    Case("sub-partition", "select * from m_mid where id = 5", "unsafe", r"public\.g\(\) \(via public\.m_top\)"),  # noqa: E501
     Case("builtin-sleep", "select pg_sleep(40)", "planned", r""),
     Case("builtin-terminate", "select pg_terminate_backend(pid) from pg_stat_activity", "planned", r""),
     Case("insert", INSERT, "planned", r""),
@@ -233,6 +243,12 @@ def hostile(pg: ThrowawayPostgres) -> Iterator[dict]:
     name = new_database(pg, "hostile")
     with psycopg.connect(pg.dsn(dbname=name), application_name="setup", autocommit=True) as conn:
         conn.execute(MALLORY)
+        # A trusted extension she installs is hers: she can add her own function to it.
+        conn.execute(f"GRANT CREATE ON DATABASE {name} TO mallory")
+        conn.execute("SET ROLE mallory")
+        conn.execute("CREATE SCHEMA mext; CREATE EXTENSION hstore SCHEMA mext")
+        conn.execute("ALTER EXTENSION hstore ADD FUNCTION public.slow(int)")
+        conn.execute("RESET ROLE")
         # What a database owner may set: the server would read a statement otherwise than pglast.
         conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {name} SET standard_conforming_strings = off")
         conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {name} SET client_encoding = 'SJIS'")

@@ -78,6 +78,7 @@ class Limits:
             # The planner's search stays the default's whatever a database or role sets: exhaustive
             # join search over many tables does not look at a cancel request.
             " -c join_collapse_limit=8 -c from_collapse_limit=8 -c geqo=on -c geqo_threshold=12"
+            " -c geqo_effort=5 -c geqo_pool_size=0 -c geqo_generations=0"
             " -c constraint_exclusion=partition"
         )
 
@@ -139,9 +140,9 @@ class GuardedSession:
         pg_catalog.unnest(anyarray)) would run inside the project's catalog queries. SHOW and a
         schema-qualified call with a constant are all that run before the pin.
         """
-        path = self.conn.execute("SHOW search_path").fetchone()[0]
-        schemas = self.conn.execute("SELECT pg_catalog.current_schemas(true)").fetchone()[0]
-        self.conn.execute("SET search_path = pg_catalog, pg_temp")
+        path = self.conn.execute(OWN_MARKER + "SHOW search_path").fetchone()[0]
+        schemas = self.conn.execute(OWN_MARKER + "SELECT pg_catalog.current_schemas(true)").fetchone()[0]
+        self.conn.execute(OWN_MARKER + "SET search_path = pg_catalog, pg_temp")
         return path, list(schemas)
 
     def relation_oids(self, written: list[str]) -> dict[str, int | None]:
@@ -235,26 +236,27 @@ class GuardedSession:
                 _foreign(cur, f"PREPARE {_PREPARED} AS {statement.text}")
                 prepared = True
                 execute = f"EXECUTE {_PREPARED}({', '.join(['NULL'] * statement.params)})"
-                tree = cur.execute(f"EXPLAIN (FORMAT JSON) {execute}").fetchone()[0]  # type: ignore[call-overload]
-                rows = cur.execute(f"EXPLAIN (FORMAT TEXT) {execute}").fetchall()  # type: ignore[call-overload]
+                tree = cur.execute(f"{OWN_MARKER}EXPLAIN (FORMAT JSON) {execute}").fetchone()[0]  # type: ignore[call-overload]
+                rows = cur.execute(f"{OWN_MARKER}EXPLAIN (FORMAT TEXT) {execute}").fetchall()  # type: ignore[call-overload]
                 return tree, "\n".join(r[0] for r in rows)
         finally:
             if prepared:  # prepared statements outlive transactions
-                self.conn.execute(f"DEALLOCATE {_PREPARED}")  # type: ignore[call-overload]
+                self.conn.execute(f"{OWN_MARKER}DEALLOCATE {_PREPARED}")  # type: ignore[call-overload]
 
     @contextmanager
     def _read_only(self, statement: ForeignStatement) -> Iterator[psycopg.Cursor]:
         """A read-only transaction, rolled back whatever happens inside it, in which the statement
         was just found to reach no user's function: the check and the plan are milliseconds apart."""
         with self.conn.cursor() as cur:
-            cur.execute("BEGIN TRANSACTION READ ONLY")
+            cur.execute(OWN_MARKER + "BEGIN TRANSACTION READ ONLY")
             try:
                 self.refuse_untrusted(statement, cur)
                 # The statement is planned as its author's session would: along their search_path.
-                cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (self.search_path,))
+                path = OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true)"
+                cur.execute(path, (self.search_path,))
                 yield cur
             finally:
-                cur.execute("ROLLBACK")
+                cur.execute(OWN_MARKER + "ROLLBACK")
 
     @contextmanager
     def _deadline(self) -> Iterator[None]:
@@ -297,7 +299,8 @@ def _untrusted_calls() -> pgsql.Composed:
 def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
     """Send text holding foreign SQL: binary results force the extended protocol (one statement
     only, enforced by the server) and no parameters mean psycopg leaves every '%' alone."""
-    return cur.execute(query.encode("utf-8"), binary=True)  # type: ignore[call-overload]
+    # Marked, so pg_stat_statements' record of it is never taken for the workload.
+    return cur.execute((OWN_MARKER + query).encode("utf-8"), binary=True)  # type: ignore[call-overload]
 
 
 def _powers(held: list[str]) -> str | None:

@@ -1,6 +1,5 @@
--- Functions written in a procedural language by a database user (neither built in, nor installed
--- by an extension, nor C code, which only a superuser can create) that planning a statement could
--- run. The planner folds IMMUTABLE calls with constant arguments, inlines SQL functions, and calls
+-- Functions written in a procedural language by a role that is not a superuser that planning a
+-- statement could run. The planner folds IMMUTABLE calls with constant arguments, inlines SQL functions, and calls
 -- operator and STABLE functions on constants while it estimates; views, defaults, constraints,
 -- index expressions, policies, rules and statistics objects of the tables it reads are planned
 -- with the statement, and so are casts and domain and range functions of the types involved.
@@ -11,13 +10,12 @@
 -- The relations it names are found by resolve_relations.sql (inlined below) along %(schemas)s.
 WITH RECURSIVE
 untrusted AS (
-    SELECT p.oid, p.proname FROM pg_proc p
-    WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    -- Written by a role that is not a superuser (built-ins, and what a superuser or a trusted
+    -- extension's script installed, are owned by one), in any language but C, which takes one.
+    -- Membership of an extension is no mark of trust: its owner may add functions of their own.
+    SELECT p.oid, p.proname FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
+    WHERE NOT o.rolsuper
       AND p.prolang NOT IN (SELECT oid FROM pg_language WHERE lanname IN ('internal', 'c'))
-      AND NOT EXISTS (
-        SELECT FROM pg_depend e
-        WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
-      )
 ),
 rels(oid) AS (
     SELECT oid FROM ({resolved}) AS resolved WHERE oid IS NOT NULL
@@ -37,6 +35,8 @@ rels(oid) AS (
         WHERE p.polrelid = rels.oid AND d.refobjid <> rels.oid
       UNION ALL
         SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = rels.oid  -- partitions, children
+      UNION ALL  -- and ancestors: a partition's constraint is built from its parents' keys
+        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = rels.oid
     ) AS next
 ),
 types(oid) AS (
