@@ -133,6 +133,10 @@ END $$;
 CREATE TABLE public.m_top (id int, x int) PARTITION BY RANGE ((x + public.g()));
 CREATE TABLE public.m_mid PARTITION OF public.m_top FOR VALUES FROM (0) TO (1000000) PARTITION BY RANGE (x);
 CREATE TABLE public.m_leaf PARTITION OF public.m_mid FOR VALUES FROM (0) TO (1000000);
+-- An equality operator on a type of her own that no statement uses: it must stop none of them.
+CREATE TYPE public.nothing AS (a int);
+CREATE FUNCTION public.noeq(public.nothing, public.nothing) RETURNS bool LANGUAGE sql AS 'select true';
+CREATE OPERATOR public.= (LEFTARG = public.nothing, RIGHTARG = public.nothing, FUNCTION = public.noeq);
 -- Shadows of built-ins with a closer match, for the project's own catalog queries to trip over.
 CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
@@ -484,25 +488,48 @@ def test_the_statement_is_sent_alone_even_if_the_parser_were_fooled(hostile: dic
         assert conn.execute("SELECT count(*) FROM public.canary").fetchone()[0] == 0
 
 
-def test_a_lock_wait_ends_at_the_lock_timeout(hostile: dict) -> None:
+def test_a_table_locked_elsewhere_refuses_the_statement_at_once(hostile: dict) -> None:
+    """The statement's relations are share-locked before the check (NOWAIT): a session holding one
+    cannot hold the plan back while it changes the catalog."""
     with psycopg.connect(hostile["superuser"]) as locker:
         locker.execute("LOCK TABLE erp.orders IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        with GuardedSession.connect(hostile["dsn"]) as session:
+            started = time.monotonic()
+            with pytest.raises(Refused, match="locked by another session"):
+                session.explain(check("select * from erp.orders where id = $1"))
+            assert time.monotonic() - started < 2
+        locker.rollback()
+
+
+@pytest.fixture(scope="module")
+def policy_lock(hostile: dict) -> str:
+    """A table whose policy reads another: planning locks that one only once the plan starts."""
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.lock_target (id int); CREATE TABLE public.lock_guard (id int)")
+        conn.execute("ALTER TABLE public.lock_target ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY p ON public.lock_target USING (id IN (SELECT id FROM public.lock_guard))")
+    return "select * from public.lock_target where id = $1"
+
+
+def test_a_lock_wait_ends_at_the_lock_timeout(hostile: dict, policy_lock: str) -> None:
+    with psycopg.connect(hostile["superuser"]) as locker:
+        locker.execute("LOCK TABLE public.lock_guard IN ACCESS EXCLUSIVE MODE")  # held until rollback
         with GuardedSession.connect(hostile["dsn"], limits=Limits(lock_ms=300)) as session:
             started = time.monotonic()
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                session.explain(check("select * from erp.orders where id = $1"))
+                session.explain(check(policy_lock))
         assert time.monotonic() - started < 5
         locker.rollback()
 
 
-def test_the_client_deadline_cancels_what_the_server_lets_run(hostile: dict) -> None:
+def test_the_client_deadline_cancels_what_the_server_lets_run(hostile: dict, policy_lock: str) -> None:
     limits = Limits(statement_ms=60_000, lock_ms=60_000, deadline_s=1.0)
     with psycopg.connect(hostile["superuser"]) as locker:
-        locker.execute("LOCK TABLE erp.orders IN ACCESS EXCLUSIVE MODE")
+        locker.execute("LOCK TABLE public.lock_guard IN ACCESS EXCLUSIVE MODE")
         with GuardedSession.connect(hostile["dsn"], limits=limits) as session:
             started = time.monotonic()
             with pytest.raises(psycopg.errors.QueryCanceled):
-                session.explain(check("select * from erp.orders where id = $1"))
+                session.explain(check(policy_lock))
             elapsed = time.monotonic() - started
             assert session.conn.execute("SELECT 1").fetchone() == (1,)  # still usable after
         locker.rollback()
@@ -628,7 +655,7 @@ def test_the_check_is_made_again_before_every_plan(hostile: dict) -> None:
         session.explain(statement)
         with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
             conn.execute(
-                "CREATE OR REPLACE VIEW public.toggle AS SELECT id FROM public.canary WHERE id = slow(1)"
+                "CREATE OR REPLACE VIEW public.toggle AS SELECT id FROM public.m_plain WHERE id = slow(1)"
             )
         try:
             started = time.monotonic()
@@ -656,3 +683,52 @@ def test_an_overload_beside_pg_stat_statements_is_explained(pg: ThrowawayPostgre
     with psycopg.connect(advisor_dsn(pg, name)) as conn, pytest.raises(psycopg.Error) as failed:
         conn.execute("SELECT * FROM public.pg_stat_statements(false)")
     assert "ALTER EXTENSION pg_stat_statements SET SCHEMA" in explain_connection_error(failed.value)[1]
+
+
+def test_a_schema_created_after_the_session_began_is_seen(hostile: dict) -> None:
+    """ "$user" names no schema when the session starts; she creates it, with a view shadowing a table."""
+    statement = check("select * from m_plain where id = 1")
+    with GuardedSession.connect(hostile["dsn"]) as session:
+        session.explain(statement)
+        with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {ADVISOR_ROLE} AUTHORIZATION mallory")
+            conn.execute("SET ROLE mallory")
+            conn.execute(
+                f"CREATE VIEW {ADVISOR_ROLE}.m_plain AS SELECT id FROM public.m_plain WHERE id = slow(1)"
+            )
+        try:
+            with pytest.raises(Unsafe, match=rf"public\.slow\(integer\) \(via {ADVISOR_ROLE}\.m_plain\)"):
+                session.explain(statement)
+        finally:
+            with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {ADVISOR_ROLE} CASCADE")
+
+
+def test_a_superusers_helper_that_resolves_names_late_is_not_trusted(hostile: dict) -> None:
+    """A superuser's plain SQL function is inlined, its body read along the caller's search_path,
+    where her lower(varchar) is a closer match than pg_catalog's lower(text)."""
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.norm(varchar) RETURNS text LANGUAGE sql IMMUTABLE AS 'select lower($1)'"
+        )
+        conn.execute("CREATE FUNCTION public.norm_pinned(varchar) RETURNS text LANGUAGE sql IMMUTABLE"
+                     " SET search_path = pg_catalog AS 'select lower($1)'")  # fmt: skip
+    try:
+        report = advise_database(
+            hostile["dsn"],
+            queries=[
+                "select * from erp.orders where customer::text = norm('ABC'::varchar)",
+                "select * from erp.orders where customer::text = norm_pinned('ABC'::varchar)",
+            ],
+            health=False,
+        )
+        reasons = {s["statement"]: s["reason"] for s in report["skipped"]}
+        served = {text for s in report["suggestions"] for text in s["statements"]}
+        (unpinned,) = [r for text, r in reasons.items() if "norm(" in text]
+        assert "calls public.norm(character varying)" in unpinned, reasons
+        pinned = [r for text, r in reasons.items() if "norm_pinned" in text]
+        assert pinned == [] or not pinned[0].startswith(("not planned", "refused")), reasons
+        assert pinned or any("norm_pinned" in text for text in served)  # a pinned path is trusted
+    finally:
+        with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+            conn.execute("DROP FUNCTION public.norm(varchar), public.norm_pinned(varchar)")

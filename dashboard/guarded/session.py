@@ -184,14 +184,14 @@ class GuardedSession:
 
     # -- what a statement would run ------------------------------------------------------------
     def untrusted_calls(
-        self, statement: ForeignStatement, cur: psycopg.Cursor | None = None
+        self, statement: ForeignStatement, cur: psycopg.Cursor | None = None, schemas: list[str] | None = None
     ) -> list[tuple[str, str]]:
         """(function, how the statement reaches it) for each function a database user wrote that
         planning it could run. Asked afresh each time: views and operators can change meanwhile."""
         params = {
             "names": sorted(statement.names),
             "relations": sorted(statement.relations),
-            "schemas": self.schemas,
+            "schemas": self.schemas if schemas is None else schemas,
         }
         try:
             rows = (cur or self.conn).execute(_untrusted_calls(), params).fetchall()
@@ -199,8 +199,10 @@ class GuardedSession:
         except psycopg.Error as err:
             raise Refused(f"cannot check what it calls: {first_line(err)}") from None
 
-    def refuse_untrusted(self, statement: ForeignStatement, cur: psycopg.Cursor | None = None) -> None:
-        found = self.untrusted_calls(statement, cur)
+    def refuse_untrusted(
+        self, statement: ForeignStatement, cur: psycopg.Cursor | None = None, schemas: list[str] | None = None
+    ) -> None:
+        found = self.untrusted_calls(statement, cur, schemas)
         if found:
             names = ", ".join(fn if via == "called" else f"{fn} (via {via})" for fn, via in found[:5])
             more = f" and {len(found) - 5} more" if len(found) > 5 else ""
@@ -250,13 +252,37 @@ class GuardedSession:
         with self.conn.cursor() as cur:
             cur.execute(OWN_MARKER + "BEGIN TRANSACTION READ ONLY")
             try:
-                self.refuse_untrusted(statement, cur)
+                schemas = self._statement_schemas(cur)
+                self._lock_relations(cur, statement, schemas)
+                self.refuse_untrusted(statement, cur, schemas)
                 # The statement is planned as its author's session would: along their search_path.
-                path = OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true)"
-                cur.execute(path, (self.search_path,))
+                cur.execute(_SET_PATH, (self.search_path,))
                 yield cur
             finally:
                 cur.execute(OWN_MARKER + "ROLLBACK")
+
+    def _statement_schemas(self, cur: psycopg.Cursor) -> list[str]:
+        """The schemas the statement's search_path names now (a schema named "$user" may have been
+        created since the session began); the session's own path is back to pg_catalog after."""
+        cur.execute(_SET_PATH, (self.search_path,))
+        schemas = cur.execute(OWN_MARKER + "SELECT pg_catalog.current_schemas(true)").fetchone()[0]
+        cur.execute(_SET_PATH, ("pg_catalog, pg_temp",))
+        return list(schemas)
+
+    def _lock_relations(self, cur: psycopg.Cursor, statement: ForeignStatement, schemas: list[str]) -> None:
+        """Share-lock what the statement names (a view locks what it reads) before the check, so no
+        view can be replaced, and no lock held elsewhere can hold the plan back while the catalog
+        changes under it: a relation locked elsewhere refuses the statement instead of waiting."""
+        params = {"relations": sorted(statement.relations), "schemas": schemas}
+        oids = [oid for _, oid in cur.execute(sql("resolve_relations"), params).fetchall() if oid]
+        names = cur.execute(_LOCKABLE, {"oids": oids}).fetchall()
+        if not names:
+            return
+        tables = pgsql.SQL(", ").join(pgsql.Identifier(schema, name) for schema, name in names)
+        try:
+            cur.execute(pgsql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(tables))
+        except psycopg.errors.LockNotAvailable:
+            raise Refused("a table it reads is locked by another session: not planned now") from None
 
     @contextmanager
     def _deadline(self) -> Iterator[None]:
@@ -287,6 +313,13 @@ class GuardedSession:
     @property
     def lost(self) -> bool:
         return self.conn.broken or self.conn.closed
+
+
+_SET_PATH = OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true)"
+_LOCKABLE = (
+    OWN_MARKER + "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = ANY (%(oids)s::oid[]) AND c.relkind IN ('r', 'p', 'v')"
+)
 
 
 @cache

@@ -13,9 +13,16 @@ untrusted AS (
     -- Written by a role that is not a superuser (built-ins, and what a superuser or a trusted
     -- extension's script installed, are owned by one), in any language but C, which takes one.
     -- Membership of an extension is no mark of trust: its owner may add functions of their own.
+    -- A superuser's function whose body names things along the caller's search_path (plain SQL or
+    -- a procedural language, without a pinned search_path) counts too: run while planning, it
+    -- would find a user's closer match for what it calls.
     SELECT p.oid, p.proname FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
-    WHERE NOT o.rolsuper
-      AND p.prolang NOT IN (SELECT oid FROM pg_language WHERE lanname IN ('internal', 'c'))
+    WHERE p.prolang NOT IN (SELECT oid FROM pg_language WHERE lanname IN ('internal', 'c'))
+      AND (NOT o.rolsuper OR (
+        p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+        AND p.prosqlbody IS NULL
+        AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\_path=%%')
+      ))
 ),
 rels(oid) AS (
     SELECT oid FROM ({resolved}) AS resolved WHERE oid IS NOT NULL
@@ -76,8 +83,12 @@ objects(classid, objid, via) AS (
 operators(oid, via) AS (
     -- Named in the statement, or applied without being named: comparisons for sorts, joins, IN
     -- lists, LIKE. Any schema: an operator is found through search_path, or named with its schema.
+    -- Only operators on built-in types or on the types involved: an operator on a type of her own
+    -- that nothing here uses cannot be chosen, and would otherwise stop every statement.
     SELECT o.oid, 'operator ' || o.oprname FROM pg_operator o
     WHERE o.oprname = ANY (%(names)s::text[] || ARRAY['=', '<>', '<', '>', '<=', '>=', '~~', '~~*', '!~~', '!~~*'])
+      AND (o.oprleft IN (SELECT oid FROM types) OR o.oprright IN (SELECT oid FROM types)
+           OR (o.oprleft < 16384 AND o.oprright < 16384))
   UNION
     SELECT d.refobjid, o.via FROM objects o JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
     WHERE d.refclassid = 'pg_operator'::regclass
