@@ -501,39 +501,49 @@ def test_a_table_locked_elsewhere_refuses_the_statement_at_once(hostile: dict) -
         locker.rollback()
 
 
-@pytest.fixture(scope="module")
-def policy_lock(hostile: dict) -> str:
-    """A table whose policy reads another: planning locks that one only once the plan starts."""
-    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.lock_target (id int); CREATE TABLE public.lock_guard (id int)")
-        conn.execute("ALTER TABLE public.lock_target ENABLE ROW LEVEL SECURITY")
-        conn.execute("CREATE POLICY p ON public.lock_target USING (id IN (SELECT id FROM public.lock_guard))")
-    return "select * from public.lock_target where id = $1"
+# A REINDEX in an open transaction locks the index (ACCESS EXCLUSIVE) but only SHARE-locks the
+# table: the statement's own share lock is granted, and the planner then waits to open the index.
+REINDEXING = "REINDEX INDEX erp.orders_pkey"
+WAITS = "select * from erp.orders where id = $1"
 
 
-def test_a_lock_wait_ends_at_the_lock_timeout(hostile: dict, policy_lock: str) -> None:
+def test_a_lock_wait_ends_at_the_lock_timeout(hostile: dict) -> None:
     with psycopg.connect(hostile["superuser"]) as locker:
-        locker.execute("LOCK TABLE public.lock_guard IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        locker.execute(REINDEXING)  # its locks are held until the rollback
         with GuardedSession.connect(hostile["dsn"], limits=Limits(lock_ms=300)) as session:
             started = time.monotonic()
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                session.explain(check(policy_lock))
+                session.explain(check(WAITS))
         assert time.monotonic() - started < 5
         locker.rollback()
 
 
-def test_the_client_deadline_cancels_what_the_server_lets_run(hostile: dict, policy_lock: str) -> None:
+def test_the_client_deadline_cancels_what_the_server_lets_run(hostile: dict) -> None:
     limits = Limits(statement_ms=60_000, lock_ms=60_000, deadline_s=1.0)
     with psycopg.connect(hostile["superuser"]) as locker:
-        locker.execute("LOCK TABLE public.lock_guard IN ACCESS EXCLUSIVE MODE")
+        locker.execute(REINDEXING)
         with GuardedSession.connect(hostile["dsn"], limits=limits) as session:
             started = time.monotonic()
             with pytest.raises(psycopg.errors.QueryCanceled):
-                session.explain(check(policy_lock))
+                session.explain(check(WAITS))
             elapsed = time.monotonic() - started
             assert session.conn.execute("SELECT 1").fetchone() == (1,)  # still usable after
         locker.rollback()
     assert 0.9 < elapsed < 5
+
+
+def test_a_table_reached_through_a_policy_is_locked_too(hostile: dict) -> None:
+    with psycopg.connect(hostile["superuser"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.lock_target (id int)")
+        conn.execute("CREATE TABLE IF NOT EXISTS public.lock_guard (id int)")
+        conn.execute("ALTER TABLE public.lock_target ENABLE ROW LEVEL SECURITY")
+        conn.execute("DROP POLICY IF EXISTS p ON public.lock_target")
+        conn.execute("CREATE POLICY p ON public.lock_target USING (id IN (SELECT id FROM public.lock_guard))")
+    with psycopg.connect(hostile["superuser"]) as locker:
+        locker.execute("LOCK TABLE public.lock_guard IN ACCESS EXCLUSIVE MODE")
+        with GuardedSession.connect(hostile["dsn"]) as session, pytest.raises(Refused, match="locked"):
+            session.explain(check("select * from public.lock_target where id = $1"))
+        locker.rollback()
 
 
 def test_a_statement_at_every_bound_is_analysed_quickly(hostile: dict) -> None:

@@ -270,17 +270,16 @@ class GuardedSession:
         return list(schemas)
 
     def _lock_relations(self, cur: psycopg.Cursor, statement: ForeignStatement, schemas: list[str]) -> None:
-        """Share-lock what the statement names (a view locks what it reads) before the check, so no
-        view can be replaced, and no lock held elsewhere can hold the plan back while the catalog
-        changes under it: a relation locked elsewhere refuses the statement instead of waiting."""
-        params = {"relations": sorted(statement.relations), "schemas": schemas}
-        oids = [oid for _, oid in cur.execute(sql("resolve_relations"), params).fetchall() if oid]
-        names = cur.execute(_LOCKABLE, {"oids": oids}).fetchall()
+        """Share-lock every relation the statement reaches before the check, so no view or policy
+        can be replaced between the check and the plan. NOWAIT: a relation locked elsewhere refuses
+        the statement, so no session can hold the plan back while it changes the catalog."""
+        params = {"names": [], "relations": sorted(statement.relations), "schemas": schemas}
+        names = cur.execute(_untrusted_calls("relations"), params).fetchall()
         if not names:
             return
         tables = pgsql.SQL(", ").join(pgsql.Identifier(schema, name) for schema, name in names)
         try:
-            cur.execute(pgsql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(tables))
+            cur.execute(pgsql.SQL(OWN_MARKER + "LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(tables))
         except psycopg.errors.LockNotAvailable:
             raise Refused("a table it reads is locked by another session: not planned now") from None
 
@@ -316,17 +315,15 @@ class GuardedSession:
 
 
 _SET_PATH = OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true)"
-_LOCKABLE = (
-    OWN_MARKER + "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.oid = ANY (%(oids)s::oid[]) AND c.relkind IN ('r', 'p', 'v')"
-)
 
 
 @cache
-def _untrusted_calls() -> pgsql.Composed:
-    """The check's query, with the relation lookup inside it: one round trip."""
+def _untrusted_calls(final: str = "final") -> pgsql.Composed:
+    """The check's query (its walk of what a statement reaches, with the relation lookup inside it:
+    one round trip), ending in `untrusted_calls.<final>.sql`: the functions, or the relations."""
     resolved = sql("resolve_relations").replace(OWN_MARKER, "", 1)
-    return pgsql.SQL(sql("untrusted_calls")).format(resolved=pgsql.SQL(resolved))
+    ending = (SQL_DIR / f"untrusted_calls.{final}.sql").read_text()
+    return pgsql.SQL(sql("untrusted_calls")).format(resolved=pgsql.SQL(resolved), final=pgsql.SQL(ending))
 
 
 def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:

@@ -114,9 +114,4 @@ calls(fn, via) AS (
     SELECT c.castfunc, 'a cast to ' || c.casttarget::regtype FROM pg_cast c
     WHERE c.castfunc <> 0 AND (c.castsource IN (SELECT oid FROM types) OR c.casttarget IN (SELECT oid FROM types))
 )
-SELECT DISTINCT ON (calls.fn)
-       format('%%s.%%s(%%s)', p.pronamespace::regnamespace, quote_ident(p.proname),
-              pg_get_function_identity_arguments(p.oid)) AS function,
-       calls.via
-FROM calls JOIN untrusted u ON u.oid = calls.fn JOIN pg_proc p ON p.oid = calls.fn
-ORDER BY calls.fn, calls.via
+{final}
