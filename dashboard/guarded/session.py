@@ -282,6 +282,11 @@ class GuardedSession:
             cur.execute(pgsql.SQL(OWN_MARKER + "LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(tables))
         except psycopg.errors.LockNotAvailable:
             raise Refused("a table it reads is locked by another session: not planned now") from None
+        busy = cur.execute(_untrusted_calls("busy"), params).fetchall()
+        if busy:
+            raise Refused(
+                f"{busy[0][0]} is being changed by another session (an index build?): not planned now"
+            )
 
     @contextmanager
     def _deadline(self) -> Iterator[None]:

@@ -45,6 +45,11 @@ RUNS_SQL = frozenset(
     for kind in ("table", "query", "cursor", "schema", "database")
     for form in ("xml", "xmlschema", "xml_and_xmlschema")
 ) | {"ts_stat", "ts_rewrite"}
+# Built-ins that run a type's code (a domain's CHECK, its input function) for a type given by OID:
+# the type need not be named, so no check can see it.
+RUNS_TYPE_CODE = frozenset(
+    f"{kind}_{io}" for kind in ("domain", "record", "array", "range", "multirange") for io in ("in", "recv")
+) | {"pg_input_is_valid", "pg_input_error_info"}
 
 
 class Refused(ValueError):
@@ -89,9 +94,13 @@ def check(text: object) -> ForeignStatement:
     walked = _walk(node)
     if walked.pop("creates_table"):
         raise Refused("SELECT ... INTO creates a table: only queries and DML are planned")
-    runs_sql = sorted(walked["names"] & RUNS_SQL)
-    if runs_sql:
-        raise Refused(f"{runs_sql[0]} runs SQL named in a string, which no check can see: not planned")
+    for hidden, what in (
+        (RUNS_SQL, "runs SQL named in a string"),
+        (RUNS_TYPE_CODE, "runs a type's code chosen by OID"),
+    ):
+        called = sorted(walked["names"] & hidden)
+        if called:
+            raise Refused(f"{called[0]} {what}, which no check can see: not planned")
     return ForeignStatement(text=_one(text, raw[0]), kind=kind, **walked)
 
 
