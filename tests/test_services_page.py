@@ -47,19 +47,24 @@ RULES = """groups:
 
 
 def _wait_for_scrapes(prom: ThrowawayPrometheus, timeout: float = 20.0) -> None:
-    """Until rate() over the exporter's histogram has two samples to work with."""
+    """Until rate() over the exporter's histogram has two samples to work with, and the rules have
+    been evaluated (on a loaded machine the first evaluation can come after the third scrape)."""
     import urllib.parse
     import urllib.request
 
-    query = urllib.parse.urlencode({"query": "count_over_time(http_requests_total[1m])"})
+    def query(expr: str) -> list[dict]:
+        encoded = urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(f"{prom.url}/api/v1/query?{encoded}", timeout=2) as resp:
+            return json.loads(resp.read())["data"]["result"]
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{prom.url}/api/v1/query?{query}", timeout=2) as resp:
-            result = json.loads(resp.read())["data"]["result"]
-        if result and min(float(r["value"][1]) for r in result) >= 3:
+        scrapes = query("count_over_time(http_requests_total[1m])")
+        firing = query('ALERTS{alertname="AlwaysFiring",alertstate="firing"}')
+        if scrapes and min(float(r["value"][1]) for r in scrapes) >= 3 and firing:
             return
         time.sleep(0.3)
-    raise AssertionError("prometheus scraped the exporter fewer than 3 times in 20 s")
+    raise AssertionError("in 20 s prometheus scraped the exporter fewer than 3 times or fired no alert")
 
 
 def services_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict:
