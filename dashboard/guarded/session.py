@@ -264,29 +264,31 @@ class GuardedSession:
     def _statement_schemas(self, cur: psycopg.Cursor) -> list[str]:
         """The schemas the statement's search_path names now (a schema named "$user" may have been
         created since the session began); the session's own path is back to pg_catalog after."""
-        cur.execute(_SET_PATH, (self.search_path,))
-        schemas = cur.execute(OWN_MARKER + "SELECT pg_catalog.current_schemas(true)").fetchone()[0]
-        cur.execute(_SET_PATH, ("pg_catalog, pg_temp",))
-        return list(schemas)
+        # One round trip: the target list is evaluated left to right.
+        row = cur.execute(
+            OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true),"
+            " pg_catalog.current_schemas(true),"
+            " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+            (self.search_path,),
+        ).fetchone()
+        return list(row[1])
 
     def _lock_relations(self, cur: psycopg.Cursor, statement: ForeignStatement, schemas: list[str]) -> None:
         """Share-lock every relation the statement reaches before the check, so no view or policy
         can be replaced between the check and the plan. NOWAIT: a relation locked elsewhere refuses
         the statement, so no session can hold the plan back while it changes the catalog."""
         params = {"names": [], "relations": sorted(statement.relations), "schemas": schemas}
-        names = cur.execute(_untrusted_calls("relations"), params).fetchall()
-        if not names:
+        found = cur.execute(_untrusted_calls("relations"), params).fetchall()
+        busy = [f"{schema}.{name}" for schema, name, changing in found if changing]
+        if busy:
+            raise Refused(f"{busy[0]} is locked or being changed by another session: not planned now")
+        if not found:
             return
-        tables = pgsql.SQL(", ").join(pgsql.Identifier(schema, name) for schema, name in names)
+        tables = pgsql.SQL(", ").join(pgsql.Identifier(schema, name) for schema, name, _ in found)
         try:
             cur.execute(pgsql.SQL(OWN_MARKER + "LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(tables))
         except psycopg.errors.LockNotAvailable:
             raise Refused("a table it reads is locked by another session: not planned now") from None
-        busy = cur.execute(_untrusted_calls("busy"), params).fetchall()
-        if busy:
-            raise Refused(
-                f"{busy[0][0]} is being changed by another session (an index build?): not planned now"
-            )
 
     @contextmanager
     def _deadline(self) -> Iterator[None]:
