@@ -13,6 +13,7 @@ import pytest
 
 from dashboard.throwaway import ThrowawayPostgres, free_port
 from tests.conftest import run_workload
+from tests.support.cli import observatory as run_observatory
 
 
 def observatory(
@@ -22,14 +23,7 @@ def observatory(
     env.pop("OBSERVATORY_CONFIG", None)
     if config:
         env["OBSERVATORY_CONFIG"] = str(config)
-    return subprocess.run(
-        [sys.executable, "-m", "dashboard", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_observatory(*args, env=env, cwd=cwd)
 
 
 def write_config(tmp_path: Path, targets: str) -> Path:

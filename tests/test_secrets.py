@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from dashboard.store.reads import target_statuses
 from dashboard.store.schema import statements
 from dashboard.throwaway import ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis, free_port
 from tests.conftest import collect_once, make_config
+from tests.support.cli import observatory
 
 TRAILING = "obsTok-trailing-7f3a\n"  # export TOKEN="$(cat file)" keeps no newline; "abc\n" does
 INNER = "obsTok-inner-a91c\nobsTok-second-half"
@@ -134,16 +133,6 @@ def test_log_records_lose_the_secrets() -> None:
 def prometheus() -> Iterator[ThrowawayPrometheus]:
     with ThrowawayPrometheus([f"127.0.0.1:{free_port()}"]) as prom:
         yield prom
-
-
-def observatory(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dashboard", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_bearer_tokens_with_whitespace_never_leak(prometheus: ThrowawayPrometheus, tmp_path: Path) -> None:
