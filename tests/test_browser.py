@@ -164,6 +164,8 @@ def test_services_page_draws_charts(page: Page, services_app: str) -> None:
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 6  # five series and the overlay
     page.locator(CELLS).first.wait_for(state="attached")
+    # Each table fills its grid on its own: the alerts' grid can come after the scorecard's.
+    page.locator(CELLS, has_text="AlwaysFiring").first.wait_for(state="attached", timeout=15_000)
     cells = page.locator(CELLS).all_text_contents()
     assert {"api_p95_ms", "pass", "fail", "AlwaysFiring"} <= set(cells), cells
     assert page.locator("[data-testid='stException']").count() == 0
