@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from dashboard.advisor.database import Workload, advise_database
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.servers.throwaway import ThrowawayPostgres
 
 SCHEMA = Path(__file__).resolve().parent.parent / "tests" / "advisor_schema.sql"
 # (statement, parameter maker): the kind of mix an order system runs.

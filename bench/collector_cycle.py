@@ -10,7 +10,7 @@ their sum.
 
 What runs:
 
-1. A throwaway PostgreSQL (`dashboard.throwaway.ThrowawayPostgres`, pg_stat_statements preloaded,
+1. A throwaway PostgreSQL (`dashboard.servers.throwaway.ThrowawayPostgres`, pg_stat_statements preloaded,
    `pg_stat_statements.max` >= 10000, `track = all`), or the server named by `--dsn`.
 2. `--statements` structurally distinct statements (queryid ignores constants, so each one reads a
    different column list / filter column of one of N tables of 50 columns), written the way an ORM
@@ -54,10 +54,10 @@ from typing import Any
 import psycopg
 
 from bench.timing import summary, timed
-from collectors.postgres import PostgresCollector
-from dashboard.config import PostgresTarget
+from collectors.postgres.collector import PostgresCollector
+from dashboard.core.config import PostgresTarget
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
-from dashboard.throwaway import ThrowawayPostgres
 
 BUDGET = 0.25
 COLUMNS = 50  # per table; statements = tables x COLUMNS filter columns

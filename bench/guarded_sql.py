@@ -1,6 +1,6 @@
 """Benchmark: what the guarded SQL door costs a statement, against planning it the old, unguarded way.
 
-Every statement the project did not write is planned through `dashboard.guarded`: PostgreSQL's
+Every statement the project did not write is planned through `dashboard.core.guarded`: PostgreSQL's
 parser reads it (pglast), a catalog query names the functions planning it could run, and the plan
 is asked for in a read-only transaction that is rolled back, through the extended protocol. This
 measures that path against the baseline the advisor used before: the same EXPLAINs sent as plain
@@ -35,9 +35,9 @@ import psycopg
 from bench.timing import summary, timed
 from dashboard.advisor.catalog import Catalog
 from dashboard.advisor.shapes import shape
-from dashboard.guarded import GuardedSession, check
-from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH, Refused
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.core.guarded import GuardedSession, check
+from dashboard.core.guarded.statement import MAX_BOOLEAN, MAX_DEPTH, Refused
+from dashboard.servers.throwaway import ThrowawayPostgres
 
 BUDGET_OVERHEAD_MS = 10.0
 BUDGET_ANALYSIS_MS = 1000.0

@@ -5,7 +5,7 @@ The issue's budget: such a cycle takes milliseconds, not seconds, and does not b
 
 What runs:
 
-1. A throwaway Redis (`dashboard.throwaway.ThrowawayRedis`), filled with `--keys` string keys
+1. A throwaway Redis (`dashboard.servers.throwaway.ThrowawayRedis`), filled with `--keys` string keys
    (pipelined MSET batches) and `--queues` job queues in turn BullMQ, RQ and Celery shaped, each
    with `--jobs` jobs spread over their states (BullMQ: wait/active/delayed/prioritized/completed/
    failed sorted sets and lists plus a hash per job; RQ: queue list and registries; Celery: the
@@ -40,10 +40,10 @@ from typing import Any
 import redis
 
 from bench.timing import summary, timed
-from collectors.redis import RedisCollector
-from dashboard.config import RedisQueues, RedisTarget
+from collectors.redis.collector import RedisCollector
+from dashboard.core.config import RedisQueues, RedisTarget
+from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
-from dashboard.throwaway import ThrowawayRedis
 
 BUDGET_P95_MS = 50.0
 INTERVAL = 15  # simulated seconds between cycles

@@ -68,8 +68,9 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.timing import percentile
-from collectors.postgres import CONNECTION_STATES, DB_COUNTERS, TOTALS
-from dashboard.config import Retention
+from collectors.postgres.collector import CONNECTION_STATES, DB_COUNTERS, TOTALS
+from dashboard.core.config import Retention
+from dashboard.core.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import (
@@ -86,7 +87,6 @@ from dashboard.store.reads import (
     statement_totals,
     target_statuses,
 )
-from dashboard.store.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 from dashboard.store.schema import POINTS, STATEMENT_COUNTERS, STMT
 
 BUDGET_MS = 300.0

@@ -1,1 +1,1 @@
-"""Collectors: one module per source, each turning a target into `dashboard.store.records.Cycle`s."""
+"""Collectors: one module per source, each turning a target into `dashboard.core.records.Cycle`s."""

@@ -6,7 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 
-from dashboard.store.records import Cycle, StatementKey, Status
+from dashboard.core.records import Cycle, StatementKey, Status
 
 
 class StateSource(Protocol):

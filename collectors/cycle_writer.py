@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy.exc
 
+from dashboard.core.records import Cycle
 from dashboard.store import Store
-from dashboard.store.records import Cycle
 
 log = logging.getLogger("observatory.collect")
 MAX_ATTEMPTS = 3  # refusals of one cycle (not outages of the store) before it is dropped

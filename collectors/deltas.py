@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dashboard.store.records import StatementKey
+from dashboard.core.records import StatementKey
 
 Previous = Mapping[StatementKey, tuple[tuple[float, ...], bool]]  # counters, present
 

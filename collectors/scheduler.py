@@ -12,22 +12,21 @@ waits for it and takes it over as soon as it is free.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from collectors.advisor_job import advise_target
 from collectors.base import Collector
 from collectors.cycle_writer import CycleWriter
-from collectors.postgres import PostgresCollector
-from collectors.prometheus import PrometheusCollector
-from collectors.redis import RedisCollector
-from dashboard.config import Config, PostgresTarget
+from collectors.jobs.advisor import advise_target
+from dashboard.core.config import Config, PostgresTarget
+from dashboard.core.records import Cycle
+from dashboard.core.sources import SOURCES, configured
 from dashboard.store import Store
 from dashboard.store.locks import target_locks
-from dashboard.store.records import Cycle
 
 log = logging.getLogger("observatory.collect")
 MAX_BACKOFF = 300.0
@@ -36,9 +35,13 @@ LOCK_RETRY = 2.0  # seconds between tries of a target's lock another process hol
 
 
 def build_collectors(config: Config, store: Store) -> list[Collector]:
-    postgres = [PostgresCollector(t, store) for t in config.targets.postgres]
-    redis = [RedisCollector(t, store) for t in config.targets.redis]
-    return [*postgres, *redis, *(PrometheusCollector(t, store) for t in config.targets.prometheus)]
+    """One collector per configured target, of every registered source."""
+    collectors: list[Collector] = []
+    for source in SOURCES:
+        module, _, name = source.collector.partition(":")
+        collector_class = getattr(importlib.import_module(module), name)
+        collectors += [collector_class(target, store) for target in configured(config, source.kind)]
+    return collectors
 
 
 def backoff(interval: float, failures: int) -> float:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data, ui
-from dashboard.config import ConfigError
-from dashboard.redaction import redact
+from dashboard.core.config import ConfigError
+from dashboard.core.redaction import redact
+from dashboard.ui import data
+from dashboard.ui import frame as ui
 
 # `streamlit run` puts this file's folder first on sys.path, where dashboard/config.py,
 # data.py and the rest would shadow same-named top-level modules for
@@ -43,14 +44,4 @@ def _open_store() -> bool:
 
 if _open_store():
     ui.sidebar(data.targets())
-    page = st.navigation(
-        [
-            st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
-            st.Page(ui.QUERIES_PAGE, title="Queries", icon=":material/list:"),
-            st.Page(ui.INDEXES_PAGE, title="Indexes", icon=":material/bolt:", url_path="indexes"),
-            st.Page(ui.REDIS_PAGE, title="Redis", icon=":material/memory:", url_path="redis"),
-            st.Page(ui.SERVICES_PAGE, title="Services", icon=":material/monitor_heart:", url_path="services"),
-            st.Page(ui.QUERY_PAGE, title="Query detail", icon=":material/search:", url_path="query"),
-        ]
-    )
-    page.run()
+    st.navigation(ui.navigation()).run()

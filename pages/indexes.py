@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
-from dashboard.sqltext import one_line
+from dashboard.analysis.sqltext import one_line
+from dashboard.ui import data
+from dashboard.ui import frame as ui
 
 NO_ADVICE = """**No index advice yet.** The collector daemon (`observatory collect`, or `observatory up`
 for the collector and this app together) runs the index advisor on every database of each target

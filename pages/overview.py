@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
-from dashboard.sqltext import one_line
+from dashboard.analysis.sqltext import one_line
+from dashboard.ui import charts, data
+from dashboard.ui import frame as ui
 
 
 def target_figures(target: ui.Target, row: pd.Series) -> None:

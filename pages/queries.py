@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
-from dashboard.sqltext import one_line
+from dashboard.analysis.sqltext import one_line
+from dashboard.ui import data
+from dashboard.ui import frame as ui
 
 COLUMNS = {
     "link": st.column_config.LinkColumn("id", display_text=r"id=(\d+)", width="small"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, ui
-from dashboard.sqltext import format_sql
+from dashboard.analysis.sqltext import format_sql
+from dashboard.ui import charts, data
+from dashboard.ui import frame as ui
 
 
 def statement_id() -> int | None:

@@ -8,7 +8,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, page_frame, redis_views, ui
+from dashboard.analysis import redis as redis_views
+from dashboard.ui import charts, data, page_frame
+from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
 targets:

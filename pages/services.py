@@ -7,8 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, page_frame, slo, ui
-from dashboard.sqltext import one_line
+from dashboard.analysis import slo
+from dashboard.analysis.sqltext import one_line
+from dashboard.ui import charts, data, page_frame
+from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
 targets:

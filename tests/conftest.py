@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from collectors.scheduler import Scheduler
-from dashboard import config as config_mod
+from dashboard.core import config as config_mod
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
-from dashboard.throwaway import ThrowawayPostgres
 from tests.support.browser import chromium
 
 ADVISOR_ROLE = "observatory_advisor"

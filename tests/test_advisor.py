@@ -14,8 +14,8 @@ import pytest
 
 from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.advisor.database import AdviseError, advise_database
-from dashboard.guarded import GuardedSession
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.core.guarded import GuardedSession
+from dashboard.servers.throwaway import ThrowawayPostgres
 from tests.conftest import advisor_dsn, new_database
 
 SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from dashboard.advisor.advise import Advisor, StatementInput
-from dashboard.guarded import GuardedSession
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.core.guarded import GuardedSession
+from dashboard.servers.throwaway import ThrowawayPostgres
 from tests.conftest import advisor_dsn, new_database
 
 PEERS = Path(__file__).with_name("peers")

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bench import collector_cycle, store_history
-from dashboard.config import Retention
+from dashboard.core.config import Retention
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.engine import make_engine
 from dashboard.store.schema import STMT, advice, points_raw, statements
-from dashboard.throwaway import ThrowawayPostgres
 from tests.conftest import new_database
 
 
@@ -99,7 +99,7 @@ def test_store_history_cli_reuses_a_generated_store(tmp_path: Path, capsys: pyte
 
 def test_page_reads_match_the_data_layer() -> None:
     """The benchmark's page loads name the series dashboard/data.py reads."""
-    from dashboard import data  # imports streamlit: only here
+    from dashboard.ui import data  # imports streamlit: only here
 
     assert data.OVERVIEW_SERIES == store_history.OVERVIEW_SERIES
     assert (*data.STATEMENT_TOTALS, *data.BLOCKS) == store_history.SUMMARY_SERIES

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page
 
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
-from dashboard.throwaway import ThrowawayPostgres
 from tests.support.browser import CELLS, serve, settle, shoot
 from tests.test_indexes_page import REF, REF_INDEX, TARGET, advised_store, statement_id
 from tests.test_redis_page import NODE, redis_store

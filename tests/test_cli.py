@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dashboard.throwaway import ThrowawayPostgres, free_port
+from dashboard.servers.throwaway import ThrowawayPostgres, free_port
 from tests.conftest import run_workload
 from tests.support.cli import observatory as run_observatory
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import exposure_warning, is_loopback
-from dashboard.throwaway import ThrowawayPostgres, free_port
+from dashboard.core.config import exposure_warning, is_loopback
+from dashboard.servers.throwaway import ThrowawayPostgres, free_port
 
 WARNING = "It has no login yet: anyone who can reach this address can see it"
 

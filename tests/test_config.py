@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import config
+from dashboard.core import config
 
 
 def write(tmp_path: Path, text: str) -> Path:

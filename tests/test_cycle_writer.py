@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from collectors.cycle_writer import MAX_ATTEMPTS, CycleWriter
+from dashboard.core.records import Cycle, SlowlogEntry, Status
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import target_statuses
-from dashboard.store.records import Cycle, SlowlogEntry, Status
 from dashboard.store.schema import STMT
-from dashboard.throwaway import ThrowawayPostgres
 from tests.test_store import T0, cycle
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from collectors.deltas import LastCounters, counter_delta
-from dashboard.redaction import describe_dsn, redact
-from dashboard.store.records import StatementDelta, StatementEntry, StatementKey
+from dashboard.core.records import StatementDelta, StatementEntry, StatementKey
+from dashboard.core.redaction import describe_dsn, redact
 
 A = StatementKey(1, 10, 100, True)
 B = StatementKey(2, 10, 100, True)
@@ -105,7 +105,7 @@ def test_passwords_are_redacted() -> None:
 
 
 def test_reset_times_are_compared_to_the_microsecond_and_across_versions() -> None:
-    from collectors.postgres import _reset_since
+    from collectors.postgres.collector import _reset_since
 
     assert not _reset_since(None, 1795776877.25)  # no earlier reading
     assert not _reset_since(1795776877.25, 1795776877.25)

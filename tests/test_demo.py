@@ -19,9 +19,9 @@ import redis
 
 from dashboard.advisor.database import Workload as AdviseWorkload
 from dashboard.advisor.database import advise_database
-from dashboard.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
-from dashboard.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
-from dashboard.workload import Workload, create_analytics_schema, create_schema
+from dashboard.demo.erp import Workload, create_analytics_schema, create_schema
+from dashboard.demo.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
+from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = 0.02  # 400 customers, 2,000 orders: seeded in well under a second
@@ -235,7 +235,7 @@ def test_demo_command_collects_both_databases_and_roles_then_cleans_up(tmp_path:
     said = re.search(r"Prometheus throwaway server on .*", output).group(0)
     prom_port, service_port, *node_port = re.findall(r"127\.0\.0\.1:(\d+)", said)
     assert _processes_mentioning(f"--web.listen-address=127.0.0.1:{prom_port}") == []
-    assert _processes_mentioning(f"dashboard.demo_traffic --port {service_port}") == []
+    assert _processes_mentioning(f"dashboard.demo.traffic --port {service_port}") == []
     assert [p for port in node_port for p in _processes_mentioning(f"127.0.0.1:{port}")] == []
 
 

@@ -23,11 +23,11 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.advisor.database import AdviseError, Workload, advise_database
-from dashboard.guarded import GuardedSession, Limits, Refused, SessionRefused, Unsafe, check
-from dashboard.guarded import statement as statement_module
-from dashboard.guarded.statement import MAX_BOOLEAN, MAX_DEPTH
+from dashboard.core.guarded import GuardedSession, Limits, Refused, SessionRefused, Unsafe, check
+from dashboard.core.guarded import statement as statement_module
+from dashboard.core.guarded.statement import MAX_BOOLEAN, MAX_DEPTH
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
-from dashboard.throwaway import ThrowawayPostgres
 from tests.conftest import ADVISOR_ROLE, advisor_dsn, collect_once, make_config, new_database
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -684,7 +684,7 @@ def test_an_overload_beside_pg_stat_statements_is_explained(pg: ThrowawayPostgre
         )
     with pytest.raises(AdviseError, match="give the extension a schema of its own"):
         advise_database(advisor_dsn(pg, name), workload=Workload(), health=False)
-    from collectors.postgres import explain_connection_error
+    from collectors.postgres.collector import explain_connection_error
 
     with psycopg.connect(advisor_dsn(pg, name)) as conn, pytest.raises(psycopg.Error) as failed:
         conn.execute("SELECT * FROM public.pg_stat_statements(false)")

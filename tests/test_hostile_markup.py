@@ -29,12 +29,12 @@ import yaml
 from playwright.sync_api import Page
 from psycopg import sql
 
-from collectors.advisor_job import advise_target
-from dashboard import ui
+from collectors.jobs.advisor import advise_target
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.ui import frame as ui
 from tests.conftest import collect_once, make_config, new_database
 from tests.support.browser import CELLS, serve, settle, shoot
 

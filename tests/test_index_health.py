@@ -11,7 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from dashboard.advisor.health import IndexHealth, human_bytes, index_health
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.servers.throwaway import ThrowawayPostgres
 from tests.conftest import new_database
 
 

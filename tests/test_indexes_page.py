@@ -15,12 +15,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from collectors.advisor_job import advise_target
-from dashboard import ui
+from collectors.jobs.advisor import advise_target
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import statement_ids_by_text
-from dashboard.throwaway import ThrowawayPostgres
+from dashboard.ui import frame as ui
 from tests.conftest import advisor_dsn, collect_once, make_config, new_database
 
 APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder

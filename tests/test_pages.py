@@ -13,10 +13,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import ui
-from dashboard.sqltext import format_sql
+from dashboard.analysis.sqltext import format_sql
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
+from dashboard.ui import frame as ui
 
 APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
 QUERIES = "../pages/queries.py"  # switch_page paths are relative to the entrypoint's folder

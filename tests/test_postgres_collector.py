@@ -9,12 +9,12 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
-from collectors import postgres as pgc
+from collectors.postgres import collector as pgc
 from collectors.scheduler import Scheduler
+from dashboard.servers.throwaway import ThrowawayPostgres, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, statement_totals, target_statuses
 from dashboard.store.schema import STMT, statements
-from dashboard.throwaway import ThrowawayPostgres, free_port
 from tests.conftest import collect_once, make_config, new_database, run_workload
 
 LOOKUP = "SELECT * FROM orders WHERE id = $1"

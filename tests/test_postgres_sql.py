@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from collectors import postgres as pgc
-from collectors.pg_arrays import float8_rows, register_int8_array
+from collectors.postgres import collector as pgc
+from collectors.postgres.arrays import float8_rows, register_int8_array
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.schema import STATEMENT_COUNTERS
-from dashboard.throwaway import ThrowawayPostgres
 from tests.conftest import new_database, run_workload
 
 

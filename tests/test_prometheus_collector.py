@@ -1,7 +1,7 @@
 """The Prometheus collector against a real Prometheus scraping real exporters started here.
 
 One Prometheus (1 s scrapes and rule evaluations) scrapes the demo service (request histogram and
-counters with known values, dashboard.demo_service), node_exporter, and a port nobody listens on;
+counters with known values, dashboard.demo.service), node_exporter, and a port nobody listens on;
 its rules hold an always-firing and an always-pending alert. Series use 15 s windows so values
 exist a few seconds after start.
 """
@@ -22,17 +22,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import config as config_mod
-from dashboard.demo_service import (
+from dashboard.core import config as config_mod
+from dashboard.core.prometheus_preset import seed_series
+from dashboard.demo.service import (
     DemoService,
     Traffic,
     expected_error_ratio,
     expected_quantile,
 )
-from dashboard.prometheus_preset import seed_series
+from dashboard.servers.throwaway import ThrowawayNodeExporter, ThrowawayPrometheus, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, target_statuses
-from dashboard.throwaway import ThrowawayNodeExporter, ThrowawayPrometheus, free_port
 from tests.conftest import collect_once
 
 EVERYTHING = Window(0, 4_000_000_000)

@@ -15,12 +15,12 @@ import redis
 from sqlalchemy import select
 
 from bench import redis_cycle
-from collectors.redis import HINT_PASSWORD
-from dashboard import config as config_mod
+from collectors.redis.collector import HINT_PASSWORD
+from dashboard.core import config as config_mod
+from dashboard.servers.throwaway import ThrowawayRedis, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, slowlog_entries, target_statuses
 from dashboard.store.schema import target_status
-from dashboard.throwaway import ThrowawayRedis, free_port
 from tests.conftest import collect_once
 
 BUSY_LOOP = "local i = 0 while i < 5000000 do i = i + 1 end return i"  # ~25 ms of Lua: > 10 ms

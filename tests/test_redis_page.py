@@ -1,4 +1,4 @@
-"""The Redis page through AppTest, and its figures (dashboard.redis_views) on real stored data.
+"""The Redis page through AppTest, and its figures (dashboard.analysis.redis) on real stored data.
 
 The store is built the way the daemon builds it: a throwaway redis-server, real hits and misses, a
 slow EVAL, BullMQ-shaped queues written with real commands, and three collector cycles.
@@ -16,12 +16,13 @@ import redis
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import config as config_mod
-from dashboard import redis_views, ui
+from dashboard.analysis import redis as redis_views
+from dashboard.core import config as config_mod
+from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame
-from dashboard.throwaway import ThrowawayRedis
+from dashboard.ui import frame as ui
 from tests.conftest import collect_once
 
 APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder

@@ -21,19 +21,19 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from collectors.prometheus import PrometheusCollector
-from dashboard import config as config_mod
-from dashboard.redaction import (
+from collectors.prometheus.collector import PrometheusCollector
+from dashboard.core import config as config_mod
+from dashboard.core.redaction import (
     SecretError,
     SecretFilter,
     redact,
     redact_statement,
     secret_from_env,
 )
+from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis, free_port
 from dashboard.store import Store
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import statements
-from dashboard.throwaway import ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis, free_port
 from tests.conftest import collect_once, make_config
 from tests.support.cli import observatory
 

@@ -1,7 +1,7 @@
-"""The Services page through AppTest, and its SLO figures (dashboard.slo) on real stored data.
+"""The Services page through AppTest, and its SLO figures (dashboard.analysis.slo) on real stored data.
 
 The page's store is built the way the daemon builds it: a throwaway `prometheus` scraping the
-exporter of known values (dashboard.demo_service: p95 175 ms, 0.05 % errors), a scrape target
+exporter of known values (dashboard.demo.service: p95 175 ms, 0.05 % errors), a scrape target
 that is down, an always-firing and an always-pending alert rule, a PostgreSQL target with a real
 workload beside it, and three collector cycles of both.
 """
@@ -17,15 +17,18 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import config as config_mod
-from dashboard import service_views, slo, ui
-from dashboard.config import Series
-from dashboard.demo_service import DemoService, Traffic, expected_error_ratio, expected_quantile
+from dashboard.analysis import services as service_views
+from dashboard.analysis import slo
+from dashboard.core import config as config_mod
+from dashboard.core import metrics
+from dashboard.core.config import Series
+from dashboard.core.records import Cycle, Point, Status
+from dashboard.demo.service import DemoService, Traffic, expected_error_ratio, expected_quantile
+from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayPrometheus, free_port
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame, target_details
-from dashboard.store.records import Cycle, Point, Status
-from dashboard.throwaway import ThrowawayPostgres, ThrowawayPrometheus, free_port
+from dashboard.ui import frame as ui
 from tests.conftest import collect_once, new_database, run_workload
 
 APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
@@ -114,7 +117,9 @@ def stored(populated: dict):
         tid = int(
             engine.connect().exec_driver_sql(f"SELECT id FROM targets WHERE name = '{TARGET}'").scalar_one()
         )
-        frame = series_frame(engine, [tid], [slo.SERIES, slo.ALERTS, slo.TARGETS], EVERYTHING, "raw")
+        frame = series_frame(
+            engine, [tid], [metrics.PROM_SERIES, metrics.PROM_ALERTS, metrics.PROM_TARGETS], EVERYTHING, "raw"
+        )
         return frame, target_details(engine, tid)
     finally:
         engine.dispose()
@@ -216,7 +221,7 @@ def test_overlay_puts_a_query_beside_a_service_series(monkeypatch, populated) ->
     assert spec["layout"]["yaxis2"]["overlaying"] == "y"
 
 
-# -- dashboard.slo and service_views on real stored data ---------------------------------------------
+# -- dashboard.analysis.slo and .services on real stored data ---------------------------------------
 HOUR = 3600
 
 
@@ -229,14 +234,14 @@ def _stored(tmp_path: Path, readings: dict[str, list[tuple[int, float]]]):
         for ts, value in points:
             labels = name if "=" in name else f"name={name}"
             cycle = Cycle(
-                "prometheus", "svc", ts, Status(), points=[Point(slo.SERIES, value, "gauge", labels)]
+                "prometheus", "svc", ts, Status(), points=[Point(metrics.PROM_SERIES, value, "gauge", labels)]
             )
             store.write_cycle(cycle)
     store.close()
     engine = make_engine(url, readonly=True)
     try:
-        raw = series_frame(engine, [1], [slo.SERIES], EVERYTHING, "raw")
-        hourly = series_frame(engine, [1], [slo.SERIES], EVERYTHING, "hourly")
+        raw = series_frame(engine, [1], [metrics.PROM_SERIES], EVERYTHING, "raw")
+        hourly = series_frame(engine, [1], [metrics.PROM_SERIES], EVERYTHING, "hourly")
     finally:
         engine.dispose()
     return raw, hourly
@@ -314,8 +319,8 @@ def test_prometheus_state_from_the_stored_details(stored) -> None:
     frame, details = stored
     counts = service_views.state_counts(details)
     assert counts == {"firing": 1, "pending": 1, "targets": 2, "targets_up": 1, "targets_down": 1}
-    assert slo.counts(frame, slo.ALERTS, "state") == {"firing": 1.0, "pending": 1.0}
-    assert slo.counts(frame, slo.TARGETS, "health") == {"up": 1.0, "down": 1.0}
+    assert slo.counts(frame, metrics.PROM_ALERTS, "state") == {"firing": 1.0, "pending": 1.0}
+    assert slo.counts(frame, metrics.PROM_TARGETS, "health") == {"up": 1.0, "down": 1.0}
     alerts = service_views.alerts_table(details)
     assert alerts["summary"].iloc[0] == "fires from the first evaluation on"
     assert alerts["since"].notna().all()

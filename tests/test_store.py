@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import Column, Integer, func, inspect, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from dashboard.config import Retention
+from dashboard.core.config import Retention
+from dashboard.core.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 from dashboard.store import Store, migrations, schema
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import (
@@ -19,7 +20,6 @@ from dashboard.store.reads import (
     statement_totals,
     target_statuses,
 )
-from dashboard.store.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 
 DAY = 86400
 T0 = 1_790_000_000 - 1_790_000_000 % DAY  # midnight UTC: bucket arithmetic is easy to check

@@ -19,12 +19,12 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from dashboard.core.records import OWN_MARKER
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.locks import FileLocks, lock_key, target_locks
 from dashboard.store.reads import target_statuses
-from dashboard.store.records import OWN_MARKER
 from dashboard.store.schema import STMT, statements
-from dashboard.throwaway import ThrowawayPostgres
 from tests.conftest import run_workload
 
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import redis
 
-from dashboard.throwaway import ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis, free_port
+from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayPrometheus, ThrowawayRedis, free_port
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
 from dashboard.advisor.shapes import ShapeError, TableUse, shape
-from dashboard.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
+from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
 
 
 @dataclass(frozen=True)

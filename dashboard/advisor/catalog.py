@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from psycopg.rows import dict_row
 
-from dashboard.guarded import GuardedSession, Refused
-from dashboard.store.records import OWN_MARKER
+from dashboard.core.guarded import GuardedSession, Refused
+from dashboard.core.sqlfiles import SqlFiles
 
-SQL_DIR = Path(__file__).with_name("sql")
-
-
-@cache
-def sql(name: str) -> str:
-    """The advisor's own queries, marked so they never count as the workload they advise on."""
-    return OWN_MARKER + (SQL_DIR / f"{name}.sql").read_text()
+sql = SqlFiles(Path(__file__).with_name("sql"))  # the advisor's own queries
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Advising one database: connect read-only, take its workload, suggest indexes, check index health.
 
-Everything runs in a guarded session (dashboard.guarded): read-only, under timeouts set before any
+Everything runs in a guarded session (dashboard.core.guarded): read-only, under timeouts set before any
 statement is sent, refused for roles that could run programs or touch the server's files. The
 recorded statements are foreign SQL and are only planned through the session's door. Hypothetical
 indexes live only in this session and are dropped at its end. Nothing is ever created.
@@ -18,9 +18,9 @@ from psycopg.rows import dict_row
 
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
-from dashboard.guarded import GuardedSession, SessionRefused, first_line
-from dashboard.redaction import redact_statement
-from dashboard.store.records import OWN_MARKER
+from dashboard.core.guarded import GuardedSession, SessionRefused, first_line
+from dashboard.core.records import OWN_MARKER
+from dashboard.core.redaction import redact_statement
 
 
 @dataclass(frozen=True)

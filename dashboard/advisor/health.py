@@ -12,16 +12,15 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from dashboard.store.records import OWN_MARKER
+from dashboard.core.sqlfiles import SqlFiles
 
-SQL_DIR = Path(__file__).with_name("sql")
+SQL = SqlFiles(Path(__file__).with_name("sql"))
 MB = 1024 * 1024
 REPLICA_NOTE = (
     "Counts are this server's only: a replica keeps its own, so check that no replica uses it "
@@ -33,10 +32,8 @@ ESTIMATE_NOTE = (
 )
 
 
-@cache
 def _sql(name: str) -> str:
-    """A check's query, marked so it never counts as the workload of the server it checks."""
-    return OWN_MARKER + (SQL_DIR / f"health_{name}.sql").read_text()
+    return SQL(f"health_{name}")
 
 
 def human_bytes(n: int) -> str:

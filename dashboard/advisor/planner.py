@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
-from dashboard.guarded import ForeignStatement, GuardedSession, Refused, check, first_line
+from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, check, first_line
 
 
 class PlanError(ValueError):

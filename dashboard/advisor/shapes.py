@@ -19,8 +19,8 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from dashboard.advisor.catalog import Catalog, Relation
-from dashboard.guarded import analysable
-from dashboard.guarded.statement import MAX_CHARS, MAX_FROM_ITEMS
+from dashboard.core.guarded import analysable
+from dashboard.core.guarded.statement import MAX_CHARS, MAX_FROM_ITEMS
 
 MAX_COLUMNS = 2_000  # NATURAL JOIN of 5 tables of 400 columns: 1.5 s of sqlglot
 

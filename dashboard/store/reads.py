@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine, func, literal, select
 
-from dashboard.config import Retention
+from dashboard.core.config import Retention
 from dashboard.store.schema import (
     BUCKET_SECONDS,
     POINTS,

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dashboard.config import Retention
+from dashboard.core.config import Retention
+from dashboard.core.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
-from dashboard.store.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey
 from dashboard.store.schema import (
     BUCKET_SECONDS,
     LEVELS,

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from dashboard.throwaway import ThrowawayPostgres  # noqa: E402
+from dashboard.servers.throwaway import ThrowawayPostgres  # noqa: E402
 
 CASE_FILES = ("pghero_cases.yaml", "dexter_cases.yaml")
 ERROR_CLASSES = {"syntax": "42601", "undefined_table": "42P01"}

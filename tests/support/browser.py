@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from dashboard.throwaway import free_port
+from dashboard.servers.throwaway import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path("/tmp/observatory-shots")

@@ -1,0 +1,452 @@
+"""PostgreSQL collector: pg_stat_statements, pg_stat_database, connections and sizes.
+
+One connection per target (application_name, statement timeout, read-only), counters read without
+query text every cycle, text only for entries not seen before. Never resets server statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
+
+from collectors.base import StateSource, TargetCollector
+from collectors.deltas import LastCounters, counter_delta
+from collectors.postgres.arrays import Int8Array, float8_rows, register_int8_array
+from dashboard.advisor.database import PGSS_OVERLOAD
+from dashboard.core import metrics
+from dashboard.core.config import PostgresTarget
+from dashboard.core.records import (
+    OWN_MARKER,
+    Cycle,
+    Deferred,
+    Point,
+    StatementDelta,
+    StatementEntry,
+    StatementKey,
+)
+from dashboard.core.redaction import (
+    SecretError,
+    env_values,
+    password_of,
+    postgres_conninfo,
+    redact,
+    redact_statement,
+)
+from dashboard.core.sqlfiles import SqlFiles
+from dashboard.store.schema import STATEMENT_COUNTERS
+
+SOURCE = "postgres"
+SQL = SqlFiles(Path(__file__).with_name("sql"))
+DB_COUNTERS = (
+    "xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
+    "tup_inserted", "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes", "deadlocks",
+)  # fmt: skip
+CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)")
+# Seconds between reads of what changes slowly: database sizes (pg_database_size stats every file;
+# pgwatch reads them every 300 s too) and database and role names.
+SLOW_EVERY = 300
+TOTALS = ("calls", "exec_ms", "rows", "shared_hit", "shared_read", "temp_written")
+
+HINT_PRELOAD = (
+    "pg_stat_statements is not loaded: set shared_preload_libraries = 'pg_stat_statements' in "
+    "postgresql.conf and restart PostgreSQL"
+)
+HINT_GRANT = "GRANT pg_monitor TO {role}; lets the collector see every user's statements and sizes"
+
+
+def hint_create_extension(datname: str) -> str:
+    return f"run CREATE EXTENSION pg_stat_statements; in database {datname} (as a superuser)"
+
+
+@dataclass
+class _State:
+    statements: LastCounters
+    own: set[StatementKey]  # the collector's own queries: tracked, never counted as workload
+    untexted: set[StatementKey]  # stored without their text: it is read when they next move
+    counters: dict[tuple[str, str], float]
+    details: dict[str, Any] = field(default_factory=dict)
+    # Each entry's signature as the server computed it last cycle (statements.*.sql): sent back so
+    # that only entries that moved return. Empty after a restart: the next read is complete.
+    sigs: dict[StatementKey, int] = field(default_factory=dict)
+    slow_at: int | None = None  # when sizes and names were last read
+    names: dict[str, dict[int, str]] = field(default_factory=dict)  # database|role -> oid -> name
+
+
+@dataclass
+class _StatementsRead:
+    info: dict[str, Any]  # pg_stat_statements_info: dealloc, stats_reset (14+)
+    reset_all: bool
+    evicted: bool
+    rows: list[tuple[Any, ...]]  # statements.*.sql: every entry if `complete`, else those that moved
+    keys: list[StatementKey]
+    complete: bool
+    names: dict[str, dict[int, str]]
+    texts: dict[StatementKey, str]  # of the entries not seen before
+    ts: int
+
+
+class PostgresCollector(TargetCollector):
+    kind: ClassVar[str] = "postgres"
+    failures = (psycopg.Error, OSError, ValueError)
+
+    def __init__(self, target: PostgresTarget, state_source: StateSource) -> None:
+        super().__init__(target, state_source)
+        self._conn: psycopg.Connection | None = None
+        self._state: _State | None = None
+        self._server: dict[str, Any] | None = None  # server.sql's row, as last read on this connection
+        self._secrets = [s for s in (password_of(target.dsn), *env_values(target.password_env)) if s]
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        self._server = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def forget_state(self) -> None:
+        self._state = None
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        t = self.target
+        self._secrets += [s for s in env_values(t.password_env) if s not in self._secrets]
+        conninfo = postgres_conninfo(
+            t.dsn,
+            t.password_env,
+            application_name="observatory",
+            connect_timeout=max(1, int(t.connect_timeout)),
+            options=(
+                f"-c statement_timeout={int(t.statement_timeout * 1000)} "
+                "-c lock_timeout=1000 -c default_transaction_read_only=on"
+                # Functions and operators in its SQL are pg_catalog's (pg_stat_statements is named
+                # with its schema): a user's closer match on the search_path never runs here.
+                " -c search_path=pg_catalog,pg_temp"
+            ),
+        )
+        self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
+        self._server = None  # read again: this may be another server behind the same address
+        register_int8_array(self._conn)
+        return self._conn
+
+    def _load_state(self) -> _State:
+        if self._state is None:
+            self._state = _State(
+                statements=LastCounters(
+                    len(STATEMENT_COUNTERS), self._source.statement_state(self.kind, self.name)
+                ),
+                own=self._source.own_statements(self.kind, self.name),
+                untexted=self._source.untexted_statements(self.kind, self.name),
+                counters=self._source.series_state(self.kind, self.name),
+                details=self._source.status_details(self.kind, self.name),
+            )
+        return self._state
+
+    # -- the cycle --------------------------------------------------------------------------
+    def _explain(self, err: BaseException) -> tuple[str, str]:
+        return explain_connection_error(err)  # type: ignore[arg-type]
+
+    def _redact(self, text: str) -> str:
+        return redact(text, *self._secrets)
+
+    def _collect(self, conn: psycopg.Connection, cycle: Cycle) -> None:
+        state = self._load_state()
+        if self._server is None:  # a new connection: the version picks the SQL, so read it first
+            self._server = _Reads(conn, version=0, schema=None).query("server")[0]
+        version, schema = int(self._server["version_num"]), self._server["pgss_schema"]
+        pgss = self._pgss_problem(self._server)  # as the last read saw it: it changes rarely
+        slow = state.slow_at is None or cycle.ts - state.slow_at >= SLOW_EVERY
+        reads = _Reads(conn, version, schema)
+        try:
+            with conn.pipeline():  # one round trip for the cycle's reads
+                reads.send("server", "database", "activity", *(("database_sizes", "names") if slow else ()))
+                if not pgss:  # 13 cannot count evictions: it reads every entry each cycle
+                    reads.send_statements(state.sigs if version >= 140000 else {})
+        except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
+            pgss = HINT_PRELOAD
+        server = self._server = reads.rows("server")[0]
+        status = cycle.status
+        status.server_version = f"PostgreSQL {server['version']}"
+        details: dict[str, Any] = {"postmaster_start": server["postmaster_start"]}
+        restarted = state.details.get("postmaster_start") not in (None, server["postmaster_start"])
+        # Every query runs before the state moves on: a cycle that fails changes nothing.
+        read = None if pgss else self._read_statements(reads, server, state, cycle.ts, restarted)
+        cycle.points += self._database_points(reads.rows("database"), state)
+        cycle.points += _activity_points(reads.rows("activity"))
+        if slow:
+            cycle.points += _size_points(reads.rows("database_sizes"))
+            state.names = _names(reads.rows("names"))
+            state.slow_at = cycle.ts
+        if not server["can_read_all"]:
+            status.hints.append(HINT_GRANT.format(role=server["rolname"]))
+        if read is None:
+            status.state, status.error = "degraded", pgss
+            status.hints.insert(0, pgss)
+        else:
+            self._statements(read, server, state, cycle, details)
+        if status.state == "ok" and not server["can_read_all"]:
+            status.state = "degraded"
+        status.details = details
+        state.details = details
+
+    @staticmethod
+    def _pgss_problem(server: dict[str, Any]) -> str | None:
+        if server["preload"] is not None:  # unknown without pg_read_all_settings: found out later
+            preload = [lib.strip() for lib in server["preload"].split(",")]
+            if "pg_stat_statements" not in preload:
+                return HINT_PRELOAD
+        if server["pgss_schema"] is None:
+            return hint_create_extension(server["datname"])
+        return None
+
+    def _read_statements(
+        self, reads: _Reads, server: dict[str, Any], state: _State, ts: int, restarted: bool
+    ) -> _StatementsRead:
+        """What the cycle needs from pg_stat_statements, read without changing the state."""
+        info = reads.rows("statements_info")[0] if reads.sent("statements_info") else {}
+        reset_all = _reset_since(state.details.get("pgss_reset"), info.get("stats_reset")) or (
+            restarted and server["pgss_save"] == "off"
+        )
+        evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
+        rows, complete = reads.rows("statements"), not reads.sigs_sent
+        if (reset_all or evicted) and not complete:
+            # Entries were removed, and some may be back with the very signature they had: read
+            # every entry, so none is mistaken for unchanged and every vanished one is found.
+            rows, complete = (
+                reads.query("statements", {"sigs": Int8Array.of([])}, row_factory=tuple_row),
+                True,
+            )
+        names = state.names
+        if any(r[1] not in names.get("database", {}) or r[2] not in names.get("role", {}) for r in rows):
+            names = _names(reads.query("names"))  # a database or role created since
+        keys = [StatementKey(*row[:4]) for row in rows]
+        texts = _texts(reads, [k for k in keys if k not in state.statements or k in state.untexted])
+        return _StatementsRead(info, reset_all, evicted, rows, keys, complete, names, texts, ts)
+
+    def _statements(
+        self,
+        read: _StatementsRead,
+        server: dict[str, Any],
+        state: _State,
+        cycle: Cycle,
+        details: dict[str, Any],
+    ) -> None:
+        """Move the state on to what was read, and put the cycle's records and totals in `cycle`."""
+        info, keys, rows = read.info, read.keys, read.rows
+        details.update(pgss_reset=info.get("stats_reset"), dealloc=info.get("dealloc"), pgss_snapshot=read.ts)
+        has_baseline = "pgss_snapshot" in state.details
+        current = float8_rows([row[4] for row in rows], len(STATEMENT_COUNTERS))
+        change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=read.reset_all)
+        sigs = zip(keys, (row[10] for row in rows), strict=True)
+        if read.complete:  # every entry was read: those not in it vanished
+            cycle.vanished = state.statements.vanished(set(keys))
+            state.sigs = dict(sigs)
+        else:  # an entry reset alone is found when it runs again, by its lower counters
+            state.sigs.update(sigs)
+        state.names = names = read.names  # records are made from these in the writer's thread
+        cycle.texts = read.texts
+        state.untexted -= read.texts.keys()
+        state.own |= {k for k, text in read.texts.items() if text.startswith(OWN_MARKER)}
+        counted = change.moved & np.fromiter((k not in state.own for k in keys), dtype=bool, count=len(keys))
+        cycle.entries = Deferred(
+            int(change.save.sum()), lambda: _entries(keys, current, change.save, rows, names)
+        )
+        cycle.deltas = Deferred(int(counted.sum()), lambda: _deltas(keys, change.deltas, counted))
+        if has_baseline:
+            cycle.points += _totals(change.deltas[counted].sum(axis=0).tolist())
+        if read.evicted:
+            cycle.status.hints.append(
+                f"pg_stat_statements evicted entries (dealloc={info['dealloc']}): raise "
+                f"pg_stat_statements.max (now {server['pgss_max']}) so rare statements are kept"
+            )
+
+    def _database_points(self, rows: list[dict[str, Any]], state: _State) -> list[Point]:
+        points: list[Point] = []
+        for row in rows:
+            labels = metrics.encode({"datname": row["datname"]})
+            reset_key = ("pg.db.stats_reset", labels)
+            # Counters survive a clean restart; a crash or pg_stat_reset() shows as a decrease or
+            # as a new stats_reset time.
+            reset = state.counters.get(reset_key) not in (None, row["stats_reset"] or 0)
+            state.counters[reset_key] = row["stats_reset"] or 0
+            for name in DB_COUNTERS:
+                key = (f"pg.db.{name}", labels)
+                value = float(row[name] or 0)
+                delta = counter_delta(state.counters.get(key), value, reset=reset)
+                state.counters[key] = value
+                points.append(Point(key[0], value, "counter", labels, delta))
+        return points
+
+
+def _totals(sums: list[float]) -> list[Point]:
+    """The cycle's activity over all statements, for the Overview (cheap to chart over months)."""
+    return [
+        Point(f"pg.statements.{n}", None, "counter", delta=sums[STATEMENT_COUNTERS.index(n)]) for n in TOTALS
+    ]
+
+
+def _size_points(rows: list[dict[str, Any]]) -> list[Point]:
+    return [
+        Point(
+            "pg.db.size_bytes", float(row["size_bytes"]), "gauge", metrics.encode({"datname": row["datname"]})
+        )
+        for row in rows
+        if row["size_bytes"] is not None
+    ]
+
+
+def _activity_points(rows: list[dict[str, Any]]) -> list[Point]:
+    counts = {state: 0 for state in CONNECTION_STATES}
+    waiting = 0
+    for row in rows:
+        counts[row["state"]] = row["connections"]
+        waiting += row["waiting"]
+    points = [
+        Point("pg.connections", float(n), "gauge", metrics.encode({"state": s})) for s, n in counts.items()
+    ]
+    points.append(Point("pg.connections.waiting_on_lock", float(waiting)))
+    return points
+
+
+def _names(rows: list[dict[str, Any]]) -> dict[str, dict[int, str]]:
+    names: dict[str, dict[int, str]] = {"database": {}, "role": {}}
+    for row in rows:
+        names[row["kind"]][row["oid"]] = row["name"]
+    return names
+
+
+def _reset_since(before: float | None, now: float | None) -> bool:
+    """Whether pg_stat_statements was reset since the last cycle. Reset times are read to the
+    microsecond (two resets can fall in one second); one saved by an older version, to the second,
+    still matches its own second."""
+    if before is None or now is None:
+        return False
+    return int(now) != before if isinstance(before, int) else now != before
+
+
+def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
+    """The text of new entries, without passwords (CREATE ROLE ... PASSWORD '...' is kept with its
+    literal by pg_stat_statements). Any text read makes PostgreSQL read the whole query text file."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    texts = {}
+    for row in reads.query("statement_texts", {"queryids": list({k.queryid for k in keys})}):
+        key = StatementKey(row["queryid"], row["dbid"], row["userid"], row["toplevel"])
+        if key in wanted and row["query"] and row["query"] != "<insufficient privilege>":
+            texts[key] = redact_statement(row["query"])
+    return texts
+
+
+class _Reads:
+    """The cycle's queries (sql/*.sql for this server version), sent together in one
+    pipeline and read back by name; `query` runs one more on its own."""
+
+    def __init__(self, conn: psycopg.Connection, version: int, schema: str | None) -> None:
+        self.conn, self.version, self.schema = conn, version, schema
+        self._cursors: dict[str, psycopg.Cursor[Any]] = {}
+        self.sigs_sent = False  # whether the statements read left out the unchanged entries
+
+    def _sql(self, name: str) -> sql.Composed | sql.SQL:
+        return _compose(SQL.get(name, self.version), self.schema)
+
+    def send(self, *names: str) -> None:
+        for name in names:
+            self._cursors[name] = self.conn.cursor()
+            self._cursors[name].execute(self._sql(name))
+
+    def send_statements(self, sigs: dict[StatementKey, int]) -> None:
+        """statements_info (14+), then the entries whose signature is not among `sigs`: moved,
+        new, or back. Sending last cycle's signatures lets PostgreSQL drop the ~90 % of entries
+        that did not run since, before they are transferred and decoded (binary, as tuples)."""
+        if self.version >= 140000:
+            self.send("statements_info")
+        cur = self._cursors["statements"] = self.conn.cursor(row_factory=tuple_row, binary=True)
+        cur.execute(self._sql("statements"), {"sigs": Int8Array.of(sigs.values())})
+        self.sigs_sent = bool(sigs)
+
+    def sent(self, name: str) -> bool:
+        return name in self._cursors
+
+    def rows(self, name: str) -> list[Any]:
+        return self._cursors[name].fetchall()
+
+    def query(self, name: str, params: dict[str, Any] | None = None, *, row_factory=dict_row) -> list[Any]:
+        with self.conn.cursor(row_factory=row_factory, binary=True) as cur:
+            cur.execute(self._sql(name), params)
+            return cur.fetchall()
+
+
+def _entries(
+    keys: list[StatementKey],
+    counters: np.ndarray,
+    save: np.ndarray,
+    rows: list[tuple[Any, ...]],
+    names: dict[str, dict[int, str]],
+) -> list[StatementEntry]:
+    """The entries to save: counters (STATEMENT_COUNTERS order), names, and the gauges of
+    statements.*.sql (min, max, mean and stddev of the execution time, stats_since)."""
+    databases, roles = names.get("database", {}), names.get("role", {})
+    return [
+        StatementEntry(
+            keys[i], tuple(values), databases.get(keys[i].dbid), roles.get(keys[i].userid), *rows[i][5:10]
+        )
+        for i, values in zip(np.flatnonzero(save).tolist(), counters[save].tolist(), strict=True)
+    ]
+
+
+def _deltas(keys: list[StatementKey], deltas: np.ndarray, counted: np.ndarray) -> list[StatementDelta]:
+    rows = deltas[counted].tolist()
+    return [
+        StatementDelta(keys[i], tuple(row))
+        for i, row in zip(np.flatnonzero(counted).tolist(), rows, strict=True)
+    ]
+
+
+def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:
+    if text is None:
+        raise ValueError("no SQL for this server version")
+    if "{pgss}" in text:
+        return sql.SQL(text).format(pgss=sql.Identifier(schema or "public"))
+    return sql.SQL(text)
+
+
+_CONNINFO_WORD = re.compile(r'(missing "=" after )"[^"]*"')
+
+
+def explain_connection_error(err: Exception) -> tuple[str, str]:
+    """The driver's message (first line) and what to do about it."""
+    if isinstance(err, SecretError):
+        return str(err), err.hint
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    # libpq quotes the word it choked on, which may be (part of) a password in the dsn
+    message = _CONNINFO_WORD.sub(r'\1"***"', message)
+    lowered = str(err).lower()
+    if isinstance(err, psycopg.errors.AmbiguousFunction):
+        return message, PGSS_OVERLOAD
+    if (
+        isinstance(err, psycopg.ProgrammingError)
+        or "invalid connection option" in lowered
+        or ('missing "="' in lowered)
+    ):
+        return message, "the dsn is not valid: write it as postgresql://user@host:5432/dbname"
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return message, "check the password: PGPASSWORD, ~/.pgpass, or password_env naming a variable"
+    if "does not exist" in lowered and "database" in lowered:
+        return message, "the database named in the dsn does not exist on that server"
+    if "does not exist" in lowered and "role" in lowered:
+        return message, "the user named in the dsn does not exist: create it or fix the dsn"
+    if "timeout" in lowered or "timed out" in lowered:
+        return message, "the server did not answer in time: check host, firewall and connect_timeout"
+    if "connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered:
+        return message, "is PostgreSQL running and listening on that host and port?"
+    if "environment variable" in lowered:
+        return message, "export the variable before starting the collector"
+    return message, "see the PostgreSQL server log for details"

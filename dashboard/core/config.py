@@ -1,0 +1,303 @@
+"""The observatory's configuration: one YAML file, validated, with embedded defaults.
+
+Every mistake is reported with the path of the offending key (``targets.postgres[0].interval``) and
+what to write instead; passwords never appear in messages (see ``dashboard.core.redaction``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_FILE = "observatory.yaml"
+ENV_FILE = "OBSERVATORY_CONFIG"
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w)?\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who wrote the file."""
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '2d', '250ms' or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60s, 5m, 2h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration: write e.g. 60s, 5m, 2h or 7d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Target(_Strict):
+    """What every target has: a unique name, its own interval, a password kept out of the file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    interval: Duration = 60.0
+    password_env: str | None = None  # name of an environment variable holding the password
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("interval must be at least 1s")
+        return v
+
+
+class PostgresTarget(_Target):
+    dsn: str = Field(min_length=1)
+    statement_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
+    advise: bool = True  # run the index advisor (read-only; proves suggestions with HypoPG)
+    # Advise even when the role is a superuser or may run programs, touch server files or end
+    # sessions: planning statements others wrote would run with that power. Off: such roles are refused.
+    advise_privileged: bool = False
+
+
+class RedisQueues(_Strict):
+    """Job queues kept in this Redis, by library: the queue names as the application uses them."""
+
+    bullmq: list[str] = []
+    rq: list[str] = []
+    celery: list[str] = []
+    bullmq_prefix: str = "bull"
+
+
+class RedisTarget(_Target):
+    url: str = Field(min_length=1, pattern=r"^(redis|rediss|unix)://")
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    queues: RedisQueues = RedisQueues()
+
+
+_SLO = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$", re.I)
+
+
+class Series(_Strict):
+    """One PromQL expression to record, with its unit and an optional SLO target like '< 200'."""
+
+    expr: str = Field(min_length=1)
+    unit: str = ""
+    target: str | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _slo(cls, v: str | None) -> str | None:
+        if v is not None and not _SLO.match(v):
+            raise ValueError(
+                f"{v!r} is not a target: write an operator and a number, e.g. '< 200' or '>= 0.999'"
+            )
+        return v
+
+    @property
+    def slo(self) -> tuple[str, float] | None:
+        """The target as (operator, threshold)."""
+        if self.target is None:
+            return None
+        match = _SLO.match(self.target)
+        assert match is not None  # validated above
+        return match.group(1), float(match.group(2))
+
+
+class PrometheusTarget(_Target):
+    """Any server speaking the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    username: str | None = None  # basic auth; the password comes from password_env
+    bearer_token_env: str | None = None  # name of an environment variable holding a bearer token
+    verify_tls: bool = True
+    ca_file: str | None = None
+    backfill: Duration = 7 * 86400.0  # the longest gap filled from range queries
+    preset: str | None = Field(None, pattern=r"^seed$")  # 'seed': the seed's SLOs, standard PromQL
+    metrics: dict[str, str] = {}  # preset metric names, e.g. {http_duration: my_request_seconds}
+    series: dict[str, Series] = {}
+
+
+class Targets(_Strict):
+    postgres: list[PostgresTarget] = []
+    redis: list[RedisTarget] = []
+    prometheus: list[PrometheusTarget] = []
+
+    @field_validator("postgres", "redis", "prometheus")
+    @classmethod
+    def _unique_names(cls, targets: list, info) -> list:
+        seen: set[str] = set()
+        for t in targets:
+            if t.name in seen:
+                raise ValueError(f"two {info.field_name} targets are named {t.name!r}: names must be unique")
+            seen.add(t.name)
+        return targets
+
+
+class Advisor(_Strict):
+    """Which recorded statements the index advisor looks at, and what it calls worth an index."""
+
+    min_calls: int = Field(10, ge=1)
+    min_mean_ms: float = Field(1.0, ge=0)
+    limit: int = Field(100, ge=1)
+    min_table_rows: int = Field(1000, ge=0)
+    min_reduction: float = Field(0.25, gt=0, lt=1)
+
+
+class Retention(_Strict):
+    raw: Duration = 2 * 86400.0
+    hourly: Duration = 90 * 86400.0
+    daily: Duration = 5 * 365 * 86400.0
+
+
+class Config(_Strict):
+    store: str = "sqlite:///observatory.db"
+    retention: Retention = Retention()
+    advisor: Advisor = Advisor()
+    targets: Targets = Targets()
+    source: str = "embedded defaults"  # where this config came from, for messages
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("store must be sqlite:///path.db or postgresql+psycopg://user@host/db")
+        return v
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        where = _location(e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key; check its spelling and placement")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required but missing")
+        else:
+            lines.append(f"  {where}: {e['msg'].removeprefix('Value error, ')}")
+    return ConfigError("\n".join(lines))
+
+
+def from_dict(data: dict[str, Any] | None, source: str = "embedded defaults") -> Config:
+    data = dict(data or {})
+    data.pop("source", None)
+    odd = next((k for k in data if not isinstance(k, str)), None)
+    if odd is not None:
+        raise ConfigError(
+            f"{source}: invalid configuration\n  {odd!r}: unknown key; keys are names (store, targets)"
+        )
+    try:
+        return Config(**data, source=source)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def _read(candidate: Path, explicit: bool) -> str | None:
+    """The file's text; None when there is no file and none was asked for. Every problem is a
+    ConfigError of one line."""
+    try:
+        info = candidate.stat()
+    except FileNotFoundError:
+        if candidate.is_symlink():
+            raise ConfigError(
+                f"{candidate}: a symbolic link to {os.readlink(candidate)}, which does not exist"
+            ) from None
+        if explicit:
+            raise ConfigError(f"{candidate}: no such configuration file") from None
+        return None
+    except (OSError, ValueError) as err:  # a loop of links, a component that is a file, a NUL
+        raise ConfigError(f"{candidate}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{candidate}: is a directory, not a configuration file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{candidate}: not a regular file")
+    try:
+        raw = candidate.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{candidate}: cannot read: {err.strerror or err}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{candidate}: UTF-16 text: save the file as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{candidate}: line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x}): save the file as UTF-8"
+        ) from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the file named, else $OBSERVATORY_CONFIG, else ./observatory.yaml, else the defaults."""
+    explicit = path or os.environ.get(ENV_FILE)
+    candidate = Path(explicit) if explicit else Path(DEFAULT_FILE)
+    text = _read(candidate, bool(explicit))
+    if text is None:
+        return from_dict({})
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{candidate}:{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{candidate}: not valid YAML (nested too deeply)") from None
+    except (ValueError, TypeError) as err:  # a value YAML cannot build, e.g. the date 2024-13-01
+        raise ConfigError(f"{candidate}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{candidate}: expected a mapping of keys (store, retention, targets)")
+    return from_dict(data, source=str(candidate))
+
+
+# -- where the dashboard listens --------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: 127.0.0.0/8, ::1 (also IPv4-mapped or
+    in brackets) and localhost. Any other name or address, and "" or 0.0.0.0 (every interface), is
+    not."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """The warning to print before serving the dashboard on `host`, or None on a loopback address."""
+    if is_loopback(host):
+        return None
+    return (
+        f"observatory: warning: the dashboard will listen on {host or 'every interface'}:{port}, which is "
+        "not a loopback address. It has no login yet: anyone who can reach this address can see it "
+        "(and use its paste box to run the advisor on your databases). Serve it on 127.0.0.1 and "
+        "reach it through an SSH tunnel or a reverse proxy that authenticates."
+    )

@@ -1,0 +1,82 @@
+"""The sources the observatory reads: each registers its config, collector and pages here, once.
+
+Adding a source is one entry in `SOURCES` plus its package under `collectors/`, its config model in
+`core.config` and its pages. The scheduler, the status merge, the sidebar and the app's navigation
+all read this table; none of them names a source.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from dashboard.core.config import Config, PostgresTarget, PrometheusTarget, RedisTarget
+
+
+class Page(NamedTuple):
+    """A page script under pages/, as st.navigation lists it."""
+
+    script: str  # relative to the entrypoint, dashboard/app.py
+    title: str
+    icon: str
+    url_path: str = ""  # "" lets Streamlit derive it from the script's name
+    position: int = 50  # navigation order across sources; detail pages sort last
+
+
+class Source(NamedTuple):
+    kind: str  # the key under `targets:` in the config, and the store's target kind
+    title: str  # what people call it
+    config: type[BaseModel]  # one target's config model
+    collector: str  # "module:Class"; only the collector daemon imports it
+    pages: tuple[Page, ...]
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "postgres",
+        "PostgreSQL",
+        PostgresTarget,
+        "collectors.postgres.collector:PostgresCollector",
+        (
+            Page("../pages/overview.py", "Overview", ":material/dashboard:", position=0),
+            Page("../pages/queries.py", "Queries", ":material/list:", position=10),
+            Page("../pages/indexes.py", "Indexes", ":material/bolt:", "indexes", position=20),
+            Page("../pages/query.py", "Query detail", ":material/search:", "query", position=90),
+        ),
+    ),
+    Source(
+        "redis",
+        "Redis",
+        RedisTarget,
+        "collectors.redis.collector:RedisCollector",
+        (Page("../pages/redis.py", "Redis", ":material/memory:", "redis", position=30),),
+    ),
+    Source(
+        "prometheus",
+        "Prometheus",
+        PrometheusTarget,
+        "collectors.prometheus.collector:PrometheusCollector",
+        (Page("../pages/services.py", "Services", ":material/monitor_heart:", "services", position=40),),
+    ),
+)
+BY_KIND = {source.kind: source for source in SOURCES}
+
+
+def configured(config: Config, kind: str) -> list:
+    """The config's targets of one source, in the order written."""
+    return list(getattr(config.targets, kind))
+
+
+def title(kind: str) -> str:
+    source = BY_KIND.get(kind)
+    return source.title if source else kind
+
+
+def page(script_name: str) -> Page:
+    """The registered page whose script is pages/<script_name>.py."""
+    for source in SOURCES:
+        for found in source.pages:
+            if found.script.endswith(f"/{script_name}.py"):
+                return found
+    raise KeyError(script_name)
