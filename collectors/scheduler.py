@@ -1,8 +1,9 @@
 """The collector daemon: every target on its own interval, each in its own thread.
 
 A target that fails is retried with exponential backoff and never delays the others. Collectors hand
-their cycles to the one writer thread (`CycleWriter`), which saves them in batches. Retention runs
-once an hour.
+their cycles to the one writer thread (`CycleWriter`), which saves them in batches. Beside collection
+it schedules the daemon's jobs (`collectors.jobs`): retention once an hour, and the index advisor of
+each PostgreSQL target that asks for it.
 
 A process collects a target only while it holds the target's lock in the store (`dashboard.store.locks`):
 two processes diffing one server's counters against their own last reads would count its activity
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collectors.base import Collector
 from collectors.cycle_writer import CycleWriter
 from collectors.jobs.advisor import advise_target
+from collectors.jobs.retention import PRUNE_EVERY, prune
 from dashboard.core.config import Config, PostgresTarget
 from dashboard.core.records import Cycle
 from dashboard.core.sources import SOURCES, configured
@@ -30,7 +32,6 @@ from dashboard.store.locks import target_locks
 
 log = logging.getLogger("observatory.collect")
 MAX_BACKOFF = 300.0
-PRUNE_EVERY = 3600.0
 LOCK_RETRY = 2.0  # seconds between tries of a target's lock another process holds
 
 
@@ -145,14 +146,9 @@ class Scheduler:
             threading.Thread(target=self._loop, args=(c,), name=f"{c.kind}/{c.name}", daemon=True)
             for c in self.collectors
         ]
-        threads.append(threading.Thread(target=self._maintenance, name="retention", daemon=True))
+        threads += self._job_threads()
         writer_stop = threading.Event()  # set after the collectors stopped, so their last cycles are saved
         writer = threading.Thread(target=self.writer.run, args=(writer_stop,), name="writer", daemon=True)
-        threads += [
-            threading.Thread(target=self._advise_loop, args=(t,), name=f"advise/{t.name}", daemon=True)
-            for t in self.config.targets.postgres
-            if t.advise
-        ]
         for thread in (writer, *threads):
             thread.start()
         try:
@@ -199,6 +195,22 @@ class Scheduler:
             wait = backoff(collector.interval, failures) - (time.monotonic() - started)
             self.stop_event.wait(max(0.0, wait))
 
+    # -- jobs -------------------------------------------------------------------------------
+    def _job_threads(self) -> list[threading.Thread]:
+        """Retention, and the advisor of each PostgreSQL target with `advise` on."""
+        jobs = [threading.Thread(target=self._retention_loop, name="retention", daemon=True)]
+        jobs += [
+            threading.Thread(target=self._advise_loop, args=(t,), name=f"advise/{t.name}", daemon=True)
+            for t in self.config.targets.postgres
+            if t.advise
+        ]
+        return jobs
+
+    def _retention_loop(self) -> None:
+        while not self.stop_event.is_set():
+            prune(self.store, self.config.retention, int(self.clock()))
+            self.stop_event.wait(PRUNE_EVERY)
+
     def _advise_loop(self, target: PostgresTarget) -> None:
         self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements
         while not self.stop_event.is_set():
@@ -212,16 +224,6 @@ class Scheduler:
             except Exception:
                 log.exception("postgres/%s: advisor crashed", target.name)
             self.stop_event.wait(target.advise_interval)
-
-    def _maintenance(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                deleted = self.store.prune(self.config.retention, int(self.clock()))
-                if any(deleted.values()):
-                    log.info("retention: deleted %s", {k: n for k, n in deleted.items() if n})
-            except Exception as err:
-                log.error("retention failed: %s", err)
-            self.stop_event.wait(PRUNE_EVERY)
 
 
 def _log_cycle(collector: Collector, cycle: Cycle) -> None:

@@ -14,9 +14,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy import select
 
 from dashboard.advisor.advise import Options
-from dashboard.advisor.database import AdviseError, Workload, advise_database
-from dashboard.core.config import Advisor as AdvisorSettings
-from dashboard.core.config import PostgresTarget
+from dashboard.advisor.database import AdviseError, Workload, advice_report
+from dashboard.core.advice import AdviceReport
+from dashboard.core.config import AdvisorSettings, PostgresTarget
 from dashboard.core.redaction import password_of, redact
 from dashboard.store import Store
 from dashboard.store.schema import statements
@@ -50,7 +50,7 @@ def advise_target(
     for datname in databases(store, target):
         started = time.perf_counter()
         try:
-            report = advise_database(
+            report = advice_report(
                 make_conninfo(target.dsn, dbname=datname),
                 password_env=target.password_env,
                 options=options,
@@ -59,12 +59,12 @@ def advise_target(
             )
             outcome[datname] = None
         except AdviseError as err:
-            report = {"error": str(err), "suggestions": [], "skipped": [], "health": {}}
+            report = AdviceReport.failed(str(err))
             outcome[datname] = str(err)
         except Exception as err:  # a bug or an odd catalog must not stop the daemon
             message = redact(f"{type(err).__name__}: {err}", password_of(target.dsn))
             log.exception("%s/%s: advising %s failed", KIND, target.name, datname)
-            report = {"error": message, "suggestions": [], "skipped": [], "health": {}}
+            report = AdviceReport.failed(message)
             outcome[datname] = message
         duration_ms = (time.perf_counter() - started) * 1000
         store.write_advice(KIND, target.name, datname, now or int(time.time()), report, duration_ms)

@@ -2,24 +2,24 @@
 
 One connection per target (application_name, statement timeout, read-only), counters read without
 query text every cycle, text only for entries not seen before. Never resets server statistics.
+
+The queries and their pipeline are in ``reads.py``, connection errors explained in ``errors.py``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from collectors.base import StateSource, TargetCollector
 from collectors.deltas import LastCounters, counter_delta
 from collectors.postgres.arrays import Int8Array, float8_rows, register_int8_array
-from dashboard.advisor.database import PGSS_OVERLOAD
+from collectors.postgres.errors import explain_connection_error
+from collectors.postgres.reads import _Reads
 from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
 from dashboard.core.records import (
@@ -31,19 +31,10 @@ from dashboard.core.records import (
     StatementEntry,
     StatementKey,
 )
-from dashboard.core.redaction import (
-    SecretError,
-    env_values,
-    password_of,
-    postgres_conninfo,
-    redact,
-    redact_statement,
-)
-from dashboard.core.sqlfiles import SqlFiles
+from dashboard.core.redaction import env_values, password_of, postgres_conninfo, redact
+from dashboard.core.statement_redaction import redact_statement
 from dashboard.store.schema import STATEMENT_COUNTERS
 
-SOURCE = "postgres"
-SQL = SqlFiles(Path(__file__).with_name("sql"))
 DB_COUNTERS = (
     "xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
     "tup_inserted", "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes", "deadlocks",
@@ -345,45 +336,6 @@ def _texts(reads: _Reads, keys: list[StatementKey]) -> dict[StatementKey, str]:
     return texts
 
 
-class _Reads:
-    """The cycle's queries (sql/*.sql for this server version), sent together in one
-    pipeline and read back by name; `query` runs one more on its own."""
-
-    def __init__(self, conn: psycopg.Connection, version: int, schema: str | None) -> None:
-        self.conn, self.version, self.schema = conn, version, schema
-        self._cursors: dict[str, psycopg.Cursor[Any]] = {}
-        self.sigs_sent = False  # whether the statements read left out the unchanged entries
-
-    def _sql(self, name: str) -> sql.Composed | sql.SQL:
-        return _compose(SQL.get(name, self.version), self.schema)
-
-    def send(self, *names: str) -> None:
-        for name in names:
-            self._cursors[name] = self.conn.cursor()
-            self._cursors[name].execute(self._sql(name))
-
-    def send_statements(self, sigs: dict[StatementKey, int]) -> None:
-        """statements_info (14+), then the entries whose signature is not among `sigs`: moved,
-        new, or back. Sending last cycle's signatures lets PostgreSQL drop the ~90 % of entries
-        that did not run since, before they are transferred and decoded (binary, as tuples)."""
-        if self.version >= 140000:
-            self.send("statements_info")
-        cur = self._cursors["statements"] = self.conn.cursor(row_factory=tuple_row, binary=True)
-        cur.execute(self._sql("statements"), {"sigs": Int8Array.of(sigs.values())})
-        self.sigs_sent = bool(sigs)
-
-    def sent(self, name: str) -> bool:
-        return name in self._cursors
-
-    def rows(self, name: str) -> list[Any]:
-        return self._cursors[name].fetchall()
-
-    def query(self, name: str, params: dict[str, Any] | None = None, *, row_factory=dict_row) -> list[Any]:
-        with self.conn.cursor(row_factory=row_factory, binary=True) as cur:
-            cur.execute(self._sql(name), params)
-            return cur.fetchall()
-
-
 def _entries(
     keys: list[StatementKey],
     counters: np.ndarray,
@@ -408,45 +360,3 @@ def _deltas(keys: list[StatementKey], deltas: np.ndarray, counted: np.ndarray) -
         StatementDelta(keys[i], tuple(row))
         for i, row in zip(np.flatnonzero(counted).tolist(), rows, strict=True)
     ]
-
-
-def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:
-    if text is None:
-        raise ValueError("no SQL for this server version")
-    if "{pgss}" in text:
-        return sql.SQL(text).format(pgss=sql.Identifier(schema or "public"))
-    return sql.SQL(text)
-
-
-_CONNINFO_WORD = re.compile(r'(missing "=" after )"[^"]*"')
-
-
-def explain_connection_error(err: Exception) -> tuple[str, str]:
-    """The driver's message (first line) and what to do about it."""
-    if isinstance(err, SecretError):
-        return str(err), err.hint
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    # libpq quotes the word it choked on, which may be (part of) a password in the dsn
-    message = _CONNINFO_WORD.sub(r'\1"***"', message)
-    lowered = str(err).lower()
-    if isinstance(err, psycopg.errors.AmbiguousFunction):
-        return message, PGSS_OVERLOAD
-    if (
-        isinstance(err, psycopg.ProgrammingError)
-        or "invalid connection option" in lowered
-        or ('missing "="' in lowered)
-    ):
-        return message, "the dsn is not valid: write it as postgresql://user@host:5432/dbname"
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return message, "check the password: PGPASSWORD, ~/.pgpass, or password_env naming a variable"
-    if "does not exist" in lowered and "database" in lowered:
-        return message, "the database named in the dsn does not exist on that server"
-    if "does not exist" in lowered and "role" in lowered:
-        return message, "the user named in the dsn does not exist: create it or fix the dsn"
-    if "timeout" in lowered or "timed out" in lowered:
-        return message, "the server did not answer in time: check host, firewall and connect_timeout"
-    if "connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered:
-        return message, "is PostgreSQL running and listening on that host and port?"
-    if "environment variable" in lowered:
-        return message, "export the variable before starting the collector"
-    return message, "see the PostgreSQL server log for details"

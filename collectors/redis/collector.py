@@ -37,104 +37,38 @@ shown.
   redis.queue.completed and redis.queue.failed (c, per interval), redis.queue.oldest_age_s (g, 0
   when nothing waits), redis.queue.wait_ms and redis.queue.run_ms (g) {...,quantile=p50|p95},
   redis.queue.paused (g, BullMQ), redis.queue.unacked (g) {lib=celery} (kombu's `unacked` hash).
-  The keys read for BullMQ, RQ and Celery and their limits: see collectors/redis_queues.py.
+  The keys read for BullMQ, RQ and Celery and their limits: see ``collectors.redis.queues``.
 
 Own lookups: LLEN, ZCARD, HGET and the like count in keyspace_hits/misses. The collector tallies the
 hits and misses its own queue reads caused (from their results: an empty list, set or hash does not
 exist in Redis, so a size of 0 is a miss) and subtracts them from the next cycle's deltas, so the
 stored hit rate is the application's. INFO, SLOWLOG, LATENCY, CONFIG and CLUSTER do not touch the
 keyspace.
+
+Alongside: ``connection.py`` (the client, connection errors, refused commands), ``info.py`` (INFO
+into points), ``slowlog.py`` (slow-log entries), ``queues.py`` and ``batch.py`` (the pipeline).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from collectors.base import StateSource, TargetCollector
-from collectors.deltas import counter_delta
 from collectors.redis.batch import Batch, Problems, State, reply_text
+from collectors.redis.connection import WHAT, explain_connection_error, make_client, refusal
+from collectors.redis.info import OWN_LOOKUPS, cluster_points, info_counters, info_gauges
 from collectors.redis.queues import QueueReads
+from collectors.redis.slowlog import SLOWLOG_FETCH, slowlog_entry
 from dashboard.core import metrics
 from dashboard.core.config import RedisTarget
 from dashboard.core.records import Cycle, Point, SlowlogEntry, Status
-from dashboard.core.redaction import SecretError, env_values, password_of, redact, secret_from_env
-
-CLIENT_NAME = "observatory"
-SLOWLOG_FETCH = 128
-ARG_CHARS = 64  # per slow-log argument
-MAX_ARGS = 10  # slow-log arguments shown
-HINT_PASSWORD = "set the password in the URL or password_env"
-AUTH_WORDS = (
-    "noauth",
-    "wrongpass",
-    "authentication required",
-    "invalid password",
-    "invalid username-password",
-)
-
-INFO_GAUGES = {
-    "used_memory": "redis.memory.used_bytes",
-    "used_memory_rss": "redis.memory.rss_bytes",
-    "used_memory_peak": "redis.memory.peak_bytes",
-    "mem_fragmentation_ratio": "redis.memory.fragmentation_ratio",
-    "maxmemory": "redis.memory.max_bytes",
-    "connected_clients": "redis.clients.connected",
-    "blocked_clients": "redis.clients.blocked",
-    "maxclients": "redis.clients.max",
-    "rdb_last_save_time": "redis.persistence.rdb_last_save_time",
-    "rdb_changes_since_last_save": "redis.persistence.rdb_changes_since_save",
-    "aof_enabled": "redis.persistence.aof_enabled",
-    "connected_slaves": "redis.replication.connected_replicas",
-    "master_repl_offset": "redis.replication.offset",
-}
-INFO_COUNTERS = {
-    "total_commands_processed": "redis.ops",
-    "total_connections_received": "redis.clients.received",
-    "rejected_connections": "redis.clients.rejected",
-    "keyspace_hits": "redis.keyspace.hits",
-    "keyspace_misses": "redis.keyspace.misses",
-    "evicted_keys": "redis.keys.evicted",
-    "expired_keys": "redis.keys.expired",
-    "total_net_input_bytes": "redis.net.input_bytes",
-    "total_net_output_bytes": "redis.net.output_bytes",
-    "used_cpu_sys": "redis.cpu.sys_seconds",
-    "used_cpu_user": "redis.cpu.user_seconds",
-}
-INFO_FLAGS = {  # status strings as 1/0
-    "rdb_last_bgsave_status": ("redis.persistence.rdb_last_bgsave_ok", "ok"),
-    "aof_last_write_status": ("redis.persistence.aof_last_write_ok", "ok"),
-    "master_link_status": ("redis.replication.link_up", "up"),
-}
-OWN_LOOKUPS = {"redis.keyspace.hits": "own_hits", "redis.keyspace.misses": "own_misses"}
-CMD_COUNTERS = ("calls", "usec", "rejected_calls", "failed_calls")
-CMD_QUANTILES = ("p50", "p99")
-CLUSTER_GAUGES = {
-    "cluster_slots_assigned": "redis.cluster.slots_assigned",
-    "cluster_slots_ok": "redis.cluster.slots_ok",
-    "cluster_slots_pfail": "redis.cluster.slots_pfail",
-    "cluster_slots_fail": "redis.cluster.slots_fail",
-    "cluster_known_nodes": "redis.cluster.known_nodes",
-    "cluster_size": "redis.cluster.size",
-}
-WHAT = {  # what a refused command costs, for hints
-    "INFO": "server metrics",
-    "SLOWLOG": "the slow log",
-    "LATENCY": "latency events",
-    "CONFIG": "maxclients",
-    "CLUSTER": "the cluster state",
-}
-_MORE_ARGS = re.compile(r"^\.\.\. \((\d+) more arguments\)$")  # Redis's own cut at 32 arguments
+from dashboard.core.redaction import env_values, password_of, redact
 
 
-# -- the collector ----------------------------------------------------------------------------------
 class RedisCollector(TargetCollector):
     kind: ClassVar[str] = "redis"
     failures = (redis.RedisError, OSError, ValueError)
@@ -236,7 +170,7 @@ class RedisCollector(TargetCollector):
         own = {} if restarted else {n: float(details.get(k, 0)) for n, k in OWN_LOOKUPS.items()}
         if "maxclients" not in info:  # Redis < 7 has it only in CONFIG
             info = {**info, **self._config_maxclients(client, problems)}
-        cycle.points += _info_gauges(info) + self._info_counters(info, state, restarted, known, own)
+        cycle.points += info_gauges(info) + info_counters(info, state, restarted, known, own)
         if info.get("cluster_enabled"):
             cycle.points += self._cluster(client, problems)
         details.update(
@@ -250,34 +184,6 @@ class RedisCollector(TargetCollector):
         if restarted:
             details.pop("slowlog_last_id", None)  # slow-log ids start again at 0
         return restarted
-
-    def _info_counters(
-        self, info: dict[str, Any], state: State, restarted: bool, known: bool, own: dict[str, float]
-    ) -> list[Point]:
-        points = [
-            self._counter(state, name, "", info[key], restarted, known, own.get(name, 0.0))
-            for key, name in INFO_COUNTERS.items()
-            if key in info
-        ]
-        for cmd, stats in _sections(info, "cmdstat_"):
-            for counter in CMD_COUNTERS:
-                if counter in stats:
-                    name, labels = f"redis.cmd.{counter}", metrics.encode({"cmd": cmd})
-                    points.append(self._counter(state, name, labels, stats[counter], restarted, known))
-        return points
-
-    @staticmethod
-    def _counter(
-        state: State, name: str, labels: str, value: Any, reset: bool, known: bool, own: float = 0.0
-    ) -> Point:
-        key = (name, labels)
-        current = float(value)
-        previous = state.counters.get(key, 0.0 if known else None)
-        delta = counter_delta(previous, current, reset=reset)
-        if delta is not None and own and not reset and previous is not None and current >= previous:
-            delta = max(0.0, delta - own)  # the collector's own lookups are not the workload
-        state.counters[key] = current
-        return Point(name, current, "counter", labels, delta)
 
     def _config_maxclients(self, client: redis.Redis, problems: Problems) -> dict[str, Any]:
         try:
@@ -295,11 +201,7 @@ class RedisCollector(TargetCollector):
         except redis.ResponseError as err:
             problems.refused.append(self._refused("CLUSTER", err))
             return []
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        points = [Point("redis.cluster.state_ok", float(fields.get("cluster_state", "").strip() == "ok"))]
-        points += [Point(n, float(fields[k])) for k, n in CLUSTER_GAUGES.items() if k in fields]
-        return points
+        return cluster_points(raw)
 
     # -- SLOWLOG and LATENCY ----------------------------------------------------------------
     def _slowlog(
@@ -335,174 +237,3 @@ class RedisCollector(TargetCollector):
             points.append(Point("redis.latency.latest_ms", float(latest), "gauge", labels))
             points.append(Point("redis.latency.max_ms", float(worst), "gauge", labels))
         return points
-
-
-# -- INFO helpers -----------------------------------------------------------------------------------
-def _info_gauges(info: dict[str, Any]) -> list[Point]:
-    points = [Point(name, float(info[key])) for key, name in INFO_GAUGES.items() if _is_number(info.get(key))]
-    used, maxmemory = info.get("used_memory"), info.get("maxmemory")
-    if _is_number(used) and _is_number(maxmemory) and maxmemory > 0:
-        points.append(Point("redis.memory.used_pct", 100.0 * used / maxmemory))
-    points += [
-        Point(name, float(str(info[key]) == good)) for key, (name, good) in INFO_FLAGS.items() if key in info
-    ]
-    return points + _replica_lags(info) + _keyspace(info) + _latency_stats(info)
-
-
-def _replica_lags(info: dict[str, Any]) -> list[Point]:
-    """On a primary: bytes each replica is behind (slave0:ip=..,port=..,offset=..)."""
-    offset, points = info.get("master_repl_offset"), []
-    for n, replica in _sections(info, "slave"):
-        if (
-            n.isdigit()
-            and isinstance(replica, dict)
-            and _is_number(offset)
-            and _is_number(replica.get("offset"))
-        ):
-            labels = metrics.encode({"replica": f"{replica.get('ip')}:{replica.get('port')}"})
-            points.append(
-                Point("redis.replication.lag_bytes", float(offset - replica["offset"]), "gauge", labels)
-            )
-    return points
-
-
-def _keyspace(info: dict[str, Any]) -> list[Point]:
-    points = []
-    for db, stats in _sections(info, "db"):
-        if db.isdigit() and isinstance(stats, dict):
-            keys = [k for k in ("keys", "expires") if k in stats]
-            points += [
-                Point(f"redis.db.{k}", float(stats[k]), "gauge", metrics.encode({"db": db})) for k in keys
-            ]
-    return points
-
-
-def _latency_stats(info: dict[str, Any]) -> list[Point]:
-    points = []
-    for cmd, quantiles in _sections(info, "latency_percentiles_usec_"):
-        if isinstance(quantiles, dict):
-            points += [
-                Point(
-                    "redis.cmd.latency_us",
-                    float(quantiles[q]),
-                    "gauge",
-                    metrics.encode({"cmd": cmd, "quantile": q}),
-                )
-                for q in CMD_QUANTILES
-                if q in quantiles
-            ]
-    return points
-
-
-def _sections(info: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    """INFO fields named prefix + suffix (cmdstat_get, db0, slave0) as (suffix, value)."""
-    return [(k.removeprefix(prefix), v) for k, v in info.items() if k.startswith(prefix)]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def slowlog_entry(raw: list[Any]) -> SlowlogEntry:
-    """One SLOWLOG GET entry: [id, unix time, microseconds, args, client addr, client name]."""
-    entry_id, ts, duration_us, args = raw[:4]
-    addr, name = (reply_text(raw[4]) if len(raw) > 4 else ""), (reply_text(raw[5]) if len(raw) > 5 else "")
-    client = f"{addr} ({name})" if addr and name else addr or None
-    return SlowlogEntry(int(entry_id), int(ts), int(duration_us), command_text(args), client and client[:200])
-
-
-def command_text(args: list[Any]) -> str:
-    """The command as typed, each argument cut to ARG_CHARS, at most MAX_ARGS arguments."""
-    texts = [reply_text(a) for a in args]
-    total = len(texts)
-    more = _MORE_ARGS.match(texts[-1]) if texts else None
-    if more:  # Redis already cut the list: its last "argument" says how many it dropped
-        texts, total = texts[:-1], len(texts) - 1 + int(more.group(1))
-    shown = " ".join(_quote(t[:ARG_CHARS] + ("..." if len(t) > ARG_CHARS else "")) for t in texts[:MAX_ARGS])
-    hidden = total - min(len(texts), MAX_ARGS)
-    return f"{shown} ... (+{hidden} more arguments)" if hidden > 0 else shown
-
-
-def _quote(arg: str) -> str:
-    return f'"{arg}"' if not arg or any(c.isspace() for c in arg) else arg
-
-
-# -- connection and errors --------------------------------------------------------------------------
-def make_client(target: RedisTarget) -> tuple[redis.Redis, str | None]:
-    """The target's client and the password taken from password_env (None: from the URL, if any)."""
-    url, password = target.url, None
-    if target.password_env:
-        password = secret_from_env(target.password_env, "password_env")  # stripped; SecretError
-        url = _without_password(url)  # redis-py lets the URL's password win over the argument
-    client = redis.Redis.from_url(
-        url,
-        socket_timeout=target.timeout,
-        socket_connect_timeout=target.timeout,
-        client_name=CLIENT_NAME,
-        # One immediate reconnect (a pooled connection the server closed, e.g. after a restart);
-        # timeouts are not retried: the scheduler's backoff paces a slow or dead server.
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        **({"password": password} if password is not None else {}),
-    )
-    return client, password
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
-
-
-def refusal(command: str, err: Exception, what: str, user: str) -> tuple[str, str]:
-    """(message, hint) for a command the server refused; the rest of the cycle goes on."""
-    message = f"{command}: {str(err).strip() or type(err).__name__}"
-    if isinstance(err, redis.exceptions.NoPermissionError):
-        return message, (
-            f"the Redis user {user} may not run {command}: ACL SETUSER {user} +{command.lower()} "
-            f"lets the collector read {what}"
-        )
-    if "unknown command" in str(err).lower():
-        return (
-            message,
-            f"{command} is renamed or disabled on this server (rename-command): {what} not collected",
-        )
-    return message, f"{command} failed: {what} not collected (see the Redis server log)"
-
-
-def explain_connection_error(
-    err: Exception, timeout: float, clean: Callable[[str], str] = redact
-) -> tuple[str, str]:
-    """The driver's message (first line) and what to do about it. `clean` takes the secrets out
-    of the error's text before it is cut to its first line."""
-    if isinstance(err, SecretError):
-        return str(err), err.hint
-    text = clean(str(err)).strip()
-    message = text.splitlines()[0] if text else type(err).__name__
-    lowered = text.lower()
-    if "without any password configured" in lowered or "no password is set" in lowered:
-        return message, "this server has no password: remove it from the URL and password_env"
-    if isinstance(err, redis.AuthenticationError) or any(s in lowered for s in AUTH_WORDS):
-        return message, HINT_PASSWORD
-    if "environment variable" in lowered:
-        return message, "export the variable before starting the collector"
-    if isinstance(err, redis.TimeoutError) or "timed out" in lowered or "timeout" in lowered:
-        return message, f"Redis did not answer within {timeout:g}s: check host, port, firewall and timeout"
-    if "connection refused" in lowered or "no such file or directory" in lowered:
-        return message, "is Redis running and listening on that host and port (or socket)?"
-    if "name or service not known" in lowered or "name resolution" in lowered or "nodename" in lowered:
-        return message, "the host name in the URL does not resolve"
-    if "ssl" in lowered or "certificate" in lowered:
-        return message, (
-            "TLS failed: check that the server speaks TLS (rediss://) and its certificate "
-            "(add ?ssl_cert_reqs=none to the URL for a self-signed one)"
-        )
-    if "max number of clients" in lowered:
-        return message, "the server refuses new clients (maxclients reached)"
-    if "loading" in lowered:
-        return message, "Redis is loading its dataset into memory: it answers once loaded"
-    if isinstance(err, ValueError):
-        return message, "the url is not valid: write it as redis://[user:password@]host:6379/0"
-    return message, "see the Redis server log for details"

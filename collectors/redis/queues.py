@@ -64,7 +64,11 @@ class _Queue:
 
     @property
     def labels(self) -> str:
-        return metrics.encode({"lib": self.lib, "queue": self.name})
+        return self.labels_with()
+
+    def labels_with(self, **more: str) -> str:
+        """The queue's labels, then `more` (state=..., quantile=...)."""
+        return metrics.encode({"lib": self.lib, "queue": self.name, **more})
 
 
 @dataclass
@@ -134,7 +138,8 @@ class QueueReads:
             points += self._throughput(q, state)
             points += self._ages(q, jobs, now)
         if self.unacked is not None and not isinstance(results[self.unacked], Exception):
-            points.append(Point("redis.queue.unacked", float(results[self.unacked]), "gauge", "lib=celery"))
+            celery = metrics.encode({"lib": "celery"})
+            points.append(Point("redis.queue.unacked", float(results[self.unacked]), "gauge", celery))
         return points
 
     def _result(self, index: int | None) -> Any:
@@ -147,7 +152,7 @@ class QueueReads:
             values = [self._result(i) for i in reads]
             if all(v is not None for v in values):
                 points.append(
-                    Point("redis.queue.depth", float(sum(values)), "gauge", f"{q.labels},state={state}")
+                    Point("redis.queue.depth", float(sum(values)), "gauge", q.labels_with(state=state))
                 )
         if q.lib == "bullmq" and "paused" in q.reads:
             paused = self._result(q.reads["paused"])
@@ -219,7 +224,7 @@ class QueueReads:
         for name, values in (("redis.queue.wait_ms", waits), ("redis.queue.run_ms", runs)):
             if values:
                 points += [
-                    Point(name, quantile(values, share), "gauge", f"{q.labels},quantile={label}")
+                    Point(name, quantile(values, share), "gauge", q.labels_with(quantile=label))
                     for label, share in QUANTILES
                 ]
         return points
