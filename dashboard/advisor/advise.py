@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
 from dashboard.advisor.shapes import ShapeError, TableUse, shape
+from dashboard.core.advice import IndexSuggestion, SkippedStatement
 from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
 
 
@@ -85,23 +85,24 @@ class Suggestion:
         saved = self.saved_ms_per_day
         return None if saved is None else saved - self.writes_per_day * Options.write_ms
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_record(self) -> IndexSuggestion:
+        """As the report carries it."""
         first = self.proposals[0]
-        return {
-            "table": self.candidate.table,
-            "columns": self.candidate.columns,
-            "create_sql": self.candidate.create_sql() + ";",
-            "statements": [p.statement.text for p in self.proposals],
-            "cost_before": round(sum(p.before.cost for p in self.proposals), 2),
-            "cost_after": _round(sum(p.after.cost for p in self.proposals) if self.proven else None),
-            "proven": self.proven,
-            "saved_ms_per_day": _round(self.saved_ms_per_day),
-            "writes_per_day": round(self.writes_per_day, 1),
-            "table_rows": self.relation.reltuples,
-            "reason": self.reason(),
-            "plan_before": first.before.text,
-            "plan_after": first.after.text if first.after else None,
-        }
+        return IndexSuggestion(
+            table=self.candidate.table,
+            columns=self.candidate.columns,
+            create_sql=self.candidate.create_sql() + ";",
+            statements=[p.statement.text for p in self.proposals],
+            cost_before=round(sum(p.before.cost for p in self.proposals), 2),
+            cost_after=_round(sum(p.after.cost for p in self.proposals) if self.proven else None),
+            proven=self.proven,
+            saved_ms_per_day=_round(self.saved_ms_per_day),
+            writes_per_day=round(self.writes_per_day, 1),
+            table_rows=self.relation.reltuples,
+            reason=self.reason(),
+            plan_before=first.before.text,
+            plan_after=first.after.text if first.after else None,
+        )
 
     def reason(self) -> str:
         n = len(self.proposals)
@@ -119,16 +120,9 @@ class Suggestion:
 
 @dataclass
 class Advice:
-    suggestions: list[Suggestion]
-    skipped: list[dict[str, str]]
+    suggestions: list[Suggestion]  # ranked
+    skipped: list[SkippedStatement]
     hypopg: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "suggestions": [s.to_dict() for s in self.suggestions],
-            "skipped": self.skipped,
-            "hypopg": self.hypopg,
-        }
 
 
 class Advisor:
@@ -142,10 +136,11 @@ class Advisor:
 
     def advise(self, statements: list[StatementInput]) -> Advice:
         proposals: list[Proposal] = []
-        skipped: list[dict[str, str]] = []
+        skipped: list[SkippedStatement] = []
         for statement in statements:
             if self.session.lost:  # a statement ran past the deadline and the session was given up
-                skipped.append({"statement": statement.text, "reason": "not analysed: the session was lost"})
+                lost = "not analysed: the session was lost"
+                skipped.append(SkippedStatement(statement=statement.text, reason=lost))
                 continue
             try:
                 found, reason = self._statement(statement)
@@ -159,7 +154,7 @@ class Advisor:
                 found, reason = [], f"not analysed: {type(err).__name__}: {first_line(err)}"
             proposals += found
             if not found:
-                skipped.append({"statement": statement.text, "reason": reason})
+                skipped.append(SkippedStatement(statement=statement.text, reason=reason))
         suggestions = self._merge(proposals)
         suggestions.sort(
             key=lambda s: (

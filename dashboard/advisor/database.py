@@ -9,7 +9,6 @@ indexes live only in this session and are dropped at its end. Nothing is ever cr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import Connection
@@ -18,9 +17,10 @@ from psycopg.rows import dict_row
 
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
+from dashboard.core.advice import AdviceReport, IndexHealthReport
 from dashboard.core.guarded import GuardedSession, SessionRefused, first_line
 from dashboard.core.records import OWN_MARKER
-from dashboard.core.redaction import redact_statement
+from dashboard.core.statement_redaction import redact_statement
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ PGSS_OVERLOAD = (
     "give the extension a schema of its own (CREATE SCHEMA pgss; ALTER EXTENSION pg_stat_statements "
     "SET SCHEMA pgss)"
 )
+
+
+NO_HYPOPG = "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"
 
 
 class AdviseError(RuntimeError):
@@ -94,7 +97,7 @@ def _since_query(conn: Connection, schema: str) -> pgsql.Composable:
     return pgsql.SQL(OWN_MARKER + "SELECT pg_postmaster_start_time() AS since")
 
 
-def advise_database(
+def advice_report(
     dsn: str,
     *,
     queries: list[str] | None = None,
@@ -103,8 +106,8 @@ def advise_database(
     workload: Workload | None = None,
     health: bool = True,
     allow_privileged: bool = False,
-) -> dict[str, Any]:
-    """The JSON-ready report: suggestions, skipped statements, index health."""
+) -> AdviceReport:
+    """The database's report: suggestions, skipped statements, index health (unless `health` is False)."""
     with connect(dsn, password_env, allow_privileged) as session:
         conn = session.conn
         if queries:
@@ -117,17 +120,22 @@ def advise_database(
             except psycopg.Error as err:
                 raise AdviseError(f"cannot read the workload: {first_line(err)}") from None
         database = conn.info.dbname  # read while the session stands: the advice may lose it
-        report = Advisor(session, options).advise(statements).to_dict()
-        report["database"] = database
-        if not report["hypopg"]:
-            report["hint"] = (
-                "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"
-            )
-        if health and not session.lost:
-            from dashboard.advisor.health import index_health
+        advice = Advisor(session, options).advise(statements)
+        checked = _health(conn) if health and not session.lost else None
+    return AdviceReport(
+        suggestions=[s.to_record() for s in advice.suggestions],
+        skipped=advice.skipped,
+        hypopg=advice.hypopg,
+        database=database,
+        hint=None if advice.hypopg else NO_HYPOPG,
+        health=checked,
+    )
 
-            try:
-                report["health"] = index_health(conn).to_dict()
-            except psycopg.Error as err:  # the suggestions stand without it
-                report["health"] = {"notes": [f"index health could not be read: {first_line(err)}"]}
-    return report
+
+def _health(conn: Connection) -> IndexHealthReport:
+    from dashboard.advisor.health import index_health
+
+    try:
+        return index_health(conn)
+    except psycopg.Error as err:  # the suggestions stand without it
+        return IndexHealthReport.unreadable(first_line(err))

@@ -8,16 +8,26 @@ HypoPG's hypothetical indexes are not in pg_class, so no check ever sees them.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from dashboard.core.advice import (
+    BloatedIndex,
+    IndexHealthReport,
+    InvalidIndex,
+    MissingFkIndex,
+    RedundantIndex,
+    UnusedIndex,
+)
+from dashboard.core.records import OWN_MARKER
 from dashboard.core.sqlfiles import SqlFiles
 
 SQL = SqlFiles(Path(__file__).with_name("sql"))
@@ -47,97 +57,48 @@ def human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One index (or foreign key) to act on; `fix_sql` is None when only a human can decide."""
-
-    schema: str
-    table: str  # schema-qualified, quoted where needed: public.orders, "Sales"."Order"
-    index: str | None  # the index's name as stored (unquoted); None for a missing index
-    definition: str  # pg_get_indexdef, or the foreign key's definition
-    size_bytes: int  # the index's size; the referencing table's for a missing FK index
-    size: str
-    reason: str
-    fix_sql: str | None
-
-
-@dataclass(frozen=True)
-class UnusedIndex(Finding):
-    unused_since: datetime | None  # stats_reset, else postmaster start (a lower bound)
-
-
-@dataclass(frozen=True)
-class RedundantIndex(Finding):
-    covered_by: str
-    covered_by_definition: str
-    exact_duplicate: bool
-
-
-@dataclass(frozen=True)
-class InvalidIndex(Finding):
-    alternative_sql: str | None  # drop and recreate, when REINDEX is not wanted
-    build_running: bool
-
-
-@dataclass(frozen=True)
-class MissingFkIndex(Finding):
-    constraint: str
-    referenced_table: str
-    columns: tuple[str, ...]  # quoted, in the foreign key's order
-    table_rows: int
-
-
-@dataclass(frozen=True)
-class BloatedIndex(Finding):
-    bloat_bytes: int
-    bloat: str
-    bloat_percent: float
-
-
-@dataclass
-class IndexHealth:
-    unused: list[UnusedIndex] = field(default_factory=list)
-    redundant: list[RedundantIndex] = field(default_factory=list)
-    invalid: list[InvalidIndex] = field(default_factory=list)
-    missing_fk_indexes: list[MissingFkIndex] = field(default_factory=list)
-    bloat: list[BloatedIndex] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain lists of dicts with ISO timestamps: ready for json.dumps."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            items = getattr(self, f.name)
-            out[f.name] = [
-                _jsonable(dataclasses.asdict(x)) if dataclasses.is_dataclass(x) else x for x in items
-            ]
-        return out
-
-
-def _jsonable(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v.isoformat() if isinstance(v, datetime) else list(v) if isinstance(v, tuple) else v
-        for k, v in item.items()
-    }
-
-
 def index_health(
     conn: psycopg.Connection,
     *,
     min_unused_bytes: int = 1 * MB,
     min_fk_table_rows: int = 10_000,
     min_bloat_bytes: int = 100 * MB,
-) -> IndexHealth:
+) -> IndexHealthReport:
     """Every check, in one transaction so statistics come from one snapshot (stats_fetch_consistency)."""
-    health = IndexHealth()
     # Our own cursor with dict rows: the caller's row factory and settings stay as they are.
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        health.unused = unused_indexes(cur, min_unused_bytes)
-        health.redundant = redundant_indexes(cur)
-        health.invalid = invalid_indexes(cur)
-        health.missing_fk_indexes = fk_without_index(cur, min_fk_table_rows)
-        health.bloat, health.notes = btree_bloat(cur, min_bloat_bytes)
-    return health
+    with _one_snapshot(conn), conn.cursor(row_factory=dict_row) as cur:
+        unused = unused_indexes(cur, min_unused_bytes)
+        redundant = redundant_indexes(cur)
+        invalid = invalid_indexes(cur)
+        missing = fk_without_index(cur, min_fk_table_rows)
+        bloat, notes = btree_bloat(cur, min_bloat_bytes)
+    return IndexHealthReport(
+        unused=unused,
+        redundant=redundant,
+        invalid=invalid,
+        missing_fk_indexes=missing,
+        bloat=bloat,
+        notes=notes,
+    )
+
+
+@contextlib.contextmanager
+def _one_snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction begun and ended by marked statements: `conn.transaction()` sends a bare BEGIN
+    and COMMIT, which pg_stat_statements would record as the monitored server's workload. Outside
+    autocommit, or inside a transaction, psycopg's own handling stays (it begins one itself)."""
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        with conn.transaction():
+            yield
+        return
+    conn.execute(OWN_MARKER + "BEGIN")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):  # a lost connection: the error that lost it counts
+            conn.execute(OWN_MARKER + "ROLLBACK")
+        raise
+    conn.execute(OWN_MARKER + "COMMIT")
 
 
 def _common(row: dict[str, Any], reason: str, fix_sql: str | None) -> dict[str, Any]:

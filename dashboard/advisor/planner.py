@@ -17,6 +17,7 @@ from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
 from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, check, first_line
+from dashboard.core.records import OWN_MARKER
 
 
 class PlanError(ValueError):
@@ -42,13 +43,13 @@ class Planner:
     def _find_hypopg(self) -> str | None:
         """HypoPG's schema: the session resolves names in pg_catalog only, so its calls name it."""
         row = self.session.conn.execute(
-            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'"
+            OWN_MARKER + "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'"
         ).fetchone()
         return row[0] if row else None
 
     def _hypopg(self, template: str) -> pgsql.Composed:
-        """`template` with {} for HypoPG's schema."""
-        return pgsql.SQL(template).format(pgsql.Identifier(self._hypopg_schema or "public"))
+        """`template` with {} for HypoPG's schema, marked as the observatory's own."""
+        return pgsql.SQL(OWN_MARKER + template).format(pgsql.Identifier(self._hypopg_schema or "public"))
 
     def plan(self, statement: ForeignStatement) -> Plan:
         """The estimated plan of the statement as the server would run it now.

@@ -153,7 +153,7 @@ class Targets(_Strict):
         return targets
 
 
-class Advisor(_Strict):
+class AdvisorSettings(_Strict):
     """Which recorded statements the index advisor looks at, and what it calls worth an index."""
 
     min_calls: int = Field(10, ge=1)
@@ -172,7 +172,7 @@ class Retention(_Strict):
 class Config(_Strict):
     store: str = "sqlite:///observatory.db"
     retention: Retention = Retention()
-    advisor: Advisor = Advisor()
+    advisor: AdvisorSettings = AdvisorSettings()
     targets: Targets = Targets()
     source: str = "embedded defaults"  # where this config came from, for messages
 

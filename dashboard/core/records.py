@@ -1,10 +1,13 @@
-"""Typed records that collectors hand to the store: one `Cycle` per target per collection."""
+"""Typed records that cross the store: one `Cycle` per target per collection goes in, a
+`StatementInfo` per statement comes back (the Prometheus details are in prometheus_details)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
+
+from dashboard.core.prometheus_details import PrometheusDetails
 
 State = Literal["ok", "degraded", "down"]
 T = TypeVar("T")
@@ -77,7 +80,9 @@ class Status:
     error: str | None = None
     hints: list[str] = field(default_factory=list)
     server_version: str | None = None
-    details: dict[str, object] = field(default_factory=dict)
+    # What the collector keeps of its last successful cycle: a Prometheus target's PrometheusDetails,
+    # a PostgreSQL or Redis target's epoch markers and settings.
+    details: dict[str, object] | PrometheusDetails = field(default_factory=dict)
 
 
 class Deferred(Sequence[T]):
@@ -124,3 +129,29 @@ class Cycle:
     vanished: list[StatementKey] = field(default_factory=list)  # evicted since last snapshot
     points: list[Point] = field(default_factory=list)
     slowlog: list[SlowlogEntry] = field(default_factory=list)  # entries new since the last cycle
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInfo:
+    """Everything the store knows about one statement (reads.statement_info), its target's name
+    and kind included. The figures are pg_stat_statements' own, as last reported (since stats_since)."""
+
+    id: int
+    target_id: int
+    target: str
+    kind: str
+    queryid: int
+    dbid: int
+    userid: int
+    toplevel: bool
+    datname: str | None
+    rolname: str | None
+    query: str | None
+    first_seen: int
+    last_seen: int  # the last cycle its counters moved
+    present: bool  # in the server's last snapshot (False: evicted from pg_stat_statements)
+    min_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+    stddev_ms: float | None = None
+    stats_since: int | None = None

@@ -7,13 +7,17 @@ Every query names a window and reads the coarsest level that answers it (`choose
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import pandas as pd
 from sqlalchemy import Engine, func, literal, select
 
+from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.config import Retention
+from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.records import StatementInfo
+from dashboard.store.rates import RAW_SECONDS, widths
 from dashboard.store.schema import (
     BUCKET_SECONDS,
     POINTS,
@@ -27,7 +31,6 @@ from dashboard.store.schema import (
     targets,
 )
 
-RAW_SECONDS = 60  # the nominal width of a raw bucket (the default interval)
 CHART_BUCKETS = 1500  # most points a chart line gets
 TOTALS_BUCKETS = 120  # most buckets a per-statement aggregation scans
 ORDERS = {
@@ -53,10 +56,10 @@ class Window:
 def choose_level(window: Window, now: int, retention: Retention, max_buckets: int) -> str:
     """The finest level that still holds the window's start and gives at most `max_buckets`."""
     kept = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
-    widths = {"raw": RAW_SECONDS, **BUCKET_SECONDS}
+    spans = {"raw": RAW_SECONDS, **BUCKET_SECONDS}
     for level in ("raw", "hourly"):
         covers = window.start >= now - kept[level]
-        if covers and window.seconds / widths[level] <= max_buckets:
+        if covers and window.seconds / spans[level] <= max_buckets:
             return level
     return "daily"
 
@@ -101,11 +104,14 @@ def series_frame(
     names: Sequence[str],
     window: Window,
     level: str,
+    intervals: Mapping[int, float] | None = None,
 ) -> pd.DataFrame:
     """Points of the named series: ts, target_id, name, labels, sum, count, min, max, width.
 
-    For counters `sum` is the activity in the bucket (divide by `width` for a rate); for gauges
-    `sum / count` is the mean. At the raw level `width` is the time since the previous point.
+    For counters `sum` is the activity in the bucket (its rate is `rates.rate(sum, width)`); for
+    gauges `sum / count` is the mean. `width` is the time the point covers (`rates.widths`): at the
+    raw level the time since the previous point, in a bucket the time its cycles covered given the
+    targets' `intervals` (target id -> seconds), or the whole bucket without them.
     """
     table = POINTS[level]
     if level == "raw":
@@ -130,18 +136,7 @@ def series_frame(
     )
     with engine.connect() as conn:
         frame = pd.read_sql(query, conn)
-    return _with_width(frame, level, ["target_id", "name", "labels"])
-
-
-def _with_width(frame: pd.DataFrame, level: str, keys: list[str]) -> pd.DataFrame:
-    if level != "raw":
-        frame["width"] = BUCKET_SECONDS[level]
-        return frame
-    gaps = frame.groupby(keys)["ts"].diff() if len(frame) else frame["ts"]
-    # A series' first point has no previous point in the frame: assume its usual gap, not 60 s
-    # (a target collected every 5 min would otherwise start every chart 5x too high).
-    usual = gaps.groupby([frame[k] for k in keys]).transform("median") if len(frame) else gaps
-    frame["width"] = gaps.fillna(usual).fillna(RAW_SECONDS).clip(lower=1)
+    frame["width"] = widths(frame, level, ["target_id", "name", "labels"], intervals)
     return frame
 
 
@@ -258,20 +253,21 @@ def statement_series(
     )
     with engine.connect() as conn:
         frame = pd.read_sql(query, conn)
-    frame = _with_width(frame, level, ["statement_id"])
+    frame["width"] = widths(frame, level, ["statement_id"])
     return _derive(frame, float(frame["exec_ms"].sum()) if len(frame) else 0.0)
 
 
-def statement_info(engine: Engine, statement_id: int) -> dict | None:
-    """Everything known about one statement, its target's name included."""
+def statement_info(engine: Engine, statement_id: int) -> StatementInfo | None:
+    """Everything known about one statement, its target's name included; None if there is none."""
+    own = [statements.c[f.name] for f in fields(StatementInfo) if f.name in statements.c]
     query = (
-        select(statements, targets.c.name.label("target"), targets.c.kind)
+        select(*own, targets.c.name.label("target"), targets.c.kind)
         .join(targets, targets.c.id == statements.c.target_id)
         .where(statements.c.id == int(statement_id))
     )
     with engine.connect() as conn:
         row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
+    return StatementInfo(**row) if row else None
 
 
 def statement_filters(engine: Engine, target_ids: Sequence[int]) -> tuple[list[str], list[str]]:
@@ -286,7 +282,7 @@ def statement_filters(engine: Engine, target_ids: Sequence[int]) -> tuple[list[s
     return databases, users
 
 
-def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[dict]:
+def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[StoredAdvice]:
     """The advisor's latest report for each database of the targets, newest first."""
     query = (
         select(targets.c.name.label("target"), advice.c.target_id, advice.c.datname, advice.c.ts,
@@ -297,7 +293,7 @@ def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[dict]:
     )  # fmt: skip
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return [{**row, "report": json.loads(row["report"])} for row in rows]
+    return [StoredAdvice(**{**row, "report": AdviceReport.from_stored(row["report"])}) for row in rows]
 
 
 def statement_ids_by_text(
@@ -334,12 +330,14 @@ def slowlog_entries(
         return pd.read_sql(query, conn)
 
 
-def target_details(engine: Engine, target_id: int) -> dict:
-    """The details of a target's last successful cycle (target_status.details), {} if none."""
+def target_details(engine: Engine, target_id: int) -> PrometheusDetails | None:
+    """A Prometheus target's details of its last successful cycle (target_status.details), None if
+    none were stored (or empty ones)."""
     query = select(target_status.c.details).where(target_status.c.target_id == int(target_id))
     with engine.connect() as conn:
         raw = conn.execute(query).scalar()
-    return json.loads(raw) if raw else {}
+    data = json.loads(raw) if raw else None
+    return PrometheusDetails.model_validate(data) if data else None
 
 
 def first_ts(engine: Engine) -> int | None:
@@ -351,6 +349,7 @@ def first_ts(engine: Engine) -> int | None:
 __all__ = [
     "CHART_BUCKETS",
     "ORDERS",
+    "RAW_SECONDS",
     "TOTALS_BUCKETS",
     "Window",
     "choose_level",

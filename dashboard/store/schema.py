@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
-# pg_stat_statements counters, in the order collectors report them (see collectors/sql/postgres).
+# pg_stat_statements counters, in the order collectors report them (see collectors/postgres/sql).
 STATEMENT_COUNTERS: tuple[str, ...] = (
     "calls",
     "exec_ms",

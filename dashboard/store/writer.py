@@ -7,25 +7,23 @@ hourly and daily buckets in the same transaction (an upsert), so all levels are 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
+from dashboard.core.advice import AdviceReport
 from dashboard.core.config import Retention
-from dashboard.core.records import OWN_MARKER, Cycle, Point, StatementEntry, StatementKey
+from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.records import OWN_MARKER, Cycle, Point, StatementKey
+from dashboard.store import upserts
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
 from dashboard.store.schema import (
-    BUCKET_SECONDS,
     LEVELS,
     POINTS,
-    STATEMENT_COUNTERS,
     STMT,
     advice,
     series,
@@ -60,7 +58,7 @@ class Store:
             ).scalar()
             if found is not None:
                 return found
-            stmt = _insert(c, targets).values(kind=kind, name=name, created_at=_now())
+            stmt = upserts.insert(c, targets).values(kind=kind, name=name, created_at=upserts.now())
             c.execute(stmt.on_conflict_do_nothing(index_elements=["kind", "name"]))
             return c.execute(
                 select(targets.c.id).where(targets.c.kind == kind, targets.c.name == name)
@@ -167,19 +165,19 @@ class Store:
     def _write_statements(self, conn: Connection, tid: int, cycle: Cycle) -> dict[StatementKey, int]:
         ids = self._known_ids(conn, tid)
         moved = {d.key for d in cycle.deltas}
-        unmoved: list[tuple[Any, ...]] = []  # rows of _ENTRY_COLUMNS + id
-        touched: list[tuple[Any, ...]] = []  # rows of _MOVED_COLUMNS + id
+        unmoved: list[tuple[Any, ...]] = []  # rows of upserts.ENTRY_COLUMNS + id
+        touched: list[tuple[Any, ...]] = []  # rows of upserts.MOVED_COLUMNS + id
         for entry in cycle.entries:
-            values = _entry_values(entry)
+            values = upserts.entry_values(entry)
             sid = ids.get(entry.key)
             if sid is None:
-                ids[entry.key] = _insert_statement(conn, tid, cycle, entry, values)
+                ids[entry.key] = upserts.insert_statement(conn, tid, cycle, entry, values)
             elif entry.key in moved:
                 touched.append((*values, cycle.ts, entry.datname, entry.rolname, sid))
             else:
                 unmoved.append((*values, sid))
-        _update_by_id(conn, statements, _ENTRY_COLUMNS, unmoved)
-        _update_by_id(conn, statements, _MOVED_COLUMNS, touched)
+        upserts.update_by_id(conn, statements, upserts.ENTRY_COLUMNS, unmoved)
+        upserts.update_by_id(conn, statements, upserts.MOVED_COLUMNS, touched)
         missing_text = [(ids[k], t) for k, t in cycle.texts.items() if k in ids]
         if missing_text:  # a text fetched later (e.g. it was '<insufficient privilege>' before)
             conn.execute(
@@ -203,8 +201,8 @@ class Store:
             return 0
         # Two cycles in the same second (two quick `collect --once`) add up rather than collide.
         for level in LEVELS:
-            sql = _stmt_upsert_sql(STMT[level].name, _placeholder(conn))
-            head = (tid, _bucket(cycle.ts, level))
+            sql = upserts.stmt_upsert_sql(STMT[level].name, upserts.placeholder(conn))
+            head = (tid, upserts.bucket(cycle.ts, level))
             conn.exec_driver_sql(sql, [head + r for r in rows])
         return len(rows)
 
@@ -226,9 +224,9 @@ class Store:
         return known[key]
 
     def _write_points(self, conn: Connection, tid: int, ts: int, points: Sequence[Point]) -> int:
-        added: list[_StoredPoint] = []  # counter deltas: add up within one second
-        replaced: list[_StoredPoint] = []  # gauges: keep the latest
-        stored: list[_StoredPoint] = []  # both, in order (the roll-ups' float sums)
+        added: list[upserts.StoredPoint] = []  # counter deltas: add up within one second
+        replaced: list[upserts.StoredPoint] = []  # gauges: keep the latest
+        stored: list[upserts.StoredPoint] = []  # both, in order (the roll-ups' float sums)
         counters: list[tuple[float, int, int]] = []  # (last_value, last_ts, series id)
         for p in points:
             sid = self._series_id(conn, tid, p)
@@ -242,17 +240,17 @@ class Store:
             elif p.value is not None:
                 replaced.append((sid, at, p.value))
                 stored.append(replaced[-1])
-        _update_by_id(conn, series, ("last_value", "last_ts"), counters)
-        _write_raw_points(conn, added, add=True)
-        _write_raw_points(conn, replaced, add=False)
-        _write_rollup_points(conn, stored)
+        upserts.update_by_id(conn, series, ("last_value", "last_ts"), counters)
+        upserts.write_raw_points(conn, added, add=True)
+        upserts.write_raw_points(conn, replaced, add=False)
+        upserts.write_rollup_points(conn, stored)
         return len(stored)
 
     @staticmethod
     def _write_slowlog(conn: Connection, tid: int, cycle: Cycle) -> int:
         rows = [{"target_id": tid, **dataclasses.asdict(e)} for e in cycle.slowlog]
         if rows:
-            stmt = _insert(conn, slowlog).on_conflict_do_nothing(
+            stmt = upserts.insert(conn, slowlog).on_conflict_do_nothing(
                 index_elements=["target_id", "ts", "entry_id"]
             )
             conn.execute(stmt, rows)
@@ -273,7 +271,11 @@ class Store:
         }
         if ok:
             values["last_success"] = cycle.ts
-            values["details"] = json.dumps(st.details)
+            values["details"] = (
+                st.details.to_stored()
+                if isinstance(st.details, PrometheusDetails)
+                else json.dumps(st.details)
+            )
         if st.server_version:
             values["server_version"] = st.server_version
         if previous is None:
@@ -282,17 +284,21 @@ class Store:
             conn.execute(update(target_status).where(target_status.c.target_id == tid).values(**values))
 
     def write_advice(
-        self, kind: str, name: str, datname: str, ts: int, report: dict, duration_ms: float
+        self,
+        kind: str,
+        name: str,
+        datname: str,
+        ts: int,
+        report: AdviceReport,
+        duration_ms: float,
     ) -> None:
         """Replace the advisor's report for one database of a target."""
+        text = report.to_stored()
         with self._lock, self.engine.begin() as conn:
             tid = self.target_id(kind, name, conn)
             conn.execute(advice.delete().where(advice.c.target_id == tid, advice.c.datname == datname))
-            conn.execute(
-                advice.insert().values(
-                    target_id=tid, datname=datname, ts=ts, duration_ms=duration_ms, report=json.dumps(report)
-                )
-            )
+            row = {"target_id": tid, "datname": datname, "ts": ts, "duration_ms": duration_ms, "report": text}
+            conn.execute(advice.insert().values(**row))
 
     # -- retention --------------------------------------------------------------------------
     def prune(self, retention: Retention, now: int) -> dict[str, int]:
@@ -309,135 +315,3 @@ class Store:
             result = conn.execute(slowlog.delete().where(slowlog.c.ts < now - int(retention.hourly)))
             deleted["slowlog"] = result.rowcount
         return deleted
-
-
-def _now() -> int:
-    return int(time.time())
-
-
-def _bucket(ts: int, level: str) -> int:
-    width = BUCKET_SECONDS.get(level)
-    return ts - ts % width if width else ts
-
-
-# The state of a statement the collector persists, in this order (see _entry_values).
-_ENTRY_COLUMNS = ("present", "last_counters", "min_ms", "max_ms", "mean_ms", "stddev_ms", "stats_since")
-_MOVED_COLUMNS = (*_ENTRY_COLUMNS, "last_seen", "datname", "rolname")  # entries whose counters moved
-_StoredPoint = tuple[int, int, float]  # (series id, ts, value)
-
-
-def _entry_values(entry: StatementEntry) -> tuple[Any, ...]:
-    # `present` is a Boolean column: a Python bool binds as boolean on psycopg, as 1 on sqlite3.
-    return (
-        True,
-        json.dumps(list(entry.counters)),
-        entry.min_ms,
-        entry.max_ms,
-        entry.mean_ms,
-        entry.stddev_ms,
-        entry.stats_since,
-    )
-
-
-def _insert_statement(
-    conn: Connection, tid: int, cycle: Cycle, entry: StatementEntry, values: tuple[Any, ...]
-) -> int:
-    """A statement seen for the first time (rare after the first cycle): its new id."""
-    return conn.execute(
-        statements.insert()
-        .values(
-            target_id=tid,
-            **entry.key._asdict(),
-            datname=entry.datname,
-            rolname=entry.rolname,
-            query=cycle.texts.get(entry.key),
-            first_seen=cycle.ts,
-            last_seen=cycle.ts,
-            **dict(zip(_ENTRY_COLUMNS, values, strict=True)),
-        )
-        .returning(statements.c.id)
-    ).scalar_one()
-
-
-def _insert(conn: Connection, table: Table):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-# -- driver-level SQL for the per-cycle hot paths ---------------------------------------------
-# Hundreds of rows per cycle go straight to the driver's executemany as positional tuples:
-# SQLAlchemy's per-row parameter processing cost ~20 µs/row (measured), several times SQLite's
-# own work. The texts are the same upserts SQLAlchemy renders (ON CONFLICT works on both
-# backends); only the placeholder differs. Identifiers are quoted: `rows`, `min`, `max`, `sum`.
-def _placeholder(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"  # sqlite3 | psycopg
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
-def _marks(placeholder: str, count: int) -> str:
-    return ", ".join([placeholder] * count)
-
-
-@functools.cache
-def _update_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:
-    sets = ", ".join(f"{_q(c)} = {placeholder}" for c in columns)
-    return f"UPDATE {_q(table)} SET {sets} WHERE id = {placeholder}"
-
-
-def _update_by_id(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """UPDATE rows by id; each row holds the `columns` values, then the id."""
-    if rows:
-        conn.exec_driver_sql(_update_sql(table.name, columns, _placeholder(conn)), rows)
-
-
-@functools.cache
-def _stmt_upsert_sql(table: str, placeholder: str) -> str:
-    """Row: (target_id, ts, statement_id, *STATEMENT_COUNTERS); counters add up on conflict."""
-    columns = ", ".join(_q(c) for c in ("target_id", "ts", "statement_id", *STATEMENT_COUNTERS))
-    sets = ", ".join(f"{_q(c)} = {_q(table)}.{_q(c)} + excluded.{_q(c)}" for c in STATEMENT_COUNTERS)
-    return (
-        f"INSERT INTO {_q(table)} ({columns}) VALUES ({_marks(placeholder, 3 + len(STATEMENT_COUNTERS))})"
-        f" ON CONFLICT (target_id, ts, statement_id) DO UPDATE SET {sets}"
-    )
-
-
-@functools.cache
-def _raw_point_sql(placeholder: str, add: bool) -> str:
-    """Row: (series_id, ts, value); a counter's value adds up, a gauge's replaces."""
-    table = _q(POINTS["raw"].name)
-    value = f"{table}.value + excluded.value" if add else "excluded.value"
-    return (
-        f"INSERT INTO {table} (series_id, ts, value) VALUES ({_marks(placeholder, 3)})"
-        f" ON CONFLICT (series_id, ts) DO UPDATE SET value = {value}"
-    )
-
-
-@functools.cache
-def _rollup_point_sql(table: str, placeholder: str, dialect: str) -> str:
-    """Row: (series_id, bucket, value, value, value) for sum, min and max; count starts at 1."""
-    # SQLite's two-argument min()/max() are scalar functions; PostgreSQL's are least()/greatest().
-    lesser, greater = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
-    t = _q(table)
-    return (
-        f'INSERT INTO {t} (series_id, ts, "sum", "count", "min", "max")'
-        f" VALUES ({placeholder}, {placeholder}, {placeholder}, 1, {placeholder}, {placeholder})"
-        f' ON CONFLICT (series_id, ts) DO UPDATE SET "sum" = {t}."sum" + excluded."sum",'
-        f' "count" = {t}."count" + 1, "min" = {lesser}({t}."min", excluded."min"),'
-        f' "max" = {greater}({t}."max", excluded."max")'
-    )
-
-
-def _write_raw_points(conn: Connection, rows: list[_StoredPoint], *, add: bool) -> None:
-    if rows:
-        conn.exec_driver_sql(_raw_point_sql(_placeholder(conn), add), rows)
-
-
-def _write_rollup_points(conn: Connection, stored: list[_StoredPoint]) -> None:
-    if not stored:
-        return
-    for level in BUCKET_SECONDS:
-        sql = _rollup_point_sql(POINTS[level].name, _placeholder(conn), conn.dialect.name)
-        conn.exec_driver_sql(sql, [(sid, _bucket(ts, level), v, v, v) for sid, ts, v in stored])
