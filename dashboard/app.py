@@ -14,12 +14,12 @@ import streamlit as st
 
 from dashboard.core.config import ConfigError
 from dashboard.core.redaction import redact
-from dashboard.ui import data
+from dashboard.ui import cached
 from dashboard.ui import frame as ui
 
-# `streamlit run` puts this file's folder first on sys.path, where dashboard/config.py,
-# data.py and the rest would shadow same-named top-level modules for
-# any later import. Everything here is imported as `dashboard.*`, so the folder is not needed.
+# `streamlit run` puts this file's folder first on sys.path, where the packages core/, store/, ui/
+# and the rest would shadow same-named top-level modules for any later import. Everything here is
+# imported as `dashboard.*`, so the folder is not needed.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
 
@@ -29,7 +29,7 @@ st.set_page_config(layout="wide", page_title="Performance observatory", page_ico
 def _open_store() -> bool:
     """Load the config and the store; on failure explain it on the page and return False."""
     try:
-        data.engine()
+        cached.open_store()
     except ConfigError as err:
         st.error("The configuration cannot be used:")
         st.code(str(err), language="text")  # a code block renders no markup, whatever the file holds
@@ -43,5 +43,5 @@ def _open_store() -> bool:
 
 
 if _open_store():
-    ui.sidebar(data.targets())
+    ui.sidebar(cached.reader().targets())
     st.navigation(ui.navigation()).run()

@@ -6,8 +6,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis import pasted, statements
+from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
-from dashboard.ui import data
+from dashboard.core.advice import (
+    BloatedIndex,
+    Finding,
+    IndexSuggestion,
+    InvalidIndex,
+    MissingFkIndex,
+    StoredAdvice,
+)
+from dashboard.ui import cached
 from dashboard.ui import frame as ui
 
 NO_ADVICE = """**No index advice yet.** The collector daemon (`observatory collect`, or `observatory up`
@@ -36,52 +46,51 @@ SKIPPED_COLUMNS = {
 }
 
 
-def key(report: dict) -> str:
-    return f"{report['target']}/{report['datname']}"  # target names never hold a '/'
+def key(stored: StoredAdvice) -> str:
+    return f"{stored.target}/{stored.datname}"  # target names never hold a '/'
 
 
-def saved_per_day(report: dict) -> float | None:
+def saved_per_day(stored: StoredAdvice) -> float | None:
     """The time the report's suggestions save per day; None when none of them is measured."""
-    known = [s["saved_ms_per_day"] for s in report["report"].get("suggestions", [])]
-    known = [ms for ms in known if ms is not None]
+    known = [s.saved_ms_per_day for s in stored.report.suggestions if s.saved_ms_per_day is not None]
     return sum(known) if known else None
 
 
-def findings(report: dict) -> int:
-    health = report["report"].get("health") or {}
-    return sum(len(health.get(kind, [])) for kind in HEALTH)
+def findings(stored: StoredAdvice) -> int:
+    health = stored.report.health
+    return 0 if health is None else sum(len(getattr(health, kind)) for kind in HEALTH)
 
 
-def ranked(reports: list[dict]) -> list[dict]:
+def ranked(reports: list[StoredAdvice]) -> list[StoredAdvice]:
     """Most to gain first: time saved, then suggestions, then health findings."""
     return sorted(
         reports,
         key=lambda r: (
             -(saved_per_day(r) or 0.0),
-            -len(r["report"].get("suggestions", [])),
+            -len(r.report.suggestions),
             -findings(r),
-            r["target"],
-            r["datname"],
+            r.target,
+            r.datname,
         ),
     )
 
 
-def status(report: dict) -> str:
-    if report["report"].get("error"):
-        return f"error: {report['report']['error']}"
-    return "ok" if report["report"].get("hypopg") else "ok, estimates (no HypoPG)"
+def status(stored: StoredAdvice) -> str:
+    if stored.report.error:
+        return f"error: {stored.report.error}"
+    return "ok" if stored.report.hypopg else "ok, estimates (no HypoPG)"
 
 
-def overview(reports: list[dict], several_targets: bool) -> None:
+def overview(reports: list[StoredAdvice], several_targets: bool) -> None:
     table = pd.DataFrame(
         {
-            "target": [r["target"] for r in reports],
-            "database": [r["datname"] for r in reports],
-            "suggestions": [len(r["report"].get("suggestions", [])) for r in reports],
+            "target": [r.target for r in reports],
+            "database": [r.datname for r in reports],
+            "suggestions": [len(r.report.suggestions) for r in reports],
             "saved": [ui.fmt_ms(saved_per_day(r)) for r in reports],  # '–': none, or unmeasured
             "health": [findings(r) for r in reports],
-            "made": [ui.ago(r["ts"]) for r in reports],
-            "took": [ui.fmt_ms(r["duration_ms"]) for r in reports],
+            "made": [ui.ago(r.ts) for r in reports],
+            "took": [ui.fmt_ms(r.duration_ms) for r in reports],
             "status": [status(r) for r in reports],
         }
     )
@@ -104,7 +113,7 @@ def overview(reports: list[dict], several_targets: bool) -> None:
     )
 
 
-def choose(reports: list[dict]) -> dict:
+def choose(reports: list[StoredAdvice]) -> StoredAdvice:
     """The report to show: the only one, else the one picked (`?db=target/database`, else the first).
 
     The options are the keys themselves: a bound selectbox matches the URL against the text shown.
@@ -118,35 +127,35 @@ def choose(reports: list[dict]) -> dict:
     return by_key.get(chosen or "", reports[0])
 
 
-def header(report: dict) -> bool:
+def header(stored: StoredAdvice) -> bool:
     """When and how the report was made; False when it holds nothing but an error."""
-    body = report["report"]
+    body = stored.report
     made = (
-        f"**{ui.md_escape(report['datname'])}** on **{ui.md_escape(report['target'])}** · report made "
-        f"{ui.ago(report['ts'])} ({ui.utc(report['ts'])}) in {ui.fmt_ms(report['duration_ms'])}"
+        f"**{ui.md_escape(stored.datname)}** on **{ui.md_escape(stored.target)}** · report made "
+        f"{ui.ago(stored.ts)} ({ui.utc(stored.ts)}) in {ui.fmt_ms(stored.duration_ms)}"
     )
-    if body.get("error"):
+    if body.error:
         st.caption(made)
         st.error(
-            f"The advisor could not read this database: {ui.md_escape(body['error'])}",
+            f"The advisor could not read this database: {ui.md_escape(body.error)}",
             icon=":material/error:",
         )
         return False
-    served = {text for s in body.get("suggestions", []) for text in s["statements"]}
-    analysed = len(served | {item["statement"] for item in body.get("skipped", [])})
+    served = {text for s in body.suggestions for text in s.statements}
+    analysed = len(served | {item.statement for item in body.skipped})
     st.caption(
         f"{made} · {analysed} statement{'s' if analysed != 1 else ''} of the recorded workload analysed"
     )
-    if body.get("hint"):
+    if body.hint:
         st.warning(
-            f"Suggestions here are estimates. To fix: {ui.md_escape(body['hint'])}.", icon=":material/build:"
+            f"Suggestions here are estimates. To fix: {ui.md_escape(body.hint)}.", icon=":material/build:"
         )
     return True
 
 
-def suggestions(report: dict) -> None:
+def suggestions(reader: Reader, stored: StoredAdvice) -> None:
     st.subheader("Suggested indexes")
-    items = report["report"].get("suggestions", [])
+    items = stored.report.suggestions
     if not items:
         st.caption("None: no statement of the recorded workload gets markedly cheaper with a new index.")
         return
@@ -155,40 +164,40 @@ def suggestions(report: dict) -> None:
         "Nothing is created for you: run each statement on its own (CONCURRENTLY cannot run inside a "
         "transaction block)."
     )
-    texts = [text for s in items for text in s["statements"]]
-    ids = data.statement_ids(report["target_id"], report["datname"], texts)
+    texts = [text for s in items for text in s.statements]
+    ids = statements.statement_ids(reader, stored.target_id, stored.datname, texts)
     for rank, suggestion in enumerate(items, start=1):
         card(rank, suggestion, ids)
 
 
-def card(rank: int, s: dict, ids: dict[str, int]) -> None:
+def card(rank: int, s: IndexSuggestion, ids: dict[str, int]) -> None:
     with st.container(border=True):
         badge = (
             ":green-badge[:material/verified: proven by the planner with HypoPG]"
-            if s["proven"]
+            if s.proven
             else ":orange-badge[:material/calculate: estimate: not proven without HypoPG]"
         )
-        columns = ui.md_escape(", ".join(s["columns"]))
-        st.markdown(f"**{rank}. {ui.md_escape(s['table'])}** ({columns}) &nbsp; {badge}")
-        st.code(s["create_sql"], language="sql", wrap_lines=True)
+        columns = ui.md_escape(", ".join(s.columns))
+        st.markdown(f"**{rank}. {ui.md_escape(s.table)}** ({columns}) &nbsp; {badge}")
+        st.code(s.create_sql, language="sql", wrap_lines=True)
         cols = st.columns(4)
         cols[0].metric(
             "Time saved per day",
-            ui.fmt_ms(s["saved_ms_per_day"]),
+            ui.fmt_ms(s.saved_ms_per_day),
             help="calls per day × mean time × the planner's cost reduction; unknown without HypoPG",
         )
-        before, after = s["cost_before"], s["cost_after"]
+        before, after = s.cost_before, s.cost_after
         if after is None:
             cols[1].metric("Planner cost", f"{before:,.0f} → ?")
         else:
             change = f"{(after - before) / before:+.1%}" if before else None
             cols[1].metric("Planner cost", f"{before:,.0f} → {after:,.0f}", change, delta_color="inverse")
-        cols[2].metric("Writes per day", ui.fmt_count(s["writes_per_day"]), help="rows written to the table")
-        cols[3].metric("Table rows", ui.fmt_count(s["table_rows"]))
-        st.caption(ui.md_escape(s["reason"]))
-        n = len(s["statements"])
+        cols[2].metric("Writes per day", ui.fmt_count(s.writes_per_day), help="rows written to the table")
+        cols[3].metric("Table rows", ui.fmt_count(s.table_rows))
+        st.caption(ui.md_escape(s.reason))
+        n = len(s.statements)
         st.markdown(f"**Serves {n} statement{'s' if n != 1 else ''}**")
-        for text in s["statements"]:
+        for text in s.statements:
             sid = ids.get(text)
             if sid is None:
                 st.caption(f"{ui.md_escape(one_line(text, 140))} (not in the store)")
@@ -197,24 +206,24 @@ def card(rank: int, s: dict, ids: dict[str, int]) -> None:
                 st.page_link(ui.QUERY_PAGE, label=label, query_params={"id": sid}, icon=":material/search:")
         with st.expander("Plans before and after"):
             st.caption("Now")
-            st.code(s["plan_before"] or "(no plan)", language="text")
+            st.code(s.plan_before or "(no plan)", language="text")
             st.caption("With the index (a hypothetical one, HypoPG)")
-            st.code(s["plan_after"] or "(not planned: HypoPG is not installed)", language="text")
+            st.code(s.plan_after or "(not planned: HypoPG is not installed)", language="text")
 
 
-def skipped(report: dict) -> None:
+def skipped(reader: Reader, stored: StoredAdvice) -> None:
     st.subheader("Statements without a suggestion")
-    items = report["report"].get("skipped", [])
+    items = stored.report.skipped
     if not items:
         st.caption("None.")
         return
-    texts = [item["statement"] for item in items]
-    ids = data.statement_ids(report["target_id"], report["datname"], texts)
+    texts = [item.statement for item in items]
+    ids = statements.statement_ids(reader, stored.target_id, stored.datname, texts)
     table = pd.DataFrame(
         {
             "link": [f"query?id={ids[t]}{ui.window_query()}" if t in ids else None for t in texts],
             "statement": [one_line(t, 200) for t in texts],
-            "reason": [item["reason"] for item in items],
+            "reason": [item.reason for item in items],
         }
     )
     st.dataframe(
@@ -226,57 +235,60 @@ def skipped(report: dict) -> None:
     )
 
 
-def health(report: dict) -> None:
+def health(stored: StoredAdvice) -> None:
     st.subheader("Index health")
-    found = report["report"].get("health")
-    if not found:
+    found = stored.report.health
+    if found is None:
         st.caption("Not checked in this report.")
         return
     st.caption("Existing indexes that cost more than they give, and foreign keys that need one.")
     for kind, title in HEALTH.items():
-        items = found.get(kind, [])
+        items: list[Finding] = getattr(found, kind)
         st.markdown(f"**{title}** · {len(items)}")
         if not items:
             st.caption("None found.")
             continue
         st.table(health_table(kind, items), hide_index=True)
-        fixes = [fix_sql(item) for item in items if item.get("fix_sql")]
+        fixes = [fix_sql(item) for item in items if item.fix_sql]
         if fixes:
             st.code("\n".join(fixes), language="sql", wrap_lines=True)
-    for note in found.get("notes", []):
+    for note in found.notes:
         st.caption(ui.md_escape(note))
 
 
-def health_table(kind: str, items: list[dict]) -> pd.DataFrame:
+def health_table(kind: str, items: list[Finding]) -> pd.DataFrame:
     """Markdown cells (st.table renders them): names escaped, the reason in full."""
     fk = kind == "missing_fk_indexes"
     rows = {
         "foreign key" if fk else "index": [
-            ui.md_escape(i.get("constraint") or i["index"] or "") for i in items
+            ui.md_escape((i.constraint if isinstance(i, MissingFkIndex) else None) or i.index or "")
+            for i in items
         ],
-        "table": [ui.md_escape(i["table"]) for i in items],
-        "table size" if fk else "size": [ui.md_escape(i["size"]) for i in items],
+        "table": [ui.md_escape(i.table) for i in items],
+        "table size" if fk else "size": [ui.md_escape(i.size) for i in items],
     }
     if kind == "bloat":
-        rows["bloat"] = [ui.md_escape(f"{i['bloat']} ({i['bloat_percent']:g} %)") for i in items]
-    rows["why"] = [ui.md_escape(i["reason"]) for i in items]
+        rows["bloat"] = [
+            ui.md_escape(f"{i.bloat} ({i.bloat_percent:g} %)") for i in items if isinstance(i, BloatedIndex)
+        ]
+    rows["why"] = [ui.md_escape(i.reason) for i in items]
     return pd.DataFrame(rows)
 
 
-def fix_sql(item: dict) -> str:
-    alternative = item.get("alternative_sql")
+def fix_sql(item: Finding) -> str:
+    alternative = item.alternative_sql if isinstance(item, InvalidIndex) else None
     if not alternative:
-        return item["fix_sql"]
+        return item.fix_sql or ""
     other = "\n".join(f"--   {line}" for line in alternative.splitlines())
-    return f"{item['fix_sql']}\n-- or drop and recreate it:\n{other}"
+    return f"{item.fix_sql}\n-- or drop and recreate it:\n{other}"
 
 
-def paste_box(reports: list[dict]) -> None:
+def paste_box(reader: Reader, reports: list[StoredAdvice]) -> None:
     """Advise on a statement the user pastes, in a database of a configured target."""
-    choices = [f"{r['target']}/{r['datname']}" for r in reports] or [
+    choices = [key(r) for r in reports] or [
         f"{t.name}/{db}"
         for t in ui.current_targets("postgres")
-        for db in [data.target_database(t.name)]
+        for db in [pasted.target_database(reader.config, t.name)]
         if db
     ]
     with st.expander("Advise on a statement you paste", icon=":material/content_paste:"):
@@ -295,14 +307,14 @@ def paste_box(reports: list[dict]) -> None:
         if not (asked and text.strip()):
             return
         target, _, datname = where.partition("/")
-        result = data.advise_pasted(target, datname, text)
-        if result.get("error"):
-            st.error(ui.md_escape(result["error"]))
+        result = cached.advise_pasted(target, datname, text)
+        if result.error is not None:
+            st.error(ui.md_escape(result.error))
             return
-        for rank, suggestion in enumerate(result["suggestions"], start=1):
+        for rank, suggestion in enumerate(result.suggestions, start=1):
             card(rank, suggestion, {})
-        for item in result["skipped"]:
-            st.info(f"No index suggested: {ui.md_escape(item['reason'])}", icon=":material/info:")
+        for item in result.skipped:
+            st.info(f"No index suggested: {ui.md_escape(item.reason)}", icon=":material/info:")
 
 
 st.title("Indexes")
@@ -310,22 +322,23 @@ st.caption(
     "The index advisor's latest report for each database: new indexes that make the recorded workload "
     "faster, the statements it left alone and why, and the health of the existing indexes."
 )
+reader = cached.reader()
 targets = ui.current_targets("postgres")
 if ui.known_targets("postgres") and not targets:
     st.info("Pick at least one target in the sidebar.")
     st.stop()
-reports = ranked(data.advice(targets))
+reports = ranked(statements.advice(reader, targets))
 if not reports:
     st.info(NO_ADVICE, icon=":material/info:")
-    paste_box(reports)
+    paste_box(reader, reports)
     st.stop()
 
-several_targets = len({r["target"] for r in reports}) > 1
+several_targets = len({r.target for r in reports}) > 1
 if len(reports) > 1:
     overview(reports, several_targets)
 report = choose(reports)
 if header(report):
-    suggestions(report)
-    skipped(report)
+    suggestions(reader, report)
+    skipped(reader, report)
     health(report)
-paste_box(reports)
+paste_box(reader, reports)

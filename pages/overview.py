@@ -5,12 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis import overview, statements
+from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
-from dashboard.ui import charts, data
+from dashboard.analysis.targets import Target
+from dashboard.ui import cached, charts
 from dashboard.ui import frame as ui
 
 
-def target_figures(target: ui.Target, row: pd.Series) -> None:
+def target_figures(target: Target, row: pd.Series) -> None:
     st.markdown(f"**{ui.md_escape(target.name)}**")
     if not row["seconds"] and row["hit_ratio"] != row["hit_ratio"]:
         st.caption("Nothing collected in this window.")
@@ -23,8 +26,8 @@ def target_figures(target: ui.Target, row: pd.Series) -> None:
     cols[4].metric("Buffer cache hit ratio", ui.fmt_pct(row["hit_ratio"]), border=True)
 
 
-def activity(targets: list[ui.Target], window) -> None:
-    frame = data.series(targets, data.OVERVIEW_SERIES, window)
+def activity(reader: Reader, targets: list[Target], window) -> None:
+    frame = overview.activity(reader, targets, window)
     left, right = st.columns(2)
     left.plotly_chart(charts.rate_lines(frame, "pg.statements.exec_ms", "Query time", "ms per second"))
     right.plotly_chart(charts.rate_lines(frame, "pg.statements.calls", "Calls per second", "calls/s"))
@@ -38,9 +41,9 @@ def activity(targets: list[ui.Target], window) -> None:
         box.plotly_chart(charts.connections_area(frame[frame["target"] == target.name], title))
 
 
-def top_queries(targets: list[ui.Target], window) -> None:
+def top_queries(reader: Reader, targets: list[Target], window) -> None:
     st.subheader("Top queries by total time")
-    top = data.top_statements(targets, window, limit=5)
+    top = statements.top_statements(reader, targets, window, limit=5)
     if top.empty:
         st.caption("No statement ran in this window.")
         return
@@ -56,8 +59,9 @@ def top_queries(targets: list[ui.Target], window) -> None:
 
 
 st.title("Overview")
-statuses = data.statuses("postgres")
-if not data.has_data("postgres"):
+reader = cached.reader()
+statuses = reader.statuses("postgres")
+if not reader.has_data("postgres"):
     st.info(ui.NO_DATA, icon=":material/info:")
     if len(statuses):
         ui.health(statuses)
@@ -71,9 +75,9 @@ if not targets:
     st.info("Pick at least one target in the sidebar.")
     st.stop()
 
-figures = data.summary(targets, window)
+figures = overview.summary(reader, targets, window)
 for target in targets:
     target_figures(target, figures.loc[target.name])
-activity(targets, window)
-top_queries(targets, window)
+activity(reader, targets, window)
+top_queries(reader, targets, window)
 ui.health(statuses)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis import statements
 from dashboard.analysis.sqltext import one_line
-from dashboard.ui import data
+from dashboard.ui import cached
 from dashboard.ui import frame as ui
 
 COLUMNS = {
@@ -43,29 +44,32 @@ def table(frame: pd.DataFrame, sparks: dict[int, list]) -> pd.DataFrame:
 
 
 st.title("Queries")
+reader = cached.reader()
 targets = ui.current_targets("postgres")
 window = ui.current_window()
 st.caption(f"Statements recorded by pg_stat_statements, {ui.window_label()}. Select a row for its detail.")
-if not data.has_data("postgres"):
+if not reader.has_data("postgres"):
     st.info(ui.NO_DATA, icon=":material/info:")
     st.stop()
 if not targets:
     st.info("Pick at least one target in the sidebar.")
     st.stop()
 
-databases, users = data.filters(targets)
+databases, users = statements.filters(reader, targets)
 c_order, c_db, c_user, c_text = st.columns([1, 1, 1, 2])
-order = c_order.selectbox("Sort by", list(data.ORDERS), format_func=data.ORDERS.get)
+order = c_order.selectbox("Sort by", list(statements.ORDERS), format_func=statements.ORDERS.get)
 database = c_db.selectbox("Database", [None, *databases], format_func=lambda d: d or "all")
 user = c_user.selectbox("User", [None, *users], format_func=lambda u: u or "all")
 text = c_text.text_input("Text contains", placeholder="e.g. orders")
 
-frame = data.top_statements(targets, window, database=database, user=user, text=text, order=order)
+frame = statements.top_statements(
+    reader, targets, window, database=database, user=user, text=text, order=order
+)
 if frame.empty:
     st.info("No statement matches in this window: widen the window or clear the filters.")
     st.stop()
 
-sparks = data.sparklines(frame["statement_id"].tolist(), targets, window)
+sparks = statements.sparklines(reader, frame["statement_id"].tolist(), targets, window)
 event = st.dataframe(
     table(frame, sparks),
     column_config=COLUMNS,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.analysis import statements
+from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import format_sql
-from dashboard.ui import charts, data
+from dashboard.analysis.targets import Target
+from dashboard.core.records import StatementInfo
+from dashboard.ui import cached, charts
 from dashboard.ui import frame as ui
 
 
@@ -32,8 +36,9 @@ def window_figures(summary: dict[str, float]) -> None:
     cols[4].metric("Cache hit ratio", ui.fmt_pct(summary["hit_ratio"]), border=True)
 
 
-def history(info: dict, window) -> None:
-    timeline = data.statement_timeline(info["id"], ui.Target(info["target_id"], info["target"]), window)
+def history(reader: Reader, info: StatementInfo, window) -> None:
+    target = Target(info.target_id, info.target)
+    timeline = statements.statement_timeline(reader, info.id, target, window)
     left, right = st.columns(2)
     left.plotly_chart(charts.statement_rates(timeline, {"calls": "calls"}, "Calls", "calls/min"))
     right.plotly_chart(charts.statement_mean(timeline))
@@ -46,82 +51,83 @@ def history(info: dict, window) -> None:
     left.plotly_chart(charts.statement_rates(timeline, blocks, "Shared blocks", "blocks/min"))
 
 
-def server_stats(info: dict) -> None:
-    since = ui.utc(info["stats_since"]) if info.get("stats_since") else "the entry was created"
+def server_stats(info: StatementInfo) -> None:
+    since = ui.utc(info.stats_since) if info.stats_since else "the entry was created"
     st.subheader("Execution time as the server reports it")
     st.caption(f"Since {since} (pg_stat_statements' own figures, not limited to the window).")
     cols = st.columns(4)
-    for col, (label, key) in zip(
+    for col, (label, value) in zip(
         cols,
-        (("Min", "min_ms"), ("Max", "max_ms"), ("Mean", "mean_ms"), ("Std dev", "stddev_ms")),
+        (("Min", info.min_ms), ("Max", info.max_ms), ("Mean", info.mean_ms), ("Std dev", info.stddev_ms)),
         strict=True,
     ):
-        col.metric(label, ui.fmt_ms(info.get(key)), border=True)
+        col.metric(label, ui.fmt_ms(value), border=True)
 
 
-def index_advice(info: dict) -> None:
+def index_advice(reader: Reader, info: StatementInfo) -> None:
     """What the index advisor's latest report for this statement's database says about it."""
-    found = data.statement_advice(info["target_id"], info["datname"], info["query"])
+    found = statements.statement_advice(reader, info.target_id, info.datname, info.query)
     if found is None:
         return
-    made = f"index advisor, {ui.ago(found['ts'])}"
-    if "skipped" in found:
-        st.caption(f"No index suggested: {ui.md_escape(found['skipped'])} ({made}).")
+    made = f"index advisor, {ui.ago(found.ts)}"
+    s = found.suggestion
+    if s is None:
+        st.caption(f"No index suggested: {ui.md_escape(found.skipped or '')} ({made}).")
         return
-    s = found["suggestion"]
     st.subheader("Suggested index")
-    st.code(s["create_sql"], language="sql", wrap_lines=True)
-    before, after = s["cost_before"], s["cost_after"]
+    st.code(s.create_sql, language="sql", wrap_lines=True)
+    before, after = s.cost_before, s.cost_after
     if after is None:
         cost = f"Planner cost {before:,.0f} now; not proven without HypoPG"
     else:
         change = f" ({(after - before) / before:+.1%})" if before else ""
         cost = f"Planner cost **{before:,.0f} → {after:,.0f}**{change}, proven with HypoPG"
-    saved = f" · saves about **{ui.fmt_ms(s['saved_ms_per_day'])}** per day" if s["saved_ms_per_day"] else ""
-    st.markdown(f"{cost}{saved} · suggestion {found['rank']} for {ui.md_escape(found['datname'])}")
-    st.caption(f"{ui.md_escape(s['reason'])} ({made}).")
+    saved = f" · saves about **{ui.fmt_ms(s.saved_ms_per_day)}** per day" if s.saved_ms_per_day else ""
+    st.markdown(f"{cost}{saved} · suggestion {found.rank} for {ui.md_escape(found.datname)}")
+    st.caption(f"{ui.md_escape(s.reason)} ({made}).")
     st.page_link(
         ui.INDEXES_PAGE,
         label="All index suggestions for this database",
         icon=":material/bolt:",
-        query_params={"db": f"{found['target']}/{found['datname']}"},
+        query_params={"db": f"{found.target}/{found.datname}"},
     )
 
 
-def facts(info: dict) -> None:
+def facts(info: StatementInfo) -> None:
     st.subheader("About this statement")
     rows = {
-        "target": info["target"],
-        "database": info["datname"] or "unknown",
-        "user": info["rolname"] or "unknown",
-        "queryid": str(info["queryid"]),
-        "top level": "yes" if info["toplevel"] else "no (run inside a function or procedure)",
-        "first seen": ui.utc(info["first_seen"]),
-        "last seen (last time it ran)": ui.utc(info["last_seen"]),
-        "still tracked by the server": "yes" if info["present"] else "no: evicted from pg_stat_statements",
+        "target": info.target,
+        "database": info.datname or "unknown",
+        "user": info.rolname or "unknown",
+        "queryid": str(info.queryid),
+        "top level": "yes" if info.toplevel else "no (run inside a function or procedure)",
+        "first seen": ui.utc(info.first_seen),
+        "last seen (last time it ran)": ui.utc(info.last_seen),
+        "still tracked by the server": "yes" if info.present else "no: evicted from pg_stat_statements",
     }
     cols = st.columns(2)
     for i, (label, value) in enumerate(rows.items()):
         cols[i % 2].markdown(f"**{label}:** {ui.md_escape(value)}")
 
 
+reader = cached.reader()
 sid = statement_id()
-info = data.statement(sid) if sid is not None else None
+info = statements.statement(reader, sid) if sid is not None else None
 st.title("Query detail")
 if info is None:
     not_found()
     st.stop()
 
 window = ui.current_window()
-about = " · ".join(ui.md_escape(info[key] or "unknown") for key in ("target", "datname", "rolname"))
+about = " · ".join(ui.md_escape(value or "unknown") for value in (info.target, info.datname, info.rolname))
 st.caption(f"Statement #{sid} on {about} · {ui.window_label()}")
-st.code(format_sql(info["query"] or "(text not available)"), language="sql", wrap_lines=True)
-summary = data.statement_summary(sid, window)
+st.code(format_sql(info.query or "(text not available)"), language="sql", wrap_lines=True)
+summary = statements.statement_summary(reader, sid, window)
 if summary["calls"]:
     window_figures(summary)
 else:
-    st.info(f"This statement did not run in this window; it last ran {ui.ago(info['last_seen'])}.")
-index_advice(info)
-history(info, window)
+    st.info(f"This statement did not run in this window; it last ran {ui.ago(info.last_seen)}.")
+index_advice(reader, info)
+history(reader, info, window)
 server_stats(info)
 facts(info)

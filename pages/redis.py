@@ -8,8 +8,11 @@ import math
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis import objectives, redis_reads
 from dashboard.analysis import redis as redis_views
-from dashboard.ui import charts, data, page_frame
+from dashboard.analysis.reader import Reader
+from dashboard.analysis.targets import Target
+from dashboard.ui import cached, charts, page_frame
 from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
@@ -28,7 +31,7 @@ Then run `observatory collect` (or `observatory up` for the collector and this a
 NO_REDIS_DATA = """**No Redis data yet.** Run `observatory collect` (or `observatory up`) to collect the
 Redis targets of the configuration. Data shows here after the second collection cycle (counters are
 differences between two cycles)."""
-TARGET = redis_views.HIT_RATE_TARGET
+TARGET = objectives.CACHE_HIT_RATE
 
 COMMAND_COLUMNS = {
     "command": st.column_config.TextColumn("command", width="small"),
@@ -84,10 +87,10 @@ def known(value: object) -> bool:
     return isinstance(value, int | float) and not math.isnan(value)
 
 
-def figures(f: dict) -> None:
+def figures(f: redis_views.NodeFigures) -> None:
     """The metrics row: cache, throughput and memory, then evictions, clients and replication."""
     cols = st.columns(4)
-    rate = f["hit_rate"]
+    rate = f.hit_rate
     if known(rate):
         cols[0].metric(
             "Hit rate",
@@ -98,21 +101,21 @@ def figures(f: dict) -> None:
         )
     else:
         cols[0].metric("Hit rate", "–", help="no key was looked up in this window", border=True)
-    cols[1].metric("Operations per second", ui.fmt_count(f["ops_per_s"], 1), border=True)
-    if known(f["max_bytes"]) and f["max_bytes"] > 0:
-        memory_note = f"{f['used_pct']:.1%} of {ui.fmt_bytes(f['max_bytes'])} maxmemory"
+    cols[1].metric("Operations per second", ui.fmt_count(f.ops_per_s, 1), border=True)
+    if known(f.max_bytes) and f.max_bytes > 0:
+        memory_note = f"{f.used_pct:.1%} of {ui.fmt_bytes(f.max_bytes)} maxmemory"
     else:
         memory_note = "no maxmemory"
     cols[2].metric(
         "Memory used",
-        ui.fmt_bytes(f["used_bytes"]),
+        ui.fmt_bytes(f.used_bytes),
         memory_note,
         delta_color="off",
         delta_arrow="off",
-        help=f"RSS {ui.fmt_bytes(f['rss_bytes'])}",
+        help=f"RSS {ui.fmt_bytes(f.rss_bytes)}",
         border=True,
     )
-    frag = f["fragmentation"]
+    frag = f.fragmentation
     cols[3].metric(
         "Fragmentation ratio",
         f"{frag:.2f}" if known(frag) else "–",
@@ -122,43 +125,43 @@ def figures(f: dict) -> None:
     cols = st.columns(4)
     cols[0].metric(
         "Evicted keys",
-        ui.fmt_count(f["evicted"], 1),
-        f"{ui.fmt_count(f['expired'], 1)} expired",
+        ui.fmt_count(f.evicted, 1),
+        f"{ui.fmt_count(f.expired, 1)} expired",
         delta_color="off",
         delta_arrow="off",
         help="keys removed to stay under maxmemory in the window (expired: reached their TTL)",
         border=True,
     )
-    rejected = f["rejected"] if known(f["rejected"]) else 0
+    rejected = f.rejected if known(f.rejected) else 0
     cols[1].metric(
         "Clients connected / blocked",
-        f"{ui.fmt_count(f['connected'], 0)} / {ui.fmt_count(f['blocked'], 0)}",
+        f"{ui.fmt_count(f.connected, 0)} / {ui.fmt_count(f.blocked, 0)}",
         f"{rejected:.0f} connections rejected" if rejected else None,
         delta_color="inverse",
         border=True,
     )
     cols[2].metric(
-        "Replication role", f["role"] or "–", role_note(f), delta_color="off", delta_arrow="off", border=True
+        "Replication role", f.role or "–", role_note(f), delta_color="off", delta_arrow="off", border=True
     )
     cols[3].metric(
         "Replication lag",
-        ui.fmt_bytes(f["lag_bytes"]) if known(f["lag_bytes"]) else "–",
+        ui.fmt_bytes(f.lag_bytes) if known(f.lag_bytes) else "–",
         help="bytes the furthest replica is behind the primary (master_repl_offset - its offset)",
         border=True,
     )
 
 
-def role_note(f: dict) -> str | None:
-    if f["role"] == "replica":
-        return "link to the primary up" if f["link_up"] == 1 else "link to the primary down"
-    if f["role"] == "primary" and known(f["replicas"]):
-        return f"{f['replicas']:.0f} replica{'s' if f['replicas'] != 1 else ''}"
+def role_note(f: redis_views.NodeFigures) -> str | None:
+    if f.role == "replica":
+        return "link to the primary up" if f.link_up == 1 else "link to the primary down"
+    if f.role == "primary" and known(f.replicas):
+        return f"{f.replicas:.0f} replica{'s' if f.replicas != 1 else ''}"
     return None
 
 
 def timeline(frame: pd.DataFrame) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(charts.hit_rate_line(redis_views.hit_rate(frame), target=TARGET * 100))
+    left.plotly_chart(charts.hit_rate_line(redis_views.hit_rate(frame), target=TARGET))
     right.plotly_chart(
         charts.lines(
             redis_views.rates(frame, {"redis.ops": "ops/s"}), "Operations per second", "ops/s", legend=False
@@ -173,9 +176,9 @@ def timeline(frame: pd.DataFrame) -> None:
         right.plotly_chart(charts.lines(lag, "Replication lag per replica", "bytes"))
 
 
-def commands(target: ui.Target, window) -> None:
+def commands(reader: Reader, target: Target, window) -> None:
     st.markdown("**Slowest commands**")
-    table = data.redis_commands(target, window)
+    table = redis_reads.commands(reader, target, window)
     if table.empty:
         st.caption("No command statistics in this window.")
         return
@@ -194,9 +197,9 @@ def commands(target: ui.Target, window) -> None:
     )
 
 
-def slow_log(target: ui.Target, window) -> None:
+def slow_log(reader: Reader, target: Target, window) -> None:
     st.markdown("**Slow log**")
-    entries = data.slowlog([target], window)
+    entries = redis_reads.slowlog(reader, [target], window)
     if entries.empty:
         st.caption("No command was slower than slowlog-log-slower-than (10 ms by default) in this window.")
         return
@@ -219,13 +222,13 @@ def slow_log(target: ui.Target, window) -> None:
     st.caption(f"{entries_text}, slowest first; arguments cut to 64 characters, 10 arguments at most.")
 
 
-def queues(target: ui.Target, window) -> None:
-    frame = data.redis_queue_series(target, window)
+def queues(reader: Reader, target: Target, window) -> None:
+    frame = redis_reads.queue_series(reader, target, window)
     found = redis_views.queues(frame)
     if not found:
         return
     st.subheader("Queues")
-    summary = data.redis_queue_summary(target, window)
+    summary = redis_reads.queue_summary(reader, target, window)
     st.dataframe(
         summary[list(QUEUE_COLUMNS)],
         column_config=QUEUE_COLUMNS,
@@ -265,21 +268,22 @@ def queues(target: ui.Target, window) -> None:
                 )
 
 
-def node(target: ui.Target, window) -> None:
-    frame = data.redis_series(target, window)
-    f = data.redis_figures(target, window)
-    if not f["samples"]:
+def node(reader: Reader, target: Target, window) -> None:
+    frame = redis_reads.node_series(reader, target, window)
+    f = redis_reads.node_figures(reader, target, window)
+    if not f.samples:
         st.caption("Nothing collected in this window.")
     else:
         figures(f)
         timeline(frame)
-    commands(target, window)
-    slow_log(target, window)
-    queues(target, window)
+    commands(reader, target, window)
+    slow_log(reader, target, window)
+    queues(reader, target, window)
 
 
 st.title("Redis")
 _, _, statuses = page_frame.per_target(
+    cached.reader(),
     "redis",
     none=NO_REDIS,
     no_data=NO_REDIS_DATA,

@@ -7,9 +7,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.analysis import slo
+from dashboard.analysis import redis_reads, services, slo, statements
+from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
-from dashboard.ui import charts, data, page_frame
+from dashboard.analysis.targets import Target
+from dashboard.ui import cached, charts, page_frame
 from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
@@ -75,8 +77,8 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def scorecard(target: ui.Target, window) -> None:
-    card = data.slo_scorecard(target, window)
+def scorecard(reader: Reader, target: Target, window) -> None:
+    card = services.scorecard(reader, target, window)
     if card.empty:
         st.caption("No series of this target has a target: give one, e.g. `target: '< 200'`.")
         return
@@ -91,27 +93,28 @@ def scorecard(target: ui.Target, window) -> None:
     st.dataframe(styled, column_config=SCORE_COLUMNS, hide_index=True, width="stretch")
 
 
-def series_charts(target: ui.Target, window) -> None:
-    configured = data.prom_configured(target)
-    errors = data.prom_series_errors(target)
+def series_charts(reader: Reader, target: Target, window) -> None:
+    configured = services.configured(reader, target)
+    errors = services.errors(reader, target)
     cols = st.columns(2)
     for i, (name, series) in enumerate(configured.items()):
         box = cols[i % 2]
         scale, unit = slo.display_scale(series.unit)
         line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
         label = slo.fmt_target(*series.slo, series.unit) if series.slo else ""
-        box.plotly_chart(charts.slo_lines(data.service_line(target, name, window), name, unit, line, label))
+        lines = services.service_line(reader, target, name, window)
+        box.plotly_chart(charts.slo_lines(lines, name, unit, line, label))
         if name in errors:
             box.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
 
 
-def prometheus_state(target: ui.Target) -> None:
+def prometheus_state(reader: Reader, target: Target) -> None:
     st.markdown("**Prometheus' alerts and scrape targets**")
-    if not data.prom_details(target):
+    if services.details(reader, target) is None:
         st.caption("Shown after the first successful collection of this target.")
         return
-    counts = data.prom_state(target)
-    alerts, down = data.prom_alerts(target), data.prom_down_targets(target)
+    counts = services.state(reader, target)
+    alerts, down = services.alerts(reader, target), services.down(reader, target)
     if alerts.empty and down.empty:
         st.success(
             f"No alert firing or pending · all {counts['targets']} scrape targets up", icon=":material/check:"
@@ -138,73 +141,86 @@ def prometheus_state(target: ui.Target) -> None:
         st.caption(f"All {counts['targets']} scrape targets up.")
 
 
-def service(target: ui.Target, window) -> None:
-    scorecard(target, window)
-    series_charts(target, window)
-    prometheus_state(target)
+def service(reader: Reader, target: Target, window) -> None:
+    scorecard(reader, target, window)
+    series_charts(reader, target, window)
+    prometheus_state(reader, target)
 
 
-def overlay(targets: list[ui.Target], window) -> None:
+def overlay(reader: Reader, targets: list[Target], window) -> None:
     """A service series and a query's mean time (or a Redis hit rate) on one time axis."""
     st.subheader("Service and database on one timeline")
-    services = {f"{t.id}:{name}": (t, name) for t in targets for name in data.prom_configured(t)}
-    if not services:
+    series_names = {f"{t.id}:{name}": (t, name) for t in targets for name in services.configured(reader, t)}
+    if not series_names:
         return
-    others: dict[str, str] = {}
-    statements = {}
-    postgres = ui.current_targets("postgres")
-    if postgres:
-        for r in data.top_statements(postgres, window, limit=10).itertuples():
-            others[f"query:{r.statement_id}"] = f"Query #{r.statement_id} mean time: {one_line(r.query, 70)}"
-            statements[f"query:{r.statement_id}"] = (
-                int(r.statement_id),
-                ui.Target(int(r.target_id), str(r.target)),
-            )
-    redis_nodes = {f"redis:{t.id}": t for t in ui.current_targets("redis")}
-    others.update({key: f"Redis {t.name} hit rate" for key, t in redis_nodes.items()})
+    queries, redis_nodes, others = beside_choices(reader, window)
     several = len(targets) > 1
     left, right = st.columns(2)
     chosen = left.selectbox(
         "Service series",
-        list(services),
-        format_func=lambda k: f"{services[k][0].name} · {services[k][1]}" if several else services[k][1],
+        list(series_names),
+        format_func=lambda k: (
+            f"{series_names[k][0].name} · {series_names[k][1]}" if several else series_names[k][1]
+        ),
         key="overlay_service",
     )
     other = right.selectbox(
         "Beside it", list(others), format_func=others.get, key="overlay_other",
         placeholder="no query or Redis node recorded in this window",
     )  # fmt: skip
-    target, name = services[chosen]
-    series = data.prom_configured(target)[name]
+    target, name = series_names[chosen]
+    series = services.configured(reader, target)[name]
     scale, unit = slo.display_scale(series.unit)
     line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
-    service_line = data.service_line(target, name, window)
-    if other in statements:
-        sid, pg_target = statements[other]
-        beside, beside_unit = (
-            data.statement_mean_line(sid, pg_target, window, f"query #{sid} mean"),
-            "query mean (ms)",
-        )
+    service_line = services.service_line(reader, target, name, window)
+    if other in queries:
+        sid, pg_target = queries[other]
+        beside = services.statement_mean_line(reader, sid, pg_target, window, f"query #{sid} mean")
+        beside_unit = "query mean (ms)"
     elif other in redis_nodes:
         node = redis_nodes[other]
-        beside, beside_unit = data.redis_hit_rate_line(node, window, f"{node.name} hit rate"), "hit rate (%)"
+        beside = redis_reads.hit_rate_line(reader, node, window, f"{node.name} hit rate")
+        beside_unit = "hit rate (%)"
     else:
         beside, beside_unit = pd.DataFrame(columns=["ts", "series", "value"]), ""
     st.plotly_chart(
         charts.overlay(service_line, f"{name} ({unit})" if unit else name, beside, beside_unit, target=line)
     )
-    if other in statements:
-        st.page_link(ui.QUERY_PAGE, label=f"Open query #{statements[other][0]}", icon=":material/search:",
-                     query_params={"id": statements[other][0]})  # fmt: skip
+    if other in queries:
+        st.page_link(ui.QUERY_PAGE, label=f"Open query #{queries[other][0]}", icon=":material/search:",
+                     query_params={"id": queries[other][0]})  # fmt: skip
+
+
+def beside_choices(
+    reader: Reader, window
+) -> tuple[dict[str, tuple[int, Target]], dict[str, Target], dict[str, str]]:
+    """What can go beside a service series: the window's top queries of the PostgreSQL targets
+    picked (key -> statement id and target) and the Redis nodes picked (key -> node), with the
+    labels of both (key -> label)."""
+    others: dict[str, str] = {}
+    queries: dict[str, tuple[int, Target]] = {}
+    postgres = ui.current_targets("postgres")
+    if postgres:
+        for r in statements.top_statements(reader, postgres, window, limit=10).itertuples():
+            others[f"query:{r.statement_id}"] = f"Query #{r.statement_id} mean time: {one_line(r.query, 70)}"
+            queries[f"query:{r.statement_id}"] = (
+                int(r.statement_id),
+                Target(int(r.target_id), str(r.target)),
+            )
+    redis_nodes = {f"redis:{t.id}": t for t in ui.current_targets("redis")}
+    others.update({key: f"Redis {t.name} hit rate" for key, t in redis_nodes.items()})
+    return queries, redis_nodes, others
 
 
 st.title("Services")
+reader = cached.reader()
 targets, window, statuses = page_frame.per_target(
+    reader,
     "prometheus",
     none=NO_PROMETHEUS,
     no_data=NO_PROMETHEUS_DATA,
     caption="Service level objectives from Prometheus, {window} · times in UTC",
     draw=service,
 )
-overlay(targets, window)
+overlay(reader, targets, window)
 ui.health(statuses)

@@ -1,21 +1,23 @@
 """The Redis page's figures, computed from stored series: pure pandas, no Streamlit, no store.
 
 Frames in are `series_frame` frames of one node (ts, name, labels, sum, count, width): a counter's
-`sum` is its activity in the bucket (a rate is sum / width), a gauge's mean is sum / count. Labels
-are the collector's "k=v,..." strings (see collectors/redis.py). Frames out are either summaries or
-"long" frames (ts, series, value) that dashboard.ui.charts draws.
+`sum` is its activity in the bucket (its rate is `rates.rate(sum, width)`), a gauge's mean is
+sum / count. Labels are the collector's "k=v,..." strings (dashboard.core.metrics). Frames out are
+either summaries or "long" frames (ts, series, value) that dashboard.ui.charts draws. What the page
+reads for a node is in dashboard.analysis.redis_reads.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import pandas as pd
 
 from dashboard.core import metrics
+from dashboard.store.rates import rate
 
-HIT_RATE_TARGET = 0.90  # the seed's target for a cache
 MIB = 2**20
 # Sets that keep finished jobs (BullMQ removeOnComplete/removeOnFail, RQ registries until they
 # expire): history, not work. Left out of the depth charts, where they would dwarf the queue.
@@ -94,7 +96,7 @@ def rates(frame: pd.DataFrame, names: Mapping[str, str], per: float = 1.0) -> pd
         bucket = points.groupby("ts").agg(sum=("sum", "sum"), width=("width", "max"))
         parts.append(
             pd.DataFrame(
-                {"ts": bucket.index, "series": label, "value": bucket["sum"] / bucket["width"] * per}
+                {"ts": bucket.index, "series": label, "value": rate(bucket["sum"], bucket["width"], per)}
             )
         )
     return _concat(parts)
@@ -150,13 +152,33 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 # -- the node's figures over the window -----------------------------------------------------------------
-def node_figures(frame: pd.DataFrame) -> dict[str, object]:
-    """What the metrics row shows: totals over the window for counters, the last reading for gauges.
+class NodeFigures(NamedTuple):
+    """What the metrics row shows: totals over the window for counters, the last reading for gauges
+    (NaN when a series is absent). hit_rate and used_pct are ratios (0..1, NaN when unknown)."""
 
-    hit_rate and used_pct are ratios (0..1, NaN when unknown); role is "primary", "replica" or None
-    (a replica reports its link to the primary, a primary its replicas); lag_bytes is the largest
-    lag of the primary's replicas.
-    """
+    samples: int  # buckets read
+    seconds: float  # the time the readings cover
+    hit_rate: float
+    lookups: float  # hits + misses
+    ops_per_s: float
+    used_bytes: float
+    rss_bytes: float
+    max_bytes: float
+    used_pct: float
+    fragmentation: float
+    evicted: float
+    expired: float
+    connected: float
+    blocked: float
+    rejected: float
+    role: str | None  # "primary" (it reports replicas), "replica" (it reports its link) or None
+    replicas: float
+    link_up: float
+    lag_bytes: float  # the largest lag of the primary's replicas
+
+
+def node_figures(frame: pd.DataFrame) -> NodeFigures:
+    """The node's metrics row over the frame's window."""
     hits, misses = total(frame, "redis.keyspace.hits"), total(frame, "redis.keyspace.misses")
     lookups = (0.0 if math.isnan(hits) else hits) + (0.0 if math.isnan(misses) else misses)
     seconds = covered_seconds(frame)
@@ -166,27 +188,27 @@ def node_figures(frame: pd.DataFrame) -> dict[str, object]:
     link = latest(frame, "redis.replication.link_up")
     replicas = latest(frame, "redis.replication.connected_replicas")
     role = "replica" if not math.isnan(link) else ("primary" if not math.isnan(replicas) else None)
-    return {
-        "samples": int(frame["ts"].nunique()) if len(frame) else 0,
-        "seconds": seconds,
-        "hit_rate": hits / lookups if lookups > 0 else math.nan,
-        "lookups": lookups,
-        "ops_per_s": ops / seconds if seconds > 0 else math.nan,
-        "used_bytes": used,
-        "rss_bytes": latest(frame, "redis.memory.rss_bytes"),
-        "max_bytes": maxmemory,
-        "used_pct": used / maxmemory if maxmemory > 0 else math.nan,
-        "fragmentation": latest(frame, "redis.memory.fragmentation_ratio"),
-        "evicted": total(frame, "redis.keys.evicted"),
-        "expired": total(frame, "redis.keys.expired"),
-        "connected": latest(frame, "redis.clients.connected"),
-        "blocked": latest(frame, "redis.clients.blocked"),
-        "rejected": total(frame, "redis.clients.rejected"),
-        "role": role,
-        "replicas": replicas,
-        "link_up": link,
-        "lag_bytes": max(lags.values()) if lags else math.nan,
-    }
+    return NodeFigures(
+        samples=int(frame["ts"].nunique()) if len(frame) else 0,
+        seconds=seconds,
+        hit_rate=hits / lookups if lookups > 0 else math.nan,
+        lookups=lookups,
+        ops_per_s=rate(ops, seconds),
+        used_bytes=used,
+        rss_bytes=latest(frame, "redis.memory.rss_bytes"),
+        max_bytes=maxmemory,
+        used_pct=used / maxmemory if maxmemory > 0 else math.nan,
+        fragmentation=latest(frame, "redis.memory.fragmentation_ratio"),
+        evicted=total(frame, "redis.keys.evicted"),
+        expired=total(frame, "redis.keys.expired"),
+        connected=latest(frame, "redis.clients.connected"),
+        blocked=latest(frame, "redis.clients.blocked"),
+        rejected=total(frame, "redis.clients.rejected"),
+        role=role,
+        replicas=replicas,
+        link_up=link,
+        lag_bytes=max(lags.values()) if lags else math.nan,
+    )
 
 
 # -- commandstats ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Plotly figure builders: frames from the data layer in, figures out (no Streamlit, no store).
 
 Series frames carry per-bucket `sum`, `count` and `width` (seconds): a counter's rate is
-sum / width, a gauge's mean is sum / count. Times are shown in UTC.
+`rates.rate(sum, width)` (dashboard.store.rates), a gauge's mean is sum / count. Times are shown in
+UTC; the seed's targets (dashboard.analysis.objectives) are ratios, drawn in %.
 
 Plotly reads its text (titles, legends, axis and hover labels) as HTML of its own: `<a href>` makes a
 link and `<span style="background:url(...)">` fetches that URL. Every text a figure shows goes
@@ -18,11 +19,11 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from dashboard.analysis import objectives
 from dashboard.analysis.sqltext import one_line
+from dashboard.store.rates import rate
 
 HEIGHT = 260
-HIT_RATIO_FLOOR = 90.0  # % (the seed's target for frequently read data)
-HIT_RATE_TARGET = 90.0  # % (a Redis cache's keyspace hit rate)
 QUEUE_STATE_COLORS = {
     "wait": "#1565c0",
     "queued": "#1565c0",
@@ -63,7 +64,7 @@ def with_time(frame: pd.DataFrame) -> pd.DataFrame:
 def rate_lines(frame: pd.DataFrame, name: str, title: str, unit: str, per: float = 1.0) -> go.Figure:
     """A counter as a rate per `per` seconds, one line per target (labels summed)."""
     points = _per_target(frame, [name])
-    points["value"] = points[name] / points["width"] * per
+    points["value"] = rate(points[name], points["width"], per)
     return _lines(points, title, unit)
 
 
@@ -80,13 +81,14 @@ def ratio_lines(
 def hit_ratio_lines(frame: pd.DataFrame, title: str = "Buffer cache hit ratio") -> go.Figure:
     """blks_hit / (blks_hit + blks_read) in %.
 
-    From 90 % (or lower when needed) to 100 %: a zero-based axis flattens a drop from 99.9 % to
-    98 %, which matters, while an automatic one turns a 0.01 % wobble into a cliff.
+    From the seed's target, 90 % (or lower when needed), to 100 %: a zero-based axis flattens a drop
+    from 99.9 % to 98 %, which matters, while an automatic one turns a 0.01 % wobble into a cliff.
     """
     fig = ratio_lines(frame, "pg.db.blks_hit", ["pg.db.blks_hit", "pg.db.blks_read"], title, "%", 100)
     values = [v for trace in fig.data for v in (trace.y if trace.y is not None else []) if v == v]
     if values:
-        fig.update_yaxes(range=[min(HIT_RATIO_FLOOR, math.floor(min(values))), 100.5])
+        floor = objectives.BUFFER_HIT_RATIO * 100
+        fig.update_yaxes(range=[min(floor, math.floor(min(values))), 100.5])
     return fig
 
 
@@ -153,7 +155,7 @@ def statement_rates(
         {
             "ts": pd.concat([frame["ts"]] * len(columns), ignore_index=True),
             "series": [label for label in columns.values() for _ in range(len(frame))],
-            "value": pd.concat([frame[c] / frame["width"] * per for c in columns], ignore_index=True),
+            "value": pd.concat([rate(frame[c], frame["width"], per) for c in columns], ignore_index=True),
         }
     )
     return _series_lines(long, title, unit)
@@ -192,11 +194,14 @@ def lines(
     return fig
 
 
-def hit_rate_line(long: pd.DataFrame, title: str = "Hit rate", target: float = HIT_RATE_TARGET) -> go.Figure:
-    """A 0..1 ratio per bucket in %, with the target as a dashed line; the axis starts at the
-    target (or lower when needed), as for the buffer cache."""
+def hit_rate_line(
+    long: pd.DataFrame, title: str = "Hit rate", target: float = objectives.CACHE_HIT_RATE
+) -> go.Figure:
+    """A 0..1 ratio per bucket in %, with the `target` ratio as a dashed line; the axis starts at
+    the target (or lower when needed), as for the buffer cache."""
     if long.empty:
         return _empty(title)
+    target *= 100
     fig = _series_lines(long.assign(value=long["value"] * 100), title, "%", legend=False)
     fig.add_hline(
         y=target,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis.targets import Target
 from dashboard.core import sources
 from dashboard.store.reads import Window
 
@@ -50,13 +50,6 @@ collected so far.
 2. Run `observatory collect` (or `observatory up` for the collector and this app together).
 
 Data shows here after the second collection cycle (counters are differences between two cycles)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    id: int
-    name: str
-    kind: str = "postgres"
 
 
 def navigation() -> list:

@@ -11,29 +11,31 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from dashboard.analysis.reader import Reader
+from dashboard.analysis.targets import Target
 from dashboard.core import sources
 from dashboard.store.reads import Window
-from dashboard.ui import data
 from dashboard.ui import frame as ui
 
 
 def per_target(
+    reader: Reader,
     kind: str,
     *,
     none: str,
     no_data: str,
     caption: str,
-    draw: Callable[[ui.Target, Window], None],
-) -> tuple[list[ui.Target], Window, pd.DataFrame]:
+    draw: Callable[[Reader, Target, Window], None],
+) -> tuple[list[Target], Window, pd.DataFrame]:
     """Draw every selected target of `kind` (a tab each); returns the targets, window and statuses.
 
     `caption` may name `{window}`, the window's label.
     """
-    statuses = data.statuses(kind)
+    statuses = reader.statuses(kind)
     if statuses.empty:
         st.info(none, icon=":material/info:")
         st.stop()
-    if not data.has_data(kind):
+    if not reader.has_data(kind):
         st.info(no_data, icon=":material/info:")
         ui.health(statuses)
         st.stop()
@@ -50,5 +52,5 @@ def per_target(
         with tab:
             if len(targets) == 1:
                 st.subheader(ui.md_escape(target.name))
-            draw(target, window)
+            draw(reader, target, window)
     return targets, window, statuses

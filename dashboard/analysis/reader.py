@@ -1,0 +1,184 @@
+"""What the analyses read: one store under one configuration. Nothing here writes.
+
+`StoreReads` runs the store's queries (dashboard.store.reads) with plain values in (ids, a window, a
+level), so a cache in front of it (dashboard.ui.cached) can key its entries by the store's URL and
+those values. `Reader` adds what the configuration says: which targets are configured, how often
+each is collected (the covered width of a bucket) and how long each level is kept (the level a
+window is read at).
+
+A store nobody has written yet (a new SQLite file, a PostgreSQL database without the schema) reads
+as an empty store: the pages say "No data yet" and the CLI lists the configured targets. The schema
+is created by the writer (`observatory collect`, `serve`, `up`), never by a reader.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import pandas as pd
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import StaticPool
+
+from dashboard.analysis.targets import Target, merge_statuses
+from dashboard.core import sources
+from dashboard.core.advice import StoredAdvice
+from dashboard.core.config import Config
+from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.records import StatementInfo
+from dashboard.store import reads
+from dashboard.store.engine import make_engine
+from dashboard.store.migrations import current_version
+from dashboard.store.reads import Window
+from dashboard.store.schema import metadata
+
+
+class StoreReads:
+    """The store's reads on a read-only engine; an empty store's answers until it has a schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._ready = False
+
+    @classmethod
+    def open(cls, url: str) -> StoreReads:
+        """The store at `url`, connected once: a store that cannot be read raises the driver's error."""
+        store = cls(make_engine(url, readonly=True))
+        try:
+            store.ready  # noqa: B018 -- connects: an unreachable server or a file that is not a store
+        except Exception:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the store has its schema (checked until it has: a collector may create it later)."""
+        if not self._ready:
+            with self._engine.connect() as conn:
+                self._ready = current_version(conn) is not None
+        return self._ready
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine if self.ready else _empty_store()
+
+    def statuses(self) -> pd.DataFrame:
+        """reads.target_statuses: one row per target the store holds."""
+        return reads.target_statuses(self.engine)
+
+    def series(
+        self,
+        ids: Sequence[int],
+        names: Sequence[str],
+        window: Window,
+        level: str,
+        intervals: tuple[tuple[int, float], ...] = (),
+    ) -> pd.DataFrame:
+        """reads.series_frame; `intervals` are (target id, seconds) pairs for the covered widths."""
+        return reads.series_frame(self.engine, ids, names, window, level, dict(intervals))
+
+    def statement_totals(
+        self, ids: Sequence[int], window: Window, level: str, filters: tuple
+    ) -> pd.DataFrame:
+        """reads.statement_totals; `filters` is (database, user, text, order, limit)."""
+        database, user, text, order, limit = filters
+        return reads.statement_totals(
+            self.engine, ids, window, level, database=database, user=user, text=text, order=order, limit=limit
+        )
+
+    def statement_series(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
+        return reads.statement_series(self.engine, ids, window, level)
+
+    def statement(self, statement_id: int) -> StatementInfo | None:
+        return reads.statement_info(self.engine, statement_id)
+
+    def filters(self, ids: Sequence[int]) -> tuple[list[str], list[str]]:
+        return reads.statement_filters(self.engine, ids)
+
+    def advice(self, ids: Sequence[int]) -> list[StoredAdvice]:
+        return reads.latest_advice(self.engine, ids)
+
+    def statement_ids(self, target_id: int, datname: str | None, texts: Sequence[str]) -> dict[str, int]:
+        return reads.statement_ids_by_text(self.engine, target_id, texts, datname=datname)
+
+    def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame:
+        return reads.slowlog_entries(self.engine, ids, window, limit)
+
+    def details(self, target_id: int) -> PrometheusDetails | None:
+        return reads.target_details(self.engine, target_id)
+
+
+@functools.cache
+def _empty_store() -> Engine:
+    """An in-memory store with the schema and no rows. Reading it answers every query as a new
+    store does, column for column, without a second code path per read to keep in step (and
+    without writing the schema into a store that is only being read)."""
+    # One shared connection: every connection to "sqlite://" would be a database of its own.
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    metadata.create_all(engine)
+    return engine
+
+
+class Reader:
+    """A store's reads with the configuration's view of them; `now` is the clock levels follow."""
+
+    def __init__(self, store: StoreReads, config: Config, now: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config
+        self.now = now
+
+    @classmethod
+    def open(cls, config: Config) -> Reader:
+        """A reader of the configuration's store (the CLI, reports, benchmarks: no cache)."""
+        return cls(StoreReads.open(config.store), config)
+
+    def level(self, window: Window, buckets: int) -> str:
+        """The level to read `window` at, for at most `buckets` points per series."""
+        return reads.choose_level(window, int(self.now()), self.config.retention, buckets)
+
+    def configured(self, kind: str) -> list:
+        """The configuration's targets of a kind ("postgres", "redis", "prometheus")."""
+        return sources.configured(self.config, kind) if kind in sources.BY_KIND else []
+
+    def interval(self, target: Target) -> float:
+        """How often the target is collected: its configured interval, else the default."""
+        found = [t.interval for t in self.configured(target.kind) if t.name == target.name]
+        return found[0] if found else float(reads.RAW_SECONDS)
+
+    def series(
+        self, targets: Iterable[Target], names: Sequence[str], window: Window, level: str | None = None
+    ) -> pd.DataFrame:
+        """Points of the named series (reads.series_frame) with a `target` (name) column, at `level`
+        or at chart resolution; a bucket's `width` is the time its cycles covered."""
+        targets = list(targets)
+        level = level or self.level(window, reads.CHART_BUCKETS)
+        ids = tuple(sorted(t.id for t in targets))
+        # Raw widths do not depend on the intervals: leaving them out shares those reads across configs.
+        intervals = () if level == "raw" else tuple(sorted((t.id, self.interval(t)) for t in targets))
+        frame = self.store.series(ids, tuple(sorted(names)), window, level, intervals)
+        frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
+        return frame
+
+    # -- targets ------------------------------------------------------------------------------------
+    def statuses(self, kind: str | None = None) -> pd.DataFrame:
+        """Every target of `kind` (None: every kind), collected or only configured (merge_statuses)."""
+        return merge_statuses(self.store.statuses(), self.config, kind, self.now())
+
+    def targets(self, kind: str | None = None) -> list[Target]:
+        """The targets the store holds data for, of one kind or all (the sidebar's choices)."""
+        frame = self._stored(kind)
+        return [Target(int(r.target_id), str(r.name), str(r.kind)) for r in frame.itertuples()]
+
+    def has_data(self, kind: str | None = None) -> bool:
+        """Whether anything was collected (from targets of `kind`, or of any kind)."""
+        frame = self._stored(kind)
+        return bool(len(frame)) and int(frame["samples"].sum()) > 0
+
+    def _stored(self, kind: str | None) -> pd.DataFrame:
+        frame = self.store.statuses()
+        return frame if kind is None else frame[frame["kind"] == kind]

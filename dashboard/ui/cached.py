@@ -1,0 +1,185 @@
+"""Streamlit's caches in front of the analyses: the configuration, the store, and the store's reads.
+
+Pages call the analyses (dashboard.analysis.*) with `reader()`: a Reader whose store reads go
+through st.cache_data, keyed by the store's URL and plain values (ids, window bounds, a level), so
+entries are shared by every session of the app and a different store (another OBSERVATORY_CONFIG)
+never reads another's. The cache holds the store's frames, not the figures made of them: one node's
+series feed both its metrics row and its charts, and the figures follow the configuration as it is
+now (intervals, retention, configured targets) at the cost of a little pandas per rerun.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from dashboard.analysis import pasted
+from dashboard.analysis.reader import Reader, StoreReads
+from dashboard.core import config as config_mod
+from dashboard.core.advice import AdviceReport, StoredAdvice
+from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.records import StatementInfo
+from dashboard.store.reads import Window
+
+TTL = 30  # seconds: about one collection interval
+ENTRIES = 64
+
+
+def config() -> config_mod.Config:
+    """$OBSERVATORY_CONFIG, else ./observatory.yaml, else the defaults (raises ConfigError)."""
+    explicit = os.environ.get(config_mod.ENV_FILE) or None
+    try:
+        mtime = os.stat(explicit or config_mod.DEFAULT_FILE).st_mtime_ns
+    except OSError:
+        mtime = None
+    return _config(explicit, mtime)
+
+
+@st.cache_resource(ttl=TTL, max_entries=8, show_spinner=False)
+def _config(explicit: str | None, mtime: int | None) -> config_mod.Config:
+    # Keyed by the file's mtime: an edited file is read again. Config is frozen, so sharing is safe.
+    return config_mod.load(explicit)
+
+
+def store_url() -> str:
+    return config().store
+
+
+def open_store() -> None:
+    """Open the configuration's store once; raises ConfigError or the driver's error."""
+    _store(store_url())
+
+
+def reader() -> Reader:
+    """The analyses' reader of the configuration's store, its reads cached."""
+    return Reader(CachedReads(store_url()), config())
+
+
+# -- the store ----------------------------------------------------------------------------------
+def _close(store: StoreReads) -> None:
+    store.close()
+
+
+@st.cache_resource(ttl=86400, max_entries=4, on_release=_close, show_spinner=False)
+def _store(url: str) -> StoreReads:
+    return StoreReads.open(url)
+
+
+class CachedReads(StoreReads):
+    """The store's reads through st.cache_data; the one StoreReads per store (`_store`) runs them."""
+
+    def __init__(self, url: str) -> None:  # the engine is the shared store's, not one per reader
+        self.url = url
+
+    @property
+    def ready(self) -> bool:
+        return _store(self.url).ready
+
+    @property
+    def engine(self) -> Engine:
+        return _store(self.url).engine
+
+    def statuses(self) -> pd.DataFrame:
+        return _statuses(self.url)
+
+    def series(
+        self,
+        ids: Sequence[int],
+        names: Sequence[str],
+        window: Window,
+        level: str,
+        intervals: tuple[tuple[int, float], ...] = (),
+    ) -> pd.DataFrame:
+        return _series(self.url, tuple(ids), tuple(names), window.start, window.end, level, tuple(intervals))
+
+    def statement_totals(
+        self, ids: Sequence[int], window: Window, level: str, filters: tuple
+    ) -> pd.DataFrame:
+        return _totals(self.url, tuple(ids), window.start, window.end, level, filters)
+
+    def statement_series(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
+        return _statement_series(self.url, tuple(ids), window.start, window.end, level)
+
+    def statement(self, statement_id: int) -> StatementInfo | None:
+        return _statement(self.url, int(statement_id))
+
+    def filters(self, ids: Sequence[int]) -> tuple[list[str], list[str]]:
+        return _filters(self.url, tuple(ids))
+
+    def advice(self, ids: Sequence[int]) -> list[StoredAdvice]:
+        return _advice(self.url, tuple(ids))
+
+    def statement_ids(self, target_id: int, datname: str | None, texts: Sequence[str]) -> dict[str, int]:
+        return _statement_ids(self.url, int(target_id), datname, tuple(texts))
+
+    def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame:
+        return _slowlog(self.url, tuple(ids), window.start, window.end, limit)
+
+    def details(self, target_id: int) -> PrometheusDetails | None:
+        return _details(self.url, int(target_id))
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statuses(url: str) -> pd.DataFrame:
+    return _store(url).statuses()
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _series(url: str, ids: tuple, names: tuple, start: int, end: int, level: str, intervals: tuple):
+    return _store(url).series(ids, names, Window(start, end), level, intervals)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _totals(url: str, ids: tuple, start: int, end: int, level: str, filters: tuple) -> pd.DataFrame:
+    return _store(url).statement_totals(ids, Window(start, end), level, filters)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_series(url: str, ids: tuple, start: int, end: int, level: str) -> pd.DataFrame:
+    return _store(url).statement_series(ids, Window(start, end), level)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement(url: str, statement_id: int) -> StatementInfo | None:
+    return _store(url).statement(statement_id)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _filters(url: str, ids: tuple) -> tuple[list[str], list[str]]:
+    return _store(url).filters(ids)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _advice(url: str, ids: tuple) -> list[StoredAdvice]:
+    return _store(url).advice(ids)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_ids(url: str, target_id: int, datname: str | None, texts: tuple) -> dict[str, int]:
+    return _store(url).statement_ids(target_id, datname, texts)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _slowlog(url: str, ids: tuple, start: int, end: int, limit: int) -> pd.DataFrame:
+    return _store(url).slowlog(ids, Window(start, end), limit)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _details(url: str, target_id: int) -> PrometheusDetails | None:
+    return _store(url).details(target_id)
+
+
+# -- advising on a pasted statement -------------------------------------------------------------
+def advise_pasted(target: str, datname: str, statement: str) -> AdviceReport:
+    """pasted.advise_pasted: the statement is checked first, then advised on (cached 5 minutes)."""
+    return pasted.advise_pasted(config(), target, datname, statement, advise=_advise)
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Asking the planner ...")
+def _advise(_config: config_mod.Config, target: str, datname: str, statement: str) -> AdviceReport:
+    # Keyed by the target's name, the database and the statement (`_config` is not hashed).
+    return pasted.advise_checked(_config, target, datname, statement)
