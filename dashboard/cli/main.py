@@ -1,25 +1,24 @@
-"""`observatory` (also `python -m dashboard`): run the collectors, the app, or ask for status."""
+"""`observatory` (also `python -m dashboard`): run the collectors, the app, or ask for status.
+
+One module per command under dashboard/cli/; this one parses the command line, takes the
+configuration's secrets out of every log line and error, and dispatches.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from dashboard.cli import advise, collect, serve, status
 from dashboard.core import config as config_mod
-from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of, redact
+from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of
 
-APP = Path(__file__).parent.parent / "app.py"
 log = logging.getLogger("observatory")
+COMMANDS = {"collect": collect.run, "status": status.run, "serve": serve.serve, "up": serve.up}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from dashboard.demo.run import run_demo
 
-            return run_demo(args)
+            return run_demo(args, serve.streamlit_command(args.host, args.port))
         if args.command == "advise":
             secrets += [s for s in (password_of(args.dsn),) if s]
-            return cmd_advise(args)
+            return advise.run(args)
         config = config_mod.load(args.config)
         secrets += known_secrets(config)
         return COMMANDS[args.command](args, config)
@@ -145,189 +144,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr = stderr
         for handler in handlers:
             handler.removeFilter(secret_filter)
-
-
-def cmd_collect(args: argparse.Namespace, config: config_mod.Config) -> int:
-    from collectors.scheduler import Scheduler
-
-    store = _open_store(config)
-    scheduler = Scheduler(config, store)
-    if not scheduler.collectors:
-        print(
-            f"observatory: no targets configured in {config.source}: add targets.postgres or targets.redis",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.once:
-        signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
-        scheduler.run_forever()
-        return 0
-    failed = 0
-    for cycle in scheduler.run_once():
-        st = cycle.status
-        line = f"{cycle.kind}/{cycle.target}: {st.state} ({cycle.duration_ms:.0f} ms"
-        line += f", {len(cycle.deltas)} statements moved)" if st.state != "down" else ")"
-        print(
-            line if st.state == "ok" else f"{line}: {st.error}",
-            file=sys.stdout if st.state == "ok" else sys.stderr,
-        )
-        for hint in st.hints:
-            print(f"  hint: {hint}", file=sys.stderr)
-        failed += st.state != "ok"
-    for (kind, name), why in scheduler.held_elsewhere.items():
-        print(f"{kind}/{name}: not collected: {why}", file=sys.stderr)
-    return 1 if failed or scheduler.held_elsewhere else 0
-
-
-def cmd_status(args: argparse.Namespace, config: config_mod.Config) -> int:
-    from dashboard.store.reads import target_statuses
-
-    frame = target_statuses(_open_store(config).engine)
-    configured = {("postgres", t.name) for t in config.targets.postgres}
-    rows = []
-    for r in frame.to_dict("records"):
-        rows.append(
-            {
-                "kind": r["kind"],
-                "name": r["name"],
-                "configured": (r["kind"], r["name"]) in configured,
-                "state": r["state"] or "never collected",
-                "last_attempt": _iso(r["last_attempt"]),
-                "last_success": _iso(r["last_success"]),
-                "last_error": r["last_error"],
-                "hints": r["hints"],
-                "failures": int(r["failures"] or 0),
-                "server_version": r["server_version"],
-                "samples": int(r["samples"]),
-            }
-        )
-    seen = {(r["kind"], r["name"]) for r in rows}
-    rows += [
-        {"kind": k, "name": n, "configured": True, "state": "never collected", "last_attempt": None,
-         "last_success": None, "last_error": None, "hints": [], "failures": 0, "server_version": None,
-         "samples": 0}
-        for k, n in sorted(configured - seen)
-    ]  # fmt: skip
-    if args.json:
-        print(json.dumps({"store": redact(config.store), "targets": rows}, indent=2))
-        return 0
-    print(f"store: {redact(config.store)}")
-    for r in rows:
-        print(f"{r['kind']}/{r['name']}: {r['state']}, last success {r['last_success'] or 'never'}, "
-              f"{r['samples']} samples")  # fmt: skip
-        if r["last_error"]:
-            print(f"  error: {r['last_error']}")
-        for hint in r["hints"]:
-            print(f"  hint: {hint}")
-    return 0
-
-
-def cmd_advise(args: argparse.Namespace) -> int:
-    from dashboard.advisor.database import AdviseError, Workload, advise_database
-    from dashboard.core.guarded import Refused, check
-
-    for n, query in enumerate(args.query or [], start=1):
-        try:
-            check(query)  # before connecting: a refused statement never reaches the server
-        except Refused as err:
-            print(f"observatory advise: --query {n} not advised: {err}", file=sys.stderr)
-            return 2
-    workload = Workload(min_calls=args.min_calls, min_mean_ms=args.min_mean_ms, limit=args.limit)
-    try:
-        report = advise_database(
-            args.dsn,
-            queries=args.query,
-            workload=workload,
-            allow_privileged=args.allow_privileged,
-        )
-    except AdviseError as err:
-        print(f"observatory advise: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return 0
-    print(f"database {_printable(report['database'])}: {len(report['suggestions'])} suggested indexes")
-    for s in report["suggestions"]:
-        print(f"\n  {_printable(s['create_sql'])}\n    {_printable(s['reason'])}")
-    for skipped in report["skipped"]:
-        print(f"\n  skipped: {_printable(skipped['statement'])[:100]}\n    {_printable(skipped['reason'])}")
-    if report.get("hint"):
-        print(f"\nhint: {report['hint']}")
-    for kind, findings in report.get("health", {}).items():
-        if isinstance(findings, list) and findings:
-            print(f"\n{kind.replace('_', ' ')}: {len(findings)}")
-    return 0
-
-
-def _printable(text: str) -> str:
-    """Text from a server on one terminal line: control characters (escape sequences that could
-    move the cursor, retitle the window or hide what follows) shown as \\x.. escapes."""
-    flat = " ".join(text.split())
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
-
-
-def cmd_serve(args: argparse.Namespace, config: config_mod.Config) -> int:
-    warning = config_mod.exposure_warning(args.host, args.port)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    _open_store(config)  # migrate before the first page reads
-    command = streamlit_command(args.host, args.port)
-    os.execve(command[0], command, _env(config))  # become the app: signals reach it directly
-
-
-def cmd_up(args: argparse.Namespace, config: config_mod.Config) -> int:
-    warning = config_mod.exposure_warning(args.host, args.port)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    _open_store(config)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally below: stop both children
-    children: list[subprocess.Popen[bytes]] = []
-    try:  # a SIGTERM between the two starts still stops the first
-        children.append(subprocess.Popen([sys.executable, "-m", "dashboard", "collect"], env=_env(config)))
-        children.append(subprocess.Popen(streamlit_command(args.host, args.port), env=_env(config)))
-        print(f"observatory: collecting, and serving on http://{args.host}:{args.port}", file=sys.stderr)
-        while all(proc.poll() is None for proc in children):
-            time.sleep(0.5)
-    finally:
-        for proc in reversed(children):  # the app first
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in reversed(children):
-            proc.wait(timeout=15)
-    collector, app = children
-    return collector.returncode or app.returncode or 0
-
-
-def streamlit_command(host: str, port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-
-
-def _env(config: config_mod.Config) -> dict[str, str]:
-    env = dict(os.environ)
-    if config.source != "embedded defaults":
-        env[config_mod.ENV_FILE] = str(Path(config.source).resolve())
-    return env
-
-
-def _open_store(config: config_mod.Config):
-    from dashboard.store import Store
-
-    try:
-        return Store(config.store)
-    except Exception as err:
-        raise config_mod.ConfigError(
-            f"store {redact(config.store)}: cannot open: {redact(str(err))}"
-        ) from None
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None or ts != ts:  # None or NaN from an outer join
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
-
-
-COMMANDS = {"collect": cmd_collect, "status": cmd_status, "serve": cmd_serve, "up": cmd_up}

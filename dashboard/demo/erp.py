@@ -6,7 +6,7 @@ index advisor has real work: orders(customer_id, created_at), lower(customers.em
 order_items(product_id) are absent; orders(status) duplicates a prefix of orders(status, created_at);
 customers(segment) is never used. `create_analytics_schema` adds a second database for reports.
 
-`Workload` runs clients in threads: application clients as role `app`, one reporting client as role
+`ErpWorkload` runs clients in threads: application clients as role `app`, one reporting client as role
 `reporting`, all with application_name 'demo-app'. Intensity follows a sinusoid (a compressed
 "day") so charts have shape; a housekeeping thread deletes old rows so the database stays bounded.
 No pytest import: the demo and the tests both use this module.
@@ -319,7 +319,7 @@ class _Shared:
 class _Client:
     """One thread: a few connections (per database and role) and a weighted mix of operations."""
 
-    def __init__(self, workload: Workload, index: int, mix: dict[str, float], rate: float) -> None:
+    def __init__(self, workload: ErpWorkload, index: int, mix: dict[str, float], rate: float) -> None:
         self.w = workload
         self.rng = random.Random(workload.seed * 1000 + index)
         self.mix = mix
@@ -643,7 +643,7 @@ REPORTING_MIX = {
 
 
 # -- the workload -----------------------------------------------------------------------------
-class Workload:
+class ErpWorkload:
     """Background clients against the ERP (and analytics) database; start() and stop()."""
 
     def __init__(
@@ -680,7 +680,7 @@ class Workload:
         self._started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> Workload:
+    def start(self) -> ErpWorkload:
         self.shared, seeded = self._survey()
         self.max_rows = {**seeded, **self.max_rows_override}
         self._started = time.monotonic()
@@ -702,7 +702,7 @@ class Workload:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def __enter__(self) -> Workload:
+    def __enter__(self) -> ErpWorkload:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

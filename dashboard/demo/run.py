@@ -29,9 +29,8 @@ import yaml
 from psycopg import sql
 
 from collectors.scheduler import Scheduler
-from dashboard.cli.main import streamlit_command
 from dashboard.core import config as config_mod
-from dashboard.demo.erp import APP_ROLE, Workload, create_analytics_schema, create_schema, role_dsn
+from dashboard.demo.erp import APP_ROLE, ErpWorkload, create_analytics_schema, create_schema, role_dsn
 from dashboard.demo.redis_workload import RedisWorkload, prepare_server
 from dashboard.demo.traffic import LiveService
 from dashboard.servers.throwaway import (
@@ -60,8 +59,9 @@ def say(message: str) -> None:
     print(f"observatory demo: {message}", flush=True)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C, SIGTERM or `args.minutes`; 0 on a normal stop."""
+def run_demo(args: argparse.Namespace, app_command: list[str]) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or `args.minutes`; 0 on a normal stop. `app_command`
+    starts the app (the CLI's `serve` builds it: the demo never imports the CLI)."""
     warning = config_mod.exposure_warning(args.host, args.port)
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -75,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
     serving = False
     with _signals_as_interrupt():
         try:
-            app, scheduler_thread, workloads = _start(args, directory, cleanups)
+            app, scheduler_thread, workloads = _start(args, app_command, directory, cleanups)
             serving = True
             return _serve(app, scheduler_thread, workloads, deadline, directory)
         except KeyboardInterrupt:
@@ -97,8 +97,11 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _start(
-    args: argparse.Namespace, directory: Path, cleanups: list[tuple[str, Callable[[], None]]]
-) -> tuple[subprocess.Popen[bytes], threading.Thread, tuple[Workload, RedisWorkload]]:
+    args: argparse.Namespace,
+    app_command: list[str],
+    directory: Path,
+    cleanups: list[tuple[str, Callable[[], None]]],
+) -> tuple[subprocess.Popen[bytes], threading.Thread, tuple[ErpWorkload, RedisWorkload]]:
     """Every part, in order; each registers how to stop it before the next one starts."""
     services = _start_services(cleanups)
     pg = ThrowawayPostgres(settings=PG_SETTINGS)
@@ -111,7 +114,7 @@ def _start(
     sizes = create_schema(pg.dsn(dbname="erp"), SCALE)
     create_analytics_schema(pg.dsn(dbname="analytics"), SCALE)
     _forget_setup(pg)
-    workload = Workload(pg.dsn(dbname="erp"), clients=4, analytics_dsn=pg.dsn(dbname="analytics"))
+    workload = ErpWorkload(pg.dsn(dbname="erp"), clients=4, analytics_dsn=pg.dsn(dbname="analytics"))
     cleanups.append(("workload", workload.stop))
     workload.start()
     say(f"workload running: {sizes.customers} customers, roles app and reporting, application_name demo-app")
@@ -128,7 +131,7 @@ def _start(
     config = _add_prometheus(config, services)
     store = Store(config.store)  # migrates before the app's first read
     cleanups.append(("store", store.close))
-    app = _start_app(args, config, directory)
+    app = _start_app(app_command, config, directory)
     cleanups.append(("app", lambda: _stop_process(app)))
     scheduler = Scheduler(config, store)
     _backfill(scheduler)
@@ -218,16 +221,12 @@ def _write_config(directory: Path, pg: ThrowawayPostgres, cache: ThrowawayRedis)
     return config_mod.load(path)
 
 
-def _start_app(
-    args: argparse.Namespace, config: config_mod.Config, directory: Path
-) -> subprocess.Popen[bytes]:
+def _start_app(command: list[str], config: config_mod.Config, directory: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, **{config_mod.ENV_FILE: str(Path(config.source).resolve())})
     # The app imports `dashboard` even without the editable install.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     with open(directory / "streamlit.log", "ab") as out:
-        return subprocess.Popen(
-            streamlit_command(args.host, args.port), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _backfill(scheduler: Scheduler) -> None:
@@ -267,7 +266,7 @@ def _wait_healthy(url: str, app: subprocess.Popen[bytes], timeout: float) -> boo
 def _serve(
     app: subprocess.Popen[bytes],
     thread: threading.Thread,
-    workloads: tuple[Workload, RedisWorkload],
+    workloads: tuple[ErpWorkload, RedisWorkload],
     deadline: float,
     directory: Path,
 ) -> int:

@@ -1,0 +1,58 @@
+"""`observatory advise --dsn DSN [--query SQL]...`: index suggestions and index health for one database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dashboard.core.advice import AdviceReport
+
+
+def run(args: argparse.Namespace) -> int:
+    from dashboard.advisor.database import AdviseError, Workload, advice_report
+    from dashboard.core.guarded import Refused, check
+
+    for n, query in enumerate(args.query or [], start=1):
+        try:
+            check(query)  # before connecting: a refused statement never reaches the server
+        except Refused as err:
+            print(f"observatory advise: --query {n} not advised: {err}", file=sys.stderr)
+            return 2
+    workload = Workload(min_calls=args.min_calls, min_mean_ms=args.min_mean_ms, limit=args.limit)
+    try:
+        report = advice_report(
+            args.dsn,
+            queries=args.query,
+            workload=workload,
+            allow_privileged=args.allow_privileged,
+        )
+    except AdviseError as err:
+        print(f"observatory advise: {err}", file=sys.stderr)
+        return 2
+    print_report(report, as_json=args.json)
+    return 0
+
+
+def print_report(report: AdviceReport, as_json: bool = False) -> None:
+    """The report as JSON (the stored shape, indented), or a summary for people."""
+    if as_json:
+        print(json.dumps(json.loads(report.to_stored()), indent=2))
+        return
+    print(f"database {_printable(report.database or '')}: {len(report.suggestions)} suggested indexes")
+    for s in report.suggestions:
+        print(f"\n  {_printable(s.create_sql)}\n    {_printable(s.reason)}")
+    for skipped in report.skipped:
+        print(f"\n  skipped: {_printable(skipped.statement)[:100]}\n    {_printable(skipped.reason)}")
+    if report.hint:
+        print(f"\nhint: {report.hint}")
+    for kind, findings in report.health or ():
+        if findings:
+            print(f"\n{kind.replace('_', ' ')}: {len(findings)}")
+
+
+def _printable(text: str) -> str:
+    """Text from a server on one terminal line: control characters (escape sequences that could
+    move the cursor, retitle the window or hide what follows) shown as \\x.. escapes."""
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
