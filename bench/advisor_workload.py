@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from dashboard.advisor.database import Workload, advise_database
+from dashboard.advisor.database import Workload, advice_report
 from dashboard.servers.throwaway import ThrowawayPostgres
 
 SCHEMA = Path(__file__).resolve().parent.parent / "tests" / "advisor_schema.sql"
@@ -68,11 +68,11 @@ def measure(dsn: str, rounds: int) -> dict[str, Any]:
     started = time.perf_counter()
     # Its own throwaway cluster, advised as the superuser that also creates the indexes after.
     workload = Workload(min_calls=1, min_mean_ms=0.0)
-    report = advise_database(dsn, workload=workload, health=False, allow_privileged=True)
+    report = advice_report(dsn, workload=workload, health=False, allow_privileged=True)
     advise_s = time.perf_counter() - started
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for s in report["suggestions"]:
-            conn.execute(s["create_sql"].rstrip(";"))
+        for s in report.suggestions:
+            conn.execute(s.create_sql.rstrip(";"))
         conn.execute("ANALYZE")
     after = run_workload(dsn, rounds)
     return {
@@ -82,8 +82,8 @@ def measure(dsn: str, rounds: int) -> dict[str, Any]:
         "after_s": round(after, 3),
         "ratio_after_before": round(after / before, 4),
         "advise_s": round(advise_s, 3),
-        "suggestions": [s["create_sql"] for s in report["suggestions"]],
-        "skipped": [(s["statement"], s["reason"]) for s in report["skipped"]],
+        "suggestions": [s.create_sql for s in report.suggestions],
+        "skipped": [(s.statement, s.reason) for s in report.skipped],
     }
 
 

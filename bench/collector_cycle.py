@@ -38,8 +38,6 @@ added); the benchmark exits 1 when it exceeds the budget (0.25).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import random
 import statistics
@@ -53,6 +51,7 @@ from typing import Any
 
 import psycopg
 
+from bench import cli
 from bench.timing import summary, timed
 from collectors.postgres.collector import PostgresCollector
 from dashboard.core.config import PostgresTarget
@@ -386,17 +385,14 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--statements", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--moving", type=int, default=500, help="statements run between cycles")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dsn", help="use this server (pg_stat_statements created) instead of a throwaway")
     parser.add_argument("--store", help="store URL (default: SQLite in a temp dir)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON (progress: stderr)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     args = parser.parse_args(argv)
-    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = run(
         dsn=args.dsn,
         statements=args.statements,
@@ -404,10 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         moving=args.moving,
         seed=args.seed,
         store_url=args.store,
-        log=log,
+        log=cli.progress(args),
     )
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
-    return 0 if result["passed"] else 1
+    return cli.finish(args, result, lambda: format_report(result), result["passed"])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Exit status 1 when the cycle's p95 exceeds the budget or an O(N) command ran.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import redis
 
+from bench import cli
 from bench.timing import summary, timed
 from collectors.redis.collector import RedisCollector
 from dashboard.core.config import RedisQueues, RedisTarget
@@ -345,21 +345,22 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--queues", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per queue")
     parser.add_argument("--cycles", type=int, default=50)
     parser.add_argument("--store", help="store URL (default: SQLite in a temp dir)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON (progress: stderr)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     args = parser.parse_args(argv)
-    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = run(
-        keys=args.keys, queues=args.queues, jobs=args.jobs, cycles=args.cycles, store_url=args.store, log=log
+        keys=args.keys,
+        queues=args.queues,
+        jobs=args.jobs,
+        cycles=args.cycles,
+        store_url=args.store,
+        log=cli.progress(args),
     )
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
-    return 0 if result["passed"] else 1
+    return cli.finish(args, result, lambda: format_report(result), result["passed"])
 
 
 if __name__ == "__main__":
