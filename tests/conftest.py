@@ -14,13 +14,30 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from collectors.scheduler import Scheduler
-from dashboard.core import config as config_mod
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
+from tests.support.advised import advised_store
 from tests.support.browser import chromium
+from tests.support.hostile import assert_unchanged, hostile_database
+from tests.support.postgres import ADVISOR_ROLE, new_database, run_workload
+from tests.support.redis_node import redis_store
+from tests.support.services import services_store
+from tests.support.stores import collect_once, make_config
 
-ADVISOR_ROLE = "observatory_advisor"
+BROWSER_FIXTURES = {"browser", "page"}  # Chromium through Playwright
+SLOW_FIXTURES = {"advised", "services_populated"}  # stores that take 5 to 11 s to build
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `browser` every test that drives Chromium, and `slow` every test that needs a store slow
+    to build, by the fixtures they use (other slow tests are marked in their modules), so that
+    `pytest -m "not browser and not slow"` runs the fast part alone."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -40,21 +57,6 @@ def pg() -> Iterator[ThrowawayPostgres]:
     server.stop()
 
 
-def advisor_dsn(pg: ThrowawayPostgres, dbname: str) -> str:
-    """A DSN for the least-privilege advisor role: neither superuser nor able to run programs."""
-    return pg.dsn(user=ADVISOR_ROLE, dbname=dbname)
-
-
-def new_database(pg: ThrowawayPostgres, prefix: str = "db") -> str:
-    """A fresh database on the session cluster, with pg_stat_statements, for one test."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pg_stat_statements")
-    return name
-
-
 @pytest.fixture
 def database(pg: ThrowawayPostgres) -> str:
     return new_database(pg)
@@ -70,40 +72,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg.dsn(dbname=name).replace("postgresql://", "postgresql+psycopg://")
-
-
-def make_config(store: str, targets: list[dict] | None = None, **extra) -> config_mod.Config:
-    return config_mod.from_dict({"store": store, "targets": {"postgres": targets or []}, **extra})
-
-
-def collect_once(config: config_mod.Config, store: Store, now: int | None = None):
-    """One cycle of every target, as `observatory collect --once` runs it."""
-    clock = (lambda: float(now)) if now is not None else time.time
-    return Scheduler(config, store, clock=clock).run_once()
-
-
-def run_workload(dsn: str) -> None:
-    """A small but real workload: an indexed lookup, a scan, an aggregate, writes, a temp sort."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS orders (id serial PRIMARY KEY, customer int, total numeric,"
-            " status text, created timestamptz DEFAULT now())"
-        )
-        conn.execute(
-            "INSERT INTO orders (customer, total, status) SELECT g % 500, g * 1.5,"
-            " (ARRAY['new','paid','shipped'])[g % 3 + 1] FROM generate_series(1, 20000) g"
-        )
-        conn.execute("ANALYZE orders")
-        for i in range(50):
-            conn.execute("SELECT * FROM orders WHERE id = %s", (i + 1,))
-        for i in range(10):
-            conn.execute("SELECT count(*) FROM orders WHERE customer = %s", (i,))
-        for _ in range(5):
-            conn.execute("SELECT status, sum(total) FROM orders GROUP BY status")
-        for i in range(20):
-            conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (i + 1,))
-        conn.execute("SET work_mem = '64kB'")
-        conn.execute("SELECT * FROM orders ORDER BY total DESC, customer LIMIT 5000").fetchall()
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +98,42 @@ def populated_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFact
         f"store: {url}\ntargets:\n  postgres:\n    - name: erp-primary\n      dsn: {target['dsn']}\n"
     )
     return url, str(config_file)
+
+
+@pytest.fixture(scope="session")
+def advised(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A SQLite store of real index advice (tests/support/advised.py): {url, config, datname}."""
+    return advised_store(pg, tmp_path_factory.mktemp("advised"))
+
+
+@pytest.fixture(scope="session")
+def redis_populated(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A SQLite store of three real Redis cycles (tests/support/redis_node.py): {url, config, times, now}."""
+    return redis_store(tmp_path_factory.mktemp("redis-page"))
+
+
+@pytest.fixture(scope="session")
+def services_populated(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A SQLite store of three real Prometheus and PostgreSQL cycles (tests/support/services.py):
+    {url, config}."""
+    return services_store(pg, tmp_path_factory.mktemp("services-page"))
+
+
+@pytest.fixture(scope="session")
+def trapped(pg: ThrowawayPostgres) -> Iterator[dict]:
+    """A database with an unprivileged role's traps, a canary and a victim session listening
+    (tests/support/hostile.py), for the guarded SQL tests. One a session: her role is the cluster's."""
+    found = hostile_database(pg)
+    yield found
+    found["victim"].close()
+
+
+@pytest.fixture
+def unchanged(trapped: dict) -> Iterator[None]:
+    """After the case: no row written, no table made, no program run, the victim alive, no leak."""
+    started = time.monotonic()
+    yield
+    assert_unchanged(trapped, started)
 
 
 @pytest.fixture(scope="module")

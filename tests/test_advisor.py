@@ -11,12 +11,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import select
 
 from dashboard.advisor.advise import Advisor, StatementInput
-from dashboard.advisor.database import AdviseError, advise_database
+from dashboard.advisor.database import AdviseError, Workload, advice_report, connect, workload_statements
+from dashboard.cli.advise import print_report
+from dashboard.core.advice import AdviceReport
 from dashboard.core.guarded import GuardedSession
+from dashboard.core.records import OWN_MARKER
 from dashboard.servers.throwaway import ThrowawayPostgres
-from tests.conftest import advisor_dsn, new_database
+from dashboard.store import Store
+from dashboard.store.schema import advice
+from tests.support.postgres import ADVISOR_ROLE, advisor_dsn, new_database
 
 SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
 
@@ -46,15 +52,15 @@ def suggest(advisor: Advisor, *statements: str):
 def skipped_reason(advisor: Advisor, statement: str) -> str:
     found, advice = suggest(advisor, statement)
     assert found == set(), found
-    return advice.skipped[0]["reason"]
+    return advice.skipped[0].reason
 
 
 def test_equality_columns_most_selective_first(advisor: Advisor) -> None:
     found, advice = suggest(advisor, "SELECT * FROM orders WHERE channel = $1 AND region = $2")
     assert found == {("public.orders", ("region", "channel"))}  # region: 200 values, channel: 50
     (s,) = advice.suggestions
-    assert s.proven and s.to_dict()["cost_after"] < s.to_dict()["cost_before"] / 2
-    assert s.to_dict()["create_sql"] == "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);"
+    assert s.proven and s.to_record().cost_after < s.to_record().cost_before / 2
+    assert s.to_record().create_sql == "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);"
 
 
 def test_join_keys_on_both_sides(advisor: Advisor) -> None:
@@ -144,23 +150,59 @@ def test_without_hypopg_suggestions_are_unproven(pg: ThrowawayPostgres) -> None:
     name = new_database(pg, "nohypo")
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
         conn.execute(SCHEMA)
-    report = advise_database(
+    report = advice_report(
         advisor_dsn(pg, name), queries=["SELECT * FROM orders WHERE ref = $1"], health=False
     )
-    (s,) = report["suggestions"]
-    assert s["columns"] == ["ref"] and s["proven"] is False and s["cost_after"] is None
-    assert "unproven" in s["reason"] and "CREATE EXTENSION hypopg" in report["hint"]
+    (s,) = report.suggestions
+    assert s.columns == ["ref"] and s.proven is False and s.cost_after is None
+    assert "unproven" in s.reason and "CREATE EXTENSION hypopg" in report.hint
 
 
 def test_advising_creates_nothing(shop: str) -> None:
     with psycopg.connect(shop, autocommit=True) as conn:
         before = conn.execute("SELECT count(*) FROM pg_indexes").fetchone()[0]
-    report = advise_database(shop, queries=["SELECT * FROM orders WHERE ref = $1"], health=False)
-    assert report["suggestions"]
+    report = advice_report(shop, queries=["SELECT * FROM orders WHERE ref = $1"], health=False)
+    assert report.suggestions
     with psycopg.connect(shop, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_indexes").fetchone()[0] == before
         assert conn.execute("SELECT count(*) FROM hypopg_list_indexes").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+
+
+def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgres) -> None:
+    """Twice, as the daemon does every hour: every statement the advisor and the index health send
+    (BEGIN and COMMIT, HypoPG's calls, catalog reads) carries the marker, so no later run advises on
+    them; HypoPG's own lookup, which it runs inside a marked call, is left out by its text."""
+    name = new_database(pg, "own")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("CREATE EXTENSION hypopg")
+        for i in range(30):
+            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
+    dsn, workload = advisor_dsn(pg, name), Workload(min_calls=1, min_mean_ms=0.0)
+    first = advice_report(dsn, workload=workload)
+    second = advice_report(dsn, workload=workload)
+    assert first.hypopg and first.health is not None  # HypoPG's calls and index health ran
+    with psycopg.connect(pg.dsn(dbname=name)) as conn:  # the advisor role's entries: all its own
+        own = conn.execute(
+            "SELECT query, toplevel FROM pg_stat_statements WHERE userid = %s::regrole"
+            " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (ADVISOR_ROLE,),
+        ).fetchall()
+    sent = [text for text, toplevel in own if toplevel]
+    assert [text for text in sent if not text.startswith(OWN_MARKER)] == []
+    assert any(text.startswith(OWN_MARKER + "BEGIN") for text in sent)  # the health's transaction
+    calls = "\n".join(sent)
+    assert "hypopg_create_index" in calls and "hypopg_reset" in calls
+    with connect(dsn) as session:
+        advised = {s.text for s in workload_statements(session.conn, workload)}
+    assert "SELECT * FROM orders WHERE ref = $1" in advised
+    assert advised & {text for text, _ in own} == set()
+    analysed = [
+        {s.statement for s in r.skipped} | {t for s in r.suggestions for t in s.statements}
+        for r in (first, second)
+    ]
+    assert analysed[0] == analysed[1]  # the second run found nothing of the first
 
 
 def test_cli_advises_on_the_recorded_workload(shop: str) -> None:
@@ -188,7 +230,7 @@ def test_cli_advises_on_the_recorded_workload(shop: str) -> None:
 
 def test_cli_bad_dsn_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AdviseError, match="Connection refused"):
-        advise_database("postgresql://x:Pw-1234@127.0.0.1:1/x")
+        advice_report("postgresql://x:Pw-1234@127.0.0.1:1/x")
     result = subprocess.run(
         [sys.executable, "-m", "dashboard", "advise", "--dsn", "postgresql://x:Pw-1234@127.0.0.1:1/x"],
         capture_output=True, text=True, timeout=60,
@@ -209,3 +251,54 @@ def test_advisor_benchmark_runs_and_the_workload_gets_faster(pg: ThrowawayPostgr
     assert "CREATE INDEX CONCURRENTLY ON public.orders (ref);" in result["suggestions"]
     assert result["after_s"] < result["before_s"]  # seq scans of 300,000 rows against index lookups
     assert result["statements"] == 2 * len(MIX) and result["advise_s"] > 0
+
+
+# -- the report as the store keeps it ---------------------------------------------------------------
+# Stored by the code before the typed records (commit 92e089f), one `advice.report` text per line:
+# the advisor as a superuser with HypoPG (every kind of health finding), as a pg_monitor role (notes),
+# the daemon's report without HypoPG (the hint), its error report, and its branch for index health
+# that could not be read (assembled by hand from the line before: it needs a failing catalog query).
+STORED = Path(__file__).with_name("advisor_stored_reports.jsonl").read_text().splitlines()
+
+
+def same_json(text: str) -> str:
+    """Keys, their order and values: not the spacing."""
+    return json.dumps(json.loads(text))
+
+
+@pytest.mark.parametrize("stored", STORED, ids=["hypopg", "monitor", "no_hypopg", "error", "no_health"])
+def test_reports_stored_before_the_records_load_unchanged(
+    stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = AdviceReport.from_stored(stored)
+    assert same_json(report.to_stored()) == same_json(stored)
+    print_report(report, as_json=True)  # `observatory advise --json` printed the dict this way
+    assert capsys.readouterr().out == json.dumps(json.loads(stored), indent=2, default=str) + "\n"
+
+
+def test_stored_findings_load_typed() -> None:
+    health = AdviceReport.from_stored(STORED[0]).health
+    assert health is not None and health.unused[0].unused_since is not None
+    assert health.unused[0].unused_since.tzinfo is not None
+    assert health.missing_fk_indexes[0].columns == ("parent_id",)
+    assert health.bloat and health.redundant and health.invalid
+    assert AdviceReport.from_stored(STORED[1]).health.notes
+
+
+def test_the_report_round_trips_through_the_store(shop: str, tmp_path: Path) -> None:
+    report = advice_report(
+        shop, queries=["SELECT * FROM orders WHERE ref = $1", "SELECT * FROM tiny WHERE name = $1"]
+    )
+    assert report.suggestions and report.skipped and report.health and report.health.unused
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    failed = AdviceReport.failed("no such database")
+    store.write_advice("postgres", "shop", "shop", 1_700_000_000, report, 120.0)
+    store.write_advice("postgres", "shop", "gone", 1_700_000_000, failed, 1.0)
+    with store.engine.connect() as conn:
+        stored = {name: text for name, text in conn.execute(select(advice.c.datname, advice.c.report))}
+    store.close()
+    assert AdviceReport.from_stored(stored["shop"]) == report
+    assert list(json.loads(stored["shop"])) == ["suggestions", "skipped", "hypopg", "database", "health"]
+    assert json.loads(stored["gone"]) == {
+        "error": "no such database", "suggestions": [], "skipped": [], "health": {}
+    }  # fmt: skip

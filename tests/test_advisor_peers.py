@@ -16,7 +16,7 @@ import yaml
 from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.core.guarded import GuardedSession
 from dashboard.servers.throwaway import ThrowawayPostgres
-from tests.conftest import advisor_dsn, new_database
+from tests.support.postgres import advisor_dsn, new_database
 
 PEERS = Path(__file__).with_name("peers")
 CASES = [

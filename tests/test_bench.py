@@ -16,7 +16,7 @@ from dashboard.core.config import Retention
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.engine import make_engine
 from dashboard.store.schema import STMT, advice, points_raw, statements
-from tests.conftest import new_database
+from tests.support.postgres import new_database
 
 
 def _timing(figure: dict) -> None:
@@ -95,15 +95,6 @@ def test_store_history_cli_reuses_a_generated_store(tmp_path: Path, capsys: pyte
     assert again["generated"]["reused"] is True and again["now"] == first["now"]
     with pytest.raises(SystemExit, match="--regenerate"):
         store_history.main([*argv[:2], "--days", "0.1", "--quiet"])
-
-
-def test_page_reads_match_the_data_layer() -> None:
-    """The benchmark's page loads name the series dashboard/data.py reads."""
-    from dashboard.ui import data  # imports streamlit: only here
-
-    assert data.OVERVIEW_SERIES == store_history.OVERVIEW_SERIES
-    assert (*data.STATEMENT_TOTALS, *data.BLOCKS) == store_history.SUMMARY_SERIES
-    assert data.CYCLES == store_history.CYCLES
 
 
 def test_guarded_sql_benchmark(pg: ThrowawayPostgres) -> None:

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page
 
-from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
+from tests.support.advised import REF, REF_INDEX, TARGET, statement_id
 from tests.support.browser import CELLS, serve, settle, shoot
-from tests.test_indexes_page import REF, REF_INDEX, TARGET, advised_store, statement_id
-from tests.test_redis_page import NODE, redis_store
-from tests.test_services_page import services_store
+from tests.support.redis_node import NODE
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +88,7 @@ def test_unknown_query_id(page: Page, app_url: str) -> None:
 
 # -- the index advisor's pages, on a store of real advice -------------------------------------------
 @pytest.fixture(scope="module")
-def advised_app(
-    pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, dict]]:
-    advised = advised_store(pg, tmp_path_factory)
+def advised_app(advised: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
     with serve(advised["config"], tmp_path_factory) as url:
         yield url, advised
 
@@ -127,8 +122,8 @@ def test_indexes_page_and_query_advice(page: Page, advised_app: tuple[str, dict]
 
 # -- the Redis page, on a store of real Redis cycles ------------------------------------------------
 @pytest.fixture(scope="module")
-def redis_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(redis_store(tmp_path_factory)["config"], tmp_path_factory) as url:
+def redis_app(redis_populated: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(redis_populated["config"], tmp_path_factory) as url:
         yield url
 
 
@@ -151,8 +146,8 @@ def test_redis_page_draws_charts(page: Page, redis_app: str) -> None:
 
 # -- the Services page, on a store of real Prometheus cycles ---------------------------------------
 @pytest.fixture(scope="module")
-def services_app(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(services_store(pg, tmp_path_factory)["config"], tmp_path_factory) as url:
+def services_app(services_populated: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(services_populated["config"], tmp_path_factory) as url:
         yield url
 
 

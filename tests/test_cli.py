@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from dashboard.servers.throwaway import ThrowawayPostgres, free_port
-from tests.conftest import run_workload
 from tests.support.cli import observatory as run_observatory
+from tests.support.postgres import run_workload
 
 
 def observatory(

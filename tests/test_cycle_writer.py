@@ -15,7 +15,7 @@ from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import STMT
-from tests.test_store import T0, cycle
+from tests.support.cycles import T0, cycle
 
 
 def calls_stored(store: Store) -> float:
@@ -134,7 +134,8 @@ def test_state_is_reloaded_only_once_nothing_of_the_target_is_pending(
     """A dropped cycle makes its collector reload its state from the store, but not while cycles
     computed from the state it has are still queued: that would count their activity twice."""
     from collectors.scheduler import Scheduler
-    from tests.conftest import make_config, new_database
+    from tests.support.postgres import new_database
+    from tests.support.stores import make_config
 
     dsn = pg.dsn(dbname=new_database(pg, "resync"))
     with psycopg.connect(dsn, autocommit=True) as conn:

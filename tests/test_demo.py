@@ -18,14 +18,15 @@ import pytest
 import redis
 
 from dashboard.advisor.database import Workload as AdviseWorkload
-from dashboard.advisor.database import advise_database
-from dashboard.demo.erp import Workload, create_analytics_schema, create_schema
+from dashboard.advisor.database import advice_report
+from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
 from dashboard.demo.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
 from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = 0.02  # 400 customers, 2,000 orders: seeded in well under a second
 CAPS = {"orders": 1500, "events": 3000, "page_views": 1500}  # below the seeded counts: must trim
+pytestmark = pytest.mark.slow  # its own servers and the whole demo: 4 to 20 s a test
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_workload_runs_every_family_as_two_roles_and_stays_bounded(cluster: Thro
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
 
-    workload = Workload(
+    workload = ErpWorkload(
         erp, clients=4, rate=60, analytics_dsn=analytics, housekeeping_every=1.0, max_rows=CAPS
     ).start()
     try:
@@ -103,11 +104,11 @@ def test_workload_runs_every_family_as_two_roles_and_stays_bounded(cluster: Thro
     assert family(r"UPDATE products SET price")[2] > 200  # ... and another client's update waited
     assert family(r"order_week\(created_at\)")[:2] == ("erp", "reporting")
     # ... which calls a user's IMMUTABLE function: the advisor leaves it unplanned and says why.
-    advice = advise_database(
+    advice = advice_report(
         erp, workload=AdviseWorkload(min_calls=1, min_mean_ms=0), health=False, allow_privileged=True
     )
-    (weekly,) = [s for s in advice["skipped"] if "order_week(created_at)" in s["statement"]]
-    assert "calls public.order_week(timestamp with time zone)" in weekly["reason"], weekly
+    (weekly,) = [s for s in advice.skipped if "order_week(created_at)" in s.statement]
+    assert "calls public.order_week(timestamp with time zone)" in weekly.reason, weekly
     # Bounded: housekeeping trimmed below the seeded counts (plus at most a second of new rows).
     assert _count(erp, "orders") <= CAPS["orders"] + 60
     assert _count(erp, "events") <= CAPS["events"] + 120

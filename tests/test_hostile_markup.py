@@ -35,8 +35,9 @@ from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
-from tests.conftest import collect_once, make_config, new_database
 from tests.support.browser import CELLS, serve, settle, shoot
+from tests.support.postgres import new_database
+from tests.support.stores import collect_once, make_config
 
 GOOD = "www.evil.example"  # target names allow [A-Za-z0-9_.:-]: a GFM autolink, literally
 DOWN = "down:streamlit:"  # Streamlit's logo shortcode
@@ -70,7 +71,6 @@ class Receiver:
         self.server.server_close()
 
 
-# -- copied from tests/test_browser.py -------------------------------------------------------------
 # -- the hostile store, served ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:

@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from dashboard.advisor.health import IndexHealth, human_bytes, index_health
+from dashboard.advisor.health import human_bytes, index_health
+from dashboard.core.advice import IndexHealthReport
 from dashboard.servers.throwaway import ThrowawayPostgres
-from tests.conftest import new_database
+from tests.support.postgres import new_database
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def db(pg: ThrowawayPostgres) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def check(conn: psycopg.Connection, **limits: int) -> IndexHealth:
+def check(conn: psycopg.Connection, **limits: int) -> IndexHealthReport:
     """Every threshold at its most permissive unless a test says otherwise."""
     return index_health(
         conn,
@@ -304,4 +305,4 @@ def test_pg_monitor_role_gets_the_same_findings(pg: ThrowawayPostgres, db: psyco
     assert hidden == {"child_indexed_parent", "child_pair_code", "child_pair_ok_idx"}  # nullable
     assert all(f"public.{name}" in monitor.notes[0] for name in hidden)
     # With SELECT on the tables everything matches.
-    assert granted.to_dict() == owner.to_dict()
+    assert granted.model_dump(mode="json") == owner.model_dump(mode="json")

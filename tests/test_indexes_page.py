@@ -1,121 +1,24 @@
 """The Indexes page and Query detail's index advice, through AppTest, on a store of real advice.
 
 The advice comes the way the daemon makes it: a database with the shop schema and HypoPG on the
-session server, a workload, two real collector cycles, then `advise_target`.
+session server, a workload, two real collector cycles, then `advise_target`; an error report (what the
+daemon stores for a database it cannot read) is written directly.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-
-import psycopg
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
-
-from collectors.jobs.advisor import advise_target
-from dashboard.servers.throwaway import ThrowawayPostgres
+from dashboard.core.advice import AdviceReport
 from dashboard.store import Store
-from dashboard.store.engine import make_engine
-from dashboard.store.reads import statement_ids_by_text
 from dashboard.ui import frame as ui
-from tests.conftest import advisor_dsn, collect_once, make_config, new_database
-
-APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
-INDEXES = "../pages/indexes.py"
-QUERY = "../pages/query.py"
-TARGET = "shop"
-SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
-REF = "SELECT * FROM orders WHERE ref = $1"
-SEGMENT = "SELECT count(*) FROM customers WHERE segment = $1"
-REF_INDEX = "CREATE INDEX CONCURRENTLY ON public.orders (ref);"
-FK_INDEX = "CREATE INDEX CONCURRENTLY ON public.orders (customer_id);"
-
-
-def advised_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Build once per session (the browser tests use it too): {url, config, datname}.
-
-    Kept in the session's base temp folder rather than a fixture's cache, so test modules that
-    import this (under another module name) still share one build.
-    """
-    folder = tmp_path_factory.getbasetemp() / "advised"
-    made = folder / "advised.json"
-    if made.exists():
-        return json.loads(made.read_text())
-    folder.mkdir(exist_ok=True)
-    datname = new_database(pg, "advised")
-    dsn = pg.dsn(dbname=datname)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("CREATE EXTENSION hypopg")
-    url = f"sqlite:///{folder / 'store.db'}"
-    target_dsn = advisor_dsn(pg, datname)  # the least-privilege role: the advisor refuses a superuser
-    config = make_config(url, [{"name": TARGET, "dsn": target_dsn, "interval": "60s"}])
-    store = Store(url)
-    now = int(time.time())
-    collect_once(config, store, now - 60)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for i in range(30):  # sequential scans of 200k-300k rows: well above the 1 ms mean threshold
-            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
-            conn.execute(
-                "SELECT * FROM customers WHERE lower(email) = lower(%s)", (f"customer{i}@example.org",)
-            )
-        for segment in ("retail", "wholesale", "partner") * 4:
-            conn.execute("SELECT count(*) FROM customers WHERE segment = %s", (segment,))
-    collect_once(config, store, now)
-    outcome = advise_target(store, config.targets.postgres[0])
-    store.close()
-    assert outcome[datname] is None, outcome
-    config_file = folder / "observatory.yaml"
-    config_file.write_text(
-        f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: {target_dsn}\n"
-    )
-    found = {"url": url, "config": str(config_file), "datname": datname}
-    made.write_text(json.dumps(found))
-    return found
-
-
-@pytest.fixture(scope="module")
-def advised(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return advised_store(pg, tmp_path_factory)
-
-
-def statement_id(advised: dict[str, str], text: str) -> int:
-    engine = make_engine(advised["url"], readonly=True)
-    try:
-        ids = statement_ids_by_text(engine, 1, [text, "no such statement"], datname=advised["datname"])
-    finally:
-        engine.dispose()
-    assert list(ids) == [text], "the workload's statement is missing from the advised store"
-    return ids[text]
-
-
-def open_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, page: str, **params: str) -> AppTest:
-    monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    at.switch_page(page)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+from tests.support.advised import FK_INDEX, REF, REF_INDEX, SEGMENT, TARGET, statement_id
+from tests.support.apptest import empty_store_config, no_exception, open_page, texts
 
 
 def test_no_report_yet(monkeypatch, tmp_path, populated_store) -> None:
-    empty = tmp_path / "empty.db"
-    empty.touch()
-    config_file = tmp_path / "observatory.yaml"
-    config_file.write_text(f"store: sqlite:///{empty}\n")
-    for config in (config_file, populated_store[1]):  # no store at all; collected but never advised
-        at = open_app(monkeypatch, config, INDEXES)
+    empty = empty_store_config(tmp_path)
+    for config in (empty, populated_store[1]):  # no store at all; collected but never advised
+        at = open_page(monkeypatch, config, "indexes")
+        no_exception(at)
         message = texts(at.info)
         assert "No index advice yet" in message
         assert "observatory collect" in message and "advise_interval" in message
@@ -123,8 +26,27 @@ def test_no_report_yet(monkeypatch, tmp_path, populated_store) -> None:
         assert not at.code
 
 
+def test_an_error_report_stops_at_its_header(monkeypatch, tmp_path) -> None:
+    """A database the advisor could not read: when, and the error; no suggestions, skipped
+    statements or health below it."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    store.write_advice(
+        "postgres", TARGET, "gone", 1_700_000_000, AdviceReport.failed("no such database"), 1.0
+    )
+    store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: dbname=gone\n")
+    at = open_page(monkeypatch, config, "indexes")
+    no_exception(at)
+    assert [e.value for e in at.error] == ["The advisor could not read this database: no such database"]
+    assert "report made" in texts(at.caption)
+    assert [h.value for h in at.subheader] == [] and not at.code
+
+
 def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
-    at = open_app(monkeypatch, advised["config"], INDEXES, db=f"{TARGET}/{advised['datname']}")
+    at = open_page(monkeypatch, advised["config"], "indexes", db=f"{TARGET}/{advised['datname']}")
+    no_exception(at)
     codes = [c.value for c in at.code]
     assert REF_INDEX in codes
     assert "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)));" in codes
@@ -146,12 +68,14 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     assert "None found." in texts(at.caption)  # no invalid index here
     # Every database of the target has a report; `?db=` picks one (Query detail links that way).
     other = at.selectbox[0].options[-1]
-    at = open_app(monkeypatch, advised["config"], INDEXES, db=other)
+    at = open_page(monkeypatch, advised["config"], "indexes", db=other)
+    no_exception(at)
     assert f"**{other.split('/', 1)[1].replace('_', chr(92) + '_')}** on **{TARGET}**" in texts(at.caption)
 
 
 def test_query_detail_shows_the_suggested_index(monkeypatch, advised) -> None:
-    at = open_app(monkeypatch, advised["config"], QUERY, id=str(statement_id(advised, REF)))
+    at = open_page(monkeypatch, advised["config"], "query", id=str(statement_id(advised, REF)))
+    no_exception(at)
     assert "Suggested index" in texts(at.subheader)
     assert REF_INDEX in [c.value for c in at.code]
     assert "→" in texts(at.markdown) and "proven with HypoPG" in texts(at.markdown)
@@ -160,16 +84,18 @@ def test_query_detail_shows_the_suggested_index(monkeypatch, advised) -> None:
 
 
 def test_query_detail_says_why_no_index(monkeypatch, advised) -> None:
-    at = open_app(monkeypatch, advised["config"], QUERY, id=str(statement_id(advised, SEGMENT)))
+    at = open_page(monkeypatch, advised["config"], "query", id=str(statement_id(advised, SEGMENT)))
+    no_exception(at)
     assert "Suggested index" not in texts(at.subheader)
     assert "No index suggested: " in texts(at.caption)
 
 
 def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
-    at = open_app(monkeypatch, advised["config"], INDEXES, db=f"{TARGET}/{advised['datname']}")
+    at = open_page(monkeypatch, advised["config"], "indexes", db=f"{TARGET}/{advised['datname']}")
+    no_exception(at)
     assert at.selectbox[-1].value.startswith(f"{TARGET}/")  # the form's database: a report's
     at.text_area[0].input("SELECT * FROM orders WHERE region = $1 AND channel = $2")
     (submit,) = [b for b in at.button if b.label == "Advise"]
     submit.click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    no_exception(at)
     assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in [c.value for c in at.code]

@@ -10,47 +10,21 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from dashboard.analysis.sqltext import format_sql
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
+from tests.support.apptest import empty_store_config, no_exception, open_app, page_file, texts
 
-APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
-QUERIES = "../pages/queries.py"  # switch_page paths are relative to the entrypoint's folder
-QUERY = "../pages/query.py"
-
-
-def open_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, **params: str) -> AppTest:
-    """The app on the store the config names, with fresh caches (keys are per store, but the
-    engine of a deleted temp store must not outlive its test)."""
-    monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=30)
-    for key, value in params.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+QUERIES = page_file("queries")
+QUERY = page_file("query")
 
 
 @pytest.fixture
 def empty_config(tmp_path: Path) -> Path:
     """A config naming an existing but empty SQLite file, as a fresh `touch store.db` leaves it."""
-    store = tmp_path / "empty.db"
-    store.touch()
-    config_file = tmp_path / "observatory.yaml"
-    config_file.write_text(f"store: sqlite:///{store}\n")
-    return config_file
+    return empty_store_config(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from dashboard.servers.throwaway import ThrowawayPostgres, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, statement_totals, target_statuses
 from dashboard.store.schema import STMT, statements
-from tests.conftest import collect_once, make_config, new_database, run_workload
+from tests.support.postgres import new_database, run_workload
+from tests.support.stores import collect_once, make_config
 
 LOOKUP = "SELECT * FROM orders WHERE id = $1"
 

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from collectors.postgres import collector as pgc
+from collectors.postgres import reads as pgc
 from collectors.postgres.arrays import float8_rows, register_int8_array
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.schema import STATEMENT_COUNTERS
-from tests.conftest import new_database, run_workload
+from tests.support.postgres import new_database, run_workload
 
 
 @pytest.mark.parametrize("version", [130000, 140000, 150000])

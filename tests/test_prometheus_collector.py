@@ -33,10 +33,11 @@ from dashboard.demo.service import (
 from dashboard.servers.throwaway import ThrowawayNodeExporter, ThrowawayPrometheus, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, target_statuses
-from tests.conftest import collect_once
+from tests.support.stores import collect_once
 
 EVERYTHING = Window(0, 4_000_000_000)
 WINDOW = "15s"
+pytestmark = pytest.mark.slow  # Prometheus waiting for its scrapes: 9 s for the world, 9 s a traffic pattern
 RULES = """
 groups:
   - name: observatory-tests
@@ -182,6 +183,20 @@ def test_a_query_with_several_series_keeps_their_labels(world: World, store: Sto
     assert frame[f"name=up,instance={world.service.address},job=demo"] == 1.0
     assert frame[f"name=up,instance={world.closed},job=demo"] == 0.0
     assert not any("__name__" in labels for labels in frame.index)
+
+
+def test_series_told_apart_only_by_metric_name_are_all_kept(world: World, store: Store) -> None:
+    """A selector over several metrics returns series whose labels differ only in __name__: each
+    keeps its value under a `metric=` label instead of overwriting the one before it."""
+    instance = world.service.address
+    expr = f'{{__name__=~"up|scrape_samples_scraped", instance="{instance}"}}'
+    now = int(time.time())
+    collect_once(make_config(store, target(world.prom.url, series={"mix": {"expr": expr}})), store, now)
+    frame = points(store)
+    labels = set(frame[frame["ts"] == now]["labels"])
+    base = f"name=mix,instance={instance},job=demo"
+    assert len(labels) == 2 and base in labels, labels
+    assert f"{base},metric=scrape_samples_scraped" in labels or f"{base},metric=up" in labels, labels
 
 
 # -- back-fill ---------------------------------------------------------------------------------------

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import redis
 from sqlalchemy import select
 
 from bench import redis_cycle
-from collectors.redis.collector import HINT_PASSWORD
-from dashboard.core import config as config_mod
+from collectors.redis.connection import HINT_PASSWORD
 from dashboard.servers.throwaway import ThrowawayRedis, free_port
 from dashboard.store import Store
-from dashboard.store.reads import Window, series_frame, slowlog_entries, target_statuses
+from dashboard.store.reads import Window, slowlog_entries
 from dashboard.store.schema import target_status
-from tests.conftest import collect_once
+from tests.support.redis_target import at, client, fill_queues, make_config, series, status_of, target
+from tests.support.stores import collect_once
 
 BUSY_LOOP = "local i = 0 while i < 5000000 do i = i + 1 end return i"  # ~25 ms of Lua: > 10 ms
-EVERYTHING = Window(0, 4_000_000_000)
 
 
 class RedisWith(ThrowawayRedis):
@@ -47,43 +42,6 @@ def server() -> Iterator[ThrowawayRedis]:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'store.db'}")
-
-
-def client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
-
-
-def target(url: str, name: str = "cache-1", **extra) -> dict:
-    return {"name": name, "url": url, "interval": "15s", "timeout": "2s", **extra}
-
-
-def make_config(store: Store, *targets: dict) -> config_mod.Config:
-    return config_mod.from_dict({"store": store.url, "targets": {"redis": list(targets)}})
-
-
-def series(store: Store, name: str, labels: str | None = None, target_name: str = "cache-1") -> pd.DataFrame:
-    """Stored points of one series (raw level): ts, labels, sum (a counter's delta or a gauge)."""
-    tid = store.target_id("redis", target_name)
-    frame = series_frame(store.engine, [tid], [name], EVERYTHING, "raw")
-    return frame if labels is None else frame[frame["labels"] == labels]
-
-
-def at(store: Store, name: str, ts: int, labels: str = "", target_name: str = "cache-1") -> float:
-    """The value stored for one series at one cycle (a counter's delta, a gauge's reading)."""
-    frame = series(store, name, labels, target_name)
-    values = frame.loc[frame["ts"] == ts, "sum"].tolist()
-    assert len(values) == 1, f"{name} {labels} at {ts}: {values}"
-    return values[0]
-
-
-def status_of(store: Store, name: str = "cache-1") -> pd.Series:
-    frame = target_statuses(store.engine)
-    return frame[(frame["kind"] == "redis") & (frame["name"] == name)].iloc[0]
-
-
-def nearest_rank(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 # -- cache health ---------------------------------------------------------------------------------------
@@ -219,118 +177,6 @@ def test_restart_gives_no_negative_delta_and_no_spike(server: ThrowawayRedis, st
         "redis.cpu.user_seconds",
     ):
         assert (series(store, name)["sum"] >= 0).all(), name
-
-
-# -- job queues ----------------------------------------------------------------------------------------
-def fill_queues(r: redis.Redis, now: int) -> dict:
-    """BullMQ-, RQ- and Celery-shaped queues written with real commands; returns what to expect."""
-    expected: dict = {}
-    # BullMQ "email": 5 waiting (LPUSH: the oldest at the tail), 2 active, 3 delayed, 2 prioritized,
-    # 1 waiting on children, a paused list with one older job, and a paused flag in meta.
-    for job in range(1, 6):
-        r.hset(f"bull:email:{job}", mapping={"name": "send", "timestamp": (now - 300 + job) * 1000})
-        r.lpush("bull:email:wait", job)
-    r.lpush("bull:email:active", "a1", "a2")
-    r.zadd("bull:email:delayed", {f"d{n}": ((now + 60) * 1000) * 0x1000 + n for n in range(3)})
-    r.zadd("bull:email:prioritized", {"p1": 1, "p2": 2})
-    r.zadd("bull:email:waiting-children", {"parent": 0})
-    r.hset("bull:email:p0", mapping={"timestamp": (now - 400) * 1000})
-    r.lpush("bull:email:paused", "p0")
-    r.hset("bull:email:meta", mapping={"paused": 1, "opts.maxLenEvents": 10000})
-    expected["bullmq_oldest"] = 400
-    # RQ "default": 4 queued (RPUSH: the oldest at the head), registries scored by expiry.
-    for n in range(4):
-        enqueued = datetime.fromtimestamp(now - 120 + n, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        r.hset(f"rq:job:j{n}", mapping={"enqueued_at": enqueued, "status": "queued"})
-        r.rpush("rq:queue:default", f"j{n}")
-    r.zadd("rq:wip:default", {"w1": now + 180, "w2": now + 180})
-    r.zadd("rq:finished:default", {f"f{n}": now + 500 for n in range(5)})
-    r.zadd("rq:failed:default", {"x1": now + 3600})
-    r.zadd("rq:deferred:default", {"df": -1})
-    r.zadd("rq:scheduled:default", {"s1": now + 60, "s2": now + 120})
-    expected["rq_oldest"] = 120
-    # Celery "celery": kombu's list plus priority lists (separator \x06\x16), and unacked.
-    r.lpush("celery", *[f'{{"n": {n}}}' for n in range(6)])
-    r.lpush("celery\x06\x163", "m1", "m2")
-    r.lpush("celery\x06\x169", "m3")
-    r.hset("unacked", mapping={"tag1": "m", "tag2": "m", "tag3": "m"})
-    return expected
-
-
-def finish_bullmq_jobs(r: redis.Redis, times: list[tuple[str, int, int, int, str]]) -> None:
-    """Jobs as BullMQ leaves them: a hash with timestamp/processedOn/finishedOn (ms), scored in
-    the completed or failed set by finish time."""
-    for job, created, processed, finished, outcome in times:
-        r.hset(
-            f"bull:email:{job}",
-            mapping={"timestamp": created, "processedOn": processed, "finishedOn": finished},
-        )
-        r.zadd(f"bull:email:{outcome}", {job: finished})
-
-
-def test_queue_depths_throughput_ages_and_times(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
-    t1 = int(time.time()) - 120
-    t2, t3 = t1 + 60, t1 + 120
-    expected = fill_queues(r, t2)
-    queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
-    config = make_config(store, target(server.url, queues=queues))
-    # Finished before the first cycle: in the sets, never counted as this interval's.
-    old = (t1 - 90) * 1000
-    finish_bullmq_jobs(r, [(f"old{n}", old, old + 10_000, old + 20_000, "completed") for n in range(3)])
-    collect_once(config, store, t1)
-    # 20 completions and 4 failures in (t1, t2]; 2 more completions in (t2, t3].
-    done = []
-    for n in range(20):
-        created = (t1 + 1) * 1000 + n * 100
-        processed = created + 250 * (n + 1)  # waits 250 .. 5000 ms
-        done.append((f"c{n}", created, processed, processed + 40 * (n % 7 + 1), "completed"))
-    done += [(f"f{n}", (t1 + 2) * 1000, (t1 + 3) * 1000, (t1 + 4) * 1000, "failed") for n in range(4)]
-    done += [(f"late{n}", t2 * 1000 + 1, t2 * 1000 + 2, t2 * 1000 + 500, "completed") for n in range(2)]
-    finish_bullmq_jobs(r, done)
-    r.zadd("rq:finished:default", {f"f{n}": t2 + 500 for n in range(5, 8)})  # 3 more finished
-    r.zadd("rq:failed:default", {"x2": t2 + 3600})
-    assert collect_once(config, store, t2)[0].status.state == "ok"
-
-    bull = "lib=bullmq,queue=email"
-    depths = {"wait": 5, "active": 2, "paused": 1, "delayed": 3, "prioritized": 2}
-    depths |= {"waiting-children": 1, "completed": 25, "failed": 4}
-    for state, depth in depths.items():
-        assert at(store, "redis.queue.depth", t2, f"{bull},state={state}") == depth, state
-    assert at(store, "redis.queue.paused", t2, bull) == 1
-    assert at(store, "redis.queue.completed", t2, bull) == 20  # the two "late" ones are t3's
-    assert at(store, "redis.queue.failed", t2, bull) == 4
-    assert at(store, "redis.queue.oldest_age_s", t2, bull) == expected["bullmq_oldest"]
-    in_window = [d for d in done if d[4] == "completed" and d[3] <= t2 * 1000]
-    waits = [p - c for _, c, p, _, _ in in_window]
-    runs = [f - p for _, _, p, f, _ in in_window]
-    for label, share in (("p50", 0.5), ("p95", 0.95)):
-        assert at(store, "redis.queue.wait_ms", t2, f"{bull},quantile={label}") == nearest_rank(waits, share)
-        assert at(store, "redis.queue.run_ms", t2, f"{bull},quantile={label}") == nearest_rank(runs, share)
-
-    rq = "lib=rq,queue=default"
-    depths = {"queued": 4, "started": 2, "finished": 8, "failed": 2, "deferred": 1, "scheduled": 2}
-    for state, depth in depths.items():
-        assert at(store, "redis.queue.depth", t2, f"{rq},state={state}") == depth, state
-    assert at(store, "redis.queue.completed", t2, rq) == 3
-    assert at(store, "redis.queue.failed", t2, rq) == 1
-    assert at(store, "redis.queue.oldest_age_s", t2, rq) == pytest.approx(expected["rq_oldest"], abs=0.01)
-
-    assert at(store, "redis.queue.depth", t2, "lib=celery,queue=celery,state=queued") == 9
-    assert at(store, "redis.queue.unacked", t2, "lib=celery") == 3
-
-    # Next interval: the two late completions, once; RQ's registry shrinks (expired entries
-    # cleaned up): no negative throughput.
-    r.zrem("rq:finished:default", "f0", "f1", "f2", "f3")
-    r.rpop("bull:email:wait")  # a worker took job 1: job 2 is now the oldest waiting
-    r.delete("bull:email:paused")
-    assert collect_once(config, store, t3)[0].status.state == "ok"
-    assert at(store, "redis.queue.completed", t3, bull) == 2
-    assert at(store, "redis.queue.failed", t3, bull) == 0
-    assert at(store, "redis.queue.completed", t3, rq) == 0
-    assert at(store, "redis.queue.oldest_age_s", t3, bull) == t3 - (t2 - 300 + 2)
-    assert at(store, "redis.queue.wait_ms", t3, f"{bull},quantile=p50") == 1
-    assert at(store, "redis.queue.run_ms", t3, f"{bull},quantile=p95") == 498
 
 
 # -- failures -------------------------------------------------------------------------------------------

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from dashboard.analysis import services as service_views
 from dashboard.analysis import slo
@@ -23,96 +20,21 @@ from dashboard.core import config as config_mod
 from dashboard.core import metrics
 from dashboard.core.config import Series
 from dashboard.core.records import Cycle, Point, Status
-from dashboard.demo.service import DemoService, Traffic, expected_error_ratio, expected_quantile
-from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayPrometheus, free_port
+from dashboard.demo.service import Traffic, expected_error_ratio, expected_quantile
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame, target_details
 from dashboard.ui import frame as ui
-from tests.conftest import collect_once, new_database, run_workload
+from tests.support.apptest import empty_store_config, no_exception, open_page, texts
+from tests.support.services import TARGET
 
-APP = "../dashboard/app.py"  # AppTest resolves it against this file's folder
-SERVICES = "../pages/services.py"
-TARGET = "svc"
 EVERYTHING = Window(0, 4_000_000_000)
-RULES = """groups:
-  - name: tests
-    rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-        labels: {severity: critical}
-        annotations: {summary: fires from the first evaluation on}
-      - alert: AlwaysPending
-        expr: vector(1)
-        for: 1h
-        labels: {severity: warning}
-"""
-
-
-def _wait_for_scrapes(prom: ThrowawayPrometheus, timeout: float = 20.0) -> None:
-    """Until rate() over the exporter's histogram has two samples to work with, and the rules have
-    been evaluated (on a loaded machine the first evaluation can come after the third scrape)."""
-    import urllib.parse
-    import urllib.request
-
-    def query(expr: str) -> list[dict]:
-        encoded = urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(f"{prom.url}/api/v1/query?{encoded}", timeout=2) as resp:
-            return json.loads(resp.read())["data"]["result"]
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        scrapes = query("count_over_time(http_requests_total[1m])")
-        firing = query('ALERTS{alertname="AlwaysFiring",alertstate="firing"}')
-        if scrapes and min(float(r["value"][1]) for r in scrapes) >= 3 and firing:
-            return
-        time.sleep(0.3)
-    raise AssertionError("in 20 s prometheus scraped the exporter fewer than 3 times or fired no alert")
-
-
-def services_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Build once per session (the browser test uses it too): {url, config}."""
-    folder = tmp_path_factory.getbasetemp() / "services-page"
-    made = folder / "made.json"
-    if made.exists():
-        return json.loads(made.read_text())
-    folder.mkdir(exist_ok=True)
-    url = f"sqlite:///{folder / 'store.db'}"
-    dbname = new_database(pg, "services")
-    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there: a scrape target that is down
-    with DemoService() as exporter, ThrowawayPrometheus([exporter.address, nowhere], rules=RULES) as prom:
-        targets = {
-            "postgres": [{"name": "erp", "dsn": pg.dsn(dbname=dbname), "interval": "60s"}],
-            "prometheus": [
-                {"name": TARGET, "url": prom.url, "interval": "2s", "preset": "seed", "backfill": "1m"}
-            ],
-        }
-        config = config_mod.from_dict({"store": url, "targets": targets})
-        store = Store(url)
-        _wait_for_scrapes(prom)
-        for i in range(3):
-            cycles = collect_once(config, store)
-            assert {c.kind: c.status.state for c in cycles}["postgres"] == "ok"
-            if i < 2:
-                run_workload(pg.dsn(dbname=dbname))
-                time.sleep(1.1)  # cycles in distinct seconds
-        store.close()
-    config_file = folder / "observatory.yaml"
-    config_file.write_text(json.dumps({"store": url, "targets": targets}))  # JSON is YAML
-    found = {"url": url, "config": str(config_file)}
-    made.write_text(json.dumps(found))
-    return found
 
 
 @pytest.fixture(scope="module")
-def populated(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return services_store(pg, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def stored(populated: dict):
+def stored(services_populated: dict):
     """The service target's stored readings (raw level) and its status details."""
-    engine = make_engine(populated["url"], readonly=True)
+    engine = make_engine(services_populated["url"], readonly=True)
     try:
         tid = int(
             engine.connect().exec_driver_sql(f"SELECT id FROM targets WHERE name = '{TARGET}'").scalar_one()
@@ -125,31 +47,9 @@ def stored(populated: dict):
         engine.dispose()
 
 
-def open_services(monkeypatch: pytest.MonkeyPatch, config_file: str | Path) -> AppTest:
-    monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.run()
-    at.switch_page(SERVICES).run()
-    return at
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 # -- the page -------------------------------------------------------------------------------------
 def test_empty_store_explains_how_to_configure_prometheus(monkeypatch, tmp_path) -> None:
-    store = tmp_path / "empty.db"
-    store.touch()
-    config_file = tmp_path / "observatory.yaml"
-    config_file.write_text(f"store: sqlite:///{store}\n")
-    at = open_services(monkeypatch, config_file)
+    at = open_page(monkeypatch, empty_store_config(tmp_path), "services")
     no_exception(at)
     message = texts(at.info)
     assert "No Prometheus target" in message
@@ -167,15 +67,15 @@ def test_configured_but_never_collected(monkeypatch, tmp_path) -> None:
         f"store: sqlite:///{tmp_path / 'fresh.db'}\n"
         "targets:\n  prometheus:\n    - {name: prod, url: 'http://127.0.0.1:9', preset: seed}\n"
     )
-    at = open_services(monkeypatch, config_file)
+    at = open_page(monkeypatch, config_file, "services")
     no_exception(at)
     assert "No service data yet" in texts(at.info)
     assert "prod" in texts(at.markdown)  # its health card
 
 
-def test_scorecard_charts_alerts_and_down_targets(monkeypatch, populated, stored) -> None:
+def test_scorecard_charts_alerts_and_down_targets(monkeypatch, services_populated, stored) -> None:
     frame, _ = stored
-    at = open_services(monkeypatch, populated["config"])
+    at = open_page(monkeypatch, services_populated["config"], "services")
     no_exception(at)
     card = at.dataframe[0].value
     rows = card.set_index("objective")
@@ -208,8 +108,8 @@ def test_scorecard_charts_alerts_and_down_targets(monkeypatch, populated, stored
     )  # the collector's hint, from the health banner
 
 
-def test_overlay_puts_a_query_beside_a_service_series(monkeypatch, populated) -> None:
-    at = open_services(monkeypatch, populated["config"])
+def test_overlay_puts_a_query_beside_a_service_series(monkeypatch, services_populated) -> None:
+    at = open_page(monkeypatch, services_populated["config"], "services")
     service, beside = at.selectbox(key="overlay_service"), at.selectbox(key="overlay_other")
     assert "api_p95_ms" in service.options
     assert any(o.startswith("Query #") for o in beside.options), beside.options

@@ -12,7 +12,7 @@ import pytest
 
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
-from tests.test_store import T0, cycle
+from tests.support.cycles import T0, cycle
 
 
 def mode(path: Path) -> int:

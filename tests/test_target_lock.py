@@ -25,7 +25,7 @@ from dashboard.store import Store
 from dashboard.store.locks import FileLocks, lock_key, target_locks
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import STMT, statements
-from tests.conftest import run_workload
+from tests.support.postgres import run_workload
 
 
 def test_a_second_taker_is_refused_and_told_who_holds_it(store_url: str) -> None:
@@ -204,6 +204,7 @@ def stored_calls(store: Store, datname: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+@pytest.mark.slow  # daemons collecting for real: about 7 s
 def test_two_daemons_and_collect_once_count_every_call_once(
     pg: ThrowawayPostgres, database: str, store_url: str, tmp_path: Path, daemons
 ) -> None:
@@ -239,6 +240,7 @@ def test_two_daemons_and_collect_once_count_every_call_once(
     store.close()
 
 
+@pytest.mark.slow  # daemons collecting for real: about 5 s
 def test_lock_of_a_killed_daemon_is_free_and_a_waiting_daemon_stops_at_once(
     pg: ThrowawayPostgres, database: str, store_url: str, tmp_path: Path, daemons
 ) -> None:

@@ -82,6 +82,7 @@ def _get_json(url: str) -> dict:
         return json.load(resp)
 
 
+@pytest.mark.slow  # about 6 s to scrape, 10 s to stop
 def test_prometheus_scrapes_itself() -> None:
     port = free_port()
     with ThrowawayPrometheus([f"127.0.0.1:{port}"], port=port) as prom:

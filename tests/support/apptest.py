@@ -1,0 +1,73 @@
+"""The app through Streamlit's AppTest: the real entrypoint and page scripts, in-process.
+
+The store is chosen the way `observatory serve` chooses it, through $OBSERVATORY_CONFIG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+# AppTest.from_file resolves a relative path against the calling file's folder: give it no choice.
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+def page_file(name: str) -> str:
+    """A page script as `switch_page` takes it: relative to the entrypoint's folder."""
+    return f"../pages/{name}.py"
+
+
+def new_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, *, timeout: float = 30) -> AppTest:
+    """The app on the store the config names, not yet run, with fresh caches (keys are per store,
+    but the engine of a deleted temp store must not outlive its test)."""
+    monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return AppTest.from_file(APP, default_timeout=timeout)
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, **params: str | list[str]) -> AppTest:
+    """The entry page, run once, with these URL query parameters."""
+    at = new_app(monkeypatch, config_file)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def open_page(
+    monkeypatch: pytest.MonkeyPatch,
+    config_file: str | Path,
+    page: str,
+    *,
+    timeout: float = 30,
+    **params: str,
+) -> AppTest:
+    """The app run once, then `page` (a pages/ script name, e.g. "indexes") with these URL query
+    parameters."""
+    at = new_app(monkeypatch, config_file, timeout=timeout).run()
+    at.switch_page(page_file(page))
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(elements) -> str:
+    """The values of a run's elements of one kind (at.info, at.markdown ...), one a line."""
+    return "\n".join(str(e.value) for e in elements)
+
+
+def empty_store_config(folder: Path, rest: str = "") -> Path:
+    """An observatory.yaml in `folder` naming an existing but empty SQLite file, as a fresh
+    `touch store.db` leaves it, then `rest` (more YAML: targets ...)."""
+    store = folder / "empty.db"
+    store.touch()
+    config_file = folder / "observatory.yaml"
+    config_file.write_text(f"store: sqlite:///{store}\n{rest}")
+    return config_file

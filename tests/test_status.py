@@ -1,0 +1,93 @@
+"""The target status merge (dashboard.analysis.targets), shared by the pages and `observatory status`,
+and the reader's view of a store nobody has written yet."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from dashboard.analysis.reader import Reader
+from dashboard.core import config as config_mod
+from dashboard.store import Store
+from dashboard.store.engine import make_engine
+from dashboard.store.migrations import current_version
+from dashboard.store.rates import rate, widths
+from tests.support.cli import observatory
+from tests.support.cycles import T0, cycle
+
+TARGETS = {
+    "postgres": [{"name": "erp", "dsn": "postgresql://monitor@127.0.0.1:1/erp"}],
+    "redis": [{"name": "cache-9", "url": "redis://127.0.0.1:1/0"}],
+    "prometheus": [{"name": "prod", "url": "http://127.0.0.1:9", "preset": "seed"}],
+}
+
+
+def write_config(tmp_path: Path, store: str) -> Path:
+    path = tmp_path / "observatory.yaml"
+    path.write_text(json.dumps({"store": store, "targets": TARGETS}))
+    return path
+
+
+def test_status_lists_every_configured_target_of_every_kind(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    try:
+        store.write_cycle(cycle(T0 + 60, {1: 2}))  # erp was collected; the others never were
+    finally:
+        store.close()
+    config = write_config(tmp_path, url)
+    env = {k: v for k, v in os.environ.items() if k != "OBSERVATORY_CONFIG"}
+
+    result = observatory("status", "--json", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {(t["kind"], t["name"]): t for t in json.loads(result.stdout)["targets"]}
+    assert set(rows) == {("postgres", "erp"), ("redis", "cache-9"), ("prometheus", "prod")}
+    assert rows[("postgres", "erp")]["state"] == "ok" and rows[("postgres", "erp")]["samples"] > 0
+    for key in (("redis", "cache-9"), ("prometheus", "prod")):
+        row = rows[key]
+        assert row["configured"] is True and row["state"] == "never collected"
+        assert row["samples"] == 0 and row["failures"] == 0 and row["last_success"] is None
+        assert row["last_error"] is None and row["server_version"] is None
+
+    text = observatory("status", "--config", str(config), env=env).stdout
+    assert "redis/cache-9: never collected, last success never, 0 samples" in text
+    assert "prometheus/prod: never collected, last success never, 0 samples" in text
+
+
+def test_a_store_nobody_wrote_reads_as_empty_and_stays_unwritten(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    config = config_mod.from_dict({"store": url, "targets": TARGETS})
+    reader = Reader.open(config)
+    try:
+        assert reader.targets() == [] and not reader.has_data()
+        statuses = reader.statuses()
+        assert list(zip(statuses["kind"], statuses["name"], strict=True)) == [
+            ("postgres", "erp"),
+            ("redis", "cache-9"),
+            ("prometheus", "prod"),
+        ]
+        assert statuses["configured"].all() and not statuses["stale"].any()
+        assert reader.store.statement(1) is None and reader.store.advice([1]) == []
+    finally:
+        reader.store.close()
+    engine = make_engine(url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            assert current_version(conn) is None  # the reader created no schema
+    finally:
+        engine.dispose()
+
+
+def test_the_rate_rule_divides_by_the_time_the_cycles_covered() -> None:
+    # An hourly bucket written by 10 cycles of a 60 s target covered 600 s, not 3600 s.
+    frame = pd.DataFrame({"target_id": [1, 2], "count": [10, 120], "sum": [1200.0, 7200.0]})
+    covered = widths(frame, "hourly", ["target_id"], {1: 60.0, 2: 60.0})
+    assert covered.tolist() == [600.0, 3600.0]  # never more than the bucket
+    assert rate(frame["sum"], covered).tolist() == [2.0, 2.0]
+    assert widths(frame, "hourly", ["target_id"]).tolist() == [3600, 3600]  # no intervals: the bucket
+    raw = pd.DataFrame({"target_id": [1, 1, 1], "ts": [T0, T0 + 30, T0 + 90]})
+    assert widths(raw, "raw", ["target_id"]).tolist() == [45.0, 30.0, 60.0]  # first: the usual gap
+    assert rate(5.0, 0.0) != rate(5.0, 0.0)  # nothing covered: NaN, not infinity
