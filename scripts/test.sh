@@ -6,4 +6,6 @@ bash scripts/install.sh
 # Importable without the editable install, and no stray .pyc files from root runs.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
+# The import rules of docs/architecture.md first: a broken layer fails in a second, before any server starts.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -q "$@"
