@@ -25,6 +25,7 @@ import numpy as np
 from collectors.postgres.collector import CONNECTION_STATES, DB_COUNTERS, TOTALS
 from dashboard.core.advice import AdviceReport, IndexHealthReport, IndexSuggestion, SkippedStatement
 from dashboard.core.config import Retention
+from dashboard.core.details import PostgresDetails
 from dashboard.core.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 from dashboard.store import Store
 from dashboard.store.schema import STATEMENT_COUNTERS
@@ -249,7 +250,7 @@ def generate(
     population = _Population(statements, moving, seed)
     server = _ServerSeries(seed)
     store = Store(store_url)
-    status_details = {"postmaster_start": start - 86400 * 3, "pgss_reset": None, "dealloc": 0}
+    postmaster_start = start - 86400 * 3
     deltas_written = prunes = 0
     calls = 0.0
     write_seconds = 0.0
@@ -271,7 +272,9 @@ def generate(
                 ts=ts,
                 status=Status(
                     server_version="PostgreSQL 15.10",
-                    details={**status_details, "pgss_snapshot": ts},
+                    details=PostgresDetails(
+                        postmaster_start=postmaster_start, pgss_reset=None, dealloc=0, pgss_snapshot=ts
+                    ),
                 ),
                 duration_ms=35.0,
                 entries=[population.entry(int(i), c) for i, c in zip(idx, cumulative, strict=True)],

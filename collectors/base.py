@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
+from dashboard.core.details import Details
 from dashboard.core.records import Cycle, StatementKey, Status
+
+D = TypeVar("D", bound=Details)
 
 
 class StateSource(Protocol):
@@ -20,7 +23,9 @@ class StateSource(Protocol):
 
     def series_state(self, kind: str, name: str) -> dict[tuple[str, str], float]: ...
 
-    def status_details(self, kind: str, name: str) -> dict[str, Any]: ...
+    def status_details(self, kind: str, name: str) -> Details:
+        """The last successful cycle's details, as the source's registered model (its defaults if none)."""
+        ...
 
 
 class Collector(Protocol):
@@ -54,6 +59,16 @@ class TargetCollector(ABC):
         self.name: str = target.name
         self.interval: float = target.interval
         self._source = state_source
+
+    def _stored_details(self, model: type[D]) -> D:
+        """The details the target's last successful cycle saved (the defaults before the first one).
+        `model` is the one the source registers (dashboard.core.sources): the store parses with it."""
+        found = self._source.status_details(self.kind, self.name)
+        if not isinstance(found, model):
+            raise TypeError(
+                f"{self.kind} details are registered as {type(found).__name__}, not {model.__name__}"
+            )
+        return found
 
     def collect(self, now: int) -> Cycle:
         """One cycle. Never raises for a problem of the target: that becomes a 'down' status."""

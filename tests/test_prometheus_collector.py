@@ -141,15 +141,15 @@ def test_known_traffic_gives_the_expected_slos(world: World, store: Store) -> No
     assert 0 < value_at(store, "name=memory_utilisation", now) < 1
     details = store.status_details("prometheus", "prod")
     seed = seed_series(metrics)
-    assert set(details["series"]) == set(seed)
-    p95 = details["series"]["api_p95_ms"]
-    assert (p95["state"], p95["unit"], p95["target"], p95["expr"]) == (
+    assert set(details.series) == set(seed)
+    p95 = details.series["api_p95_ms"]
+    assert (p95.state, p95.unit, p95.target, p95.expr) == (
         "ok",
         "ms",
         "< 200",
         seed["api_p95_ms"].expr,
     )
-    assert all(s["state"] == "ok" and s["last_ts"] == now for s in details["series"].values())
+    assert all(s.state == "ok" and s.last_ts == now for s in details.series.values())
 
 
 def test_another_traffic_pattern_moves_p95_by_the_interpolation(store: Store) -> None:
@@ -208,7 +208,7 @@ def test_backfill_after_a_gap_lands_on_steps_once(world: World, store: Store) ->
     gap_start = now - 120  # the last successful cycle, two minutes ago (a daemon that was stopped)
     first = collect_once(config, store, gap_start)[0]
     assert first.status.state == "degraded"  # Prometheus had no data yet back then
-    assert store.status_details("prometheus", "prod")["series"]["p95"]["state"] == "no data"
+    assert store.status_details("prometheus", "prod").series["p95"].state == "no data"
 
     cycle = collect_once(config, store, now)[0]  # a new collector: state comes from the store
     assert cycle.status.state == "ok"
@@ -242,16 +242,16 @@ def test_bad_promql_and_unknown_metric_leave_the_others_running(world: World, st
     now = int(time.time())
     cycle = collect_once(config, store, now)[0]
     assert cycle.status.state == "degraded"
-    details = store.status_details("prometheus", "prod")["series"]
-    assert details["p95"]["state"] == "ok"
+    details = store.status_details("prometheus", "prod").series
+    assert details["p95"].state == "ok"
     assert value_at(store, "name=p95", now) == pytest.approx(175, abs=0.01)
     broken = details["broken"]
-    assert broken["state"] == "error" and broken["error"].startswith("HTTP 400: bad_data:")
-    assert "parse error" in broken["error"]
-    assert details["ghost"]["state"] == "no data"
-    assert details["ghost"]["error"] == "no data: the metric may not exist (check the name)"
+    assert broken.state == "error" and broken.error.startswith("HTTP 400: bad_data:")
+    assert "parse error" in broken.error
+    assert details["ghost"].state == "no data"
+    assert details["ghost"].error == "no data: the metric may not exist (check the name)"
     clash = details["clash"]
-    assert clash["state"] == "error" and clash["error"].startswith("HTTP 422: execution:")
+    assert clash.state == "error" and clash.error.startswith("HTTP 422: execution:")
     row = status_row(store)
     assert row["state"] == "degraded" and "broken" in row["last_error"]
     hints = " | ".join(row["hints"])
@@ -259,7 +259,7 @@ def test_bad_promql_and_unknown_metric_leave_the_others_running(world: World, st
         assert f"series {name}:" in hints
     assert points(store, labels="name=ghost").empty and points(store, labels="name=broken").empty
     # The page still gets alerts and targets from a degraded cycle.
-    assert store.status_details("prometheus", "prod")["alerts"]
+    assert store.status_details("prometheus", "prod").alerts
 
 
 def test_down_server_is_a_clear_down_status_without_secrets(
@@ -317,21 +317,21 @@ def test_alerts_and_scrape_targets(world: World, store: Store) -> None:
     assert collect_once(config, store, now)[0].status.state == "ok"
     details = store.status_details("prometheus", "prod")
 
-    firing = [a for a in details["alerts"] if a["name"] == "AlwaysFiring"]
-    assert len(firing) == 1 and firing[0]["state"] == "firing"
-    assert firing[0]["labels"] == {"severity": "critical"} and firing[0]["activeAt"]
-    assert firing[0]["summary"] == "fires from the first evaluation" and float(firing[0]["value"]) == 1
-    assert [a["state"] for a in details["alerts"]] == ["firing", "pending"]  # firing first
+    firing = [a for a in details.alerts if a.name == "AlwaysFiring"]
+    assert len(firing) == 1 and firing[0].state == "firing"
+    assert firing[0].labels == {"severity": "critical"} and firing[0].active_at
+    assert firing[0].summary == "fires from the first evaluation" and float(firing[0].value) == 1
+    assert [a.state for a in details.alerts] == ["firing", "pending"]  # firing first
     assert value_at(store, "state=firing", now, "prom.alerts") == 1
     assert value_at(store, "state=pending", now, "prom.alerts") == 1
 
-    by_instance = {t["instance"]: t for t in details["targets"]}
-    assert by_instance[world.service.address]["health"] == "up"
-    assert by_instance[world.node.address]["health"] == "up"
+    by_instance = {t.instance: t for t in details.targets}
+    assert by_instance[world.service.address].health == "up"
+    assert by_instance[world.node.address].health == "up"
     down = by_instance[world.closed]
-    assert down["health"] == "down" and "connection refused" in down["lastError"]
-    assert down["job"] == "demo" and down["lastScrape"]
-    assert details["targets"][0] == down  # down targets first
+    assert down.health == "down" and "connection refused" in down.last_error
+    assert down.job == "demo" and down.last_scrape
+    assert details.targets[0] == down  # down targets first
     assert value_at(store, "health=up", now, "prom.targets") == 2
     assert value_at(store, "health=down", now, "prom.targets") == 1
 
@@ -341,7 +341,7 @@ def test_nan_is_not_stored(world: World, store: Store) -> None:
     now = int(time.time())
     cycle = collect_once(make_config(store, target(world.prom.url, series=series)), store, now)[0]
     assert cycle.status.state == "ok"  # a 0/0 is no fault of the target
-    assert store.status_details("prometheus", "prod")["series"]["zero"]["state"] == "undefined"
+    assert store.status_details("prometheus", "prod").series["zero"].state == "undefined"
     assert points(store, labels="name=zero").empty
     assert not math.isnan(value_at(store, "name=p95", now))
 

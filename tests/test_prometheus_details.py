@@ -20,15 +20,20 @@ from dashboard.core.records import Cycle, Status
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import target_details
+from tests.support.stores import stored_details
 
 CAPTURED = Path(__file__).with_name("prometheus_stored_details.json").read_text().rstrip("\n")
 
 
-def stored(tmp_path: Path, details: dict[str, object] | PrometheusDetails) -> tuple[Store, PrometheusDetails]:
-    """Write a successful cycle with these details; read them back as the Services page does."""
+def stored(tmp_path: Path, details: str | PrometheusDetails) -> tuple[Store, PrometheusDetails]:
+    """Write a successful cycle with these details (records, or the JSON of a row an earlier version
+    wrote, kept as it is); read them back as the Services page does."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = Store(url)
-    store.write_cycle(Cycle("prometheus", "svc", 1_000, Status(details=details)))
+    if isinstance(details, str):
+        stored_details(store, "prometheus", "svc", details)
+    else:
+        store.write_cycle(Cycle("prometheus", "svc", 1_000, Status(details=details)))
     engine = make_engine(url, readonly=True)
     try:
         found = target_details(engine, store.target_id("prometheus", "svc"))
@@ -39,11 +44,11 @@ def stored(tmp_path: Path, details: dict[str, object] | PrometheusDetails) -> tu
 
 
 def test_details_stored_before_the_records_still_load(tmp_path: Path) -> None:
-    store, details = stored(tmp_path, json.loads(CAPTURED))  # as the dict-building collector wrote it
+    store, details = stored(tmp_path, CAPTURED)  # as the dict-building collector wrote it
     try:
         assert details.to_stored() == CAPTURED  # same keys, same order, same values
         # The collector reads its own last details back the same way (StateSource.status_details).
-        assert PrometheusDetails.model_validate(store.status_details("prometheus", "svc")) == details
+        assert store.status_details("prometheus", "svc") == details
     finally:
         store.close()
     assert details.last_success == 1796026450 and (details.alerts_total, details.targets_total) == (2, 2)
@@ -124,7 +129,7 @@ def test_the_collector_builds_the_same_json(tmp_path: Path) -> None:
     ],
 )
 def test_missing_keys_take_defaults_and_stay_missing(tmp_path: Path, text: str) -> None:
-    store, details = stored(tmp_path, json.loads(text))
+    store, details = stored(tmp_path, text)
     store.close()
     assert details.to_stored() == text
     errors = service_views.series_errors(details)
@@ -144,10 +149,12 @@ def test_no_details_stored_reads_as_none(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = Store(url)
     store.write_cycle(Cycle("prometheus", "svc", 1_000, Status(state="down", error="refused")))
-    store.write_cycle(Cycle("prometheus", "empty", 1_000, Status()))  # details {}: as none
+    store.write_cycle(Cycle("prometheus", "none", 1_000, Status()))  # no details: as none
+    stored_details(store, "prometheus", "empty", "{}")  # empty ones: as none
     engine = make_engine(url, readonly=True)
     try:
         assert target_details(engine, store.target_id("prometheus", "svc")) is None
+        assert target_details(engine, store.target_id("prometheus", "none")) is None
         assert target_details(engine, store.target_id("prometheus", "empty")) is None
     finally:
         engine.dispose()

@@ -102,8 +102,8 @@ def test_info_gauges_and_details(server: ThrowawayRedis, store: Store) -> None:
     assert at(store, "redis.replication.connected_replicas", now) == 0
     assert not series(store, "redis.cmd.latency_us", "cmd=set,quantile=p99").empty  # latencystats
     details = store.status_details("redis", "cache-1")
-    assert details["maxmemory_policy"] == "allkeys-lru" and details["role"] == "master"
-    assert details["run_id"] and details["uptime"] >= 0
+    assert details.maxmemory_policy == "allkeys-lru" and details.role == "master"
+    assert details.run_id and details.uptime >= 0
 
 
 def test_slow_command_lands_in_the_slow_log_once(server: ThrowawayRedis, store: Store) -> None:
@@ -262,7 +262,7 @@ def test_replication_lag_and_link(server: ThrowawayRedis, store: Store) -> None:
         lag = at(store, "redis.replication.lag_bytes", now, f"replica=127.0.0.1:{replica.port}", "primary")
         assert lag >= 0
         assert at(store, "redis.replication.link_up", now, target_name="replica") == 1
-        assert store.status_details("redis", "replica")["role"] == "slave"
+        assert store.status_details("redis", "replica").role == "slave"
 
 
 def test_cluster_node_state(store: Store) -> None:

@@ -22,6 +22,7 @@ from collectors.postgres.errors import explain_connection_error
 from collectors.postgres.reads import _Reads
 from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
+from dashboard.core.details import PostgresDetails
 from dashboard.core.records import (
     OWN_MARKER,
     Cycle,
@@ -62,7 +63,7 @@ class _State:
     own: set[StatementKey]  # the collector's own queries: tracked, never counted as workload
     untexted: set[StatementKey]  # stored without their text: it is read when they next move
     counters: dict[tuple[str, str], float]
-    details: dict[str, Any] = field(default_factory=dict)
+    details: PostgresDetails = field(default_factory=PostgresDetails)  # of the last successful cycle
     # Each entry's signature as the server computed it last cycle (statements.*.sql): sent back so
     # that only entries that moved return. Empty after a restart: the next read is complete.
     sigs: dict[StatementKey, int] = field(default_factory=dict)
@@ -136,7 +137,7 @@ class PostgresCollector(TargetCollector):
                 own=self._source.own_statements(self.kind, self.name),
                 untexted=self._source.untexted_statements(self.kind, self.name),
                 counters=self._source.series_state(self.kind, self.name),
-                details=self._source.status_details(self.kind, self.name),
+                details=self._stored_details(PostgresDetails),
             )
         return self._state
 
@@ -165,8 +166,7 @@ class PostgresCollector(TargetCollector):
         server = self._server = reads.rows("server")[0]
         status = cycle.status
         status.server_version = f"PostgreSQL {server['version']}"
-        details: dict[str, Any] = {"postmaster_start": server["postmaster_start"]}
-        restarted = state.details.get("postmaster_start") not in (None, server["postmaster_start"])
+        restarted = state.details.postmaster_start not in (None, server["postmaster_start"])
         # Every query runs before the state moves on: a cycle that fails changes nothing.
         read = None if pgss else self._read_statements(reads, server, state, cycle.ts, restarted)
         cycle.points += self._database_points(reads.rows("database"), state)
@@ -180,12 +180,18 @@ class PostgresCollector(TargetCollector):
         if read is None:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
+            details = PostgresDetails(postmaster_start=server["postmaster_start"])
         else:
-            self._statements(read, server, state, cycle, details)
+            self._statements(read, server, state, cycle)
+            details = PostgresDetails(
+                postmaster_start=server["postmaster_start"],
+                pgss_reset=read.info.get("stats_reset"),
+                dealloc=read.info.get("dealloc"),
+                pgss_snapshot=read.ts,
+            )
         if status.state == "ok" and not server["can_read_all"]:
             status.state = "degraded"
-        status.details = details
-        state.details = details
+        status.details = state.details = details
 
     @staticmethod
     def _pgss_problem(server: dict[str, Any]) -> str | None:
@@ -202,10 +208,10 @@ class PostgresCollector(TargetCollector):
     ) -> _StatementsRead:
         """What the cycle needs from pg_stat_statements, read without changing the state."""
         info = reads.rows("statements_info")[0] if reads.sent("statements_info") else {}
-        reset_all = _reset_since(state.details.get("pgss_reset"), info.get("stats_reset")) or (
+        reset_all = _reset_since(state.details.pgss_reset, info.get("stats_reset")) or (
             restarted and server["pgss_save"] == "off"
         )
-        evicted = (info.get("dealloc") or 0) > (state.details.get("dealloc") or 0)
+        evicted = (info.get("dealloc") or 0) > (state.details.dealloc or 0)
         rows, complete = reads.rows("statements"), not reads.sigs_sent
         if (reset_all or evicted) and not complete:
             # Entries were removed, and some may be back with the very signature they had: read
@@ -221,18 +227,11 @@ class PostgresCollector(TargetCollector):
         texts = _texts(reads, [k for k in keys if k not in state.statements or k in state.untexted])
         return _StatementsRead(info, reset_all, evicted, rows, keys, complete, names, texts, ts)
 
-    def _statements(
-        self,
-        read: _StatementsRead,
-        server: dict[str, Any],
-        state: _State,
-        cycle: Cycle,
-        details: dict[str, Any],
-    ) -> None:
-        """Move the state on to what was read, and put the cycle's records and totals in `cycle`."""
+    def _statements(self, read: _StatementsRead, server: dict[str, Any], state: _State, cycle: Cycle) -> None:
+        """Move the state on to what was read, and put the cycle's records and totals in `cycle`
+        (the details are moved on by the caller, after this)."""
         info, keys, rows = read.info, read.keys, read.rows
-        details.update(pgss_reset=info.get("stats_reset"), dealloc=info.get("dealloc"), pgss_snapshot=read.ts)
-        has_baseline = "pgss_snapshot" in state.details
+        has_baseline = state.details.pgss_snapshot is not None
         current = float8_rows([row[4] for row in rows], len(STATEMENT_COUNTERS))
         change = state.statements.advance(keys, current, has_baseline=has_baseline, reset_all=read.reset_all)
         sigs = zip(keys, (row[10] for row in rows), strict=True)

@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import requests
-from pydantic import ValidationError
 
 from collectors.base import StateSource, TargetCollector
 from collectors.prometheus.api import PrometheusApi
@@ -108,11 +107,7 @@ class PrometheusCollector(TargetCollector):
     def _load_details(self) -> PrometheusDetails:
         """The last successful cycle's details; unreadable ones count as none (back-fill again)."""
         if self._details is None:
-            stored = self._source.status_details(self.kind, self.name)
-            try:
-                self._details = PrometheusDetails.model_validate(stored)
-            except ValidationError:
-                self._details = PrometheusDetails()
+            self._details = self._stored_details(PrometheusDetails)
         return self._details
 
     def _connect(self) -> PrometheusApi:

@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 
+from dashboard.core.details import RedisDetails
+
 
 @dataclass
 class Problems:
@@ -21,7 +23,7 @@ class Problems:
 @dataclass
 class State:
     counters: dict[tuple[str, str], float]  # (name, labels) -> last cumulative reading
-    details: dict[str, Any] = field(default_factory=dict)
+    details: RedisDetails = field(default_factory=RedisDetails)  # of the last successful cycle
 
 
 # -- one round trip ---------------------------------------------------------------------------------

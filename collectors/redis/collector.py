@@ -6,8 +6,9 @@ trip (INFO ALL, SLOWLOG GET 128, LATENCY LATEST and the queue reads), plus one m
 hashes the queue reads pointed at, plus CLUSTER INFO on cluster nodes and CONFIG GET maxclients on
 servers whose INFO lacks it. Every command is O(1) or bounded (O(log N) + a LIMIT): never KEYS,
 SCAN, SMEMBERS, HGETALL or an unbounded LRANGE. Counters are diffed against the last reading
-(``counter_delta``); a restart (run_id changed or uptime went down, both kept in Status.details so
-a daemon restart still sees it) makes the first reading after it count from zero, never negative.
+(``counter_delta``); a restart (run_id changed or uptime went down, both kept in the status details,
+``dashboard.core.details.RedisDetails``, so a daemon restart still sees it) makes the first reading
+after it count from zero, never negative.
 
 Series (c = counter, stored as per-interval deltas; g = gauge). Labels are "k=v,..." in the order
 shown.
@@ -60,11 +61,12 @@ import redis
 from collectors.base import StateSource, TargetCollector
 from collectors.redis.batch import Batch, Problems, State, reply_text
 from collectors.redis.connection import WHAT, explain_connection_error, make_client, refusal
-from collectors.redis.info import OWN_LOOKUPS, cluster_points, info_counters, info_gauges
+from collectors.redis.info import OWN_HITS, OWN_MISSES, cluster_points, info_counters, info_gauges
 from collectors.redis.queues import QueueReads
 from collectors.redis.slowlog import SLOWLOG_FETCH, slowlog_entry
 from dashboard.core import metrics
 from dashboard.core.config import RedisTarget
+from dashboard.core.details import RedisDetails
 from dashboard.core.records import Cycle, Point, SlowlogEntry, Status
 from dashboard.core.redaction import env_values, password_of, redact
 
@@ -102,7 +104,7 @@ class RedisCollector(TargetCollector):
         if self._state is None:
             self._state = State(
                 counters=self._source.series_state(self.kind, self.name),
-                details=self._source.status_details(self.kind, self.name),
+                details=self._stored_details(RedisDetails),
             )
         return self._state
 
@@ -115,14 +117,14 @@ class RedisCollector(TargetCollector):
 
     def _collect(self, client: redis.Redis, cycle: Cycle) -> None:
         state = self._load_state()
-        details = dict(state.details)
+        details = state.details.model_copy()  # moved on field by field; kept if the cycle succeeds
         problems = Problems()
         batch = Batch(client)
         # INFO first: the queue reads below must not be in this cycle's keyspace counters.
         info_at = batch.add(None, "INFO", "ALL")
         slowlog_at = batch.add(None, "SLOWLOG", "GET", SLOWLOG_FETCH)
         latency_at = batch.add(None, "LATENCY", "LATEST")
-        queues = QueueReads(batch, self.target.queues, details.get("queue_ts"), cycle.ts)
+        queues = QueueReads(batch, self.target.queues, details.queue_ts, cycle.ts)
         results = batch.run()
         info = results[info_at]
         restarted = False
@@ -137,17 +139,17 @@ class RedisCollector(TargetCollector):
         cycle.points += queues.finish(client, state, cycle.ts, problems)
         hits, misses = queues.own_lookups()
         if isinstance(info, Exception):  # no reading to subtract them from yet: keep adding up
-            hits, misses = hits + details.get("own_hits", 0), misses + details.get("own_misses", 0)
-        details.update(own_hits=hits, own_misses=misses, queue_ts=cycle.ts)
+            hits, misses = hits + details.own_hits, misses + details.own_misses
+        details.own_hits, details.own_misses, details.queue_ts = hits, misses, cycle.ts
         self._finish_status(cycle.status, problems, details)
         state.details = details
 
-    def _finish_status(self, status: Status, problems: Problems, details: dict) -> None:
+    def _finish_status(self, status: Status, problems: Problems, details: RedisDetails) -> None:
         if problems.refused:
             status.state, status.error = "degraded", redact(problems.refused[0][0], *self._secrets)
         status.hints += list(dict.fromkeys([*(hint for _, hint in problems.refused), *problems.hints]))
-        if details.get("redis_version"):
-            status.server_version = f"Redis {details['redis_version']}"
+        if details.redis_version:
+            status.server_version = f"Redis {details.redis_version}"
         status.details = details
 
     def _refused(self, command: str, err: Exception) -> tuple[str, str]:
@@ -159,30 +161,26 @@ class RedisCollector(TargetCollector):
         client: redis.Redis,
         info: dict[str, Any],
         state: State,
-        details: dict[str, Any],
+        details: RedisDetails,
         cycle: Cycle,
         problems: Problems,
     ) -> bool:
         """INFO's points; returns whether the server restarted since the previous reading."""
         run_id, uptime = str(info.get("run_id", "")), int(info.get("uptime_in_seconds", 0))
-        restarted = details.get("run_id") not in (None, run_id) or uptime < details.get("uptime", 0)
-        known = details.get("run_id") is not None  # series new since then started from zero
-        own = {} if restarted else {n: float(details.get(k, 0)) for n, k in OWN_LOOKUPS.items()}
+        restarted = details.run_id not in (None, run_id) or uptime < details.uptime
+        known = details.run_id is not None  # series new since then started from zero
+        own = {} if restarted else {OWN_HITS: float(details.own_hits), OWN_MISSES: float(details.own_misses)}
         if "maxclients" not in info:  # Redis < 7 has it only in CONFIG
             info = {**info, **self._config_maxclients(client, problems)}
         cycle.points += info_gauges(info) + info_counters(info, state, restarted, known, own)
         if info.get("cluster_enabled"):
             cycle.points += self._cluster(client, problems)
-        details.update(
-            run_id=run_id,
-            uptime=uptime,
-            role=info.get("role"),
-            redis_version=str(info.get("redis_version", "")),
-            maxmemory_policy=info.get("maxmemory_policy"),
-            cluster_enabled=bool(info.get("cluster_enabled")),
-        )
+        details.run_id, details.uptime, details.role = run_id, uptime, info.get("role")
+        details.redis_version = str(info.get("redis_version", ""))
+        details.maxmemory_policy = info.get("maxmemory_policy")
+        details.cluster_enabled = bool(info.get("cluster_enabled"))
         if restarted:
-            details.pop("slowlog_last_id", None)  # slow-log ids start again at 0
+            details.slowlog_last_id = None  # slow-log ids start again at 0
         return restarted
 
     def _config_maxclients(self, client: redis.Redis, problems: Problems) -> dict[str, Any]:
@@ -205,13 +203,13 @@ class RedisCollector(TargetCollector):
 
     # -- SLOWLOG and LATENCY ----------------------------------------------------------------
     def _slowlog(
-        self, reply: Any, details: dict[str, Any], restarted: bool, problems: Problems
+        self, reply: Any, details: RedisDetails, restarted: bool, problems: Problems
     ) -> list[SlowlogEntry]:
         """Entries newer than the last seen id (all of them after a restart: ids start again)."""
         if isinstance(reply, Exception):
             problems.refused.append(self._refused("SLOWLOG", reply))
             return []
-        last = None if restarted else details.get("slowlog_last_id")
+        last = None if restarted else details.slowlog_last_id
         entries = [slowlog_entry(raw) for raw in reply]
         new = [
             replace(e, command=self._redact(e.command), client=e.client and self._redact(e.client))
@@ -219,7 +217,7 @@ class RedisCollector(TargetCollector):
             if last is None or e.entry_id > last
         ]
         if entries:
-            details["slowlog_last_id"] = max(e.entry_id for e in entries)
+            details.slowlog_last_id = max(e.entry_id for e in entries)
         if last is not None and len(reply) == SLOWLOG_FETCH and min(e.entry_id for e in entries) > last + 1:
             problems.hints.append(
                 f"more than {SLOWLOG_FETCH} slow commands in one interval: some slow-log entries were "

@@ -46,8 +46,8 @@ INFO_FLAGS = {  # status strings as 1/0
     "aof_last_write_status": ("redis.persistence.aof_last_write_ok", "ok"),
     "master_link_status": ("redis.replication.link_up", "up"),
 }
-# The series the collector's own queue reads count in, and where the tally is kept (Status.details).
-OWN_LOOKUPS = {"redis.keyspace.hits": "own_hits", "redis.keyspace.misses": "own_misses"}
+# The series the collector's own queue reads count in (their tally: RedisDetails.own_hits, own_misses).
+OWN_HITS, OWN_MISSES = "redis.keyspace.hits", "redis.keyspace.misses"
 CMD_COUNTERS = ("calls", "usec", "rejected_calls", "failed_calls")
 CMD_QUANTILES = ("p50", "p99")
 CLUSTER_GAUGES = {

@@ -25,7 +25,7 @@ from dashboard.analysis.targets import Target, merge_statuses
 from dashboard.core import sources
 from dashboard.core.advice import StoredAdvice
 from dashboard.core.config import Config
-from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
 from dashboard.store import reads
 from dashboard.store.engine import make_engine
@@ -109,7 +109,7 @@ class StoreReads:
     def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame:
         return reads.slowlog_entries(self.engine, ids, window, limit)
 
-    def details(self, target_id: int) -> PrometheusDetails | None:
+    def details(self, target_id: int) -> Details | None:
         return reads.target_details(self.engine, target_id)
 
 

@@ -167,8 +167,9 @@ def service_line(reader: Reader, target: Target, name: str, window: Window) -> p
 
 def details(reader: Reader, target: Target) -> PrometheusDetails | None:
     """The collector's details of the target's last successful cycle (series, alerts, targets),
-    None before the first one."""
-    return reader.store.details(int(target.id))
+    None before the first one (or for a target that is not a Prometheus one)."""
+    found = reader.store.details(int(target.id))
+    return found if isinstance(found, PrometheusDetails) else None
 
 
 def _last(reader: Reader, target: Target) -> PrometheusDetails:

@@ -3,15 +3,16 @@
 The collector builds it (collectors.prometheus) and reads its own last one back after a restart
 (series' last evaluations, the last cycle's time); the Services page reads it (alerts, scrape
 targets, series errors). The JSON is the shape the dicts had, key for key and in the same order
-(`to_stored`), so details stored before these records existed still load (`model_validate` of
-the stored dict); a key that is missing takes its default.
+(`to_stored`), so details stored before these records existed still load (`from_stored`); a key
+that is missing takes its default. It is the Prometheus source's `Details` (dashboard.core.details:
+how every source's details are stored and read back).
 """
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from dashboard.core.details import Details
 
 Scalar = str | int | float | None  # as Prometheus sent it: RFC 3339 times and values are strings
 
@@ -53,11 +54,15 @@ class ScrapeTarget(_Record):
     last_scrape: Scalar = Field(default=None, alias="lastScrape")
 
 
-class PrometheusDetails(_Record):
+class PrometheusDetails(Details):
     """Series by name; alerts and scrape targets worst first, capped (their counts before the cap).
 
-    `alerts` and `targets` are left out of the JSON when the server did not answer their endpoint.
+    `to_stored` writes the keys it was built with (alerts only when read, an alert's summary only
+    when it has one), the JSON names, in the dicts' order: `alerts` and `targets` are left out of
+    the JSON when the server did not answer their endpoint.
     """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     series: dict[str, SeriesDetail] = Field(default_factory=dict)
     alerts: list[Alert] = Field(default_factory=list)
@@ -65,8 +70,3 @@ class PrometheusDetails(_Record):
     targets: list[ScrapeTarget] = Field(default_factory=list)
     targets_total: int = 0
     last_success: int | None = None
-
-    def to_stored(self) -> str:
-        """The JSON: the keys it was built with (alerts only when read, an alert's summary only when
-        it has one), the JSON names, in the dicts' order."""
-        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_unset=True))

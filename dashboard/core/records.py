@@ -1,5 +1,6 @@
 """Typed records that cross the store: one `Cycle` per target per collection goes in, a
-`StatementInfo` per statement comes back (the Prometheus details are in prometheus_details)."""
+`StatementInfo` per statement comes back (each source's status details are in details and
+prometheus_details)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
-from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.details import Details
 
 State = Literal["ok", "degraded", "down"]
 T = TypeVar("T")
@@ -80,9 +81,9 @@ class Status:
     error: str | None = None
     hints: list[str] = field(default_factory=list)
     server_version: str | None = None
-    # What the collector keeps of its last successful cycle: a Prometheus target's PrometheusDetails,
-    # a PostgreSQL or Redis target's epoch markers and settings.
-    details: dict[str, object] | PrometheusDetails = field(default_factory=dict)
+    # What the collector keeps of its last successful cycle: its source's registered model
+    # (PostgresDetails, RedisDetails, PrometheusDetails); None stores none.
+    details: Details | None = None
 
 
 class Deferred(Sequence[T]):

@@ -1,8 +1,9 @@
-"""The sources the observatory reads: each registers its config, collector and pages here, once.
+"""The sources the observatory reads: each registers its config, collector, details and pages here, once.
 
 Adding a source is one entry in `SOURCES` plus its package under `collectors/`, its config model in
-`core.config` and its pages. The scheduler, the status merge, the sidebar and the app's navigation
-all read this table; none of them names a source.
+`core.config`, its details model (`core.details`) and its pages. The scheduler, the status merge,
+the sidebar, the app's navigation and the store's details reads all read this table; none of them
+names a source.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from dashboard.core.config import Config, PostgresTarget, PrometheusTarget, RedisTarget
+from dashboard.core.details import Details, PostgresDetails, RedisDetails
+from dashboard.core.prometheus_details import PrometheusDetails
 
 
 class Page(NamedTuple):
@@ -29,6 +32,7 @@ class Source(NamedTuple):
     title: str  # what people call it
     config: type[BaseModel]  # one target's config model
     collector: str  # "module:Class"; only the collector daemon imports it
+    details: type[Details]  # what its collector keeps of a cycle (Status.details), as the store parses it
     pages: tuple[Page, ...]
 
 
@@ -38,6 +42,7 @@ SOURCES: tuple[Source, ...] = (
         "PostgreSQL",
         PostgresTarget,
         "collectors.postgres.collector:PostgresCollector",
+        PostgresDetails,
         (
             Page("../pages/overview.py", "Overview", ":material/dashboard:", position=0),
             Page("../pages/queries.py", "Queries", ":material/list:", position=10),
@@ -50,6 +55,7 @@ SOURCES: tuple[Source, ...] = (
         "Redis",
         RedisTarget,
         "collectors.redis.collector:RedisCollector",
+        RedisDetails,
         (Page("../pages/redis.py", "Redis", ":material/memory:", "redis", position=30),),
     ),
     Source(
@@ -57,6 +63,7 @@ SOURCES: tuple[Source, ...] = (
         "Prometheus",
         PrometheusTarget,
         "collectors.prometheus.collector:PrometheusCollector",
+        PrometheusDetails,
         (Page("../pages/services.py", "Services", ":material/monitor_heart:", "services", position=40),),
     ),
 )

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 import pandas as pd
 from sqlalchemy import Engine, func, literal, select
 
+from dashboard.core import sources
 from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.config import Retention
-from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
 from dashboard.store.rates import RAW_SECONDS, widths
 from dashboard.store.schema import (
@@ -330,14 +331,18 @@ def slowlog_entries(
         return pd.read_sql(query, conn)
 
 
-def target_details(engine: Engine, target_id: int) -> PrometheusDetails | None:
-    """A Prometheus target's details of its last successful cycle (target_status.details), None if
-    none were stored (or empty ones)."""
-    query = select(target_status.c.details).where(target_status.c.target_id == int(target_id))
+def target_details(engine: Engine, target_id: int) -> Details | None:
+    """A target's details of its last successful cycle (target_status.details), parsed with the
+    model its kind's source registers; None if none were stored (or empty or unreadable ones)."""
+    query = (
+        select(targets.c.kind, target_status.c.details)
+        .join(target_status, target_status.c.target_id == targets.c.id)
+        .where(targets.c.id == int(target_id))
+    )
     with engine.connect() as conn:
-        raw = conn.execute(query).scalar()
-    data = json.loads(raw) if raw else None
-    return PrometheusDetails.model_validate(data) if data else None
+        row = conn.execute(query).first()
+    source = sources.BY_KIND.get(row.kind) if row is not None else None
+    return source.details.from_stored(row.details) if source is not None else None
 
 
 def first_ts(engine: Engine) -> int | None:

@@ -78,7 +78,7 @@ target_status = Table(
     Column("server_version", String(64)),
     Column("duration_ms", Float),  # of the last cycle
     Column("samples", BigInteger, nullable=False, default=0),  # rows written, all cycles
-    Column("details", Text),  # JSON: epoch markers (postmaster start, stats reset), settings
+    Column("details", Text),  # JSON of the source's details model (core.details): epoch markers, settings
 )
 
 series = Table(

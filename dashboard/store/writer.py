@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
+from dashboard.core import sources
 from dashboard.core.advice import AdviceReport
 from dashboard.core.config import Retention
-from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.details import Details
 from dashboard.core.records import OWN_MARKER, Cycle, Point, StatementKey
 from dashboard.store import upserts
 from dashboard.store.engine import make_engine
@@ -120,11 +121,15 @@ class Store:
             )
             return {(r.name, r.labels): r.last_value for r in rows}
 
-    def status_details(self, kind: str, name: str) -> dict[str, Any]:
+    def status_details(self, kind: str, name: str) -> Details:
+        """The details of the target's last successful cycle, parsed with its source's registered
+        model; the model's defaults when none were stored or they cannot be read."""
+        model = sources.BY_KIND[kind].details
         tid = self.target_id(kind, name)
         with self.engine.connect() as c:
             raw = c.execute(select(target_status.c.details).where(target_status.c.target_id == tid)).scalar()
-        return json.loads(raw) if raw else {}
+        found = model.from_stored(raw)
+        return found if found is not None else model()
 
     # -- the cycle --------------------------------------------------------------------------
     def write_cycle(self, cycle: Cycle) -> None:
@@ -271,11 +276,7 @@ class Store:
         }
         if ok:
             values["last_success"] = cycle.ts
-            values["details"] = (
-                st.details.to_stored()
-                if isinstance(st.details, PrometheusDetails)
-                else json.dumps(st.details)
-            )
+            values["details"] = st.details.to_stored() if st.details is not None else None
         if st.server_version:
             values["server_version"] = st.server_version
         if previous is None:

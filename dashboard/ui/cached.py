@@ -21,7 +21,7 @@ from dashboard.analysis import pasted
 from dashboard.analysis.reader import Reader, StoreReads
 from dashboard.core import config as config_mod
 from dashboard.core.advice import AdviceReport, StoredAdvice
-from dashboard.core.prometheus_details import PrometheusDetails
+from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
 from dashboard.store.reads import Window
 
@@ -119,7 +119,7 @@ class CachedReads(StoreReads):
     def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame:
         return _slowlog(self.url, tuple(ids), window.start, window.end, limit)
 
-    def details(self, target_id: int) -> PrometheusDetails | None:
+    def details(self, target_id: int) -> Details | None:
         return _details(self.url, int(target_id))
 
 
@@ -169,7 +169,7 @@ def _slowlog(url: str, ids: tuple, start: int, end: int, limit: int) -> pd.DataF
 
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
-def _details(url: str, target_id: int) -> PrometheusDetails | None:
+def _details(url: str, target_id: int) -> Details | None:
     return _store(url).details(target_id)
 
 
