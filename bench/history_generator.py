@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from collectors.postgres.collector import CONNECTION_STATES, DB_COUNTERS, TOTALS
+from dashboard.core import metrics
 from dashboard.core.advice import AdviceReport, IndexHealthReport, IndexSuggestion, SkippedStatement
 from dashboard.core.config import Retention
 from dashboard.core.details import PostgresDetails
@@ -147,7 +148,9 @@ class _ServerSeries:
         points: list[Point] = []
         if not first:  # the collector emits statement totals once it has a baseline
             sums = deltas.sum(axis=0)
-            points += [Point(f"pg.statements.{n}", None, "counter", delta=float(sums[C[n]])) for n in TOTALS]
+            points += [
+                Point(metrics.PG_STATEMENTS + n, None, "counter", delta=float(sums[C[n]])) for n in TOTALS
+            ]
         g = self.rng
         for d, db in enumerate(DATABASES):
             mine = deltas[dbs[idx] == d]
@@ -167,16 +170,19 @@ class _ServerSeries:
                 "temp_bytes": float(mine[:, C["temp_written"]].sum()) * 8192 if len(mine) else 0.0,
                 "deadlocks": float(g.random() < 0.0005),
             }
-            labels = f"datname={db}"
+            labels = metrics.encode({"datname": db})
             for name in DB_COUNTERS:
                 before = self.counters[db][name]
                 self.counters[db][name] = before + grow[name]
                 delta = None if first else grow[name]
-                points.append(Point(f"pg.db.{name}", self.counters[db][name], "counter", labels, delta))
+                points.append(Point(metrics.PG_DB + name, self.counters[db][name], "counter", labels, delta))
             self.size[db] += grow["tup_inserted"] * 120
-            points.append(Point("pg.db.size_bytes", self.size[db], "gauge", labels))
+            points.append(Point(metrics.PG_DB_SIZE_BYTES, self.size[db], "gauge", labels))
         states = dict(zip(CONNECTION_STATES, g.poisson((25, 60, 2, 0)), strict=True))
-        points += [Point("pg.connections", float(n), "gauge", f"state={s}") for s, n in states.items()]
+        points += [
+            Point(metrics.PG_CONNECTIONS, float(n), "gauge", metrics.encode({"state": s}))
+            for s, n in states.items()
+        ]
         points.append(Point("pg.connections.waiting_on_lock", float(g.poisson(0.3))))
         return points
 

@@ -24,13 +24,13 @@ from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
 from dashboard.core.details import PostgresDetails
 from dashboard.core.records import (
-    OWN_MARKER,
     Cycle,
     Deferred,
     Point,
     StatementDelta,
     StatementEntry,
     StatementKey,
+    is_own,
 )
 from dashboard.core.redaction import env_values, password_of, postgres_conninfo, redact
 from dashboard.core.statement_redaction import redact_statement
@@ -243,7 +243,7 @@ class PostgresCollector(TargetCollector):
         state.names = names = read.names  # records are made from these in the writer's thread
         cycle.texts = read.texts
         state.untexted -= read.texts.keys()
-        state.own |= {k for k, text in read.texts.items() if text.startswith(OWN_MARKER)}
+        state.own |= {k for k, text in read.texts.items() if is_own(text)}
         counted = change.moved & np.fromiter((k not in state.own for k in keys), dtype=bool, count=len(keys))
         cycle.entries = Deferred(
             int(change.save.sum()), lambda: _entries(keys, current, change.save, rows, names)
@@ -267,7 +267,7 @@ class PostgresCollector(TargetCollector):
             reset = state.counters.get(reset_key) not in (None, row["stats_reset"] or 0)
             state.counters[reset_key] = row["stats_reset"] or 0
             for name in DB_COUNTERS:
-                key = (f"pg.db.{name}", labels)
+                key = (metrics.PG_DB + name, labels)
                 value = float(row[name] or 0)
                 delta = counter_delta(state.counters.get(key), value, reset=reset)
                 state.counters[key] = value
@@ -278,14 +278,18 @@ class PostgresCollector(TargetCollector):
 def _totals(sums: list[float]) -> list[Point]:
     """The cycle's activity over all statements, for the Overview (cheap to chart over months)."""
     return [
-        Point(f"pg.statements.{n}", None, "counter", delta=sums[STATEMENT_COUNTERS.index(n)]) for n in TOTALS
+        Point(metrics.PG_STATEMENTS + n, None, "counter", delta=sums[STATEMENT_COUNTERS.index(n)])
+        for n in TOTALS
     ]
 
 
 def _size_points(rows: list[dict[str, Any]]) -> list[Point]:
     return [
         Point(
-            "pg.db.size_bytes", float(row["size_bytes"]), "gauge", metrics.encode({"datname": row["datname"]})
+            metrics.PG_DB_SIZE_BYTES,
+            float(row["size_bytes"]),
+            "gauge",
+            metrics.encode({"datname": row["datname"]}),
         )
         for row in rows
         if row["size_bytes"] is not None
@@ -299,7 +303,8 @@ def _activity_points(rows: list[dict[str, Any]]) -> list[Point]:
         counts[row["state"]] = row["connections"]
         waiting += row["waiting"]
     points = [
-        Point("pg.connections", float(n), "gauge", metrics.encode({"state": s})) for s, n in counts.items()
+        Point(metrics.PG_CONNECTIONS, float(n), "gauge", metrics.encode({"state": s}))
+        for s, n in counts.items()
     ]
     points.append(Point("pg.connections.waiting_on_lock", float(waiting)))
     return points

@@ -13,8 +13,8 @@ A cycle:
 2. Per series (the seed preset's when ``preset: seed``, merged with the target's ``series:``, see
    ``dashboard.core.prometheus_preset``): an instant query at the cycle's time. Each result series
    becomes a gauge point ``prom.series`` labelled ``name=<series>``, plus the result's own labels
-   (sorted "k=v,...", ``__name__`` dropped) when the query returns several series. NaN and
-   infinite values are not stored.
+   (sorted "k=v,...", ``__name__`` dropped, or kept as ``metric=`` when it alone tells series apart)
+   when the query returns several series. NaN and infinite values are not stored.
 3. Back-fill, per series: on first start and whenever the series' last evaluation
    (``details.series[name].last_ts``) is more than 2 intervals old, range queries at
    step = interval over the missed window (capped at ``backfill``), each sample stored with its

@@ -1,7 +1,8 @@
 """Prometheus answers shaped into points and status details (dashboard.core.prometheus_details).
 
 Result series become ``prom.series`` gauges labelled ``name=<series>``, plus the result's own labels
-(sorted, ``__name__`` dropped) when a query returns several; NaN and infinite values are dropped.
+(sorted, ``__name__`` dropped, or kept as ``metric=`` by every series that only it tells apart) when
+a query returns several; NaN and infinite values are dropped.
 Alerts and scrape targets become counts (``prom.alerts``, ``prom.targets``) and lists ordered worst
 first, for the status details. Every label is written with `metrics.encode`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -82,13 +84,16 @@ def _keep(samples: list[Sample], name: str, hints: list[str]) -> list[Sample]:
 
 
 def _labelled(name: str, samples: list[Sample]) -> list[tuple[str, float | None]]:
-    """(labels, value) per sample: `name=<series>`, plus the result's labels when there are several."""
+    """(labels, value) per sample: `name=<series>`, plus the result's labels when there are several.
+    Every sample whose labels another one shares (told apart only by __name__), or that has none,
+    gets `metric=<__name__>`: which value sits under which label never depends on the result's order."""
     if len(samples) == 1:
         return [(metrics.encode({"name": name}), samples[0][1])]
+    owns = [_own_labels(metric) for metric, _ in samples]
+    shared = Counter(metrics.encode(own) for own in owns)
     out: dict[str, float | None] = {}
-    for metric, value in samples:
-        own = _own_labels(metric)
-        if metrics.encode({"name": name, **own}) in out or not own:  # told apart only by __name__
+    for (metric, value), own in zip(samples, owns, strict=True):
+        if not own or shared[metrics.encode(own)] > 1:
             own = _own_labels({**metric, "metric": metric.get("__name__", "")})
         out[metrics.encode({"name": name, **own})] = value
     return list(out.items())

@@ -14,28 +14,28 @@ from dashboard.core import metrics
 from dashboard.core.records import Point
 
 INFO_GAUGES = {
-    "used_memory": "redis.memory.used_bytes",
-    "used_memory_rss": "redis.memory.rss_bytes",
+    "used_memory": metrics.REDIS_MEMORY_USED_BYTES,
+    "used_memory_rss": metrics.REDIS_MEMORY_RSS_BYTES,
     "used_memory_peak": "redis.memory.peak_bytes",
-    "mem_fragmentation_ratio": "redis.memory.fragmentation_ratio",
-    "maxmemory": "redis.memory.max_bytes",
-    "connected_clients": "redis.clients.connected",
-    "blocked_clients": "redis.clients.blocked",
+    "mem_fragmentation_ratio": metrics.REDIS_MEMORY_FRAGMENTATION_RATIO,
+    "maxmemory": metrics.REDIS_MEMORY_MAX_BYTES,
+    "connected_clients": metrics.REDIS_CLIENTS_CONNECTED,
+    "blocked_clients": metrics.REDIS_CLIENTS_BLOCKED,
     "maxclients": "redis.clients.max",
     "rdb_last_save_time": "redis.persistence.rdb_last_save_time",
     "rdb_changes_since_last_save": "redis.persistence.rdb_changes_since_save",
     "aof_enabled": "redis.persistence.aof_enabled",
-    "connected_slaves": "redis.replication.connected_replicas",
+    "connected_slaves": metrics.REDIS_REPLICATION_CONNECTED_REPLICAS,
     "master_repl_offset": "redis.replication.offset",
 }
 INFO_COUNTERS = {
-    "total_commands_processed": "redis.ops",
+    "total_commands_processed": metrics.REDIS_OPS,
     "total_connections_received": "redis.clients.received",
-    "rejected_connections": "redis.clients.rejected",
-    "keyspace_hits": "redis.keyspace.hits",
-    "keyspace_misses": "redis.keyspace.misses",
-    "evicted_keys": "redis.keys.evicted",
-    "expired_keys": "redis.keys.expired",
+    "rejected_connections": metrics.REDIS_CLIENTS_REJECTED,
+    "keyspace_hits": metrics.REDIS_KEYSPACE_HITS,
+    "keyspace_misses": metrics.REDIS_KEYSPACE_MISSES,
+    "evicted_keys": metrics.REDIS_KEYS_EVICTED,
+    "expired_keys": metrics.REDIS_KEYS_EXPIRED,
     "total_net_input_bytes": "redis.net.input_bytes",
     "total_net_output_bytes": "redis.net.output_bytes",
     "used_cpu_sys": "redis.cpu.sys_seconds",
@@ -44,10 +44,10 @@ INFO_COUNTERS = {
 INFO_FLAGS = {  # status strings as 1/0
     "rdb_last_bgsave_status": ("redis.persistence.rdb_last_bgsave_ok", "ok"),
     "aof_last_write_status": ("redis.persistence.aof_last_write_ok", "ok"),
-    "master_link_status": ("redis.replication.link_up", "up"),
+    "master_link_status": (metrics.REDIS_REPLICATION_LINK_UP, "up"),
 }
 # The series the collector's own queue reads count in (their tally: RedisDetails.own_hits, own_misses).
-OWN_HITS, OWN_MISSES = "redis.keyspace.hits", "redis.keyspace.misses"
+OWN_HITS, OWN_MISSES = metrics.REDIS_KEYSPACE_HITS, metrics.REDIS_KEYSPACE_MISSES
 CMD_COUNTERS = ("calls", "usec", "rejected_calls", "failed_calls")
 CMD_QUANTILES = ("p50", "p99")
 CLUSTER_GAUGES = {
@@ -84,9 +84,8 @@ def _replica_lags(info: dict[str, Any]) -> list[Point]:
             and _is_number(replica.get("offset"))
         ):
             labels = metrics.encode({"replica": f"{replica.get('ip')}:{replica.get('port')}"})
-            points.append(
-                Point("redis.replication.lag_bytes", float(offset - replica["offset"]), "gauge", labels)
-            )
+            lag = float(offset - replica["offset"])
+            points.append(Point(metrics.REDIS_REPLICATION_LAG_BYTES, lag, "gauge", labels))
     return points
 
 
@@ -107,7 +106,7 @@ def _latency_stats(info: dict[str, Any]) -> list[Point]:
         if isinstance(quantiles, dict):
             points += [
                 Point(
-                    "redis.cmd.latency_us",
+                    metrics.REDIS_CMD_LATENCY_US,
                     float(quantiles[q]),
                     "gauge",
                     metrics.encode({"cmd": cmd, "quantile": q}),
@@ -141,7 +140,7 @@ def info_counters(
     for cmd, stats in _sections(info, "cmdstat_"):
         for counter in CMD_COUNTERS:
             if counter in stats:
-                name, labels = f"redis.cmd.{counter}", metrics.encode({"cmd": cmd})
+                name, labels = metrics.REDIS_CMD + counter, metrics.encode({"cmd": cmd})
                 points.append(counter_point(state, name, labels, stats[counter], restarted, known))
     return points
 

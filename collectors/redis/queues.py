@@ -152,13 +152,13 @@ class QueueReads:
             values = [self._result(i) for i in reads]
             if all(v is not None for v in values):
                 points.append(
-                    Point("redis.queue.depth", float(sum(values)), "gauge", q.labels_with(state=state))
+                    Point(metrics.REDIS_QUEUE_DEPTH, float(sum(values)), "gauge", q.labels_with(state=state))
                 )
         if q.lib == "bullmq" and "paused" in q.reads:
             paused = self._result(q.reads["paused"])
             points.append(
                 Point(
-                    "redis.queue.paused",
+                    metrics.REDIS_QUEUE_PAUSED,
                     float(reply_text(paused or b"0") in ("1", "true")),
                     "gauge",
                     q.labels,
@@ -172,12 +172,12 @@ class QueueReads:
             for what in ("completed", "failed"):
                 count = self._result(q.reads.get(what))
                 if count is not None:
-                    points.append(Point(f"redis.queue.{what}", None, "counter", q.labels, float(count)))
+                    points.append(Point(metrics.REDIS_QUEUE + what, None, "counter", q.labels, float(count)))
         elif q.lib == "rq":  # registries scored by expiry: their growth, never negative
             for what, registry in (("completed", "finished"), ("failed", "failed")):
                 size = self._result(q.depth[registry][0])
                 if size is not None:
-                    key = (f"redis.queue.{what}", q.labels)
+                    key = (metrics.REDIS_QUEUE + what, q.labels)
                     previous = state.counters.get(key)
                     delta = None if previous is None else max(0.0, size - previous)
                     state.counters[key] = float(size)
@@ -211,7 +211,7 @@ class QueueReads:
         results = self.jobs.results
         enqueued = [t for t in (_job_time(results[i]) for i in reads.oldest) if t is not None]
         age = max(0.0, now - min(enqueued)) if enqueued else 0.0
-        points = [Point("redis.queue.oldest_age_s", age, "gauge", q.labels)]
+        points = [Point(metrics.REDIS_QUEUE_OLDEST_AGE_S, age, "gauge", q.labels)]
         waits, runs = [], []
         for i in reads.finished:
             if isinstance(results[i], Exception):
@@ -221,7 +221,7 @@ class QueueReads:
                 waits.append(processed - created)
             if processed is not None and finished is not None:
                 runs.append(finished - processed)
-        for name, values in (("redis.queue.wait_ms", waits), ("redis.queue.run_ms", runs)):
+        for name, values in ((metrics.REDIS_QUEUE_WAIT_MS, waits), (metrics.REDIS_QUEUE_RUN_MS, runs)):
             if values:
                 points += [
                     Point(name, quantile(values, share), "gauge", q.labels_with(quantile=label))

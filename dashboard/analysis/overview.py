@@ -8,15 +8,16 @@ import pandas as pd
 
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
+from dashboard.core import metrics
 from dashboard.store import reads
 from dashboard.store.rates import rate
 from dashboard.store.reads import Window
 
-STATEMENT_TOTALS = ("pg.statements.calls", "pg.statements.exec_ms", "pg.statements.rows")
-BLOCKS = ("pg.db.blks_hit", "pg.db.blks_read")
+STATEMENT_TOTALS = (metrics.PG_STATEMENTS_CALLS, metrics.PG_STATEMENTS_EXEC_MS, metrics.PG_STATEMENTS_ROWS)
+BLOCKS = (metrics.PG_DB_BLKS_HIT, metrics.PG_DB_BLKS_READ)
 SUMMARY_SERIES = (*STATEMENT_TOTALS, *BLOCKS)
-CYCLES = "pg.statements.calls"  # written once per successful cycle: the grid statements live on
-OVERVIEW_SERIES = (*STATEMENT_TOTALS, *BLOCKS, "pg.connections")
+CYCLES = metrics.PG_STATEMENTS_CALLS  # written once per successful cycle: the grid statements live on
+OVERVIEW_SERIES = (*STATEMENT_TOTALS, *BLOCKS, metrics.PG_CONNECTIONS)
 
 
 def activity(reader: Reader, targets: Sequence[Target], window: Window) -> pd.DataFrame:
@@ -35,12 +36,12 @@ def summary(reader: Reader, targets: Sequence[Target], window: Window) -> pd.Dat
     sums = sums.reindex(index=[t.name for t in targets], columns=list(SUMMARY_SERIES))
     covered = frame[frame["name"] == CYCLES].groupby("target")["width"].sum().clip(upper=window.seconds)
     out = pd.DataFrame(index=sums.index)
-    out["exec_ms"] = sums["pg.statements.exec_ms"].fillna(0.0)
-    out["calls"] = sums["pg.statements.calls"].fillna(0.0)
-    out["rows"] = sums["pg.statements.rows"].fillna(0.0)
+    out["exec_ms"] = sums[metrics.PG_STATEMENTS_EXEC_MS].fillna(0.0)
+    out["calls"] = sums[metrics.PG_STATEMENTS_CALLS].fillna(0.0)
+    out["rows"] = sums[metrics.PG_STATEMENTS_ROWS].fillna(0.0)
     out["seconds"] = covered.reindex(out.index).fillna(0.0)
     out["calls_per_s"] = rate(out["calls"], out["seconds"])
     out["mean_ms"] = out["exec_ms"] / out["calls"].where(out["calls"] > 0)
-    blocks = sums["pg.db.blks_hit"] + sums["pg.db.blks_read"]
-    out["hit_ratio"] = sums["pg.db.blks_hit"] / blocks.where(blocks > 0)
+    blocks = sums[metrics.PG_DB_BLKS_HIT] + sums[metrics.PG_DB_BLKS_READ]
+    out["hit_ratio"] = sums[metrics.PG_DB_BLKS_HIT] / blocks.where(blocks > 0)
     return out

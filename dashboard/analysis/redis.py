@@ -29,7 +29,8 @@ DELAYED = {"bullmq": ("delayed",), "rq": ("scheduled",)}
 STATE_ORDER = ("wait", "queued", "prioritized", "paused", "active", "started", "delayed", "scheduled",
                "waiting-children", "deferred")  # fmt: skip
 LONG_COLUMNS = ["ts", "series", "value"]
-COMMAND_COUNTERS = ("redis.cmd.calls", "redis.cmd.usec", "redis.cmd.failed_calls", "redis.cmd.rejected_calls")
+COMMAND_COUNTERS = (metrics.REDIS_CMD_CALLS, metrics.REDIS_CMD_USEC, metrics.REDIS_CMD_FAILED_CALLS,
+                    metrics.REDIS_CMD_REJECTED_CALLS)  # fmt: skip
 
 
 def _named(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -70,7 +71,7 @@ def latest_by_label(frame: pd.DataFrame, name: str, key: str) -> dict[str, float
     }
 
 
-def covered_seconds(frame: pd.DataFrame, name: str = "redis.ops") -> float:
+def covered_seconds(frame: pd.DataFrame, name: str = metrics.REDIS_OPS) -> float:
     """The time the collector's readings of a counter cover (the sum of the buckets' widths)."""
     points = _named(frame, name)
     return float(points.groupby("ts")["width"].max().sum()) if len(points) else 0.0
@@ -79,9 +80,9 @@ def covered_seconds(frame: pd.DataFrame, name: str = "redis.ops") -> float:
 # -- time series (long frames for the charts) ----------------------------------------------------------
 def hit_rate(frame: pd.DataFrame) -> pd.DataFrame:
     """Δhits / (Δhits + Δmisses) per bucket, 0..1; buckets without a lookup are left out."""
-    wide = _per_bucket(frame, ["redis.keyspace.hits", "redis.keyspace.misses"])
-    lookups = wide["redis.keyspace.hits"] + wide["redis.keyspace.misses"]
-    value = wide["redis.keyspace.hits"] / lookups.where(lookups > 0)
+    wide = _per_bucket(frame, [metrics.REDIS_KEYSPACE_HITS, metrics.REDIS_KEYSPACE_MISSES])
+    lookups = wide[metrics.REDIS_KEYSPACE_HITS] + wide[metrics.REDIS_KEYSPACE_MISSES]
+    value = wide[metrics.REDIS_KEYSPACE_HITS] / lookups.where(lookups > 0)
     out = pd.DataFrame({"ts": wide.index, "series": "hit rate", "value": value.to_numpy()})
     return out.dropna(subset=["value"]).reset_index(drop=True)
 
@@ -120,23 +121,23 @@ def by_label(frame: pd.DataFrame, name: str, key: str, scale: float = 1.0) -> pd
     if points.empty:
         return _empty_long()
     series = points["labels"].map(lambda lb: metrics.decode(lb).get(key, lb))
-    return pd.DataFrame({"ts": points["ts"], "series": series, "value": _mean(points) * scale}).reset_index(
-        drop=True
-    )
+    out = pd.DataFrame({"ts": points["ts"], "series": series, "value": _mean(points) * scale})
+    return out.reset_index(drop=True)
 
 
 def memory(frame: pd.DataFrame) -> pd.DataFrame:
     """Used memory, RSS and maxmemory (when set) in MiB."""
-    names = {"redis.memory.used_bytes": "used", "redis.memory.rss_bytes": "RSS"}
-    if latest(frame, "redis.memory.max_bytes") > 0:
-        names["redis.memory.max_bytes"] = "maxmemory"
+    names = {metrics.REDIS_MEMORY_USED_BYTES: "used", metrics.REDIS_MEMORY_RSS_BYTES: "RSS"}
+    if latest(frame, metrics.REDIS_MEMORY_MAX_BYTES) > 0:
+        names[metrics.REDIS_MEMORY_MAX_BYTES] = "maxmemory"
     return gauges(frame, names, 1 / MIB)
 
 
 def clients(frame: pd.DataFrame) -> pd.DataFrame:
     """Connected and blocked clients (mean per bucket) and rejected connections per second."""
-    connected = gauges(frame, {"redis.clients.connected": "connected", "redis.clients.blocked": "blocked"})
-    rejected = rates(frame, {"redis.clients.rejected": "rejected/s"})
+    names = {metrics.REDIS_CLIENTS_CONNECTED: "connected", metrics.REDIS_CLIENTS_BLOCKED: "blocked"}
+    connected = gauges(frame, names)
+    rejected = rates(frame, {metrics.REDIS_CLIENTS_REJECTED: "rejected/s"})
     return _concat([connected, rejected])
 
 
@@ -179,14 +180,15 @@ class NodeFigures(NamedTuple):
 
 def node_figures(frame: pd.DataFrame) -> NodeFigures:
     """The node's metrics row over the frame's window."""
-    hits, misses = total(frame, "redis.keyspace.hits"), total(frame, "redis.keyspace.misses")
+    hits, misses = total(frame, metrics.REDIS_KEYSPACE_HITS), total(frame, metrics.REDIS_KEYSPACE_MISSES)
     lookups = (0.0 if math.isnan(hits) else hits) + (0.0 if math.isnan(misses) else misses)
     seconds = covered_seconds(frame)
-    ops = total(frame, "redis.ops")
-    used, maxmemory = latest(frame, "redis.memory.used_bytes"), latest(frame, "redis.memory.max_bytes")
-    lags = latest_by_label(frame, "redis.replication.lag_bytes", "replica")
-    link = latest(frame, "redis.replication.link_up")
-    replicas = latest(frame, "redis.replication.connected_replicas")
+    ops = total(frame, metrics.REDIS_OPS)
+    used = latest(frame, metrics.REDIS_MEMORY_USED_BYTES)
+    maxmemory = latest(frame, metrics.REDIS_MEMORY_MAX_BYTES)
+    lags = latest_by_label(frame, metrics.REDIS_REPLICATION_LAG_BYTES, "replica")
+    link = latest(frame, metrics.REDIS_REPLICATION_LINK_UP)
+    replicas = latest(frame, metrics.REDIS_REPLICATION_CONNECTED_REPLICAS)
     role = "replica" if not math.isnan(link) else ("primary" if not math.isnan(replicas) else None)
     return NodeFigures(
         samples=int(frame["ts"].nunique()) if len(frame) else 0,
@@ -195,15 +197,15 @@ def node_figures(frame: pd.DataFrame) -> NodeFigures:
         lookups=lookups,
         ops_per_s=rate(ops, seconds),
         used_bytes=used,
-        rss_bytes=latest(frame, "redis.memory.rss_bytes"),
+        rss_bytes=latest(frame, metrics.REDIS_MEMORY_RSS_BYTES),
         max_bytes=maxmemory,
         used_pct=used / maxmemory if maxmemory > 0 else math.nan,
-        fragmentation=latest(frame, "redis.memory.fragmentation_ratio"),
-        evicted=total(frame, "redis.keys.evicted"),
-        expired=total(frame, "redis.keys.expired"),
-        connected=latest(frame, "redis.clients.connected"),
-        blocked=latest(frame, "redis.clients.blocked"),
-        rejected=total(frame, "redis.clients.rejected"),
+        fragmentation=latest(frame, metrics.REDIS_MEMORY_FRAGMENTATION_RATIO),
+        evicted=total(frame, metrics.REDIS_KEYS_EVICTED),
+        expired=total(frame, metrics.REDIS_KEYS_EXPIRED),
+        connected=latest(frame, metrics.REDIS_CLIENTS_CONNECTED),
+        blocked=latest(frame, metrics.REDIS_CLIENTS_BLOCKED),
+        rejected=total(frame, metrics.REDIS_CLIENTS_REJECTED),
         role=role,
         replicas=replicas,
         link_up=link,
@@ -225,17 +227,17 @@ def command_table(frame: pd.DataFrame) -> pd.DataFrame:
     sums = sums.reindex(columns=list(COMMAND_COUNTERS)).fillna(0.0)
     out = pd.DataFrame(
         {
-            "calls": sums["redis.cmd.calls"],
-            "usec": sums["redis.cmd.usec"],
-            "failed": sums["redis.cmd.failed_calls"],
-            "rejected": sums["redis.cmd.rejected_calls"],
+            "calls": sums[metrics.REDIS_CMD_CALLS],
+            "usec": sums[metrics.REDIS_CMD_USEC],
+            "failed": sums[metrics.REDIS_CMD_FAILED_CALLS],
+            "rejected": sums[metrics.REDIS_CMD_REJECTED_CALLS],
         }
     )
     out = out[out["calls"] > 0]
     out["mean_us"] = out["usec"] / out["calls"]
     grand = out["usec"].sum()
     out["share"] = out["usec"] / grand if grand > 0 else 0.0
-    quantiles = _named(frame, "redis.cmd.latency_us")
+    quantiles = _named(frame, metrics.REDIS_CMD_LATENCY_US)
     if len(quantiles):
         last = quantiles.sort_values("ts").groupby("labels").tail(1)
         parsed = last["labels"].map(metrics.decode)
@@ -257,7 +259,7 @@ def command_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 # -- job queues -----------------------------------------------------------------------------------------
 def _queue_points(frame: pd.DataFrame) -> pd.DataFrame:
-    points = frame[frame["name"].str.startswith("redis.queue.")]
+    points = frame[frame["name"].str.startswith(metrics.REDIS_QUEUE)]
     parsed = points["labels"].map(metrics.decode)
     return points.assign(
         lib=parsed.map(lambda d: d.get("lib", "")),
@@ -283,7 +285,7 @@ def queue_depths(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
     """Jobs per state over time (mean per bucket); series = state. Finished-job sets are left out,
     and so are states that stayed empty all window (unless every state did)."""
     points = _one_queue(frame, lib, queue)
-    points = points[(points["name"] == "redis.queue.depth") & ~points["state"].isin(FINISHED_STATES)]
+    points = points[(points["name"] == metrics.REDIS_QUEUE_DEPTH) & ~points["state"].isin(FINISHED_STATES)]
     if points.empty:
         return _empty_long()
     used = points.groupby("state")["max"].max() > 0
@@ -302,21 +304,22 @@ def queue_depths(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
 def queue_throughput(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
     """Completed and failed jobs per minute."""
     points = _one_queue(frame, lib, queue)
-    return rates(points, {"redis.queue.completed": "completed", "redis.queue.failed": "failed"}, per=60.0)
+    names = {metrics.REDIS_QUEUE_COMPLETED: "completed", metrics.REDIS_QUEUE_FAILED: "failed"}
+    return rates(points, names, per=60.0)
 
 
 def queue_failure_rate(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
     """failed / (completed + failed) per bucket, in %; NaN (a gap) where nothing finished."""
     points = _one_queue(frame, lib, queue)
-    wide = _per_bucket(points, ["redis.queue.completed", "redis.queue.failed"])
-    done = wide["redis.queue.completed"] + wide["redis.queue.failed"]
-    value = wide["redis.queue.failed"] / done.where(done > 0) * 100
+    wide = _per_bucket(points, [metrics.REDIS_QUEUE_COMPLETED, metrics.REDIS_QUEUE_FAILED])
+    done = wide[metrics.REDIS_QUEUE_COMPLETED] + wide[metrics.REDIS_QUEUE_FAILED]
+    value = wide[metrics.REDIS_QUEUE_FAILED] / done.where(done > 0) * 100
     return pd.DataFrame({"ts": wide.index, "series": "failure rate", "value": value.to_numpy()})
 
 
 def queue_age(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
     """The oldest waiting job's age in seconds."""
-    return gauges(_one_queue(frame, lib, queue), {"redis.queue.oldest_age_s": "oldest waiting job"})
+    return gauges(_one_queue(frame, lib, queue), {metrics.REDIS_QUEUE_OLDEST_AGE_S: "oldest waiting job"})
 
 
 def queue_times(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
@@ -326,7 +329,7 @@ def queue_times(frame: pd.DataFrame, lib: str, queue: str) -> pd.DataFrame:
     points = _one_queue(frame, lib, queue)
     grid = pd.Index(sorted(set(points["ts"])), name="ts")  # the queue's cycles: gaps where none finished
     parts = []
-    for name, what in (("redis.queue.wait_ms", "wait"), ("redis.queue.run_ms", "run")):
+    for name, what in ((metrics.REDIS_QUEUE_WAIT_MS, "wait"), (metrics.REDIS_QUEUE_RUN_MS, "run")):
         for quantile in ("p50", "p95"):
             picked = points[(points["name"] == name) & (points["quantile"] == quantile)]
             if len(picked):
@@ -369,12 +372,13 @@ def queue_summary(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for lib, queue in queues(frame):
         points = _one_queue(frame, lib, queue)
-        depth = points[points["name"] == "redis.queue.depth"]
+        depth = points[points["name"] == metrics.REDIS_QUEUE_DEPTH]
         last = depth[depth["ts"] == depth["ts"].max()] if len(depth) else depth
         by_state = dict(zip(last["state"], _mean(last), strict=True))
-        completed, failed = total(points, "redis.queue.completed"), total(points, "redis.queue.failed")
+        completed = total(points, metrics.REDIS_QUEUE_COMPLETED)
+        failed = total(points, metrics.REDIS_QUEUE_FAILED)
         finished = (0.0 if math.isnan(completed) else completed) + (0.0 if math.isnan(failed) else failed)
-        per_interval = _named(points, "redis.queue.completed").groupby("ts")["sum"].sum()
+        per_interval = _named(points, metrics.REDIS_QUEUE_COMPLETED).groupby("ts")["sum"].sum()
         rows.append(
             {
                 "queue": queue,
@@ -387,10 +391,10 @@ def queue_summary(frame: pd.DataFrame) -> pd.DataFrame:
                 "failure_rate": (0.0 if math.isnan(failed) else failed) / finished
                 if finished > 0
                 else math.nan,
-                "oldest_age_s": latest(points, "redis.queue.oldest_age_s"),
-                "wait_p95_ms": _weighted_time(points, "redis.queue.wait_ms", per_interval),
-                "run_p95_ms": _weighted_time(points, "redis.queue.run_ms", per_interval),
-                "paused": latest(points, "redis.queue.paused") > 0,
+                "oldest_age_s": latest(points, metrics.REDIS_QUEUE_OLDEST_AGE_S),
+                "wait_p95_ms": _weighted_time(points, metrics.REDIS_QUEUE_WAIT_MS, per_interval),
+                "run_p95_ms": _weighted_time(points, metrics.REDIS_QUEUE_RUN_MS, per_interval),
+                "paused": latest(points, metrics.REDIS_QUEUE_PAUSED) > 0,
             }
         )
     return pd.DataFrame(rows, columns=columns)

@@ -7,38 +7,39 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dashboard.analysis import redis as redis_views
+from dashboard.analysis import redis
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
+from dashboard.core import metrics
 from dashboard.store import reads
 from dashboard.store.reads import Window
 
 NODE_SERIES = (
-    "redis.keyspace.hits",
-    "redis.keyspace.misses",
-    "redis.ops",
-    "redis.memory.used_bytes",
-    "redis.memory.rss_bytes",
-    "redis.memory.max_bytes",
-    "redis.memory.fragmentation_ratio",
-    "redis.keys.evicted",
-    "redis.keys.expired",
-    "redis.clients.connected",
-    "redis.clients.blocked",
-    "redis.clients.rejected",
-    "redis.replication.connected_replicas",
-    "redis.replication.lag_bytes",
-    "redis.replication.link_up",
+    metrics.REDIS_KEYSPACE_HITS,
+    metrics.REDIS_KEYSPACE_MISSES,
+    metrics.REDIS_OPS,
+    metrics.REDIS_MEMORY_USED_BYTES,
+    metrics.REDIS_MEMORY_RSS_BYTES,
+    metrics.REDIS_MEMORY_MAX_BYTES,
+    metrics.REDIS_MEMORY_FRAGMENTATION_RATIO,
+    metrics.REDIS_KEYS_EVICTED,
+    metrics.REDIS_KEYS_EXPIRED,
+    metrics.REDIS_CLIENTS_CONNECTED,
+    metrics.REDIS_CLIENTS_BLOCKED,
+    metrics.REDIS_CLIENTS_REJECTED,
+    metrics.REDIS_REPLICATION_CONNECTED_REPLICAS,
+    metrics.REDIS_REPLICATION_LAG_BYTES,
+    metrics.REDIS_REPLICATION_LINK_UP,
 )
-COMMAND_SERIES = (*redis_views.COMMAND_COUNTERS, "redis.cmd.latency_us")
+COMMAND_SERIES = (*redis.COMMAND_COUNTERS, metrics.REDIS_CMD_LATENCY_US)
 QUEUE_SERIES = (
-    "redis.queue.depth",
-    "redis.queue.completed",
-    "redis.queue.failed",
-    "redis.queue.oldest_age_s",
-    "redis.queue.wait_ms",
-    "redis.queue.run_ms",
-    "redis.queue.paused",
+    metrics.REDIS_QUEUE_DEPTH,
+    metrics.REDIS_QUEUE_COMPLETED,
+    metrics.REDIS_QUEUE_FAILED,
+    metrics.REDIS_QUEUE_OLDEST_AGE_S,
+    metrics.REDIS_QUEUE_WAIT_MS,
+    metrics.REDIS_QUEUE_RUN_MS,
+    metrics.REDIS_QUEUE_PAUSED,
 )
 SLOWLOG_COLUMNS = ["target", "ts", "duration_us", "command", "client"]
 
@@ -48,15 +49,15 @@ def node_series(reader: Reader, target: Target, window: Window) -> pd.DataFrame:
     return reader.series([target], NODE_SERIES, window)
 
 
-def node_figures(reader: Reader, target: Target, window: Window) -> redis_views.NodeFigures:
-    """The node's metrics row over the window (redis_views.node_figures)."""
-    return redis_views.node_figures(node_series(reader, target, window))
+def node_figures(reader: Reader, target: Target, window: Window) -> redis.NodeFigures:
+    """The node's metrics row over the window (redis.node_figures)."""
+    return redis.node_figures(node_series(reader, target, window))
 
 
 def commands(reader: Reader, target: Target, window: Window) -> pd.DataFrame:
-    """commandstats over the window per command (redis_views.command_table), slowest per call first."""
+    """commandstats over the window per command (redis.command_table), slowest per call first."""
     level = reader.level(window, reads.TOTALS_BUCKETS)
-    return redis_views.command_table(reader.series([target], COMMAND_SERIES, window, level))
+    return redis.command_table(reader.series([target], COMMAND_SERIES, window, level))
 
 
 def queue_series(reader: Reader, target: Target, window: Window) -> pd.DataFrame:
@@ -65,8 +66,8 @@ def queue_series(reader: Reader, target: Target, window: Window) -> pd.DataFrame
 
 
 def queue_summary(reader: Reader, target: Target, window: Window) -> pd.DataFrame:
-    """One row per queue (redis_views.queue_summary)."""
-    return redis_views.queue_summary(queue_series(reader, target, window))
+    """One row per queue (redis.queue_summary)."""
+    return redis.queue_summary(queue_series(reader, target, window))
 
 
 def slowlog(reader: Reader, targets: Sequence[Target], window: Window, limit: int = 200) -> pd.DataFrame:
@@ -78,5 +79,5 @@ def slowlog(reader: Reader, targets: Sequence[Target], window: Window, limit: in
 
 def hit_rate_line(reader: Reader, target: Target, window: Window, label: str) -> pd.DataFrame:
     """A node's keyspace hit rate per bucket in % (for the Services overlay)."""
-    long = redis_views.hit_rate(node_series(reader, target, window))
+    long = redis.hit_rate(node_series(reader, target, window))
     return long.assign(series=label, value=long["value"] * 100)

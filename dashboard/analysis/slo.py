@@ -32,10 +32,16 @@ LONG_COLUMNS = ["ts", "series", "value"]
 
 
 def split_labels(text: str | None) -> tuple[str, str]:
-    """A stored label string -> (series name, the query's own labels as "k=v,...", or "")."""
+    """A stored label string -> (series name, the query's own labels sorted and encoded "k=v,...", or
+    ""): encoded, so that two label sets never meet; `shown_labels` gives them as written."""
     found = metrics.decode(text)
     name = found.pop("name", "")
-    return name, ",".join(f"{k}={v}" for k, v in sorted(found.items()))
+    return name, metrics.encode(dict(sorted(found.items())))
+
+
+def shown_labels(labels: str) -> str:
+    """The query's own labels (`split_labels`) as shown: "k=v,..." with their names as written."""
+    return ",".join(f"{k}={v}" for k, v in metrics.decode(labels).items())
 
 
 def passes(value: float, op: str, threshold: float) -> bool | None:
@@ -54,7 +60,7 @@ def worst_of(values: pd.Series, op: str) -> object:
 
 
 def readings(frame: pd.DataFrame) -> pd.DataFrame:
-    """The `prom.series` points of a frame: ts, series, labels (the query's own), value, count."""
+    """The `prom.series` points of a frame: ts, series, labels (the query's own, encoded), value, count."""
     points = frame[frame["name"] == metrics.PROM_SERIES]
     if points.empty:
         return pd.DataFrame(columns=["ts", "series", "labels", "value", "sum", "count"])
@@ -81,11 +87,11 @@ def scorecard(
     """One row per configured series with a target (and per label set it returned).
 
     `frame` holds the window's readings (any level), `hourly` its hourly buckets and `latest` the
-    most recent raw readings. Columns: series, labels, unit, target ("< 200"), op, threshold,
-    current (the latest reading) and current_ts, value (the window's mean) and passed, worst (the
-    hour with the worst mean against the target) with worst_ts (the hour's start) and
-    worst_passed, readings (how many readings the window holds). Series without a reading in the
-    window are listed with NaN values and passed None.
+    most recent raw readings. Columns: series, labels (encoded, see `split_labels`), unit, target
+    ("< 200"), op, threshold, current (the latest reading) and current_ts, value (the window's
+    mean) and passed, worst (the hour with the worst mean against the target) with worst_ts (the
+    hour's start) and worst_passed, readings (how many readings the window holds). Series without a
+    reading in the window are listed with NaN values and passed None.
     """
     window, hours, last = readings(frame), readings(hourly), readings(latest)
     if window_start is not None:
@@ -134,7 +140,11 @@ def series_lines(frame: pd.DataFrame, name: str, scale: float = 1.0) -> pd.DataF
     if points.empty:
         return pd.DataFrame(columns=LONG_COLUMNS)
     return pd.DataFrame(
-        {"ts": points["ts"], "series": points["labels"].replace("", name), "value": points["value"] * scale}
+        {
+            "ts": points["ts"],
+            "series": points["labels"].map(shown_labels).replace("", name),
+            "value": points["value"] * scale,
+        }
     ).reset_index(drop=True)
 
 
@@ -195,7 +205,7 @@ def scorecard_table(card: pd.DataFrame) -> pd.DataFrame:
     targets = zip(card["op"], card["threshold"], units, strict=True)
     return pd.DataFrame(
         {
-            "objective": [f"{s} ({lb})" if lb else s for s, lb in pairs],
+            "objective": [f"{s} ({shown_labels(lb)})" if lb else s for s, lb in pairs],
             "target": [fmt_target(o, t, u) for o, t, u in targets],
             "window": shown("value"),
             "verdict": card["passed"].map({True: "pass", False: "fail"}).fillna("no data"),

@@ -1,15 +1,70 @@
 """The names of the series the store holds, and the one codec of their labels.
 
-A point's labels are one string, "k=v,k2=v2": collectors write it with `encode`, analyses read it with
-`decode`. Values go through `label_value`, so no name a server reports (a database called "a,b=c")
-can split into labels of its own.
+A point's labels are one string, "k=v,k2=v2": collectors write it with `encode`, every reader parses
+it with `decode`. Keys and values go through `label_value`, which percent-encodes exactly `%`, `,`
+and `=` (a database called "a,b" is written "datname=a%2Cb", one called "a_b" stays "datname=a_b"),
+so no name splits into labels of its own and no two names meet; a name without those characters is
+written as it is. One longer than LABEL_CHARS once encoded is cut and marked with a hash of the
+whole: "<head>~<8 hex>".
+
+The names below are those a collector writes and an analysis, page or benchmark reads; a name one
+side alone uses stays beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 
-LABEL_CHARS = 200  # per key or value; the store's column holds 400 characters of labels in all
+LABEL_CHARS = 200  # per key or value, encoded; the store's column holds 400 characters of labels in all
+HASH_CHARS = 8  # hex digits of the hash that ends a cut label: "~" + these
+_ESCAPES = {"%": "%25", ",": "%2C", "=": "%3D"}
+_TO_ESCAPE = re.compile("[%,=]")
+_ESCAPED = re.compile("%(25|2[Cc]|3[Dd])")
+_CUT_TAIL = re.compile(rf"~[0-9a-f]{{{HASH_CHARS}}}\Z")
+
+# PostgreSQL (collectors/postgres): totals over every statement, then per database {datname=...}.
+PG_STATEMENTS = "pg.statements."  # + a pg_stat_statements counter (calls, exec_ms, rows, ...)
+PG_STATEMENTS_CALLS = PG_STATEMENTS + "calls"  # written once per successful cycle
+PG_STATEMENTS_EXEC_MS = PG_STATEMENTS + "exec_ms"
+PG_STATEMENTS_ROWS = PG_STATEMENTS + "rows"
+PG_DB = "pg.db."  # + a pg_stat_database counter (xact_commit, blks_hit, ...), or size_bytes
+PG_DB_BLKS_HIT = PG_DB + "blks_hit"
+PG_DB_BLKS_READ = PG_DB + "blks_read"
+PG_DB_SIZE_BYTES = PG_DB + "size_bytes"
+PG_CONNECTIONS = "pg.connections"  # {state=...}
+
+# Redis (collectors/redis): INFO, commandstats and latencystats {cmd=...}, job queues.
+REDIS_OPS = "redis.ops"
+REDIS_KEYSPACE_HITS = "redis.keyspace.hits"
+REDIS_KEYSPACE_MISSES = "redis.keyspace.misses"
+REDIS_KEYS_EVICTED = "redis.keys.evicted"
+REDIS_KEYS_EXPIRED = "redis.keys.expired"
+REDIS_MEMORY_USED_BYTES = "redis.memory.used_bytes"
+REDIS_MEMORY_RSS_BYTES = "redis.memory.rss_bytes"
+REDIS_MEMORY_MAX_BYTES = "redis.memory.max_bytes"
+REDIS_MEMORY_FRAGMENTATION_RATIO = "redis.memory.fragmentation_ratio"
+REDIS_CLIENTS_CONNECTED = "redis.clients.connected"
+REDIS_CLIENTS_BLOCKED = "redis.clients.blocked"
+REDIS_CLIENTS_REJECTED = "redis.clients.rejected"
+REDIS_REPLICATION_CONNECTED_REPLICAS = "redis.replication.connected_replicas"
+REDIS_REPLICATION_LAG_BYTES = "redis.replication.lag_bytes"  # {replica=ip:port}
+REDIS_REPLICATION_LINK_UP = "redis.replication.link_up"
+REDIS_CMD = "redis.cmd."  # + a commandstats counter (calls, usec, failed_calls, rejected_calls)
+REDIS_CMD_CALLS = REDIS_CMD + "calls"
+REDIS_CMD_USEC = REDIS_CMD + "usec"
+REDIS_CMD_FAILED_CALLS = REDIS_CMD + "failed_calls"
+REDIS_CMD_REJECTED_CALLS = REDIS_CMD + "rejected_calls"
+REDIS_CMD_LATENCY_US = REDIS_CMD + "latency_us"  # {cmd=...,quantile=p50|p99}
+REDIS_QUEUE = "redis.queue."  # {lib=...,queue=...}
+REDIS_QUEUE_DEPTH = REDIS_QUEUE + "depth"  # {...,state=...}
+REDIS_QUEUE_COMPLETED = REDIS_QUEUE + "completed"
+REDIS_QUEUE_FAILED = REDIS_QUEUE + "failed"
+REDIS_QUEUE_OLDEST_AGE_S = REDIS_QUEUE + "oldest_age_s"
+REDIS_QUEUE_WAIT_MS = REDIS_QUEUE + "wait_ms"  # {...,quantile=p50|p95}
+REDIS_QUEUE_RUN_MS = REDIS_QUEUE + "run_ms"  # {...,quantile=p50|p95}
+REDIS_QUEUE_PAUSED = REDIS_QUEUE + "paused"
 
 # Prometheus: one series per configured expression, plus what Prometheus says about itself.
 PROM_SERIES = "prom.series"
@@ -18,8 +73,21 @@ PROM_TARGETS = "prom.targets"
 
 
 def label_value(value: object) -> str:
-    """A label key or value that cannot break the "k=v,k2=v2" form."""
-    return str(value).replace(",", "_").replace("=", "_")[:LABEL_CHARS]
+    """A label key or value in the "k=v,k2=v2" form: `%`, `,` and `=` percent-encoded; when that is
+    longer than LABEL_CHARS (or merely looks cut), cut and ended with "~" and a hash of the whole."""
+    text = str(value)
+    out = _TO_ESCAPE.sub(lambda m: _ESCAPES[m.group()], text)
+    if len(out) > LABEL_CHARS or (len(out) > LABEL_CHARS - 3 and _CUT_TAIL.search(out)):
+        head = out[: LABEL_CHARS - HASH_CHARS - 1]
+        if "%" in head[-2:]:  # never cut an escape in two
+            head = head[: head.rindex("%")]
+        digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:HASH_CHARS]
+        out = f"{head}~{digest}"
+    return out
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def encode(labels: Mapping[str, object]) -> str:
@@ -28,5 +96,6 @@ def encode(labels: Mapping[str, object]) -> str:
 
 
 def decode(text: str | None) -> dict[str, str]:
-    """ "lib=bullmq,queue=email" -> {"lib": "bullmq", "queue": "email"}."""
-    return dict(part.split("=", 1) for part in (text or "").split(",") if "=" in part)
+    """ "lib=bullmq,queue=a%2Cb" -> {"lib": "bullmq", "queue": "a,b"}; a cut value keeps its "~" hash."""
+    pairs = (part.split("=", 1) for part in (text or "").split(",") if "=" in part)
+    return {_unescape(k): _unescape(v) for k, v in pairs}
