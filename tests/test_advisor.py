@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from dashboard.advisor.database import AdviseError, Workload, advice_report, con
 from dashboard.cli.advise import print_report
 from dashboard.core.advice import AdviceReport
 from dashboard.core.guarded import GuardedSession
-from dashboard.core.records import OWN_MARKER
+from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, is_own
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
+from dashboard.store.reads import Window, statement_totals
 from dashboard.store.schema import advice
 from tests.support.postgres import ADVISOR_ROLE, advisor_dsn, new_database
+from tests.support.stores import collect_once, make_config
 
 SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
 
@@ -191,6 +194,9 @@ def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgr
         ).fetchall()
     sent = [text for text, toplevel in own if toplevel]
     assert [text for text in sent if not text.startswith(OWN_MARKER)] == []
+    # Nested ones too (track = all): HypoPG's lookup is the one the collector knows by its text.
+    assert [text for text, _ in own if not is_own(text)] == []
+    assert any(text in OWN_UNMARKED for text, toplevel in own if not toplevel)
     assert any(text.startswith(OWN_MARKER + "BEGIN") for text in sent)  # the health's transaction
     calls = "\n".join(sent)
     assert "hypopg_create_index" in calls and "hypopg_reset" in calls
@@ -203,6 +209,27 @@ def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgr
         for r in (first, second)
     ]
     assert analysed[0] == analysed[1]  # the second run found nothing of the first
+
+
+def test_the_collector_never_counts_what_the_advisor_ran(pg: ThrowawayPostgres, store: Store) -> None:
+    """The collector and the advisor agree on what is the observatory's own (records.is_own): after
+    an advisor run, none of its statements, HypoPG's unmarkable lookup included, counts as workload."""
+    name = new_database(pg, "owncollect")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("CREATE EXTENSION hypopg")
+        for i in range(30):
+            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
+    config = make_config(store.url, [{"name": "t", "dsn": pg.dsn(dbname=name)}])
+    collect_once(config, store)  # the baseline
+    advice_report(advisor_dsn(pg, name), workload=Workload(min_calls=1, min_mean_ms=0.0))
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM orders")  # some workload beside it
+    collect_once(config, store)
+    window = Window(0, int(time.time()) + 86400)
+    counted = statement_totals(store.engine, [store.target_id("postgres", "t")], window, "raw", limit=10_000)
+    assert "SELECT count(*) FROM orders" in set(counted["query"])
+    assert [q for q in counted["query"] if is_own(q)] == []
 
 
 def test_cli_advises_on_the_recorded_workload(shop: str) -> None:
@@ -283,6 +310,17 @@ def test_stored_findings_load_typed() -> None:
     assert health.missing_fk_indexes[0].columns == ("parent_id",)
     assert health.bloat and health.redundant and health.invalid
     assert AdviceReport.from_stored(STORED[1]).health.notes
+
+
+def test_a_report_another_version_stored_loads_or_says_why() -> None:
+    newer = json.loads(STORED[0]) | {"from_a_newer_version": True}
+    newer["health"]["unused"][0]["seen_by"] = "a newer version"  # nested too
+    assert AdviceReport.from_stored(json.dumps(newer)) == AdviceReport.from_stored(STORED[0])
+    older = {k: v for k, v in json.loads(STORED[0]).items() if k != "skipped"}
+    why = "this stored report cannot be read: skipped: Field required"
+    assert AdviceReport.from_stored(json.dumps(older)) == AdviceReport.failed(why)
+    with pytest.raises(ValueError, match="surprise"):  # built in code, an unknown key is still refused
+        AdviceReport(suggestions=[], skipped=[], surprise=1)
 
 
 def test_the_report_round_trips_through_the_store(shop: str, tmp_path: Path) -> None:

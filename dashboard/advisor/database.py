@@ -19,7 +19,7 @@ from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
 from dashboard.core.advice import AdviceReport, IndexHealthReport
 from dashboard.core.guarded import GuardedSession, SessionRefused, first_line
-from dashboard.core.records import OWN_MARKER
+from dashboard.core.records import OWN_MARKER, OWN_UNMARKED
 from dashboard.core.statement_redaction import redact_statement
 
 
@@ -68,7 +68,7 @@ def workload_statements(conn: Connection, workload: Workload) -> list[StatementI
             )
         since = cur.execute(_since_query(conn, ext["schema"])).fetchone()["since"]
         query = pgsql.SQL(sql("workload_statements")).format(pgss=pgsql.Identifier(ext["schema"]))
-        params = {"since": since, **workload.__dict__}
+        params = {"since": since, "own_unmarked": list(OWN_UNMARKED), **workload.__dict__}
         rows = cur.execute(query, params).fetchall()
     return _merge_same_text(rows)
 

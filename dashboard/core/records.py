@@ -15,6 +15,14 @@ T = TypeVar("T")
 # Leads every query the collectors run, so their own statements can be told apart in
 # pg_stat_statements (which keeps the text as first sent) and left out of the workload.
 OWN_MARKER = "/* observatory */ "
+# What the observatory causes but cannot mark: HypoPG's search for free OIDs, run inside the
+# advisor's (marked) hypopg_create_index() and recorded on its own under pg_stat_statements.track = all.
+OWN_UNMARKED = ("SELECT max(oid) FROM pg_catalog.pg_class WHERE oid < $1",)
+
+
+def is_own(text: str) -> bool:
+    """Whether a recorded statement is one the observatory ran itself, never the workload."""
+    return text.startswith(OWN_MARKER) or text in OWN_UNMARKED
 
 
 class StatementKey(NamedTuple):

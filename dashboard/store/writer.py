@@ -18,7 +18,7 @@ from dashboard.core import sources
 from dashboard.core.advice import AdviceReport
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
-from dashboard.core.records import OWN_MARKER, Cycle, Point, StatementKey
+from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
 from dashboard.store import upserts
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
@@ -90,13 +90,14 @@ class Store:
             }
 
     def own_statements(self, kind: str, name: str) -> set[StatementKey]:
-        """Statements the collectors ran themselves (their text starts with the marker)."""
+        """Statements the observatory ran itself (records.is_own: marked, or known unmarkable)."""
         tid = self.target_id(kind, name)
         c = statements.c
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(c.queryid, c.dbid, c.userid, c.toplevel).where(
-                    c.target_id == tid, c.query.startswith(OWN_MARKER, autoescape=True)
+                    c.target_id == tid,
+                    c.query.startswith(OWN_MARKER, autoescape=True) | c.query.in_(OWN_UNMARKED),
                 )
             )
             return {StatementKey(r.queryid, r.dbid, r.userid, bool(r.toplevel)) for r in rows}

@@ -8,9 +8,8 @@ SELECT s.query,
  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
    AND s.calls >= %(min_calls)s
    AND s.mean_exec_time >= %(min_mean_ms)s
+   -- the observatory's own (dashboard.core.records.is_own): marked, or caused but not markable
    AND s.query NOT LIKE '/* observatory */%%'
-   -- HypoPG's search for free OIDs, run inside the advisor's (marked) hypopg_create_index() call
-   -- and recorded on its own under pg_stat_statements.track = all: a text no marker can lead.
-   AND s.query <> 'SELECT max(oid) FROM pg_catalog.pg_class WHERE oid < $1'
+   AND s.query <> ALL(%(own_unmarked)s)
  ORDER BY s.total_exec_time DESC
  LIMIT %(limit)s
