@@ -51,7 +51,7 @@ from typing import Any
 
 import psycopg
 
-from bench import cli
+from bench import cli, timing
 from bench.timing import summary, timed
 from collectors.postgres.collector import PostgresCollector
 from dashboard.core.config import PostgresTarget
@@ -344,37 +344,24 @@ def format_report(r: dict[str, Any]) -> str:
         f"({s['statements_created']} benchmark statements); {r['repeat']} rounds, "
         f"{r['moved_per_cycle']['median']:.0f} statements moved per cycle",
         "",
-        f"{'':34} {'median ms':>10} {'p95 ms':>10} {'x baseline':>11}",
     ]
-    base = r["baseline_select_star"]["median_ms"]
-    for label, key in (
-        ("(a) SELECT * FROM pg_stat_statements", "baseline_select_star"),
-        ("(b) collector cycle", "cycle"),
-        ("    the writer saving it", "store_write"),
-        ("    cycle + write", "cycle_and_write"),
-    ):
-        f = r[key]
-        lines.append(
-            f"{label:34} {f['median_ms']:>10.1f} {f['p95_ms']:>10.1f} {f['median_ms'] / base:>11.3f}"
-        )
-    new = r["cycle_with_new_statements"]
-    if new:
-        lines.append(
-            f"{'    cycle with 10 new statements':34} {new['median_ms']:>10.1f} {new['p95_ms']:>10.1f} "
-            f"{new['median_ms'] / base:>11.3f}"
-        )
-    lines.append(
-        f"{'    first cycle (all texts)':34} {r['first_cycle_ms']:>10.1f} {'':>10} "
-        f"{r['first_cycle_ms'] / base:>11.3f}"
-    )
+    labels = {
+        "baseline_select_star": "(a) SELECT * FROM pg_stat_statements",
+        "cycle": "(b) collector cycle",
+        "store_write": "    the writer saving it",
+        "cycle_and_write": "    cycle + write",
+        "cycle_with_new_statements": "    cycle with 10 new statements",
+    }
+    rows = [(label, r[key]["median_ms"], r[key]["p95_ms"]) for key, label in labels.items() if r[key]]
+    rows.append(("    first cycle (all texts)", r["first_cycle_ms"], None))
+    lines += timing.table(rows, r["baseline_select_star"]["median_ms"], width=34)
     srv = r["server_time"]
     lines.append("time inside PostgreSQL (pg_stat_statements' own total_exec_time + total_plan_time):")
-    for label, key in (("    SELECT *", "baseline_select_star"), ("    collector's queries", "cycle")):
-        f = srv[key]
-        lines.append(
-            f"{label:34} {f['median_ms']:>10.1f} {f['p95_ms']:>10.1f} "
-            f"{f['median_ms'] / srv['baseline_select_star']['median_ms']:>11.3f}"
-        )
+    server_rows = [
+        (label, srv[key]["median_ms"], srv[key]["p95_ms"])
+        for label, key in (("    SELECT *", "baseline_select_star"), ("    collector's queries", "cycle"))
+    ]
+    lines += timing.table(server_rows, srv["baseline_select_star"]["median_ms"], width=34)[1:]
     verdict = "PASS" if r["passed"] else "FAIL"
     lines += [
         "",

@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 
-from bench import cli
+from bench import cli, timing
 from bench.timing import summary, timed
 from collectors.redis.collector import RedisCollector
 from dashboard.core.config import RedisQueues, RedisTarget
@@ -320,19 +320,15 @@ def format_report(r: dict[str, Any]) -> str:
         f"{len(s['queues'])} queues of {s['queues'][0]['jobs'] if s['queues'] else 0} jobs ({libs})",
         f"{r['cycles']} cycles, {r['points_per_cycle']:.0f} points per cycle",
         "",
-        f"{'':32} {'median ms':>10} {'p95 ms':>10} {'x baseline':>11}",
     ]
-    base = r["baseline_info_all"]["median_ms"]
-    for label, key in (
-        ("(a) INFO ALL round trip", "baseline_info_all"),
-        ("(b) cycle (collect + write)", "cycle"),
-        ("    collect only", "collect_only"),
-    ):
-        f = r[key]
-        lines.append(
-            f"{label:32} {f['median_ms']:>10.2f} {f['p95_ms']:>10.2f} {f['median_ms'] / base:>11.2f}"
-        )
-    lines.append(f"{'    first cycle':32} {r['first_cycle_ms']:>10.2f}")
+    labels = {
+        "baseline_info_all": "(a) INFO ALL round trip",
+        "cycle": "(b) cycle (collect + write)",
+        "collect_only": "    collect only",
+    }
+    rows: list[timing.Row] = [(label, r[key]["median_ms"], r[key]["p95_ms"]) for key, label in labels.items()]
+    rows.append(("    first cycle", r["first_cycle_ms"], None))
+    lines += timing.table(rows, r["baseline_info_all"]["median_ms"], width=32, digits=2, ratio_digits=2)
     calls = ", ".join(f"{cmd} {n:g}" for cmd, n in r["commands_per_cycle"].items())
     lines += [
         "",

@@ -29,3 +29,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = fn()
     return (time.perf_counter() - started) * 1000, result
+
+
+Row = tuple[str, float, float | None]  # label, median ms, p95 ms (None: a single measurement)
+
+
+def table(rows: list[Row], base_ms: float, width: int, digits: int = 1, ratio_digits: int = 3) -> list[str]:
+    """Report lines: a header, then per row its median, its p95 and median / base_ms."""
+    lines = [f"{'':{width}} {'median ms':>10} {'p95 ms':>10} {'x baseline':>11}"]
+    for label, median, p95 in rows:
+        p95_text = "" if p95 is None else f"{p95:.{digits}f}"
+        lines.append(
+            f"{label:{width}} {median:>10.{digits}f} {p95_text:>10} {median / base_ms:>11.{ratio_digits}f}"
+        )
+    return lines

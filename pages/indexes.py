@@ -104,13 +104,7 @@ def overview(reports: list[StoredAdvice], several_targets: bool) -> None:
         "took": st.column_config.TextColumn("took"),
         "status": st.column_config.TextColumn("status", width="large"),
     }
-    st.dataframe(
-        table[[c for c in columns if several_targets or c != "target"]],
-        column_config=columns,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(table), 320),
-    )
+    ui.table(table[[c for c in columns if several_targets or c != "target"]], columns, max_height=320)
 
 
 def choose(reports: list[StoredAdvice]) -> StoredAdvice:
@@ -226,13 +220,7 @@ def skipped(reader: Reader, stored: StoredAdvice) -> None:
             "reason": [item.reason for item in items],
         }
     )
-    st.dataframe(
-        table,
-        column_config=SKIPPED_COLUMNS,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(table), 420),
-    )
+    ui.table(table, SKIPPED_COLUMNS, max_height=420)
 
 
 def health(stored: StoredAdvice) -> None:

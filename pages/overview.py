@@ -9,6 +9,7 @@ from dashboard.analysis import overview, statements
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
 from dashboard.analysis.targets import Target
+from dashboard.core import metrics
 from dashboard.ui import cached, charts
 from dashboard.ui import frame as ui
 
@@ -29,11 +30,10 @@ def target_figures(target: Target, row: pd.Series) -> None:
 def activity(reader: Reader, targets: list[Target], window) -> None:
     frame = overview.activity(reader, targets, window)
     left, right = st.columns(2)
-    left.plotly_chart(charts.rate_lines(frame, "pg.statements.exec_ms", "Query time", "ms per second"))
-    right.plotly_chart(charts.rate_lines(frame, "pg.statements.calls", "Calls per second", "calls/s"))
-    left.plotly_chart(
-        charts.ratio_lines(frame, "pg.statements.exec_ms", ["pg.statements.calls"], "Mean time", "ms")
-    )
+    exec_ms, calls = metrics.PG_STATEMENTS_EXEC_MS, metrics.PG_STATEMENTS_CALLS
+    left.plotly_chart(charts.rate_lines(frame, exec_ms, "Query time", "ms per second"))
+    right.plotly_chart(charts.rate_lines(frame, calls, "Calls per second", "calls/s"))
+    left.plotly_chart(charts.ratio_lines(frame, exec_ms, [calls], "Mean time", "ms"))
     right.plotly_chart(charts.hit_ratio_lines(frame))
     for i, target in enumerate(targets):
         box = left if i % 2 == 0 else right

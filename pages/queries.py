@@ -70,12 +70,10 @@ if frame.empty:
     st.stop()
 
 sparks = statements.sparklines(reader, frame["statement_id"].tolist(), targets, window)
-event = st.dataframe(
+event = ui.table(
     table(frame, sparks),
-    column_config=COLUMNS,
-    hide_index=True,
-    width="stretch",
-    height=min(38 + 35 * len(frame), 760),
+    COLUMNS,
+    max_height=760,
     on_select="rerun",
     selection_mode="single-row",
     key="statements",

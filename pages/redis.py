@@ -8,10 +8,10 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard.analysis import objectives, redis_reads
-from dashboard.analysis import redis as redis_views
+from dashboard.analysis import objectives, redis, redis_reads
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
+from dashboard.core import metrics
 from dashboard.ui import cached, charts, page_frame
 from dashboard.ui import frame as ui
 
@@ -87,7 +87,7 @@ def known(value: object) -> bool:
     return isinstance(value, int | float) and not math.isnan(value)
 
 
-def figures(f: redis_views.NodeFigures) -> None:
+def figures(f: redis.NodeFigures) -> None:
     """The metrics row: cache, throughput and memory, then evictions, clients and replication."""
     cols = st.columns(4)
     rate = f.hit_rate
@@ -151,7 +151,7 @@ def figures(f: redis_views.NodeFigures) -> None:
     )
 
 
-def role_note(f: redis_views.NodeFigures) -> str | None:
+def role_note(f: redis.NodeFigures) -> str | None:
     if f.role == "replica":
         return "link to the primary up" if f.link_up == 1 else "link to the primary down"
     if f.role == "primary" and known(f.replicas):
@@ -161,17 +161,17 @@ def role_note(f: redis_views.NodeFigures) -> str | None:
 
 def timeline(frame: pd.DataFrame) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(charts.hit_rate_line(redis_views.hit_rate(frame), target=TARGET))
+    left.plotly_chart(charts.hit_rate_line(redis.hit_rate(frame), target=TARGET))
     right.plotly_chart(
         charts.lines(
-            redis_views.rates(frame, {"redis.ops": "ops/s"}), "Operations per second", "ops/s", legend=False
+            redis.rates(frame, {metrics.REDIS_OPS: "ops/s"}), "Operations per second", "ops/s", legend=False
         )
     )
-    left.plotly_chart(charts.lines(redis_views.memory(frame), "Memory", "MiB", dashed=("maxmemory",)))
-    keys = {"redis.keys.evicted": "evicted", "redis.keys.expired": "expired"}
-    right.plotly_chart(charts.lines(redis_views.rates(frame, keys), "Evictions and expirations", "keys/s"))
-    left.plotly_chart(charts.lines(redis_views.clients(frame), "Clients", "clients"))
-    lag = redis_views.by_label(frame, "redis.replication.lag_bytes", "replica")
+    left.plotly_chart(charts.lines(redis.memory(frame), "Memory", "MiB", dashed=("maxmemory",)))
+    keys = {metrics.REDIS_KEYS_EVICTED: "evicted", metrics.REDIS_KEYS_EXPIRED: "expired"}
+    right.plotly_chart(charts.lines(redis.rates(frame, keys), "Evictions and expirations", "keys/s"))
+    left.plotly_chart(charts.lines(redis.clients(frame), "Clients", "clients"))
+    lag = redis.by_label(frame, metrics.REDIS_REPLICATION_LAG_BYTES, "replica")
     if len(lag):
         right.plotly_chart(charts.lines(lag, "Replication lag per replica", "bytes"))
 
@@ -184,13 +184,7 @@ def commands(reader: Reader, target: Target, window) -> None:
         return
     shown = table.assign(total_ms=table["usec"] / 1000)
     columns = [c for c in COMMAND_COLUMNS if c not in ("p50_us", "p99_us") or shown[c].notna().any()]
-    st.dataframe(
-        shown[columns],
-        column_config=COMMAND_COLUMNS,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(shown), 400),
-    )
+    ui.table(shown[columns], COMMAND_COLUMNS, max_height=400)
     st.caption(
         "INFO commandstats over the window, slowest per call first; the collector's own INFO, SLOWLOG "
         "and queue reads are among them."
@@ -211,31 +205,19 @@ def slow_log(reader: Reader, target: Target, window) -> None:
             "client": entries["client"],
         }
     )
-    st.dataframe(
-        shown,
-        column_config=SLOWLOG_COLUMNS,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(shown), 400),
-    )
+    ui.table(shown, SLOWLOG_COLUMNS, max_height=400)
     entries_text = f"{len(shown)} entr{'ies' if len(shown) != 1 else 'y'}"
     st.caption(f"{entries_text}, slowest first; arguments cut to 64 characters, 10 arguments at most.")
 
 
 def queues(reader: Reader, target: Target, window) -> None:
     frame = redis_reads.queue_series(reader, target, window)
-    found = redis_views.queues(frame)
+    found = redis.queues(frame)
     if not found:
         return
     st.subheader("Queues")
     summary = redis_reads.queue_summary(reader, target, window)
-    st.dataframe(
-        summary[list(QUEUE_COLUMNS)],
-        column_config=QUEUE_COLUMNS,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(summary), 400),
-    )
+    ui.table(summary[list(QUEUE_COLUMNS)], QUEUE_COLUMNS, max_height=400)
     paused = summary.loc[summary["paused"], "queue"].tolist()
     if paused:
         st.warning(
@@ -246,22 +228,20 @@ def queues(reader: Reader, target: Target, window) -> None:
         with st.container(border=True):
             st.markdown(f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}")
             left, right = st.columns(2)
-            depths = redis_views.queue_depths(frame, lib, queue)
+            depths = redis.queue_depths(frame, lib, queue)
             left.plotly_chart(charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS))
             right.plotly_chart(
-                charts.lines(redis_views.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min")
+                charts.lines(redis.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min")
             )
             left.plotly_chart(
-                charts.lines(
-                    redis_views.queue_failure_rate(frame, lib, queue), "Failure rate", "%", legend=False
-                )
+                charts.lines(redis.queue_failure_rate(frame, lib, queue), "Failure rate", "%", legend=False)
             )
             right.plotly_chart(
                 charts.lines(
-                    redis_views.queue_age(frame, lib, queue), "Oldest waiting job", "seconds", legend=False
+                    redis.queue_age(frame, lib, queue), "Oldest waiting job", "seconds", legend=False
                 )
             )
-            times = redis_views.queue_times(frame, lib, queue)
+            times = redis.queue_times(frame, lib, queue)
             if len(times):
                 left.plotly_chart(
                     charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95"))

@@ -90,7 +90,7 @@ def scorecard(reader: Reader, target: Target, window) -> None:
     styled = shown.style.map(lambda v: VERDICT_STYLES.get(v, ""), subset=["verdict"]).apply(
         lambda col: [BROKEN if b else "" for b in broken], subset=["worst"]
     )
-    st.dataframe(styled, column_config=SCORE_COLUMNS, hide_index=True, width="stretch")
+    ui.table(styled, SCORE_COLUMNS)
 
 
 def series_charts(reader: Reader, target: Target, window) -> None:
@@ -125,18 +125,14 @@ def prometheus_state(reader: Reader, target: Target) -> None:
             f"{plural(counts['firing'], 'alert')} firing, {counts['pending']} pending",
             icon=":material/notifications:",
         )
-        st.dataframe(
-            alerts[list(ALERT_COLUMNS)], column_config=ALERT_COLUMNS, hide_index=True, width="stretch"
-        )
+        ui.table(alerts[list(ALERT_COLUMNS)], ALERT_COLUMNS)
     else:
         st.caption("No alert firing or pending.")
     if len(down):
         st.error(
             f"{len(down)} of {plural(counts['targets'], 'scrape target')} down", icon=":material/link_off:"
         )
-        st.dataframe(
-            down[list(TARGET_COLUMNS)], column_config=TARGET_COLUMNS, hide_index=True, width="stretch"
-        )
+        ui.table(down[list(TARGET_COLUMNS)], TARGET_COLUMNS)
     else:
         st.caption(f"All {counts['targets']} scrape targets up.")
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from dashboard.servers.throwaway import ThrowawayPostgres
+from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis
 from dashboard.store import Store
 from tests.support.advised import advised_store
 from tests.support.browser import chromium
@@ -62,6 +62,14 @@ def database(pg: ThrowawayPostgres) -> str:
     return new_database(pg)
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A new SQLite store in the test's folder (store.db), closed after the test."""
+    found = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield found
+    found.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new, empty store URL on each backend."""
@@ -72,6 +80,21 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg.dsn(dbname=name).replace("postgresql://", "postgresql+psycopg://")
+
+
+@pytest.fixture
+def backend_store(store_url: str) -> Iterator[Store]:
+    """A new, empty store on each backend (store_url), closed after the test."""
+    found = Store(store_url)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[ThrowawayRedis]:
+    """A redis-server of the test's own, stopped after it."""
+    with ThrowawayRedis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

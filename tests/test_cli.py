@@ -12,18 +12,8 @@ import psycopg
 import pytest
 
 from dashboard.servers.throwaway import ThrowawayPostgres, free_port
-from tests.support.cli import observatory as run_observatory
+from tests.support.cli import observatory
 from tests.support.postgres import run_workload
-
-
-def observatory(
-    *args: str, config: Path | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("OBSERVATORY_CONFIG", None)
-    if config:
-        env["OBSERVATORY_CONFIG"] = str(config)
-    return run_observatory(*args, env=env, cwd=cwd)
 
 
 def write_config(tmp_path: Path, targets: str) -> Path:

@@ -4,7 +4,6 @@ on either side of the command; a warning before serving the dashboard beyond thi
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import socket
@@ -18,23 +17,9 @@ import pytest
 
 from dashboard.core.config import exposure_warning, is_loopback
 from dashboard.servers.throwaway import ThrowawayPostgres, free_port
+from tests.support.cli import env_without_config, observatory
 
 WARNING = "It has no login yet: anyone who can reach this address can see it"
-
-
-def env_without_config() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "OBSERVATORY_CONFIG"}
-
-
-def observatory(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "dashboard", *args],
-        env=env or env_without_config(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -41,10 +41,9 @@ def running():
         thread.join(timeout=10)
 
 
-def test_cycles_of_several_targets_are_saved_in_order(store_url: str, running) -> None:
-    store = Store(store_url)
+def test_cycles_of_several_targets_are_saved_in_order(backend_store: Store, running) -> None:
     saved: list[tuple[str, int]] = []
-    writer = CycleWriter(store, on_saved=lambda c: saved.append((c.target, c.ts)))
+    writer = CycleWriter(backend_store, on_saved=lambda c: saved.append((c.target, c.ts)))
     for i in range(5):
         for name in ("erp", "crm"):
             c = cycle(T0 + 60 * i, {1: 2, 2: 1})
@@ -54,10 +53,9 @@ def test_cycles_of_several_targets_are_saved_in_order(store_url: str, running) -
     assert writer.flush(timeout=20)
     assert writer.pending() == 0
     assert [ts for target, ts in saved if target == "erp"] == [T0 + 60 * i for i in range(5)]
-    assert calls_stored(store) == 2 * 5 * 3
-    statuses = target_statuses(store.engine).set_index("name")
+    assert calls_stored(backend_store) == 2 * 5 * 3
+    statuses = target_statuses(backend_store.engine).set_index("name")
     assert statuses.loc["crm", "last_success"] == T0 + 240
-    store.close()
 
 
 def test_store_outage_loses_nothing(pg: ThrowawayPostgres, running) -> None:
@@ -83,8 +81,7 @@ def test_store_outage_loses_nothing(pg: ThrowawayPostgres, running) -> None:
     store.close()
 
 
-def test_a_cycle_the_store_refuses_is_dropped_not_retried_forever(tmp_path, running) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def test_a_cycle_the_store_refuses_is_dropped_not_retried_forever(store: Store, running) -> None:
     dropped: list[tuple[Cycle, str]] = []
     writer = CycleWriter(store, on_dropped=lambda c, why: dropped.append((c, why)))
     bad = Cycle("redis", "cache", T0, Status(), slowlog=[SlowlogEntry(1, T0, 50, None)])  # type: ignore[arg-type]
@@ -96,11 +93,9 @@ def test_a_cycle_the_store_refuses_is_dropped_not_retried_forever(tmp_path, runn
     assert "NOT NULL" in dropped[0][1] and f"{MAX_ATTEMPTS} times" in dropped[0][1]
     assert calls_stored(store) == MAX_ATTEMPTS
     assert writer.pending() == 0
-    store.close()
 
 
-def test_backlog_is_bounded(tmp_path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def test_backlog_is_bounded(store: Store) -> None:
     dropped: list[Cycle] = []
     writer = CycleWriter(store, max_backlog=3, on_dropped=lambda c, _why: dropped.append(c))
     cycles = [cycle(T0 + 60 * i, {1: 1}) for i in range(5)]
@@ -108,13 +103,11 @@ def test_backlog_is_bounded(tmp_path) -> None:
         writer.submit(c)
     assert dropped == cycles[:2]  # the oldest go first
     assert writer.pending() == 3
-    store.close()
 
 
-def test_a_target_is_saved_in_order_around_a_refused_cycle(tmp_path) -> None:
+def test_a_target_is_saved_in_order_around_a_refused_cycle(store: Store) -> None:
     """A target's later cycles wait for its earlier one: an older cycle never overwrites the state a
     newer one saved. Other targets' cycles are saved meanwhile."""
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     writer = CycleWriter(store)
     bad = Cycle("postgres", "erp", T0, Status(), slowlog=[SlowlogEntry(1, T0, 50, None)])  # type: ignore[arg-type]
     later = cycle(T0 + 60, {1: 4})
@@ -125,11 +118,10 @@ def test_a_target_is_saved_in_order_around_a_refused_cycle(tmp_path) -> None:
         ("erp", "HeldBack"),
     ]
     assert calls_stored(store) == 1  # crm's
-    store.close()
 
 
 def test_state_is_reloaded_only_once_nothing_of_the_target_is_pending(
-    pg: ThrowawayPostgres, tmp_path
+    pg: ThrowawayPostgres, store: Store
 ) -> None:
     """A dropped cycle makes its collector reload its state from the store, but not while cycles
     computed from the state it has are still queued: that would count their activity twice."""
@@ -140,7 +132,6 @@ def test_state_is_reloaded_only_once_nothing_of_the_target_is_pending(
     dsn = pg.dsn(dbname=new_database(pg, "resync"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int)")
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     scheduler = Scheduler(make_config(store.url, [{"name": "t1", "dsn": dsn}]), store)
     collector = scheduler.collectors[0]
     writer = scheduler.writer
@@ -170,7 +161,6 @@ def test_state_is_reloaded_only_once_nothing_of_the_target_is_pending(
     # none is counted twice.
     frame = target_calls(store, "SELECT count(*) FROM t")
     assert frame == 14 - 5
-    store.close()
 
 
 def target_calls(store: Store, text: str) -> float:

@@ -7,8 +7,13 @@ daemon stores for a database it cannot read) is written directly.
 
 from __future__ import annotations
 
-from dashboard.core.advice import AdviceReport
+import json
+
+from sqlalchemy import update
+
+from dashboard.core.advice import AdviceReport, IndexHealthReport, SkippedStatement
 from dashboard.store import Store
+from dashboard.store.schema import advice
 from dashboard.ui import frame as ui
 from tests.support.advised import FK_INDEX, REF, REF_INDEX, SEGMENT, TARGET, statement_id
 from tests.support.apptest import empty_store_config, no_exception, open_page, texts
@@ -42,6 +47,38 @@ def test_an_error_report_stops_at_its_header(monkeypatch, tmp_path) -> None:
     assert [e.value for e in at.error] == ["The advisor could not read this database: no such database"]
     assert "report made" in texts(at.caption)
     assert [h.value for h in at.subheader] == [] and not at.code
+
+
+def test_an_unreadable_stored_report_is_that_databases_error(monkeypatch, tmp_path) -> None:
+    """A row another version wrote (keys this one does not know) loads; a row that cannot be read at
+    all is an error under its own database's header, and the page goes on."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    skipped = [SkippedStatement(statement="SELECT 1", reason="nothing to index")]
+    report = AdviceReport(suggestions=[], skipped=skipped, hypopg=True, health=IndexHealthReport())
+    for datname in ("newer", "garbled"):
+        store.write_advice("postgres", TARGET, datname, 1_700_000_000, report, 1.0)
+    newer = json.loads(report.to_stored()) | {"from_a_newer_version": 1}
+    newer["skipped"][0]["cost"] = 12.5
+    with store.engine.begin() as conn:
+        conn.execute(update(advice).where(advice.c.datname == "newer").values(report=json.dumps(newer)))
+        conn.execute(update(advice).where(advice.c.datname == "garbled").values(report="{not json"))
+    store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: dbname=x\n")
+
+    at = open_page(monkeypatch, config, "indexes", db=f"{TARGET}/garbled")
+    no_exception(at)
+    (error,) = [e.value for e in at.error]
+    said = ui.md_escape("this stored report cannot be read: Invalid JSON")
+    assert error.startswith(f"The advisor could not read this database: {said}"), error
+    assert "report made" in texts(at.caption)
+    statuses = dict(at.dataframe[0].value[["database", "status"]].itertuples(index=False))
+    assert statuses["newer"] == "ok" and "cannot be read" in statuses["garbled"], statuses
+
+    at = open_page(monkeypatch, config, "indexes", db=f"{TARGET}/newer")
+    no_exception(at)
+    assert not at.error and "1 statement of the recorded workload analysed" in texts(at.caption)
 
 
 def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:

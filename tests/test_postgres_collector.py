@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -68,11 +67,6 @@ def collect(request: pytest.FixtureRequest):
     for scheduler in schedulers.values():
         for collector in scheduler.collectors:
             collector.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 def target(dsn: str, name: str = "t1", **extra) -> dict:
@@ -212,11 +206,10 @@ def test_a_failed_cycle_changes_nothing(
     assert calls_of(store, "SELECT id FROM orders WHERE customer = $1 ORDER BY id LIMIT $2") == 5
 
 
-def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
+def test_server_restart_gives_no_spike(store: Store) -> None:
     with ThrowawayPostgres() as server:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_stat_statements")
-        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
         config = two_cycles_of_workload(server.dsn(), store)
         server.restart()  # pg_stat_statements.save=on: counters survive a clean restart
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -228,13 +221,12 @@ def test_server_restart_gives_no_spike(tmp_path: Path) -> None:
         assert no_negative_deltas(store)
 
 
-def test_eviction_is_counted_from_zero_and_explained(tmp_path: Path, collect) -> None:
+def test_eviction_is_counted_from_zero_and_explained(store: Store, collect) -> None:
     with ThrowawayPostgres(settings={"pg_stat_statements.max": "100"}) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_stat_statements")
             conn.execute("CREATE TABLE wide AS SELECT g AS id FROM generate_series(1, 10) g")
-        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
         config = make_config(store.url, [target(dsn)])
         collect(config, store)
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -314,9 +306,8 @@ def test_role_without_pg_monitor_is_explained(pg: ThrowawayPostgres, database: s
     assert any("pg_stat_statements" in t for t in texts)  # its own statements are collected
 
 
-def test_missing_preload_is_explained(tmp_path: Path) -> None:
+def test_missing_preload_is_explained(store: Store) -> None:
     with ThrowawayPostgres(settings={"shared_preload_libraries": ""}) as server:
-        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
         cycle = collect_once(make_config(store.url, [target(server.dsn())]), store)[0]
         assert cycle.status.state == "degraded"
         assert cycle.status.hints[0] == pgc.HINT_PRELOAD

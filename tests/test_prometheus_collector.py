@@ -17,12 +17,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from dashboard.core import config as config_mod
 from dashboard.core.prometheus_preset import seed_series
 from dashboard.demo.service import (
     DemoService,
@@ -33,7 +30,7 @@ from dashboard.demo.service import (
 from dashboard.servers.throwaway import ThrowawayNodeExporter, ThrowawayPrometheus, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, target_statuses
-from tests.support.stores import collect_once
+from tests.support.stores import collect_once, make_config, only_value, status_row
 
 EVERYTHING = Window(0, 4_000_000_000)
 WINDOW = "15s"
@@ -62,8 +59,9 @@ class World:
     closed: str  # host:port of a scrape target nobody listens on
 
 
-def query(prom: ThrowawayPrometheus, expr: str) -> list:
-    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def query(prom: ThrowawayPrometheus, expr: str, at: int | None = None) -> list:
+    params = {"query": expr} if at is None else {"query": expr, "time": at}
+    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=5) as resp:
         return json.load(resp)["data"]["result"]
 
@@ -92,17 +90,8 @@ def world() -> Iterator[World]:
             yield World(prom, service, node, closed)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
-
-
 def target(url: str, name: str = "prod", **extra) -> dict:
     return {"name": name, "url": url, "interval": "2s", "timeout": "2s", "backfill": "1m", **extra}
-
-
-def make_config(store: Store, *targets: dict) -> config_mod.Config:
-    return config_mod.from_dict({"store": store.url, "targets": {"prometheus": list(targets)}})
 
 
 def points(store: Store, name: str = "prom.series", labels: str | None = None, level: str = "raw"):
@@ -111,15 +100,7 @@ def points(store: Store, name: str = "prom.series", labels: str | None = None, l
 
 
 def value_at(store: Store, labels: str, ts: int, name: str = "prom.series") -> float:
-    frame = points(store, name, labels)
-    values = frame.loc[frame["ts"] == ts, "sum"].tolist()
-    assert len(values) == 1, f"{name} {labels} at {ts}: {values}"
-    return values[0]
-
-
-def status_row(store: Store, name: str = "prod") -> pd.Series:
-    frame = target_statuses(store.engine)
-    return frame[(frame["kind"] == "prometheus") & (frame["name"] == name)].iloc[0]
+    return only_value(points(store, name, labels), ts, f"{name} {labels}")
 
 
 # -- the seed's targets ------------------------------------------------------------------------------
@@ -128,7 +109,9 @@ def test_known_traffic_gives_the_expected_slos(world: World, store: Store) -> No
     assert expected_error_ratio() == pytest.approx(0.0005)
     service = f'instance="{world.service.address}"'
     metrics = {"window": WINDOW, "selector": service, "node_selector": f'instance="{world.node.address}"'}
-    config = make_config(store, target(world.prom.url, preset="seed", metrics=metrics))
+    config = make_config(
+        store.url, [target(world.prom.url, preset="seed", metrics=metrics)], kind="prometheus"
+    )
     now = int(time.time())
     cycle = collect_once(config, store, now)[0]
 
@@ -165,7 +148,7 @@ def test_another_traffic_pattern_moves_p95_by_the_interpolation(store: Store) ->
                                f"sum(rate(http_requests_total[{WINDOW}]))"},
         }  # fmt: skip
         now = int(time.time())
-        collect_once(make_config(store, target(prom.url, series=series)), store, now)
+        collect_once(make_config(store.url, [target(prom.url, series=series)], kind="prometheus"), store, now)
     assert value_at(store, "name=p95", now) == pytest.approx(375, abs=0.01)
     assert value_at(store, "name=p50", now) == pytest.approx(1000 * expected_quantile(0.5, traffic), abs=0.01)
     assert value_at(store, "name=errors", now) == pytest.approx(0.03, rel=1e-6)
@@ -175,7 +158,9 @@ def test_a_query_with_several_series_keeps_their_labels(world: World, store: Sto
     series = {"up": {"expr": f"avg_over_time(up[{WINDOW}])", "unit": "ratio"}}
     now = int(time.time())
     assert (
-        collect_once(make_config(store, target(world.prom.url, series=series)), store, now)[0].status.state
+        collect_once(
+            make_config(store.url, [target(world.prom.url, series=series)], kind="prometheus"), store, now
+        )[0].status.state
         == "ok"
     )
     frame = points(store)
@@ -187,23 +172,30 @@ def test_a_query_with_several_series_keeps_their_labels(world: World, store: Sto
 
 def test_series_told_apart_only_by_metric_name_are_all_kept(world: World, store: Store) -> None:
     """A selector over several metrics returns series whose labels differ only in __name__: each
-    keeps its value under a `metric=` label instead of overwriting the one before it."""
+    keeps its value under its own `metric=` label, whatever order Prometheus returns them in."""
     instance = world.service.address
     expr = f'{{__name__=~"up|scrape_samples_scraped", instance="{instance}"}}'
     now = int(time.time())
-    collect_once(make_config(store, target(world.prom.url, series={"mix": {"expr": expr}})), store, now)
+    collect_once(
+        make_config(store.url, [target(world.prom.url, series={"mix": {"expr": expr}})], kind="prometheus"),
+        store,
+        now,
+    )
     frame = points(store)
-    labels = set(frame[frame["ts"] == now]["labels"])
+    values = frame[frame["ts"] == now].set_index("labels")["sum"].to_dict()
     base = f"name=mix,instance={instance},job=demo"
-    assert len(labels) == 2 and base in labels, labels
-    assert f"{base},metric=scrape_samples_scraped" in labels or f"{base},metric=up" in labels, labels
+    scraped = float(query(world.prom, f'scrape_samples_scraped{{instance="{instance}"}}', now)[0]["value"][1])
+    assert scraped > 1
+    assert values == {f"{base},metric=scrape_samples_scraped": scraped, f"{base},metric=up": 1.0}
 
 
 # -- back-fill ---------------------------------------------------------------------------------------
 def test_backfill_after_a_gap_lands_on_steps_once(world: World, store: Store) -> None:
     wait_for(world.prom, f'count_over_time(up{{instance="{world.service.address}"}}[1m]) >= 10')
     series = {"p95": {"expr": P95, "unit": "ms"}}
-    config = make_config(store, target(world.prom.url, series=series, backfill="10m"))
+    config = make_config(
+        store.url, [target(world.prom.url, series=series, backfill="10m")], kind="prometheus"
+    )
     now = int(time.time())
     gap_start = now - 120  # the last successful cycle, two minutes ago (a daemon that was stopped)
     first = collect_once(config, store, gap_start)[0]
@@ -238,7 +230,7 @@ def test_bad_promql_and_unknown_metric_leave_the_others_running(world: World, st
         "ghost": {"expr": "rate(no_such_metric_total[15s])"},
         "clash": {"expr": "up * on() up"},  # several series match: 422 execution error
     }
-    config = make_config(store, target(world.prom.url, series=series))
+    config = make_config(store.url, [target(world.prom.url, series=series)], kind="prometheus")
     now = int(time.time())
     cycle = collect_once(config, store, now)[0]
     assert cycle.status.state == "degraded"
@@ -252,7 +244,7 @@ def test_bad_promql_and_unknown_metric_leave_the_others_running(world: World, st
     assert details["ghost"].error == "no data: the metric may not exist (check the name)"
     clash = details["clash"]
     assert clash.state == "error" and clash.error.startswith("HTTP 422: execution:")
-    row = status_row(store)
+    row = status_row(store, "prometheus", "prod")
     assert row["state"] == "degraded" and "broken" in row["last_error"]
     hints = " | ".join(row["hints"])
     for name in ("broken", "ghost", "clash"):
@@ -269,21 +261,24 @@ def test_down_server_is_a_clear_down_status_without_secrets(
     monkeypatch.setenv("OBS_TEST_PROM_TOKEN", "tok-very-secret")
     port = free_port()
     config = make_config(
-        store,
-        target(
-            f"http://ops:url-secret@127.0.0.1:{port}",
-            username="ops",
-            password_env="OBS_TEST_PROM_PASSWORD",
-            preset="seed",
-        ),
-        target(f"http://127.0.0.1:{free_port()}", name="bearer", bearer_token_env="OBS_TEST_PROM_TOKEN"),
+        store.url,
+        [
+            target(
+                f"http://ops:url-secret@127.0.0.1:{port}",
+                username="ops",
+                password_env="OBS_TEST_PROM_PASSWORD",
+                preset="seed",
+            ),
+            target(f"http://127.0.0.1:{free_port()}", name="bearer", bearer_token_env="OBS_TEST_PROM_TOKEN"),
+        ],
+        kind="prometheus",
     )
     cycles = collect_once(config, store, int(time.time()))
     for cycle in cycles:
         assert cycle.status.state == "down"
         assert "connection refused" in cycle.status.error
         assert cycle.status.hints == ["is Prometheus running and listening on that host and port?"]
-    row = status_row(store)
+    row = status_row(store, "prometheus", "prod")
     assert row["state"] == "down" and f"127.0.0.1:{port}" in row["last_error"]
     stored = json.dumps(target_statuses(store.engine).astype(str).to_dict("records"))
     for secret in ("hunter2-secret", "tok-very-secret", "url-secret"):
@@ -296,7 +291,9 @@ def test_a_server_that_never_answers_is_down_after_the_timeout(store: Store) -> 
         silent.listen(8)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
-        cycle = collect_once(make_config(store, target(url, timeout="1s", preset="seed")), store)[0]
+        cycle = collect_once(
+            make_config(store.url, [target(url, timeout="1s", preset="seed")], kind="prometheus"), store
+        )[0]
     assert time.monotonic() - started < 5  # one request timed out; nothing else was tried
     assert cycle.status.state == "down"
     assert cycle.status.error == "Prometheus did not answer within 1s"
@@ -304,7 +301,11 @@ def test_a_server_that_never_answers_is_down_after_the_timeout(store: Store) -> 
 
 def test_missing_password_variable_is_down_with_a_hint(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OBS_TEST_UNSET", raising=False)
-    config = make_config(store, target("http://127.0.0.1:9", username="ops", password_env="OBS_TEST_UNSET"))
+    config = make_config(
+        store.url,
+        [target("http://127.0.0.1:9", username="ops", password_env="OBS_TEST_UNSET")],
+        kind="prometheus",
+    )
     cycle = collect_once(config, store)[0]
     assert cycle.status.state == "down"
     assert cycle.status.error == "environment variable OBS_TEST_UNSET (password_env) is not set"
@@ -312,7 +313,9 @@ def test_missing_password_variable_is_down_with_a_hint(store: Store, monkeypatch
 
 # -- alerts and scrape targets -----------------------------------------------------------------------
 def test_alerts_and_scrape_targets(world: World, store: Store) -> None:
-    config = make_config(store, target(world.prom.url, series={"p95": {"expr": P95}}))
+    config = make_config(
+        store.url, [target(world.prom.url, series={"p95": {"expr": P95}})], kind="prometheus"
+    )
     now = int(time.time())
     assert collect_once(config, store, now)[0].status.state == "ok"
     details = store.status_details("prometheus", "prod")
@@ -339,7 +342,9 @@ def test_alerts_and_scrape_targets(world: World, store: Store) -> None:
 def test_nan_is_not_stored(world: World, store: Store) -> None:
     series = {"zero": {"expr": "vector(0) / vector(0)"}, "p95": {"expr": P95}}
     now = int(time.time())
-    cycle = collect_once(make_config(store, target(world.prom.url, series=series)), store, now)[0]
+    cycle = collect_once(
+        make_config(store.url, [target(world.prom.url, series=series)], kind="prometheus"), store, now
+    )[0]
     assert cycle.status.state == "ok"  # a 0/0 is no fault of the target
     assert store.status_details("prometheus", "prod").series["zero"].state == "undefined"
     assert points(store, labels="name=zero").empty
@@ -347,14 +352,18 @@ def test_nan_is_not_stored(world: World, store: Store) -> None:
 
 
 def test_a_url_that_is_no_prometheus_api_is_down(world: World, store: Store) -> None:
-    cycle = collect_once(make_config(store, target(f"http://{world.service.address}")), store)[0]
+    cycle = collect_once(
+        make_config(store.url, [target(f"http://{world.service.address}")], kind="prometheus"), store
+    )[0]
     assert cycle.status.state == "down"
     assert "is not Prometheus API JSON" in cycle.status.error
     assert "no Prometheus HTTP API at this url" in cycle.status.hints[0]
 
 
 def test_two_cycles_in_one_second_count_once(world: World, store: Store) -> None:
-    config = make_config(store, target(world.prom.url, series={"p95": {"expr": P95}}))
+    config = make_config(
+        store.url, [target(world.prom.url, series={"p95": {"expr": P95}})], kind="prometheus"
+    )
     now = int(time.time())
     collect_once(config, store, now)
     collect_once(config, store, now)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,8 +14,8 @@ from dashboard.servers.throwaway import ThrowawayRedis, free_port
 from dashboard.store import Store
 from dashboard.store.reads import Window, slowlog_entries
 from dashboard.store.schema import target_status
-from tests.support.redis_target import at, client, fill_queues, make_config, series, status_of, target
-from tests.support.stores import collect_once
+from tests.support.redis_target import at, client, fill_queues, series, target
+from tests.support.stores import collect_once, make_config, status_row
 
 BUSY_LOOP = "local i = 0 while i < 5000000 do i = i + 1 end return i"  # ~25 ms of Lua: > 10 ms
 
@@ -33,26 +31,15 @@ class RedisWith(ThrowawayRedis):
         return [*super()._command(), *self.options]
 
 
-@pytest.fixture
-def server() -> Iterator[ThrowawayRedis]:
-    with ThrowawayRedis() as srv:
-        yield srv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
-
-
 # -- cache health ---------------------------------------------------------------------------------------
 def test_hit_rate_is_exact_and_the_collector_does_not_count_itself(
-    server: ThrowawayRedis, store: Store
+    redis_server: ThrowawayRedis, store: Store
 ) -> None:
-    r = client(server.url)
+    r = client(redis_server.url)
     r.mset({f"user:{i}": f"profile-{i}" for i in range(100)})
     fill_queues(r, now=int(time.time()))  # queue reads make lookups of their own
     queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
-    config = make_config(store, target(server.url, queues=queues))
+    config = make_config(store.url, [target(redis_server.url, queues=queues)], kind="redis")
     t0 = int(time.time()) - 60
     assert collect_once(config, store, t0)[0].status.state == "ok"
     for i in range(90):
@@ -81,15 +68,15 @@ def test_hit_rate_is_exact_and_the_collector_does_not_count_itself(
     assert at(store, "redis.cmd.calls", t0 + 30, "cmd=llen") > 0  # the queue reads did run
 
 
-def test_info_gauges_and_details(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
+def test_info_gauges_and_details(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
     r.config_set("maxmemory", str(64 * 2**20))
     r.config_set("maxmemory-policy", "allkeys-lru")
     r.mset({f"k:{i}": "x" * 100 for i in range(500)})
     for i in range(20):
         r.set(f"ttl:{i}", "v", ex=3600)
     now = int(time.time())
-    cycle = collect_once(make_config(store, target(server.url)), store, now)[0]
+    cycle = collect_once(make_config(store.url, [target(redis_server.url)], kind="redis"), store, now)[0]
     assert cycle.status.state == "ok" and cycle.status.server_version.startswith("Redis 7")
     assert at(store, "redis.db.keys", now, "db=0") == 520
     assert at(store, "redis.db.expires", now, "db=0") == 20
@@ -106,10 +93,10 @@ def test_info_gauges_and_details(server: ThrowawayRedis, store: Store) -> None:
     assert details.run_id and details.uptime >= 0
 
 
-def test_slow_command_lands_in_the_slow_log_once(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
+def test_slow_command_lands_in_the_slow_log_once(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
     r.config_set("latency-monitor-threshold", "5")
-    config = make_config(store, target(server.url))
+    config = make_config(store.url, [target(redis_server.url)], kind="redis")
     now = int(time.time())
     collect_once(config, store, now - 30)
     r.eval(BUSY_LOOP, 0)
@@ -127,9 +114,9 @@ def test_slow_command_lands_in_the_slow_log_once(server: ThrowawayRedis, store: 
     assert at(store, "redis.latency.max_ms", now, "event=command") >= 10  # LATENCY LATEST
 
 
-def test_slow_log_arguments_are_truncated(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
-    config = make_config(store, target(server.url))
+def test_slow_log_arguments_are_truncated(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
+    config = make_config(store.url, [target(redis_server.url)], kind="redis")
     collect_once(config, store, int(time.time()) - 10)
     r.config_set("slowlog-log-slower-than", "0")  # log everything from here on
     r.rpush("list", *[f"{n:02d}" + "y" * 200 for n in range(12)])
@@ -145,10 +132,10 @@ def test_slow_log_arguments_are_truncated(server: ThrowawayRedis, store: Store) 
     assert delete.endswith("... (+31 more arguments)")  # 41 in all, counted through Redis's own cut
 
 
-def test_restart_gives_no_negative_delta_and_no_spike(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
+def test_restart_gives_no_negative_delta_and_no_spike(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
     r.mset({f"k{i}": i for i in range(50)})
-    config = make_config(store, target(server.url))
+    config = make_config(store.url, [target(redis_server.url)], kind="redis")
     now = int(time.time()) - 60
     collect_once(config, store, now)
     for i in range(50):
@@ -156,8 +143,8 @@ def test_restart_gives_no_negative_delta_and_no_spike(server: ThrowawayRedis, st
     r.eval(BUSY_LOOP, 0)
     collect_once(config, store, now + 15)
     assert at(store, "redis.keyspace.hits", now + 15) == 50
-    server.restart()  # no persistence: counters, keys and slow log start again from zero
-    r = client(server.url)
+    redis_server.restart()  # no persistence: counters, keys and slow log start again from zero
+    r = client(redis_server.url)
     r.mset({f"k{i}": i for i in range(7)})
     for i in range(7):
         r.get(f"k{i}")
@@ -180,33 +167,35 @@ def test_restart_gives_no_negative_delta_and_no_spike(server: ThrowawayRedis, st
 
 
 # -- failures -------------------------------------------------------------------------------------------
-def test_unreachable_node_is_down_and_the_others_are_collected(server: ThrowawayRedis, store: Store) -> None:
+def test_unreachable_node_is_down_and_the_others_are_collected(
+    redis_server: ThrowawayRedis, store: Store
+) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    config = make_config(store, target(dead, "gone"), target(server.url, "alive"))
+    config = make_config(store.url, [target(dead, "gone"), target(redis_server.url, "alive")], kind="redis")
     cycles = collect_once(config, store)
     assert [c.status.state for c in cycles] == ["down", "ok"]
-    gone = status_of(store, "gone")
+    gone = status_row(store, "redis", "gone")
     assert gone["state"] == "down" and "refused" in gone["last_error"].lower()
     assert gone["hints"] == ["is Redis running and listening on that host and port (or socket)?"]
-    assert status_of(store, "alive")["state"] == "ok"
+    assert status_row(store, "redis", "alive")["state"] == "ok"
     assert not series(store, "redis.memory.used_bytes", target_name="alive").empty
 
 
 def test_password_problems_are_explained_and_never_stored(
-    server: ThrowawayRedis, store: Store, monkeypatch: pytest.MonkeyPatch
+    redis_server: ThrowawayRedis, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client(server.url).config_set("requirepass", "s3cret-pw")
-    with_password = server.url.replace("redis://", "redis://:s3cret-pw@")
-    wrong = server.url.replace("redis://", "redis://:wrong-pw@")
+    client(redis_server.url).config_set("requirepass", "s3cret-pw")
+    with_password = redis_server.url.replace("redis://", "redis://:s3cret-pw@")
+    wrong = redis_server.url.replace("redis://", "redis://:wrong-pw@")
     monkeypatch.setenv("OBS_TEST_REDIS_PW", "s3cret-pw")
-    config = make_config(
-        store,
-        target(server.url, "no-password"),
+    targets = [
+        target(redis_server.url, "no-password"),
         target(wrong, "wrong-password"),
         target(with_password, "in-url"),
         target(wrong, "from-env", password_env="OBS_TEST_REDIS_PW"),  # the variable wins
-        target(server.url, "env-unset", password_env="OBS_TEST_REDIS_NOT_SET"),
-    )
+        target(redis_server.url, "env-unset", password_env="OBS_TEST_REDIS_NOT_SET"),
+    ]
+    config = make_config(store.url, targets, kind="redis")
     states = {c.target: c.status for c in collect_once(config, store)}
     assert states["no-password"].state == "down" and states["no-password"].hints == [HINT_PASSWORD]
     assert "authentication required" in states["no-password"].error.lower()
@@ -218,14 +207,16 @@ def test_password_problems_are_explained_and_never_stored(
     assert "s3cret-pw" not in stored and "wrong-pw" not in stored
 
 
-def test_refused_commands_degrade_and_the_rest_is_stored(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
+def test_refused_commands_degrade_and_the_rest_is_stored(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
     r.execute_command("ACL", "SETUSER", "limited", "on", ">pw", "~*", "+@all", "-slowlog", "-config")
     r.set("bull:oops:wait", "not a list")
     with RedisWith("--rename-command", "LATENCY", "") as renamed:
-        limited = server.url.replace("redis://", "redis://limited:pw@")
+        limited = redis_server.url.replace("redis://", "redis://limited:pw@")
         config = make_config(
-            store, target(limited, queues={"bullmq": ["oops"]}), target(renamed.url, "renamed")
+            store.url,
+            [target(limited, queues={"bullmq": ["oops"]}), target(renamed.url, "renamed")],
+            kind="redis",
         )
         now = int(time.time())
         by_name = {c.target: c.status for c in collect_once(config, store, now)}
@@ -235,7 +226,7 @@ def test_refused_commands_degrade_and_the_rest_is_stored(server: ThrowawayRedis,
     assert any("bull:oops:wait" in h for h in acl.hints)  # a queue key of the wrong type
     assert at(store, "redis.memory.used_bytes", now) > 0  # INFO still stored
     assert at(store, "redis.queue.depth", now, "lib=bullmq,queue=oops,state=active") == 0
-    assert status_of(store)["state"] == "degraded"
+    assert status_row(store, "redis", "cache-1")["state"] == "degraded"
     renamed_status = by_name["renamed"]
     assert renamed_status.state == "degraded"
     assert renamed_status.hints == [
@@ -245,18 +236,20 @@ def test_refused_commands_degrade_and_the_rest_is_stored(server: ThrowawayRedis,
 
 
 # -- topology ---------------------------------------------------------------------------------------------
-def test_replication_lag_and_link(server: ThrowawayRedis, store: Store) -> None:
+def test_replication_lag_and_link(redis_server: ThrowawayRedis, store: Store) -> None:
     with ThrowawayRedis() as replica:
-        primary = client(server.url)
+        primary = client(redis_server.url)
         primary.config_set("repl-diskless-sync-delay", "0")  # sync at once, not after 5 s
-        client(replica.url).replicaof("127.0.0.1", server.port)
+        client(replica.url).replicaof("127.0.0.1", redis_server.port)
         deadline = time.monotonic() + 10
         while primary.info("replication").get("slave0", {}).get("state") != "online":
             assert time.monotonic() < deadline, "the replica did not come online"
             time.sleep(0.05)
         primary.set("moved", "on")
         now = int(time.time())
-        config = make_config(store, target(server.url, "primary"), target(replica.url, "replica"))
+        config = make_config(
+            store.url, [target(redis_server.url, "primary"), target(replica.url, "replica")], kind="redis"
+        )
         assert [c.status.state for c in collect_once(config, store, now)] == ["ok", "ok"]
         assert at(store, "redis.replication.connected_replicas", now, target_name="primary") == 1
         lag = at(store, "redis.replication.lag_bytes", now, f"replica=127.0.0.1:{replica.port}", "primary")
@@ -283,7 +276,10 @@ def test_cluster_node_state(store: Store) -> None:
             assert time.monotonic() < deadline, "the cluster did not reach state ok"
             time.sleep(0.05)
         now = int(time.time())
-        assert collect_once(make_config(store, target(node.url)), store, now)[0].status.state == "ok"
+        assert (
+            collect_once(make_config(store.url, [target(node.url)], kind="redis"), store, now)[0].status.state
+            == "ok"
+        )
     assert at(store, "redis.cluster.state_ok", now) == 1
     assert at(store, "redis.cluster.slots_assigned", now) == 16384
     assert at(store, "redis.cluster.known_nodes", now) == 1

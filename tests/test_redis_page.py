@@ -22,7 +22,7 @@ EVERYTHING = Window(0, 4_000_000_000)
 
 @pytest.fixture(scope="module")
 def stored(redis_populated: dict):
-    """The node's stored series (raw level), as the page's data layer reads them."""
+    """The node's stored series (raw level), read as the analyses' Reader reads them (reads.series_frame)."""
     engine = make_engine(redis_populated["url"], readonly=True)
     try:
         names = (

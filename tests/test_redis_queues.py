@@ -4,27 +4,14 @@ throughput, ages and wait/run times."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
-from tests.support.redis_target import at, client, fill_queues, make_config, nearest_rank, target
-from tests.support.stores import collect_once
-
-
-@pytest.fixture
-def server() -> Iterator[ThrowawayRedis]:
-    with ThrowawayRedis() as srv:
-        yield srv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
+from tests.support.redis_target import at, client, fill_queues, nearest_rank, target
+from tests.support.stores import collect_once, make_config
 
 
 def finish_bullmq_jobs(r: redis.Redis, times: list[tuple[str, int, int, int, str]]) -> None:
@@ -38,13 +25,13 @@ def finish_bullmq_jobs(r: redis.Redis, times: list[tuple[str, int, int, int, str
         r.zadd(f"bull:email:{outcome}", {job: finished})
 
 
-def test_queue_depths_throughput_ages_and_times(server: ThrowawayRedis, store: Store) -> None:
-    r = client(server.url)
+def test_queue_depths_throughput_ages_and_times(redis_server: ThrowawayRedis, store: Store) -> None:
+    r = client(redis_server.url)
     t1 = int(time.time()) - 120
     t2, t3 = t1 + 60, t1 + 120
     expected = fill_queues(r, t2)
     queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
-    config = make_config(store, target(server.url, queues=queues))
+    config = make_config(store.url, [target(redis_server.url, queues=queues)], kind="redis")
     # Finished before the first cycle: in the sets, never counted as this interval's.
     old = (t1 - 90) * 1000
     finish_bullmq_jobs(r, [(f"old{n}", old, old + 10_000, old + 20_000, "completed") for n in range(3)])

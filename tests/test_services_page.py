@@ -127,7 +127,7 @@ HOUR = 3600
 
 def _stored(tmp_path: Path, readings: dict[str, list[tuple[int, float]]]):
     """Write the readings as a collector would (prom.series points), read them back at raw and
-    hourly level as the page's data layer does."""
+    hourly level as the analyses' Reader does (reads.series_frame)."""
     url = f"sqlite:///{tmp_path / 'slo.db'}"
     store = Store(url)
     for name, points in readings.items():

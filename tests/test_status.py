@@ -4,13 +4,14 @@ and the reader's view of a store nobody has written yet."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from dashboard.analysis.reader import Reader
+from dashboard.analysis.targets import START_COLLECTING
 from dashboard.core import config as config_mod
+from dashboard.servers.throwaway import free_port
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import current_version
@@ -39,9 +40,8 @@ def test_status_lists_every_configured_target_of_every_kind(tmp_path: Path) -> N
     finally:
         store.close()
     config = write_config(tmp_path, url)
-    env = {k: v for k, v in os.environ.items() if k != "OBSERVATORY_CONFIG"}
 
-    result = observatory("status", "--json", "--config", str(config), env=env)
+    result = observatory("status", "--json", "--config", str(config))
     assert result.returncode == 0, result.stderr
     rows = {(t["kind"], t["name"]): t for t in json.loads(result.stdout)["targets"]}
     assert set(rows) == {("postgres", "erp"), ("redis", "cache-9"), ("prometheus", "prod")}
@@ -52,7 +52,7 @@ def test_status_lists_every_configured_target_of_every_kind(tmp_path: Path) -> N
         assert row["samples"] == 0 and row["failures"] == 0 and row["last_success"] is None
         assert row["last_error"] is None and row["server_version"] is None
 
-    text = observatory("status", "--config", str(config), env=env).stdout
+    text = observatory("status", "--config", str(config)).stdout
     assert "redis/cache-9: never collected, last success never, 0 samples" in text
     assert "prometheus/prod: never collected, last success never, 0 samples" in text
 
@@ -79,6 +79,41 @@ def test_a_store_nobody_wrote_reads_as_empty_and_stays_unwritten(tmp_path: Path)
             assert current_version(conn) is None  # the reader created no schema
     finally:
         engine.dispose()
+
+
+def test_status_only_reads_the_store(tmp_path: Path) -> None:
+    """`observatory status` on a store nobody wrote: the configured targets, never collected, each
+    with the hint to start collecting; the store is left without a schema."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    result = observatory("status", "--json", "--config", str(write_config(tmp_path, url)))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["targets"]
+    assert [(t["kind"], t["name"], t["state"]) for t in rows] == [
+        ("postgres", "erp", "never collected"),
+        ("redis", "cache-9", "never collected"),
+        ("prometheus", "prod", "never collected"),
+    ]
+    assert all(t["hints"] == [START_COLLECTING] and t["samples"] == 0 for t in rows)
+    engine = make_engine(url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            assert current_version(conn) is None  # nothing migrated
+    finally:
+        engine.dispose()
+
+
+def test_status_on_a_store_it_cannot_read_is_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database " * 100)
+    for store, says in (
+        (f"postgresql://observatory:Sekr3t-store@127.0.0.1:{free_port()}/store", "Connection refused"),
+        (f"sqlite:///{junk}", "file is not a database"),
+    ):
+        result = observatory("status", "--config", str(write_config(tmp_path, store)))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("observatory: store ") and ": cannot open: " in line and says in line, line
+        assert "Sekr3t" not in line and result.stdout == ""
 
 
 def test_the_rate_rule_divides_by_the_time_the_cycles_covered() -> None:

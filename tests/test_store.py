@@ -23,29 +23,21 @@ from dashboard.store.reads import (
 from tests.support.cycles import DAY, T0, cycle, key
 
 
-@pytest.fixture
-def store(store_url: str) -> Store:
-    s = Store(store_url)
-    yield s
-    s.close()
-
-
-def test_new_store_is_at_the_current_version(store: Store) -> None:
-    with store.engine.connect() as conn:
+def test_new_store_is_at_the_current_version(backend_store: Store) -> None:
+    with backend_store.engine.connect() as conn:
         assert migrations.current_version(conn) == schema.SCHEMA_VERSION
         tables = set(inspect(conn).get_table_names())
     assert {"targets", "statements", "stmt_raw", "stmt_hourly", "stmt_daily", "points_daily"} <= tables
-    assert migrations.migrate(store.engine) == schema.SCHEMA_VERSION  # idempotent
+    assert migrations.migrate(backend_store.engine) == schema.SCHEMA_VERSION  # idempotent
 
 
-def test_sqlite_store_uses_wal(tmp_path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+def test_sqlite_store_uses_wal(store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_upgrade_keeps_history(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.write_cycle(cycle(T0 + 60, {1: 5}))
+def test_upgrade_keeps_history(backend_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend_store.write_cycle(cycle(T0 + 60, {1: 5}))
     added = Column("note", Integer)
 
     def step(conn) -> None:  # what a real v1 -> v2 step looks like: add, never drop
@@ -54,63 +46,65 @@ def test_upgrade_keeps_history(store: Store, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(migrations.STEPS, 1, step)
-    assert migrations.migrate(store.engine) == 1
-    with store.engine.connect() as conn:
+    assert migrations.migrate(backend_store.engine) == 1
+    with backend_store.engine.connect() as conn:
         assert migrations.current_version(conn) == 2
         assert conn.execute(select(func.sum(schema.STMT["raw"].c.calls))).scalar() == 5
         assert added.name in {c["name"] for c in inspect(conn).get_columns("statements")}
 
 
-def test_newer_store_is_refused(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newer_store_is_refused(backend_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", 0)
     with pytest.raises(migrations.SchemaError, match="upgrade the observatory"):
-        migrations.migrate(store.engine)
+        migrations.migrate(backend_store.engine)
 
 
-def test_rollups_hold_the_same_totals_as_raw(store: Store) -> None:
+def test_rollups_hold_the_same_totals_as_raw(backend_store: Store) -> None:
     minutes = [T0 + 60 * i for i in range(1, 150)]  # two and a half hours
     for i, ts in enumerate(minutes):
-        store.write_cycle(cycle(ts, {1: 2, 2: 1 + i % 3} if i % 2 else {1: 2}, cumulative=i))
+        backend_store.write_cycle(cycle(ts, {1: 2, 2: 1 + i % 3} if i % 2 else {1: 2}, cumulative=i))
     window = Window(T0, T0 + DAY)
-    raw = statement_totals(store.engine, [1], window, "raw").set_index("query")
+    raw = statement_totals(backend_store.engine, [1], window, "raw").set_index("query")
     for level in ("hourly", "daily"):
-        coarse = statement_totals(store.engine, [1], window, level).set_index("query")
+        coarse = statement_totals(backend_store.engine, [1], window, level).set_index("query")
         assert (coarse["calls"] == raw["calls"]).all()
         assert coarse["exec_ms"].equals(raw["exec_ms"])
     assert raw.loc["SELECT 1 FROM t WHERE id = $1", "calls"] == 2 * len(minutes)
     assert raw.loc["SELECT 1 FROM t WHERE id = $1", "hit_ratio"] == pytest.approx(0.9)
-    hourly = series_frame(store.engine, [1], ["pg.connections"], window, "hourly")
-    raw_points = series_frame(store.engine, [1], ["pg.connections"], window, "raw")
+    hourly = series_frame(backend_store.engine, [1], ["pg.connections"], window, "hourly")
+    raw_points = series_frame(backend_store.engine, [1], ["pg.connections"], window, "raw")
     assert len(hourly) == 3 and hourly["count"].sum() == len(minutes)
     assert hourly["sum"].sum() == pytest.approx(raw_points["sum"].sum())
     assert hourly["max"].max() == raw_points["sum"].max() and hourly["min"].min() == raw_points["sum"].min()
-    sparkline = statement_series(store.engine, [raw["statement_id"].iloc[0]], window, "hourly")
+    sparkline = statement_series(backend_store.engine, [raw["statement_id"].iloc[0]], window, "hourly")
     assert list(sparkline["ts"]) == [T0, T0 + 3600, T0 + 7200]
 
 
-def test_same_second_cycles_add_up(store: Store) -> None:
-    store.write_cycle(cycle(T0 + 60, {1: 2}))
-    store.write_cycle(cycle(T0 + 60, {1: 3}))
-    frame = statement_totals(store.engine, [1], Window(T0, T0 + 120), "raw")
+def test_same_second_cycles_add_up(backend_store: Store) -> None:
+    backend_store.write_cycle(cycle(T0 + 60, {1: 2}))
+    backend_store.write_cycle(cycle(T0 + 60, {1: 3}))
+    frame = statement_totals(backend_store.engine, [1], Window(T0, T0 + 120), "raw")
     assert frame["calls"].sum() == 5
 
 
-def test_retention_drops_old_detail_only(store: Store) -> None:
+def test_retention_drops_old_detail_only(backend_store: Store) -> None:
     for day in range(5):
-        store.write_cycle(cycle(T0 + day * DAY + 60, {1: 1}))
-    deleted = store.prune(Retention(raw=2 * DAY, hourly=3 * DAY, daily=30 * DAY), now=T0 + 4 * DAY + 30)
+        backend_store.write_cycle(cycle(T0 + day * DAY + 60, {1: 1}))
+    deleted = backend_store.prune(
+        Retention(raw=2 * DAY, hourly=3 * DAY, daily=30 * DAY), now=T0 + 4 * DAY + 30
+    )
     assert deleted["stmt_raw"] == 2 and deleted["stmt_hourly"] == 2 and deleted["stmt_daily"] == 0
     everything = Window(T0, T0 + 10 * DAY)
-    assert statement_totals(store.engine, [1], everything, "daily")["calls"].sum() == 5
-    assert statement_totals(store.engine, [1], everything, "raw")["calls"].sum() == 3
+    assert statement_totals(backend_store.engine, [1], everything, "daily")["calls"].sum() == 5
+    assert statement_totals(backend_store.engine, [1], everything, "raw")["calls"].sum() == 3
 
 
-def test_status_counts_failures_and_keeps_last_success(store: Store) -> None:
-    store.write_cycle(cycle(T0 + 60, {1: 1}))
+def test_status_counts_failures_and_keeps_last_success(backend_store: Store) -> None:
+    backend_store.write_cycle(cycle(T0 + 60, {1: 1}))
     down = Cycle("postgres", "erp", T0 + 120, Status(state="down", error="refused", hints=["start it"]))
-    store.write_cycle(down)
-    store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(state="down", error="refused")))
-    row = target_statuses(store.engine).iloc[0]
+    backend_store.write_cycle(down)
+    backend_store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(state="down", error="refused")))
+    row = target_statuses(backend_store.engine).iloc[0]
     assert (row["state"], row["failures"], row["last_success"], row["last_attempt"]) == (
         "down",
         2,
@@ -120,7 +114,7 @@ def test_status_counts_failures_and_keeps_last_success(store: Store) -> None:
     assert row["samples"] > 0
 
 
-def test_readers_cannot_write(store_url: str, store: Store) -> None:
+def test_readers_cannot_write(store_url: str, backend_store: Store) -> None:
     reader = make_engine(store_url, readonly=True)
     with pytest.raises((OperationalError, SQLAlchemyError)), reader.begin() as conn:
         conn.execute(schema.targets.insert().values(kind="x", name="y", created_at=1))
@@ -140,39 +134,42 @@ def test_choose_level() -> None:
     assert choose_level(Window(now - 3 * DAY, now - 3 * DAY + 3600), now, kept, CHART_BUCKETS) == "hourly"
 
 
-def test_cycle_state_rows_keep_their_shape(store: Store) -> None:
+def test_cycle_state_rows_keep_their_shape(backend_store: Store) -> None:
     """Moved entries refresh last_seen and names, unmoved ones only their state; presence flips."""
-    store.write_cycle(cycle(T0 + 60, {1: 1, 2: 1}))
+    backend_store.write_cycle(cycle(T0 + 60, {1: 1, 2: 1}))
     moved = cycle(T0 + 120, {1: 4})
     counters = tuple(float(i) for i in range(len(schema.STATEMENT_COUNTERS)))
     moved.entries = [
         StatementEntry(key(1), counters, datname="erp2", rolname="app2", mean_ms=3.5),
         StatementEntry(key(2), counters, datname="ignored", rolname="ignored", stats_since=T0),
     ]
-    store.write_cycle(moved)
-    store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(), vanished=[key(2)]))
-    assert store.statement_state("postgres", "erp")[key(2)] == (counters, False)
-    store.write_cycle(Cycle("postgres", "erp", T0 + 240, Status(), entries=moved.entries[1:]))
-    assert store.statement_state("postgres", "erp") == {key(1): (counters, True), key(2): (counters, True)}
+    backend_store.write_cycle(moved)
+    backend_store.write_cycle(Cycle("postgres", "erp", T0 + 180, Status(), vanished=[key(2)]))
+    assert backend_store.statement_state("postgres", "erp")[key(2)] == (counters, False)
+    backend_store.write_cycle(Cycle("postgres", "erp", T0 + 240, Status(), entries=moved.entries[1:]))
+    assert backend_store.statement_state("postgres", "erp") == {
+        key(1): (counters, True),
+        key(2): (counters, True),
+    }
     s = schema.statements.c
-    with store.engine.connect() as conn:
+    with backend_store.engine.connect() as conn:
         rows = conn.execute(select(s.queryid, s.last_seen, s.datname, s.rolname, s.mean_ms, s.stats_since))
         got = {r.queryid: tuple(r)[1:] for r in rows}
     assert got[key(1).queryid] == (T0 + 120, "erp2", "app2", 3.5, None)
     assert got[key(2).queryid] == (T0 + 60, "erp", "app", None, T0)
 
 
-def test_same_second_points_add_counters_and_replace_gauges(store: Store) -> None:
-    store.write_cycle(cycle(T0 + 60, {1: 2}, cumulative=10.0))
-    store.write_cycle(cycle(T0 + 60, {1: 3}, cumulative=13.0))
-    store.write_cycle(cycle(T0 + 61, {1: 1}, cumulative=14.0))
+def test_same_second_points_add_counters_and_replace_gauges(backend_store: Store) -> None:
+    backend_store.write_cycle(cycle(T0 + 60, {1: 2}, cumulative=10.0))
+    backend_store.write_cycle(cycle(T0 + 60, {1: 3}, cumulative=13.0))
+    backend_store.write_cycle(cycle(T0 + 61, {1: 1}, cumulative=14.0))
     window = Window(T0, T0 + 3600)
-    raw = series_frame(store.engine, [1], ["pg.db.xact_commit", "pg.connections"], window, "raw")
+    raw = series_frame(backend_store.engine, [1], ["pg.db.xact_commit", "pg.connections"], window, "raw")
     by_name = {(r.name, r.ts): r.sum for r in raw.itertuples()}
     assert by_name[("pg.db.xact_commit", T0 + 60)] == 5  # two deltas in one second add up
     assert by_name[("pg.connections", T0 + 60)] == 3.0 + (T0 + 60) % 7  # a gauge keeps the latest
-    hourly = series_frame(store.engine, [1], ["pg.connections"], window, "hourly").iloc[0]
+    hourly = series_frame(backend_store.engine, [1], ["pg.connections"], window, "hourly").iloc[0]
     gauges = [3.0 + (T0 + 60) % 7] * 2 + [3.0 + (T0 + 61) % 7]
     assert (hourly["count"], hourly["sum"]) == (3, sum(gauges))
     assert (hourly["min"], hourly["max"]) == (min(gauges), max(gauges))
-    assert store.series_state("postgres", "erp") == {("pg.db.xact_commit", "datname=erp"): 14.0}
+    assert backend_store.series_state("postgres", "erp") == {("pg.db.xact_commit", "datname=erp"): 14.0}

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -41,13 +39,6 @@ REDIS = (
     '"slowlog_last_id": 40, "own_hits": 0, "own_misses": 33, "queue_ts": 1796027377}'
 )
 CAPTURED = {("postgres", "t1"): PG_READ, ("postgres", "noext"): PG_NO_PGSS, ("redis", "cache-1"): REDIS}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
 
 
 def details_row(store: Store, kind: str, name: str) -> str:
@@ -141,7 +132,7 @@ def test_redis_collector_sees_a_restart_in_a_captured_row(store: Store) -> None:
         r.config_set("slowlog-log-slower-than", "0")  # log everything
         r.set("a", "b")
         stored_details(store, "redis", "cache-1", REDIS)
-        config = redis_target.make_config(store, redis_target.target(server.url))
+        config = make_config(store.url, [redis_target.target(server.url)], kind="redis")
         cycle = collect_once(config, store, int(time.time()))[0]
         assert cycle.status.state == "ok"
         assert "SET a b" in [e.command for e in cycle.slowlog]
@@ -182,7 +173,7 @@ def test_collectors_write_todays_keys(pg: ThrowawayPostgres, store: Store) -> No
         r = redis_target.client(server.url)
         r.config_set("slowlog-log-slower-than", "0")
         queues = {"bullmq": ["email"], "rq": ["default"], "celery": ["celery"]}
-        config = redis_target.make_config(store, redis_target.target(server.url, queues=queues))
+        config = make_config(store.url, [redis_target.target(server.url, queues=queues)], kind="redis")
         for ts in (now, now + 15):
             r.get("absent")
             collect_once(config, store, ts)

@@ -25,6 +25,7 @@ from dashboard.store import Store
 from dashboard.store.locks import FileLocks, lock_key, target_locks
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import STMT, statements
+from tests.support.cli import observatory
 from tests.support.postgres import run_workload
 
 
@@ -154,15 +155,6 @@ def write_config(tmp_path: Path, store_url: str, dsn: str) -> Path:
     return path
 
 
-def collect_once(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dashboard", "-c", str(config), "collect", "--once"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def wait_for(what: str, done: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -220,7 +212,7 @@ def test_two_daemons_and_collect_once_count_every_call_once(
     waiting = f"postgres/t1: waiting: held by pid {first.pid} on "
     wait_for("the second daemon to wait", lambda: waiting in second.text())
     run_workload(dsn)
-    once = collect_once(config)
+    once = observatory("-c", str(config), "collect", "--once")
     assert once.returncode == 1, once.stderr
     assert f"postgres/t1: not collected: held by pid {first.pid} on " in once.stderr
     assert "statements moved" not in once.stdout
@@ -248,7 +240,7 @@ def test_lock_of_a_killed_daemon_is_free_and_a_waiting_daemon_stops_at_once(
     store = Store(store_url)
     daemon = daemons(config)
     wait_for("the daemon's first cycle", lambda: last_success(store) > 0)
-    refused = collect_once(config)
+    refused = observatory("-c", str(config), "collect", "--once")
     assert refused.returncode == 1 and f"held by pid {daemon.pid} on " in refused.stderr
     waiting = daemons(config)
     wait_for("the second daemon to wait", lambda: "postgres/t1: waiting: held by" in waiting.text())
@@ -260,7 +252,7 @@ def test_lock_of_a_killed_daemon_is_free_and_a_waiting_daemon_stops_at_once(
     locks = target_locks(store_url)  # PostgreSQL ends the session a moment after the process
     wait_for("the lock to be free", lambda: locks.try_lock("postgres", "t1") is None, timeout=5)
     locks.close()
-    once = collect_once(config)
+    once = observatory("-c", str(config), "collect", "--once")
     assert once.returncode == 0, once.stderr
     assert "postgres/t1: ok" in once.stdout
     store.close()

@@ -1,10 +1,10 @@
 """What the analyses read: one store under one configuration. Nothing here writes.
 
-`StoreReads` runs the store's queries (dashboard.store.reads) with plain values in (ids, a window, a
-level), so a cache in front of it (dashboard.ui.cached) can key its entries by the store's URL and
-those values. `Reader` adds what the configuration says: which targets are configured, how often
-each is collected (the covered width of a bucket) and how long each level is kept (the level a
-window is read at).
+`Reads` is what the analyses ask of a store, with plain values in (ids, a window, a level), so a
+cache in front of it (dashboard.ui.cached.CachedReads) can key its entries by the store's URL and
+those values; `StoreReads` answers it with the store's queries (dashboard.store.reads). `Reader` adds
+what the configuration says: which targets are configured, how often each is collected (the covered
+width of a bucket) and how long each level is kept (the level a window is read at).
 
 A store nobody has written yet (a new SQLite file, a PostgreSQL database without the schema) reads
 as an empty store: the pages say "No data yet" and the CLI lists the configured targets. The schema
@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, create_engine
@@ -30,11 +31,35 @@ from dashboard.core.records import StatementInfo
 from dashboard.store import reads
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import current_version
-from dashboard.store.reads import Window
+from dashboard.store.reads import StatementFilter, Window
 from dashboard.store.schema import metadata
 
 
-class StoreReads:
+class Reads(Protocol):
+    """The store's reads the analyses make (StoreReads documents each)."""
+
+    def statuses(self) -> pd.DataFrame: ...
+    def series(
+        self,
+        ids: Sequence[int],
+        names: Sequence[str],
+        window: Window,
+        level: str,
+        intervals: tuple[tuple[int, float], ...] = (),
+    ) -> pd.DataFrame: ...
+    def statement_totals(
+        self, ids: Sequence[int], window: Window, level: str, where: StatementFilter
+    ) -> pd.DataFrame: ...
+    def statement_series(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame: ...
+    def statement(self, statement_id: int) -> StatementInfo | None: ...
+    def filters(self, ids: Sequence[int]) -> tuple[list[str], list[str]]: ...
+    def advice(self, ids: Sequence[int]) -> list[StoredAdvice]: ...
+    def statement_ids(self, target_id: int, datname: str | None, texts: Sequence[str]) -> dict[str, int]: ...
+    def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame: ...
+    def details(self, target_id: int) -> Details | None: ...
+
+
+class StoreReads(Reads):
     """The store's reads on a read-only engine; an empty store's answers until it has a schema."""
 
     def __init__(self, engine: Engine) -> None:
@@ -83,13 +108,10 @@ class StoreReads:
         return reads.series_frame(self.engine, ids, names, window, level, dict(intervals))
 
     def statement_totals(
-        self, ids: Sequence[int], window: Window, level: str, filters: tuple
+        self, ids: Sequence[int], window: Window, level: str, where: StatementFilter
     ) -> pd.DataFrame:
-        """reads.statement_totals; `filters` is (database, user, text, order, limit)."""
-        database, user, text, order, limit = filters
-        return reads.statement_totals(
-            self.engine, ids, window, level, database=database, user=user, text=text, order=order, limit=limit
-        )
+        """reads.statement_totals of the statements `where` picks."""
+        return reads.statement_totals(self.engine, ids, window, level, **where._asdict())
 
     def statement_series(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         return reads.statement_series(self.engine, ids, window, level)
@@ -127,7 +149,7 @@ def _empty_store() -> Engine:
 class Reader:
     """A store's reads with the configuration's view of them; `now` is the clock levels follow."""
 
-    def __init__(self, store: StoreReads, config: Config, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Reads, config: Config, now: Callable[[], float] = time.time) -> None:
         self.store = store
         self.config = config
         self.now = now

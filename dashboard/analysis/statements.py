@@ -35,8 +35,8 @@ def top_statements(
 ) -> pd.DataFrame:
     """The top statements over the window (reads.statement_totals), with a `target` column."""
     level = reader.level(window, reads.TOTALS_BUCKETS)
-    filters = (database, user, text or None, order, limit)
-    frame = reader.store.statement_totals(_ids(targets), window, level, filters)
+    where = reads.StatementFilter(database, user, text or None, order, limit)
+    frame = reader.store.statement_totals(_ids(targets), window, level, where)
     frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
     return frame
 

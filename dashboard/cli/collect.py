@@ -8,6 +8,7 @@ import sys
 
 from dashboard.cli.common import open_store
 from dashboard.core import config as config_mod
+from dashboard.core import sources
 
 
 def run(args: argparse.Namespace, config: config_mod.Config) -> int:
@@ -16,10 +17,9 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     store = open_store(config)
     scheduler = Scheduler(config, store)
     if not scheduler.collectors:
-        print(
-            f"observatory: no targets configured in {config.source}: add targets.postgres or targets.redis",
-            file=sys.stderr,
-        )
+        *others, last = [f"targets.{source.kind}" for source in sources.SOURCES]
+        keys = f"{', '.join(others)} or {last}" if others else last
+        print(f"observatory: no targets configured in {config.source}: add {keys}", file=sys.stderr)
         return 2
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())

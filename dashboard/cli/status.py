@@ -1,4 +1,11 @@
-"""`observatory status [--json]`: per target, its state, last success, last error and samples."""
+"""`observatory status [--json]`: every target of every source, configured or stored, with its state,
+last success, last error, hints and samples. Grouped by kind (analysis.targets.merge_statuses): the
+stored targets by name, then the configured ones never collected, in the configuration's order
+(state "never collected", a hint to start collecting).
+
+The store is only read (the analyses' `Reader`, as the pages read it): a store nobody wrote yet lists
+the configured targets, and nothing is created or migrated.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,22 @@ import argparse
 import json
 import time
 
-from dashboard.cli.common import open_store
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard.cli.common import open_reader, store_error
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import redact
 
 
 def run(args: argparse.Namespace, config: config_mod.Config) -> int:
-    from dashboard.analysis.targets import merge_statuses
-    from dashboard.store.reads import target_statuses
-
-    # Every target of every source: the store's, then the configured ones never collected.
-    frame = merge_statuses(target_statuses(open_store(config).engine), config)
+    reader = open_reader(config)
+    try:
+        # Every target of every source: the store's, then the configured ones never collected.
+        frame = reader.statuses()
+    except SQLAlchemyError as err:  # the server went away, a store another version wrote
+        raise store_error(config, "cannot read", err) from None
+    finally:
+        reader.store.close()
     rows = [
         {
             "kind": r["kind"],

@@ -4,7 +4,9 @@ Here in core because both sides use them: the advisor builds them (dashboard.adv
 collectors.jobs.advisor for error reports), the store writes and reads them (`StoredAdvice` per
 database), the analyses say what a report holds for one statement (`StatementAdvice`). The JSON is the shape
 the dicts had (same keys, same order), so reports stored before these records existed still load:
-`AdviceReport.from_stored(text)`.
+`AdviceReport.from_stored(text)`. Loading is tolerant, as for `details.Details`: a key this version
+does not know (a row another version wrote) is ignored, and a row that still cannot be read becomes an
+error report saying so, for that database alone. Built in code, the records refuse unknown keys.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
     field_serializer,
     model_serializer,
+    model_validator,
 )
+
+_STORED = {"stored": True}  # the validation context of `AdviceReport.from_stored`
 
 
 class _Record(BaseModel):
@@ -27,7 +34,7 @@ class _Record(BaseModel):
     loaded) and is not None: the JSON keeps the keys the dicts had (an error report has no `hypopg`,
     index health that could not be read has only `notes`)."""
 
-    # Finding.schema_ is "schema" in JSON; by_alias is also passed explicitly below for pydantic < 2.11.
+    # Finding.schema_ is "schema" in JSON.
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     @model_serializer(mode="wrap")
@@ -39,6 +46,15 @@ class _Record(BaseModel):
             if not field.is_required() and (name not in given or getattr(self, name) is None)
         }
         return {k: v for k, v in handler(self).items() if k not in absent}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        """Loading from the store: the keys this version does not know are dropped, not refused."""
+        if info.context == _STORED and isinstance(data, dict):
+            known = {key for name, field in cls.model_fields.items() for key in (name, field.alias) if key}
+            return {key: value for key, value in data.items() if key in known}
+        return data
 
 
 # -- index suggestions ------------------------------------------------------------------------
@@ -149,12 +165,29 @@ class AdviceReport(_Record):
 
     @classmethod
     def from_stored(cls, text: str | bytes) -> AdviceReport:
-        """The report from the store's JSON (`advice.report`), written now or before these records."""
-        return cls.model_validate_json(text)
+        """The report from the store's JSON (`advice.report`), written now, before these records or by
+        another version (unknown keys are ignored); a report that cannot be read (not JSON, a key
+        missing, a value of the wrong type) is an error report that says so."""
+        try:
+            return cls.model_validate_json(text, context=_STORED)
+        except (ValidationError, TypeError) as err:
+            return cls.failed(f"this stored report cannot be read: {_reason(err)}")
 
     def to_stored(self) -> str:
         """The JSON the store keeps."""
         return self.model_dump_json(by_alias=True)
+
+
+def _reason(err: Exception) -> str:
+    """The first problem, on one line: where it is and what is wrong."""
+    if isinstance(err, ValidationError) and err.errors():
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        text = f"{where}: {first['msg']}" if where else first["msg"]
+    else:
+        text = str(err)
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
 
 
 # -- the report as the store keeps it -------------------------------------------------------------

@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import stat
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +47,28 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+class Secret(Enum):
+    """Marks a field that refers to a secret, e.g. ``Annotated[str | None, Secret.ENV]``: logs and
+    errors are kept free of the secret of every marked field, in any model of the configuration
+    (`dashboard.core.redaction.known_secrets`)."""
+
+    ENV = "the name of an environment variable holding a secret"
+    URL = "a DSN or URL that may carry a password"
+
+
+SecretEnv = Annotated[str | None, Secret.ENV]
+
+
+def secret_fields(model: type[BaseModel]) -> dict[str, Secret]:
+    """The fields of `model` marked with `Secret`, and how each refers to its secret."""
+    return {
+        name: mark
+        for name, field in model.model_fields.items()
+        for mark in field.metadata
+        if isinstance(mark, Secret)
+    }
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,7 +78,7 @@ class _Target(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     interval: Duration = 60.0
-    password_env: str | None = None  # name of an environment variable holding the password
+    password_env: SecretEnv = None  # name of an environment variable holding the password
 
     @field_validator("interval")
     @classmethod
@@ -66,7 +89,7 @@ class _Target(_Strict):
 
 
 class PostgresTarget(_Target):
-    dsn: str = Field(min_length=1)
+    dsn: Annotated[str, Secret.URL] = Field(min_length=1)
     statement_timeout: Duration = 5.0
     connect_timeout: Duration = 5.0
     advise_interval: Duration = 3600.0  # how often the index advisor re-reads this server
@@ -86,7 +109,7 @@ class RedisQueues(_Strict):
 
 
 class RedisTarget(_Target):
-    url: str = Field(min_length=1, pattern=r"^(redis|rediss|unix)://")
+    url: Annotated[str, Secret.URL] = Field(min_length=1, pattern=r"^(redis|rediss|unix)://")
     interval: Duration = 15.0
     timeout: Duration = 5.0
     queues: RedisQueues = RedisQueues()
@@ -124,11 +147,11 @@ class Series(_Strict):
 class PrometheusTarget(_Target):
     """Any server speaking the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
 
-    url: str = Field(min_length=1, pattern=r"^https?://")
+    url: Annotated[str, Secret.URL] = Field(min_length=1, pattern=r"^https?://")
     interval: Duration = 60.0
     timeout: Duration = 10.0
     username: str | None = None  # basic auth; the password comes from password_env
-    bearer_token_env: str | None = None  # name of an environment variable holding a bearer token
+    bearer_token_env: SecretEnv = None  # name of an environment variable holding a bearer token
     verify_tls: bool = True
     ca_file: str | None = None
     backfill: Duration = 7 * 86400.0  # the longest gap filled from range queries
@@ -138,11 +161,13 @@ class PrometheusTarget(_Target):
 
 
 class Targets(_Strict):
+    """One list per source, keyed by its kind: the same keys as `dashboard.core.sources.SOURCES`."""
+
     postgres: list[PostgresTarget] = []
     redis: list[RedisTarget] = []
     prometheus: list[PrometheusTarget] = []
 
-    @field_validator("postgres", "redis", "prometheus")
+    @field_validator("*")
     @classmethod
     def _unique_names(cls, targets: list, info) -> list:
         seen: set[str] = set()
@@ -170,7 +195,7 @@ class Retention(_Strict):
 
 
 class Config(_Strict):
-    store: str = "sqlite:///observatory.db"
+    store: Annotated[str, Secret.URL] = "sqlite:///observatory.db"
     retention: Retention = Retention()
     advisor: AdvisorSettings = AdvisorSettings()
     targets: Targets = Targets()

@@ -7,6 +7,8 @@ Everything that shows a DSN or an error from a driver goes through here first.
 - `statement_redaction.redact_statement(text)`: the same for SQL text, and the literal after
   ``PASSWORD``.
 - `secret_from_env(variable, key)`: a secret read from the environment, stripped and checked.
+- `known_secrets(config)`: every secret the configuration refers to, through the fields it marks
+  with `config.Secret` (what the CLI takes out of its logs and stderr).
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import logging
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import BaseModel
+
+from dashboard.core.config import Secret, secret_fields
 
 # Linear on any input: a scheme starts where a run of scheme characters does and is bounded, and
 # neither user nor password runs past the '/' of the next "://", so no two attempts scan the same
@@ -105,17 +111,31 @@ def env_values(*variables: str | None) -> list[str]:
     return [v for v in (os.environ.get(name) for name in variables if name) if v]
 
 
-def known_secrets(config: Any) -> list[str]:
-    """Every secret a configuration refers to: passwords in DSNs and URLs (also percent-decoded),
-    and the values of password_env and bearer_token_env variables."""
-    found: list[str | None] = [password_of(config.store)]
-    targets = config.targets
-    for t in (*targets.postgres, *targets.redis, *targets.prometheus):
-        url = getattr(t, "dsn", None) or getattr(t, "url", "")
-        password = password_of(url)
-        found += [password, unquote(password or "")]
-        found += env_values(t.password_env, getattr(t, "bearer_token_env", None))
-    return list(dict.fromkeys(s for s in found if s))
+def known_secrets(config: BaseModel) -> list[str]:
+    """Every secret a configuration refers to, through the fields its models mark with `Secret`
+    (the store, every target of every source, anything nested): the password of a DSN or URL
+    (also percent-decoded) and the value of a variable a ``*_env`` field names."""
+    return list(dict.fromkeys(s for s in _secrets_in(config) if s))
+
+
+def _secrets_in(value: object) -> Iterator[str | None]:
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets_in(item)
+    elif isinstance(value, BaseModel):
+        marked = secret_fields(type(value))
+        for name in type(value).model_fields:
+            field = getattr(value, name)
+            if marked.get(name) is Secret.URL and field:
+                password = password_of(field)
+                yield from (password, unquote(password or ""))
+            elif marked.get(name) is Secret.ENV and field:
+                yield from env_values(field)
+            else:
+                yield from _secrets_in(field)
 
 
 class SecretFilter(logging.Filter):

@@ -1,9 +1,18 @@
 """The sources the observatory reads: each registers its config, collector, details and pages here, once.
 
-Adding a source is one entry in `SOURCES` plus its package under `collectors/`, its config model in
-`core.config`, its details model (`core.details`) and its pages. The scheduler, the status merge,
-the sidebar, the app's navigation and the store's details reads all read this table; none of them
-names a source.
+Adding a source touches exactly:
+- its package under `collectors/` (the collector, with the source's `kind`);
+- `core.config`: its target model (fields that refer to a secret marked with `Secret`) and a list
+  of them in `Targets`, under the source's kind (tests/test_sources.py checks that `Targets` and
+  `SOURCES` name the same kinds);
+- its details model (`core.details`);
+- one entry in `SOURCES` below;
+- its figures in `dashboard.analysis` and its pages under `pages/`.
+
+Everything else reads this table or the config models and names no source: the scheduler, the
+status merge (pages and `observatory status`), the sidebar, the app's navigation, the store's
+details reads, the secrets kept out of logs (`redaction.known_secrets`) and `observatory collect`'s
+message when nothing is configured.
 """
 
 from __future__ import annotations

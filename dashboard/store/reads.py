@@ -1,7 +1,9 @@
 """The readers' queries: what the pages and the CLI ask of the store.
 
-Every query names a window and reads the coarsest level that answers it (`choose_level`), so a
-30-day view never scans raw rows. Results are pandas frames with Unix-second `ts` columns.
+A query over a window reads the level its caller chose with `choose_level`: the finest level that
+still holds the window's start and gives at most so many buckets (CHART_BUCKETS points a chart line,
+TOTALS_BUCKETS buckets a per-statement aggregation), so a 30-day view never scans raw rows. Results
+are pandas frames with Unix-second `ts` columns.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import pandas as pd
 from sqlalchemy import Engine, func, literal, select
@@ -52,6 +55,17 @@ class Window:
     @property
     def seconds(self) -> int:
         return self.end - self.start
+
+
+class StatementFilter(NamedTuple):
+    """Which statements `statement_totals` ranks, and how many by what: plain values, so that a cache
+    can key its entries by it."""
+
+    database: str | None = None
+    user: str | None = None
+    text: str | None = None  # contained in the statement's text, case-insensitive
+    order: str = "exec_ms"  # a key of ORDERS
+    limit: int = 100
 
 
 def choose_level(window: Window, now: int, retention: Retention, max_buckets: int) -> str:
@@ -284,7 +298,8 @@ def statement_filters(engine: Engine, target_ids: Sequence[int]) -> tuple[list[s
 
 
 def latest_advice(engine: Engine, target_ids: Sequence[int]) -> list[StoredAdvice]:
-    """The advisor's latest report for each database of the targets, newest first."""
+    """The advisor's latest report for each database of the targets, newest first. Row by row: a
+    report that cannot be read is an error report saying so (`AdviceReport.from_stored`)."""
     query = (
         select(targets.c.name.label("target"), advice.c.target_id, advice.c.datname, advice.c.ts,
                advice.c.duration_ms, advice.c.report)
@@ -356,6 +371,7 @@ __all__ = [
     "ORDERS",
     "RAW_SECONDS",
     "TOTALS_BUCKETS",
+    "StatementFilter",
     "Window",
     "choose_level",
     "first_ts",

@@ -15,15 +15,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine
 
 from dashboard.analysis import pasted
-from dashboard.analysis.reader import Reader, StoreReads
+from dashboard.analysis.reader import Reader, Reads, StoreReads
 from dashboard.core import config as config_mod
 from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
-from dashboard.store.reads import Window
+from dashboard.store.reads import StatementFilter, Window
 
 TTL = 30  # seconds: about one collection interval
 ENTRIES = 64
@@ -69,19 +68,14 @@ def _store(url: str) -> StoreReads:
     return StoreReads.open(url)
 
 
-class CachedReads(StoreReads):
-    """The store's reads through st.cache_data; the one StoreReads per store (`_store`) runs them."""
+class CachedReads(Reads):
+    """The store's reads through st.cache_data; the one StoreReads per store (`_store`) runs them.
 
-    def __init__(self, url: str) -> None:  # the engine is the shared store's, not one per reader
+    It holds only the store's URL: the store, its engine and closing it are `_store`'s.
+    """
+
+    def __init__(self, url: str) -> None:
         self.url = url
-
-    @property
-    def ready(self) -> bool:
-        return _store(self.url).ready
-
-    @property
-    def engine(self) -> Engine:
-        return _store(self.url).engine
 
     def statuses(self) -> pd.DataFrame:
         return _statuses(self.url)
@@ -97,9 +91,9 @@ class CachedReads(StoreReads):
         return _series(self.url, tuple(ids), tuple(names), window.start, window.end, level, tuple(intervals))
 
     def statement_totals(
-        self, ids: Sequence[int], window: Window, level: str, filters: tuple
+        self, ids: Sequence[int], window: Window, level: str, where: StatementFilter
     ) -> pd.DataFrame:
-        return _totals(self.url, tuple(ids), window.start, window.end, level, filters)
+        return _totals(self.url, tuple(ids), window.start, window.end, level, where)
 
     def statement_series(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         return _statement_series(self.url, tuple(ids), window.start, window.end, level)
@@ -134,8 +128,8 @@ def _series(url: str, ids: tuple, names: tuple, start: int, end: int, level: str
 
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
-def _totals(url: str, ids: tuple, start: int, end: int, level: str, filters: tuple) -> pd.DataFrame:
-    return _store(url).statement_totals(ids, Window(start, end), level, filters)
+def _totals(url: str, ids: tuple, start: int, end: int, level: str, where: StatementFilter) -> pd.DataFrame:
+    return _store(url).statement_totals(ids, Window(start, end), level, where)
 
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)

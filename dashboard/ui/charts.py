@@ -1,4 +1,4 @@
-"""Plotly figure builders: frames from the data layer in, figures out (no Streamlit, no store).
+"""Plotly figure builders: the store's and the analyses' frames in, figures out (no Streamlit, no store).
 
 Series frames carry per-bucket `sum`, `count` and `width` (seconds): a counter's rate is
 `rates.rate(sum, width)` (dashboard.store.rates), a gauge's mean is sum / count. Times are shown in
@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from dashboard.analysis import objectives
 from dashboard.analysis.sqltext import one_line
+from dashboard.core import metrics
 from dashboard.store.rates import rate
 
 HEIGHT = 260
@@ -84,7 +85,8 @@ def hit_ratio_lines(frame: pd.DataFrame, title: str = "Buffer cache hit ratio") 
     From the seed's target, 90 % (or lower when needed), to 100 %: a zero-based axis flattens a drop
     from 99.9 % to 98 %, which matters, while an automatic one turns a 0.01 % wobble into a cliff.
     """
-    fig = ratio_lines(frame, "pg.db.blks_hit", ["pg.db.blks_hit", "pg.db.blks_read"], title, "%", 100)
+    hit, read = metrics.PG_DB_BLKS_HIT, metrics.PG_DB_BLKS_READ
+    fig = ratio_lines(frame, hit, [hit, read], title, "%", 100)
     values = [v for trace in fig.data for v in (trace.y if trace.y is not None else []) if v == v]
     if values:
         floor = objectives.BUFFER_HIT_RATIO * 100
@@ -94,10 +96,10 @@ def hit_ratio_lines(frame: pd.DataFrame, title: str = "Buffer cache hit ratio") 
 
 def connections_area(frame: pd.DataFrame, title: str = "Connections by state") -> go.Figure:
     """Stacked area of the mean number of connections per state (sum / count per bucket)."""
-    points = frame[frame["name"] == "pg.connections"].copy()
+    points = frame[frame["name"] == metrics.PG_CONNECTIONS].copy()
     if points.empty:
         return _empty(title)
-    points["state"] = points["labels"].str.removeprefix("state=").map(plain)
+    points["state"] = points["labels"].map(lambda lb: plain(metrics.decode(lb).get("state", lb)))
     points["value"] = points["sum"] / points["count"].where(points["count"] > 0)
     points = with_time(points.groupby(["ts", "state"], as_index=False)["value"].sum())
     fig = px.area(

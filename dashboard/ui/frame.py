@@ -1,4 +1,4 @@
-"""What every page shares: the sidebar (time window, targets), the page paths and collector health.
+"""What every page shares: the sidebar (time window, targets), the page paths, collector health and tables.
 
 The window and the targets are widgets bound to URL query parameters (`?window=7d&targets=a`), so a
 copied link opens on the same view; pages read them through `current_window()` and
@@ -221,6 +221,21 @@ def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
 def _text(value: object) -> bool:
     """A non-empty string (a missing value in a frame is None or NaN)."""
     return isinstance(value, str) and bool(value)
+
+
+# -- tables -------------------------------------------------------------------------------------
+TABLE_HEADER_PX = 38  # the header row and the borders
+TABLE_ROW_PX = 35
+
+
+def table(frame, column_config: dict | None = None, *, max_height: int | None = None, **options):
+    """`frame` (a DataFrame, or its Styler without `max_height`) as every page draws a table: full
+    width, no index. With `max_height`, as tall as its rows up to that many pixels (it scrolls
+    beyond); without, Streamlit's own height. `options` go to st.dataframe (a selection, a key);
+    returns what it returns (the selection event)."""
+    if max_height is not None:
+        options["height"] = min(TABLE_HEADER_PX + TABLE_ROW_PX * len(frame), max_height)
+    return st.dataframe(frame, column_config=column_config, hide_index=True, width="stretch", **options)
 
 
 # -- formatting ---------------------------------------------------------------------------------

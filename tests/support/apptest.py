@@ -11,13 +11,16 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.core import sources
+
 # AppTest.from_file resolves a relative path against the calling file's folder: give it no choice.
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 def page_file(name: str) -> str:
-    """A page script as `switch_page` takes it: relative to the entrypoint's folder."""
-    return f"../pages/{name}.py"
+    """A page script (pages/<name>.py) as `switch_page` takes it: as the registry names it, relative
+    to the entrypoint's folder."""
+    return sources.page(name).script
 
 
 def new_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, *, timeout: float = 30) -> AppTest:

@@ -1,4 +1,4 @@
-"""Helpers of the Redis collector tests: a target's config and what the store holds for it."""
+"""Helpers of the Redis collector tests: a target's entry in the config and what the store holds for it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import redis
 
-from dashboard.core import config as config_mod
 from dashboard.store import Store
-from dashboard.store.reads import Window, series_frame, target_statuses
+from dashboard.store.reads import Window, series_frame
+from tests.support.stores import only_value
 
 EVERYTHING = Window(0, 4_000_000_000)
 
@@ -23,10 +23,6 @@ def target(url: str, name: str = "cache-1", **extra) -> dict:
     return {"name": name, "url": url, "interval": "15s", "timeout": "2s", **extra}
 
 
-def make_config(store: Store, *targets: dict) -> config_mod.Config:
-    return config_mod.from_dict({"store": store.url, "targets": {"redis": list(targets)}})
-
-
 def series(store: Store, name: str, labels: str | None = None, target_name: str = "cache-1") -> pd.DataFrame:
     """Stored points of one series (raw level): ts, labels, sum (a counter's delta or a gauge)."""
     tid = store.target_id("redis", target_name)
@@ -36,15 +32,7 @@ def series(store: Store, name: str, labels: str | None = None, target_name: str 
 
 def at(store: Store, name: str, ts: int, labels: str = "", target_name: str = "cache-1") -> float:
     """The value stored for one series at one cycle (a counter's delta, a gauge's reading)."""
-    frame = series(store, name, labels, target_name)
-    values = frame.loc[frame["ts"] == ts, "sum"].tolist()
-    assert len(values) == 1, f"{name} {labels} at {ts}: {values}"
-    return values[0]
-
-
-def status_of(store: Store, name: str = "cache-1") -> pd.Series:
-    frame = target_statuses(store.engine)
-    return frame[(frame["kind"] == "redis") & (frame["name"] == name)].iloc[0]
+    return only_value(series(store, name, labels, target_name), ts, f"{name} {labels}")
 
 
 def nearest_rank(values: list[float], share: float) -> float:

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+import pandas as pd
 from sqlalchemy import update
 
 from collectors.scheduler import Scheduler
 from dashboard.core import config as config_mod
 from dashboard.core.records import Cycle, Status
 from dashboard.store import Store
+from dashboard.store.reads import target_statuses
 from dashboard.store.schema import target_status
 
 
-def make_config(store: str, targets: list[dict] | None = None, **extra) -> config_mod.Config:
-    return config_mod.from_dict({"store": store, "targets": {"postgres": targets or []}, **extra})
+def make_config(
+    store: str, targets: Sequence[dict] = (), kind: str = "postgres", **extra
+) -> config_mod.Config:
+    """The configuration of the store at URL `store` and `targets` of one kind (postgres, redis,
+    prometheus), as observatory.yaml gives it; `extra` are other top-level keys."""
+    return config_mod.from_dict({"store": store, "targets": {kind: list(targets)}, **extra})
+
+
+def status_row(store: Store, kind: str, name: str) -> pd.Series:
+    """The target's row of reads.target_statuses."""
+    frame = target_statuses(store.engine)
+    return frame[(frame["kind"] == kind) & (frame["name"] == name)].iloc[0]
+
+
+def only_value(points: pd.DataFrame, ts: int, what: str) -> float:
+    """The one value (`sum`) stored among `points` at `ts`: a counter's delta, a gauge's reading."""
+    values = points.loc[points["ts"] == ts, "sum"].tolist()
+    assert len(values) == 1, f"{what} at {ts}: {values}"
+    return values[0]
 
 
 def collect_once(config: config_mod.Config, store: Store, now: int | None = None):
