@@ -312,10 +312,15 @@ def test_stored_findings_load_typed() -> None:
     assert AdviceReport.from_stored(STORED[1]).health.notes
 
 
-def test_a_report_another_version_stored_loads_or_says_why() -> None:
-    newer = json.loads(STORED[0]) | {"from_a_newer_version": True}
+def test_a_report_another_version_stored_says_why_it_cannot_be_read() -> None:
+    """Never shown as complete without what this version could not read: a key it does not know
+    (a misspelled "error" would hide the error) or a key it needs."""
+    newer = json.loads(STORED[0])
     newer["health"]["unused"][0]["seen_by"] = "a newer version"  # nested too
-    assert AdviceReport.from_stored(json.dumps(newer)) == AdviceReport.from_stored(STORED[0])
+    why = "this stored report cannot be read: health.unused.0.seen_by: Extra inputs are not permitted"
+    assert AdviceReport.from_stored(json.dumps(newer)) == AdviceReport.failed(why)
+    misspelled = json.loads(STORED[3]) | {"errror": "could not connect"}
+    assert "errror: Extra inputs are not permitted" in AdviceReport.from_stored(json.dumps(misspelled)).error
     older = {k: v for k, v in json.loads(STORED[0]).items() if k != "skipped"}
     why = "this stored report cannot be read: skipped: Field required"
     assert AdviceReport.from_stored(json.dumps(older)) == AdviceReport.failed(why)

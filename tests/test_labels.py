@@ -92,6 +92,33 @@ def test_long_values_that_share_their_start_stay_apart() -> None:
     assert len(lookalike) == metrics.LABEL_CHARS and metrics.label_value(lookalike) != lookalike
 
 
+def test_labels_never_outgrow_the_stores_column_and_stay_apart() -> None:
+    """Many long labels (a Prometheus result with long path and handler labels): the whole string
+    fits the column (String(400): a PostgreSQL store refuses more), and two such sets stay apart."""
+    wide = {f"label{i}": "v" * 150 + str(i) for i in range(4)}
+    other = {**wide, "label3": "w" * 150}
+    encoded = [metrics.encode(labels) for labels in (wide, other)]
+    assert all(len(e) <= metrics.LABELS_CHARS for e in encoded) and encoded[0] != encoded[1]
+    decoded = metrics.decode(encoded[0])
+    assert decoded["label0"] == wide["label0"] and len(decoded["~"]) == metrics.HASH_CHARS
+    assert metrics.encode({"a": "b"}) == "a=b"  # short ones as they were
+
+
+def test_a_label_called_metric_survives_a_clash_in_any_order() -> None:
+    result = [
+        {"metric": {"__name__": "up", "job": "a"}, "value": [0, "1"]},
+        {"metric": {"__name__": "foo", "job": "a"}, "value": [0, "2"]},
+        {"metric": {"__name__": "x", "job": "a", "metric": "up"}, "value": [0, "4"]},
+    ]
+    expected = {
+        "name=mix,job=a,metric=up": 1.0,
+        "name=mix,job=a,metric=foo": 2.0,
+        "name=mix,exported_metric=up,job=a": 4.0,
+    }
+    for order in (result, result[::-1], [result[1], result[2], result[0]]):
+        assert {p.labels: p.value for p in instant_points("mix", order, [])} == expected
+
+
 def test_result_series_told_apart_only_by_metric_name_are_labelled_in_any_order() -> None:
     result = [
         {"metric": {"__name__": "up", "job": "demo"}, "value": [0, "1"]},

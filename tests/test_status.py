@@ -4,9 +4,11 @@ and the reader's view of a store nobody has written yet."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import START_COLLECTING
@@ -14,8 +16,9 @@ from dashboard.core import config as config_mod
 from dashboard.servers.throwaway import free_port
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
-from dashboard.store.migrations import current_version
+from dashboard.store.migrations import SchemaError, current_version
 from dashboard.store.rates import rate, widths
+from dashboard.store.schema import SCHEMA_VERSION
 from tests.support.cli import observatory
 from tests.support.cycles import T0, cycle
 
@@ -83,8 +86,9 @@ def test_a_store_nobody_wrote_reads_as_empty_and_stays_unwritten(tmp_path: Path)
 
 def test_status_only_reads_the_store(tmp_path: Path) -> None:
     """`observatory status` on a store nobody wrote: the configured targets, never collected, each
-    with the hint to start collecting; the store is left without a schema."""
-    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with the hint to start collecting; no file or folder is created for it."""
+    path = tmp_path / "not" / "yet" / "new.db"
+    url = f"sqlite:///{path}"
     result = observatory("status", "--json", "--config", str(write_config(tmp_path, url)))
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["targets"]
@@ -94,12 +98,21 @@ def test_status_only_reads_the_store(tmp_path: Path) -> None:
         ("prometheus", "prod", "never collected"),
     ]
     assert all(t["hints"] == [START_COLLECTING] and t["samples"] == 0 for t in rows)
-    engine = make_engine(url, readonly=True)
-    try:
-        with engine.connect() as conn:
-            assert current_version(conn) is None  # nothing migrated
-    finally:
-        engine.dispose()
+    assert not (tmp_path / "not").exists()  # a reader creates nothing, not even the folder
+
+
+def test_a_store_from_a_newer_observatory_is_refused_by_readers(tmp_path: Path) -> None:
+    """Its schema is unknown here: `status` and the pages refuse it, as the collector does."""
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    Store(url).close()
+    with sqlite3.connect(tmp_path / "newer.db") as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    result = observatory("status", "--config", str(write_config(tmp_path, url)))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "newer than this observatory" in line and result.stdout == ""
+    with pytest.raises(SchemaError, match="newer than this observatory"):
+        Reader.open(config_mod.from_dict({"store": url}))
 
 
 def test_status_on_a_store_it_cannot_read_is_one_line(tmp_path: Path) -> None:

@@ -86,13 +86,17 @@ def _keep(samples: list[Sample], name: str, hints: list[str]) -> list[Sample]:
 def _labelled(name: str, samples: list[Sample]) -> list[tuple[str, float | None]]:
     """(labels, value) per sample: `name=<series>`, plus the result's labels when there are several.
     Every sample whose labels another one shares (told apart only by __name__), or that has none,
-    gets `metric=<__name__>`: which value sits under which label never depends on the result's order."""
+    gets `metric=<__name__>`, so which value sits under which label never depends on the result's
+    order; a label of the result's own called metric is always exported_metric then, the way
+    Prometheus renames a clash. A series gains `metric=` while another shares its labels: a new
+    series for that time."""
     if len(samples) == 1:
         return [(metrics.encode({"name": name}), samples[0][1])]
-    owns = [_own_labels(metric) for metric, _ in samples]
+    metrics_of = [{("exported_metric" if k == "metric" else k): v for k, v in m.items()} for m, _ in samples]
+    owns = [_own_labels(metric) for metric in metrics_of]
     shared = Counter(metrics.encode(own) for own in owns)
     out: dict[str, float | None] = {}
-    for (metric, value), own in zip(samples, owns, strict=True):
+    for metric, (_, value), own in zip(metrics_of, samples, owns, strict=True):
         if not own or shared[metrics.encode(own)] > 1:
             own = _own_labels({**metric, "metric": metric.get("__name__", "")})
         out[metrics.encode({"name": name, **own})] = value

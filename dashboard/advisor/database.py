@@ -68,7 +68,12 @@ def workload_statements(conn: Connection, workload: Workload) -> list[StatementI
             )
         since = cur.execute(_since_query(conn, ext["schema"])).fetchone()["since"]
         query = pgsql.SQL(sql("workload_statements")).format(pgss=pgsql.Identifier(ext["schema"]))
-        params = {"since": since, "own_unmarked": list(OWN_UNMARKED), **workload.__dict__}
+        params = {
+            "since": since,
+            "own_marker": OWN_MARKER,
+            "own_unmarked": list(OWN_UNMARKED),
+            **workload.__dict__,
+        }
         rows = cur.execute(query, params).fetchall()
     return _merge_same_text(rows)
 

@@ -29,8 +29,8 @@ from dashboard.core.config import Config
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
 from dashboard.store import reads
-from dashboard.store.engine import make_engine
-from dashboard.store.migrations import current_version
+from dashboard.store.engine import make_engine, missing_sqlite_file
+from dashboard.store.migrations import current_version, refuse_newer
 from dashboard.store.reads import StatementFilter, Window
 from dashboard.store.schema import metadata
 
@@ -62,14 +62,16 @@ class Reads(Protocol):
 class StoreReads(Reads):
     """The store's reads on a read-only engine; an empty store's answers until it has a schema."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str = "") -> None:
         self._engine = engine
+        self._url = url
         self._ready = False
 
     @classmethod
     def open(cls, url: str) -> StoreReads:
-        """The store at `url`, connected once: a store that cannot be read raises the driver's error."""
-        store = cls(make_engine(url, readonly=True))
+        """The store at `url`, connected once: a store that cannot be read raises the driver's error,
+        one newer than this observatory SchemaError."""
+        store = cls(make_engine(url, readonly=True), url)
         try:
             store.ready  # noqa: B018 -- connects: an unreachable server or a file that is not a store
         except Exception:
@@ -82,10 +84,13 @@ class StoreReads(Reads):
 
     @property
     def ready(self) -> bool:
-        """Whether the store has its schema (checked until it has: a collector may create it later)."""
-        if not self._ready:
+        """Whether the store has its schema (checked until it has: a collector may create it later).
+        A SQLite file that does not exist yet is not opened: connecting would create it."""
+        if not self._ready and not missing_sqlite_file(self._url):
             with self._engine.connect() as conn:
-                self._ready = current_version(conn) is not None
+                found = current_version(conn)
+            refuse_newer(found)
+            self._ready = found is not None
         return self._ready
 
     @property

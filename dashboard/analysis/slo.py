@@ -32,11 +32,12 @@ LONG_COLUMNS = ["ts", "series", "value"]
 
 
 def split_labels(text: str | None) -> tuple[str, str]:
-    """A stored label string -> (series name, the query's own labels sorted and encoded "k=v,...", or
-    ""): encoded, so that two label sets never meet; `shown_labels` gives them as written."""
-    found = metrics.decode(text)
-    name = found.pop("name", "")
-    return name, metrics.encode(dict(sorted(found.items())))
+    """A stored label string -> (series name, the query's own labels "k=v,..." as stored, or ""):
+    still encoded, so that two label sets never meet; `shown_labels` gives them as written."""
+    parts = (text or "").split(",")
+    named = [part for part in parts if part.startswith("name=")]
+    own = ",".join(part for part in parts if part and not part.startswith("name="))
+    return (metrics.decode(named[0])["name"] if named else ""), own
 
 
 def shown_labels(labels: str) -> str:

@@ -20,13 +20,9 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
-    ValidationInfo,
     field_serializer,
     model_serializer,
-    model_validator,
 )
-
-_STORED = {"stored": True}  # the validation context of `AdviceReport.from_stored`
 
 
 class _Record(BaseModel):
@@ -46,15 +42,6 @@ class _Record(BaseModel):
             if not field.is_required() and (name not in given or getattr(self, name) is None)
         }
         return {k: v for k, v in handler(self).items() if k not in absent}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
-        """Loading from the store: the keys this version does not know are dropped, not refused."""
-        if info.context == _STORED and isinstance(data, dict):
-            known = {key for name, field in cls.model_fields.items() for key in (name, field.alias) if key}
-            return {key: value for key, value in data.items() if key in known}
-        return data
 
 
 # -- index suggestions ------------------------------------------------------------------------
@@ -165,11 +152,12 @@ class AdviceReport(_Record):
 
     @classmethod
     def from_stored(cls, text: str | bytes) -> AdviceReport:
-        """The report from the store's JSON (`advice.report`), written now, before these records or by
-        another version (unknown keys are ignored); a report that cannot be read (not JSON, a key
-        missing, a value of the wrong type) is an error report that says so."""
+        """The report from the store's JSON (`advice.report`), as written now or before these records.
+        A report that cannot be read whole (not JSON, a key missing or unknown, a value of the wrong
+        type: another version wrote it) is an error report that says so, never a report that looks
+        complete without what this version could not read."""
         try:
-            return cls.model_validate_json(text, context=_STORED)
+            return cls.model_validate_json(text)
         except (ValidationError, TypeError) as err:
             return cls.failed(f"this stored report cannot be read: {_reason(err)}")
 

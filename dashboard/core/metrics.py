@@ -4,8 +4,10 @@ A point's labels are one string, "k=v,k2=v2": collectors write it with `encode`,
 it with `decode`. Keys and values go through `label_value`, which percent-encodes exactly `%`, `,`
 and `=` (a database called "a,b" is written "datname=a%2Cb", one called "a_b" stays "datname=a_b"),
 so no name splits into labels of its own and no two names meet; a name without those characters is
-written as it is. One longer than LABEL_CHARS once encoded is cut and marked with a hash of the
-whole: "<head>~<8 hex>".
+written as it is (unless it is longer than LABEL_CHARS, or ends like a cut one). One longer than
+LABEL_CHARS once encoded is cut and marked with a hash of the whole: "<head>~<12 hex>"; labels longer
+than LABELS_CHARS in all (the store's column) are cut after their last whole pair and end with
+"~=<12 hex>", a hash of the whole string.
 
 The names below are those a collector writes and an analysis, page or benchmark reads; a name one
 side alone uses stays beside it.
@@ -17,8 +19,9 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-LABEL_CHARS = 200  # per key or value, encoded; the store's column holds 400 characters of labels in all
-HASH_CHARS = 8  # hex digits of the hash that ends a cut label: "~" + these
+LABEL_CHARS = 200  # per key or value, encoded
+LABELS_CHARS = 400  # the whole string: what the store's labels column holds
+HASH_CHARS = 12  # hex digits of the hash that ends a cut label: "~" + these
 _ESCAPES = {"%": "%25", ",": "%2C", "=": "%3D"}
 _TO_ESCAPE = re.compile("[%,=]")
 _ESCAPED = re.compile("%(25|2[Cc]|3[Dd])")
@@ -81,9 +84,13 @@ def label_value(value: object) -> str:
         head = out[: LABEL_CHARS - HASH_CHARS - 1]
         if "%" in head[-2:]:  # never cut an escape in two
             head = head[: head.rindex("%")]
-        digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:HASH_CHARS]
-        out = f"{head}~{digest}"
+        out = f"{head}~{_digest(text)}"
     return out
+
+
+def _digest(text: str) -> str:
+    # surrogatepass: two different strings never hash as one (backslashreplace could make them meet)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
 
 
 def _unescape(text: str) -> str:
@@ -91,8 +98,15 @@ def _unescape(text: str) -> str:
 
 
 def encode(labels: Mapping[str, object]) -> str:
-    """{"lib": "bullmq", "queue": "email"} -> "lib=bullmq,queue=email", in the mapping's order."""
-    return ",".join(f"{label_value(k)}={label_value(v)}" for k, v in labels.items())
+    """{"lib": "bullmq", "queue": "email"} -> "lib=bullmq,queue=email", in the mapping's order; never
+    longer than LABELS_CHARS (cut after the last whole pair that fits, then "~=" and a hash)."""
+    out = ",".join(f"{label_value(k)}={label_value(v)}" for k, v in labels.items())
+    if len(out) <= LABELS_CHARS:
+        return out
+    tail = f"~={_digest(out)}"
+    head = out[: LABELS_CHARS - len(tail) - 1]
+    head = head[: head.rindex(",") + 1] if "," in head else ""
+    return head + tail
 
 
 def decode(text: str | None) -> dict[str, str]:

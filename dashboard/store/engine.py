@@ -1,8 +1,9 @@
 """Engines for the store: one writer (the collectors) and read-only readers (the pages).
 
 SQLite runs in WAL mode so readers never block the writer; reader connections set `query_only` so a
-page can never write, the way Datasette opens its databases. A new SQLite store is readable by its
-owner only (mode 0600).
+page can never write, the way Datasette opens its databases. Only the writer creates a SQLite file
+(readable by its owner only, mode 0600); a reader of a file that does not exist yet sees an empty
+store (dashboard.analysis.reader).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """The store's engine; `readonly`: a reader's, which never creates the SQLite file."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -30,7 +32,7 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         if readonly:
             event.listen(engine, "connect", _postgres_readonly)
         return engine
-    if parsed.database and parsed.database != ":memory:":
+    if parsed.database and parsed.database != ":memory:" and not readonly:
         _create_private(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas(readonly))
@@ -69,3 +71,13 @@ def _postgres_readonly(dbapi_conn, _record) -> None:
     with dbapi_conn.cursor() as cur:
         cur.execute("SET default_transaction_read_only = on")
     dbapi_conn.commit()
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether `url` names a SQLite file that does not exist (yet): nothing to read, nothing to create."""
+    parsed = make_url(normalize_url(url))
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and parsed.database not in (None, "", ":memory:")
+        and not (Path(parsed.database).exists())
+    )

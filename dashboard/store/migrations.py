@@ -28,6 +28,15 @@ def current_version(conn: Connection) -> int | None:
     return int(value) if value is not None else None
 
 
+def refuse_newer(found: int | None) -> None:
+    """A store written by a newer observatory is neither migrated nor read: its schema is unknown here."""
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the store is at schema version {found}, newer than this observatory "
+            f"({SCHEMA_VERSION}): upgrade the observatory before using this store"
+        )
+
+
 def _set_version(conn: Connection, version: int) -> None:
     conn.execute(meta.delete().where(meta.c.key == "schema_version"))
     conn.execute(meta.insert().values(key="schema_version", value=str(version)))
@@ -41,11 +50,7 @@ def migrate(engine: Engine) -> int:
             metadata.create_all(conn)
             _set_version(conn, SCHEMA_VERSION)
             return 0
-        if found > SCHEMA_VERSION:
-            raise SchemaError(
-                f"the store is at schema version {found}, newer than this observatory "
-                f"({SCHEMA_VERSION}): upgrade the observatory before using this store"
-            )
+        refuse_newer(found)
         for version in range(found, SCHEMA_VERSION):
             STEPS[version](conn)
             _set_version(conn, version + 1)

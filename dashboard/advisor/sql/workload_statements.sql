@@ -9,7 +9,7 @@ SELECT s.query,
    AND s.calls >= %(min_calls)s
    AND s.mean_exec_time >= %(min_mean_ms)s
    -- the observatory's own (dashboard.core.records.is_own): marked, or caused but not markable
-   AND s.query NOT LIKE '/* observatory */%%'
+   AND left(s.query, length(%(own_marker)s)) <> %(own_marker)s
    AND s.query <> ALL(%(own_unmarked)s)
  ORDER BY s.total_exec_time DESC
  LIMIT %(limit)s
