@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.analysis.reader import StoreReads
 from dashboard.store import Store
-from dashboard.store.engine import make_engine
 from tests.support.cycles import T0, cycle
 
 
@@ -37,10 +37,16 @@ def test_new_store_and_its_wal_and_shm_are_0600(tmp_path: Path, open_umask) -> N
     store.close()
 
 
-def test_a_reader_creating_the_store_creates_it_0600(tmp_path: Path, open_umask) -> None:
+def test_a_reader_creates_no_store(tmp_path: Path, open_umask) -> None:
+    """Only the writer creates the file (0600, above); a reader of a store nobody wrote yet creates
+    nothing that could be left with a wider mode."""
     path = tmp_path / "store.db"
-    make_engine(f"sqlite:///{path}", readonly=True).dispose()
-    assert mode(path) == 0o600
+    reads = StoreReads.open(f"sqlite:///{path}")
+    try:
+        assert reads.statuses().empty
+    finally:
+        reads.close()
+    assert not path.exists()
 
 
 def test_existing_store_keeps_its_mode(tmp_path: Path, open_umask) -> None:

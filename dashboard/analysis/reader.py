@@ -62,16 +62,15 @@ class Reads(Protocol):
 class StoreReads(Reads):
     """The store's reads on a read-only engine; an empty store's answers until it has a schema."""
 
-    def __init__(self, engine: Engine, url: str = "") -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._url = url
         self._ready = False
 
     @classmethod
     def open(cls, url: str) -> StoreReads:
         """The store at `url`, connected once: a store that cannot be read raises the driver's error,
         one newer than this observatory SchemaError."""
-        store = cls(make_engine(url, readonly=True), url)
+        store = cls(make_engine(url, readonly=True))
         try:
             store.ready  # noqa: B018 -- connects: an unreachable server or a file that is not a store
         except Exception:
@@ -86,7 +85,7 @@ class StoreReads(Reads):
     def ready(self) -> bool:
         """Whether the store has its schema (checked until it has: a collector may create it later).
         A SQLite file that does not exist yet is not opened: connecting would create it."""
-        if not self._ready and not missing_sqlite_file(self._url):
+        if not self._ready and not missing_sqlite_file(self._engine.url):
             with self._engine.connect() as conn:
                 found = current_version(conn)
             refuse_newer(found)

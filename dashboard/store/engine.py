@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 def normalize_url(url: str) -> str:
@@ -73,9 +73,9 @@ def _postgres_readonly(dbapi_conn, _record) -> None:
     dbapi_conn.commit()
 
 
-def missing_sqlite_file(url: str) -> bool:
+def missing_sqlite_file(url: str | URL) -> bool:
     """Whether `url` names a SQLite file that does not exist (yet): nothing to read, nothing to create."""
-    parsed = make_url(normalize_url(url))
+    parsed = url if isinstance(url, URL) else make_url(normalize_url(url))
     return (
         parsed.get_backend_name() == "sqlite"
         and parsed.database not in (None, "", ":memory:")
