@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bench import collector_cycle, store_history
+from bench import collector_cycle, pages, store_history
+from dashboard.core import sources
 from dashboard.core.config import Retention
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store.engine import make_engine
@@ -95,6 +96,31 @@ def test_store_history_cli_reuses_a_generated_store(tmp_path: Path, capsys: pyte
     assert again["generated"]["reused"] is True and again["now"] == first["now"]
     with pytest.raises(SystemExit, match="--regenerate"):
         store_history.main([*argv[:2], "--days", "0.1", "--quiet"])
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_pages_benchmark_runs_at_tiny_scale(tmp_path: Path) -> None:
+    """Serves the app and the one-line page and loads each once in Chromium; a server or Chromium
+    that cannot start raises, so the test fails."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store_history.generate(url, days=0.05, statements=100, moving=20, seed=3)
+    result = pages.run(url, loads=1, warmup=0)
+
+    titles = [p.title for s in sources.SOURCES for p in s.pages]
+    assert set(result["pages"]) == {pages.BASELINE, *titles}
+    for title, figure in result["pages"].items():
+        _timing(figure["load"])
+        assert figure["ratio"] > 0 and figure["plotly_figures"] >= 0, title
+        assert figure["exceptions"] == 0, title
+        if title != pages.BASELINE:  # every app page has the sidebar's time window
+            _timing(figure["window_7d"])
+    assert result["pages"][pages.BASELINE]["ratio"] == 1.0
+    assert result["pages"][pages.BASELINE]["plotly_figures"] == 0
+    assert result["pages"]["Overview"]["plotly_figures"] > 0  # the store holds PostgreSQL data
+    assert "?id=" in result["pages"]["Query detail"]["url"]
+    assert result["passed"] == (result["worst_ratio"] <= pages.BUDGET)
+    assert "x one-line" in pages.format_report(result)
 
 
 def test_guarded_sql_benchmark(pg: ThrowawayPostgres) -> None:

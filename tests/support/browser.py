@@ -6,12 +6,9 @@ Nothing here skips: if the server or Chromium cannot start, the test fails.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,44 +16,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from dashboard.servers.chromium import CHROMIUM, CHROMIUM_ARGS, READY, SKELETON, healthy, stop_session
 from dashboard.servers.throwaway import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path("/tmp/observatory-shots")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CELLS = "[data-testid='stDataFrame'] [role='gridcell']"  # glide-data-grid's accessible mirror
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    # `observatory serve` runs streamlit as a child: signal the whole session we started.
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -77,13 +42,13 @@ def serve(config_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     try:
         deadline = time.monotonic() + 45
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"`observatory serve` did not come up on {url}:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         yield url
     finally:
-        _stop(proc)
+        stop_session(proc)
 
 
 @contextmanager
@@ -97,7 +62,7 @@ def chromium() -> Iterator[Browser]:
 def settle(page: Page) -> None:
     """Wait until the script has finished and nothing is still loading."""
     page.wait_for_selector(READY, timeout=30_000)
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")", timeout=30_000)
+    page.wait_for_function(f'() => !document.querySelector("{SKELETON}")', timeout=30_000)
 
 
 def shoot(page: Page, name: str) -> None:

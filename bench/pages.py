@@ -1,0 +1,341 @@
+"""Benchmark: every page of the navigation opened in Debian's Chromium, beside a one-line Streamlit page.
+
+The issue's budget (issue 11): every page settles within 2.0x the one-line page measured in the same
+run (median against median); the pages a user opens often (Overview, Queries, Redis, Services) aim
+at 1.5x. `passed` is the 2.0x rule on the page loads.
+
+Two servers run side by side: `observatory serve` on the store (--store, else a small store
+generated with bench.history_generator), and `streamlit run` of a one-line page
+(`st.write("ok")`, the baseline). Chromium (/usr/bin/chromium, headless, no GPU) is driven with
+Playwright. Each load opens a fresh browser context, so nothing is cached (what a user opening a
+link sees), goes to the page's URL and times until the page is *settled*:
+
+- Streamlit reports its script finished: stApp's data-test-script-state is "notRunning" (it is
+  "initial" before the first run, so an empty page never counts as settled);
+- no stSkeleton remains (an element still waiting for its code);
+- every stPlotlyChart has drawn (holds a `.main-svg`).
+
+After the load, on pages with the sidebar's time window, it clicks "7d" and times until the server
+reported the rerun finished (script_finished on the websocket) and the page is settled again.
+Pages are visited in turn in each round, so a slow moment of the machine hits them alike; one
+unreported warm-up round first (server imports, Streamlit's data caches). The Query detail page opens the
+store's busiest statement.
+
+    .venv/bin/python -m bench.store_history --store /tmp/pages30.db --days 30 --repeat 1  # a 30-day store
+    .venv/bin/python -m bench.pages --store sqlite:////tmp/pages30.db --loads 3
+    .venv/bin/python -m bench.pages --loads 2          # a small generated store
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from sqlalchemy import func, select
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+from bench import cli
+from bench.history_generator import generate
+from bench.timing import summary
+from dashboard.core import sources
+from dashboard.servers.chromium import CHROMIUM, CHROMIUM_ARGS, READY, SKELETON, healthy, stop_session
+from dashboard.servers.throwaway import free_port
+from dashboard.store.engine import make_engine
+from dashboard.store.reads import target_statuses
+from dashboard.store.schema import STMT
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 2.0
+AIM = 1.5
+OFTEN = ("Overview", "Queries", "Redis", "Services")
+BASELINE = "one-line page"
+SETTLE_TIMEOUT_MS = 180_000
+PLACEHOLDER = {  # addresses for the config's targets: the app reads the store and never connects
+    "postgres": {"dsn": "postgresql://bench@127.0.0.1:9/bench"},
+    "redis": {"url": "redis://127.0.0.1:9"},
+    "prometheus": {"url": "http://127.0.0.1:9"},
+}
+SETTLED_JS = f"""() => {{
+  if (!document.querySelector("{READY}") || document.querySelector("{SKELETON}")) return false;
+  const charts = document.querySelectorAll("[data-testid='stPlotlyChart']");
+  return Array.from(charts).every((c) => c.querySelector(".main-svg"));
+}}"""
+
+
+class Target(NamedTuple):
+    title: str
+    path: str  # after the server's URL: "/", "/queries", "/query?id=3"
+
+
+def navigation(query_id: int | None) -> list[Target]:
+    """The registered pages in navigation order (the first is the default, "/")."""
+    pages = sorted((p for s in sources.SOURCES for p in s.pages), key=lambda p: p.position)
+    found = []
+    for i, p in enumerate(pages):
+        path = "" if i == 0 else (p.url_path or Path(p.script).stem)
+        if path == "query" and query_id is not None:
+            path += f"?id={query_id}"
+        found.append(Target(p.title, f"/{path}"))
+    return found
+
+
+# -- the store, the config and the servers ---------------------------------------------------------
+def store_facts(store_url: str) -> tuple[dict[str, list[str]], int | None]:
+    """The store's targets by kind, and its busiest statement (for the Query detail page)."""
+    engine = make_engine(store_url, readonly=True)
+    try:
+        frame = target_statuses(engine)
+        kinds: dict[str, list[str]] = {}
+        for row in frame.itertuples():
+            kinds.setdefault(str(row.kind), []).append(str(row.name))
+        with engine.connect() as conn:
+            daily = STMT["daily"].c
+            busiest = conn.execute(
+                select(daily.statement_id).group_by(daily.statement_id).order_by(func.sum(daily.calls).desc())
+            ).first()
+    finally:
+        engine.dispose()
+    return kinds, (int(busiest[0]) if busiest else None)
+
+
+def write_config(folder: Path, store_url: str, kinds: dict[str, list[str]]) -> Path:
+    """An observatory.yaml naming the store and its targets (placeholder addresses)."""
+    targets = {
+        k: [{"name": n, **PLACEHOLDER[k]} for n in names] for k, names in kinds.items() if k in PLACEHOLDER
+    }
+    path = folder / "observatory.yaml"
+    path.write_text(yaml.safe_dump({"store": store_url, "targets": targets}))
+    return path
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
+    """Run a Streamlit server in its own session until it answers /_stcore/health; yield its URL."""
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{command[2:4]} did not come up on {url}:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop_session(proc)
+
+
+# -- the browser ----------------------------------------------------------------------------------
+def _wait(page: Page, js: str, what: str) -> None:
+    """Wait until `js` holds; a timeout names the page and what it waited for."""
+    try:
+        page.wait_for_function(js, timeout=SETTLE_TIMEOUT_MS, polling="raf")
+    except PlaywrightTimeout as err:
+        raise RuntimeError(f"{page.url}: {what} not seen in {SETTLE_TIMEOUT_MS / 1000:.0f} s") from err
+
+
+class _Runs:
+    """Counts the script runs the server reports finished (ForwardMsg.script_finished on the
+    page's websocket): a rerun too quick for the DOM to ever show "running" still counts."""
+
+    def __init__(self, page: Page) -> None:
+        self.finished = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, bytes):
+            msg = ForwardMsg()
+            msg.ParseFromString(payload)
+            self.finished += msg.WhichOneof("type") == "script_finished"
+
+    def wait_past(self, page: Page, count: int) -> None:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_MS / 1000
+        while self.finished <= count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{page.url}: no script run finished after clicking 7d")
+            page.wait_for_timeout(10)  # lets Playwright deliver the websocket's frames
+
+
+def _load(browser: Browser, url: str, with_window: bool) -> tuple[float, int, int, float | None]:
+    """One fresh load: settle ms, Plotly figures, exceptions shown, and the settle ms after clicking
+    "7d" (None: no time window on the page)."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        page = context.new_page()
+        runs = _Runs(page)
+        started = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        _wait(page, SETTLED_JS, "settled after the load")
+        load_ms = (time.perf_counter() - started) * 1000
+        figures = page.locator("[data-testid='stPlotlyChart']").count()
+        errors = page.locator("[data-testid='stException']").count()
+        button = page.locator("[data-testid='stSidebar']").get_by_role("radio", name="7d", exact=True)
+        change_ms = None
+        if with_window and button.count():
+            before = runs.finished
+            started = time.perf_counter()
+            button.click()
+            runs.wait_past(page, before)
+            _wait(page, SETTLED_JS, "settled after clicking 7d")
+            change_ms = (time.perf_counter() - started) * 1000
+        return load_ms, figures, errors, change_ms
+    finally:
+        context.close()
+
+
+def measure(
+    browser: Browser, pages: dict[str, str], loads: int, warmup: int, log: cli.Log
+) -> dict[str, dict[str, Any]]:
+    """`warmup` unreported rounds, then `loads` rounds over every page (title -> URL)."""
+    kinds = ("load", "change", "figures", "errors")
+    samples: dict[str, dict[str, list]] = {t: {k: [] for k in kinds} for t in pages}
+    for r in range(warmup + loads):
+        for title, url in pages.items():
+            load_ms, figures, errors, change_ms = _load(browser, url, title != BASELINE)
+            if r >= warmup:
+                samples[title]["load"].append(load_ms)
+                samples[title]["figures"].append(figures)
+                samples[title]["errors"].append(errors)
+                if change_ms is not None:
+                    samples[title]["change"].append(change_ms)
+        log(f"  {'warm-up' if r < warmup else 'round'} {r + 1 - (0 if r < warmup else warmup)} done")
+    return {
+        title: {
+            "url": pages[title],
+            "load": summary(s["load"]),
+            "window_7d": summary(s["change"]) if s["change"] else None,
+            "plotly_figures": max(s["figures"]),
+            "exceptions": max(s["errors"]),  # st.exception boxes: a broken page settles fast
+        }
+        for title, s in samples.items()
+    }
+
+
+# -- the run --------------------------------------------------------------------------------------
+BASELINE_SCRIPT = 'import streamlit as st\n\nst.write("ok")\n'
+
+
+def run(
+    store_url: str | None = None,
+    *,
+    config: str | None = None,
+    loads: int = 5,
+    warmup: int = 1,
+    port: int | None = None,
+    days: float = 1,
+    log: cli.Log = lambda _msg: None,
+) -> dict[str, Any]:
+    """Serve the app (on `store_url`, else a generated store of `days`) and the one-line page, time
+    every page's settle in Chromium; returns the figures and the verdict."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-pages-"))
+    try:
+        generated = None
+        if store_url is None and config:
+            store_url = str(yaml.safe_load(Path(config).read_text())["store"])
+        if store_url is None:
+            store_url = f"sqlite:///{folder / 'store.db'}"
+            log(f"generating {days} days of history into {store_url}")
+            generated = generate(store_url, days=days, statements=500, moving=50, seed=1)
+        kinds, query_id = store_facts(store_url)
+        config_path = Path(config) if config else write_config(folder, store_url, kinds)
+        (folder / "baseline.py").write_text(BASELINE_SCRIPT)
+        app_port, base_port = port or free_port(), free_port()
+        env = {**os.environ, "OBSERVATORY_CONFIG": str(config_path)}
+        with ExitStack() as stack:
+            app_cmd = [sys.executable, "-m", "dashboard", "serve", "--port", str(app_port)]
+            app = stack.enter_context(served(app_cmd, env, app_port, folder / "serve.log"))
+            base_cmd = [sys.executable, "-m", "streamlit", "run", str(folder / "baseline.py")]
+            base_cmd += ["--server.port", str(base_port), "--server.headless", "true"]
+            base_cmd += ["--browser.gatherUsageStats", "false"]
+            base = stack.enter_context(served(base_cmd, env, base_port, folder / "baseline.log"))
+            log(f"serving the app on {app} and the one-line page on {base}")
+            pw = stack.enter_context(sync_playwright())
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            stack.callback(browser.close)
+            urls = {BASELINE: base, **{t.title: app + t.path for t in navigation(query_id)}}
+            figures = measure(browser, urls, loads, warmup, log)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    base_ms = figures[BASELINE]["load"]["median_ms"]
+    for title, f in figures.items():
+        f["ratio"] = round(f["load"]["median_ms"] / base_ms, 3)
+        f["target"] = AIM if title in OFTEN else BUDGET if title != BASELINE else None
+        if f["window_7d"]:
+            f["window_7d_ratio"] = round(f["window_7d"]["median_ms"] / base_ms, 3)
+    worst = max(f["ratio"] for t, f in figures.items() if t != BASELINE)
+    return {
+        "store": store_url,
+        "generated": generated,
+        "loads": loads,
+        "warmup": warmup,
+        "pages": figures,
+        "baseline_median_ms": base_ms,
+        "worst_ratio": worst,
+        "budget": BUDGET,
+        "aim_often_opened": AIM,
+        "passed": worst <= BUDGET,
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    lines = [
+        f"store: {result['store']}; {result['loads']} loads a page after {result['warmup']} warm-up "
+        "round(s), each in a fresh browser context",
+        "",
+        f"{'page':16} {'median ms':>10} {'p95 ms':>9} {'x one-line':>11} {'target':>7} {'figures':>8} "
+        f"{'7d median':>10} {'7d p95':>8} {'7d x':>6}",
+    ]
+    for title, f in result["pages"].items():
+        load, change = f["load"], f["window_7d"]
+        target = f"{f['target']:.1f}x" if f["target"] else "-"
+        seven = (
+            f"{change['median_ms']:>10.0f} {change['p95_ms']:>8.0f} {f['window_7d_ratio']:>6.2f}"
+            if change
+            else f"{'-':>10} {'-':>8} {'-':>6}"
+        )
+        lines.append(
+            f"{title:16} {load['median_ms']:>10.0f} {load['p95_ms']:>9.0f} {f['ratio']:>11.2f} {target:>7} "
+            f"{f['plotly_figures']:>8} {seven}"
+        )
+    verdict = "PASS" if result["passed"] else "FAIL"
+    broken = [t for t, f in result["pages"].items() if f["exceptions"]]
+    lines += [f"showed an exception: {', '.join(broken)}"] if broken else []
+    lines += [
+        "",
+        "settled = script finished, no skeleton, every Plotly chart drawn; 7d = after clicking 7d",
+        f"worst page {result['worst_ratio']:.2f}x the one-line page's median (budget {BUDGET:.1f}x; "
+        f"{', '.join(OFTEN)} aim at {AIM:.1f}x): {verdict}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--store", help="store URL (sqlite:////path.db); default: generate a small one")
+    parser.add_argument("--config", help="observatory.yaml to serve with; default: one naming the store")
+    parser.add_argument("--loads", type=int, default=5, help="loads per page (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="unreported rounds first (default 1)")
+    parser.add_argument("--port", type=int, help="the app's port (default: a free one)")
+    parser.add_argument("--days", type=float, default=1, help="history of the generated store (default 1)")
+    args = parser.parse_args(argv)
+    result = run(args.store, config=args.config, loads=args.loads, warmup=args.warmup, port=args.port,
+                 days=args.days, log=cli.progress(args))  # fmt: skip
+    return cli.finish(args, result, lambda: format_report(result), result["passed"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
