@@ -172,16 +172,22 @@ def test_advising_creates_nothing(shop: str) -> None:
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
 
 
-def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgres) -> None:
-    """Twice, as the daemon does every hour: every statement the advisor and the index health send
-    (BEGIN and COMMIT, HypoPG's calls, catalog reads) carries the marker, so no later run advises on
-    them; HypoPG's own lookup, which it runs inside a marked call, is left out by its text."""
-    name = new_database(pg, "own")
+def shop_with_hypopg(pg: ThrowawayPostgres, stem: str) -> str:
+    """A new database with the shop's schema, HypoPG and 30 recorded lookups by ref; its name."""
+    name = new_database(pg, stem)
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
         conn.execute(SCHEMA)
         conn.execute("CREATE EXTENSION hypopg")
         for i in range(30):
             conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
+    return name
+
+
+def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgres) -> None:
+    """Twice, as the daemon does every hour: every statement the advisor and the index health send
+    (BEGIN and COMMIT, HypoPG's calls, catalog reads) carries the marker, so no later run advises on
+    them; HypoPG's own lookup, which it runs inside a marked call, is left out by its text."""
+    name = shop_with_hypopg(pg, "own")
     dsn, workload = advisor_dsn(pg, name), Workload(min_calls=1, min_mean_ms=0.0)
     first = advice_report(dsn, workload=workload)
     second = advice_report(dsn, workload=workload)
@@ -214,12 +220,7 @@ def test_the_advisors_own_statements_never_join_the_workload(pg: ThrowawayPostgr
 def test_the_collector_never_counts_what_the_advisor_ran(pg: ThrowawayPostgres, store: Store) -> None:
     """The collector and the advisor agree on what is the observatory's own (records.is_own): after
     an advisor run, none of its statements, HypoPG's unmarkable lookup included, counts as workload."""
-    name = new_database(pg, "owncollect")
-    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("CREATE EXTENSION hypopg")
-        for i in range(30):
-            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i}",))
+    name = shop_with_hypopg(pg, "owncollect")
     config = make_config(store.url, [{"name": "t", "dsn": pg.dsn(dbname=name)}])
     collect_once(config, store)  # the baseline
     advice_report(advisor_dsn(pg, name), workload=Workload(min_calls=1, min_mean_ms=0.0))
