@@ -13,7 +13,7 @@ link sees), goes to the page's URL and times until the page is *settled*:
 - Streamlit reports its script finished: stApp's data-test-script-state is "notRunning" (it is
   "initial" before the first run, so an empty page never counts as settled);
 - no stSkeleton remains (an element still waiting for its code);
-- every stPlotlyChart has drawn (holds a `.main-svg`).
+- every chart frame (dashboard/ui/plots.py) has drawn its charts.
 
 After the load, on pages with the sidebar's time window, it clicks "7d" and times until the server
 reported the rerun finished (script_finished on the websocket) and the page is settled again.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,15 @@ from bench import cli
 from bench.history_generator import generate
 from bench.timing import summary
 from dashboard.core import sources
-from dashboard.servers.chromium import CHROMIUM, CHROMIUM_ARGS, READY, SKELETON, healthy, stop_session
+from dashboard.servers.chromium import (
+    CHARTS_DRAWN_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    READY,
+    SKELETON,
+    healthy,
+    stop_session,
+)
 from dashboard.servers.throwaway import free_port
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import target_statuses
@@ -68,8 +77,7 @@ PLACEHOLDER = {  # addresses for the config's targets: the app reads the store a
 }
 SETTLED_JS = f"""() => {{
   if (!document.querySelector("{READY}") || document.querySelector("{SKELETON}")) return false;
-  const charts = document.querySelectorAll("[data-testid='stPlotlyChart']");
-  return Array.from(charts).every((c) => c.querySelector(".main-svg"));
+  return ({CHARTS_DRAWN_JS})() !== false;
 }}"""
 
 
@@ -149,18 +157,25 @@ def _wait(page: Page, js: str, what: str) -> None:
 
 
 class _Runs:
-    """Counts the script runs the server reports finished (ForwardMsg.script_finished on the
-    page's websocket): a rerun too quick for the DOM to ever show "running" still counts."""
+    """What the page's websocket carries: the script runs the server reports finished
+    (ForwardMsg.script_finished; a rerun too quick for the DOM to ever show "running" still counts),
+    when the last one arrived and the bytes received, which split a settle time into the server's
+    part and the browser's."""
 
     def __init__(self, page: Page) -> None:
         self.finished = 0
+        self.finished_at = 0.0  # time.perf_counter() of the last script_finished
+        self.bytes = 0
         page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
 
     def _frame(self, payload: str | bytes) -> None:
+        self.bytes += len(payload)
         if isinstance(payload, bytes):
             msg = ForwardMsg()
             msg.ParseFromString(payload)
-            self.finished += msg.WhichOneof("type") == "script_finished"
+            if msg.WhichOneof("type") == "script_finished":
+                self.finished += 1
+                self.finished_at = time.perf_counter()
 
     def wait_past(self, page: Page, count: int) -> None:
         deadline = time.monotonic() + SETTLE_TIMEOUT_MS / 1000
@@ -170,9 +185,17 @@ class _Runs:
             page.wait_for_timeout(10)  # lets Playwright deliver the websocket's frames
 
 
-def _load(browser: Browser, url: str, with_window: bool) -> tuple[float, int, int, float | None]:
-    """One fresh load: settle ms, Plotly figures, exceptions shown, and the settle ms after clicking
-    "7d" (None: no time window on the page)."""
+class Load(NamedTuple):
+    settle_ms: float
+    script_ms: float  # from the request to the server's script_finished: server time and transfer
+    kib: float  # websocket bytes received for the load
+    charts: int  # charts drawn
+    errors: int  # st.exception boxes shown
+    change_ms: float | None  # settle after clicking "7d" (None: no time window on the page)
+
+
+def _load(browser: Browser, url: str, with_window: bool) -> Load:
+    """One load in a fresh browser context, then (`with_window`) a click on "7d"."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     try:
         page = context.new_page()
@@ -181,7 +204,8 @@ def _load(browser: Browser, url: str, with_window: bool) -> tuple[float, int, in
         page.goto(url, wait_until="commit")
         _wait(page, SETTLED_JS, "settled after the load")
         load_ms = (time.perf_counter() - started) * 1000
-        figures = page.locator("[data-testid='stPlotlyChart']").count()
+        script_ms, kib = (runs.finished_at - started) * 1000, runs.bytes / 1024
+        charts = page.evaluate(CHARTS_DRAWN_JS)
         errors = page.locator("[data-testid='stException']").count()
         button = page.locator("[data-testid='stSidebar']").get_by_role("radio", name="7d", exact=True)
         change_ms = None
@@ -192,7 +216,7 @@ def _load(browser: Browser, url: str, with_window: bool) -> tuple[float, int, in
             runs.wait_past(page, before)
             _wait(page, SETTLED_JS, "settled after clicking 7d")
             change_ms = (time.perf_counter() - started) * 1000
-        return load_ms, figures, errors, change_ms
+        return Load(load_ms, script_ms, kib, charts, errors, change_ms)
     finally:
         context.close()
 
@@ -201,27 +225,26 @@ def measure(
     browser: Browser, pages: dict[str, str], loads: int, warmup: int, log: cli.Log
 ) -> dict[str, dict[str, Any]]:
     """`warmup` unreported rounds, then `loads` rounds over every page (title -> URL)."""
-    kinds = ("load", "change", "figures", "errors")
-    samples: dict[str, dict[str, list]] = {t: {k: [] for k in kinds} for t in pages}
+    samples: dict[str, list[Load]] = {t: [] for t in pages}
     for r in range(warmup + loads):
         for title, url in pages.items():
-            load_ms, figures, errors, change_ms = _load(browser, url, title != BASELINE)
+            load = _load(browser, url, title != BASELINE)
             if r >= warmup:
-                samples[title]["load"].append(load_ms)
-                samples[title]["figures"].append(figures)
-                samples[title]["errors"].append(errors)
-                if change_ms is not None:
-                    samples[title]["change"].append(change_ms)
+                samples[title].append(load)
         log(f"  {'warm-up' if r < warmup else 'round'} {r + 1 - (0 if r < warmup else warmup)} done")
+    return {title: _page_figures(pages[title], s) for title, s in samples.items()}
+
+
+def _page_figures(url: str, loads: list[Load]) -> dict[str, Any]:
+    changes = [x.change_ms for x in loads if x.change_ms is not None]
     return {
-        title: {
-            "url": pages[title],
-            "load": summary(s["load"]),
-            "window_7d": summary(s["change"]) if s["change"] else None,
-            "plotly_figures": max(s["figures"]),
-            "exceptions": max(s["errors"]),  # st.exception boxes: a broken page settles fast
-        }
-        for title, s in samples.items()
+        "url": url,
+        "load": summary([x.settle_ms for x in loads]),
+        "script_median_ms": round(statistics.median(x.script_ms for x in loads), 1),
+        "message_kib": round(max(x.kib for x in loads), 1),
+        "window_7d": summary(changes) if changes else None,
+        "charts": max(x.charts for x in loads),
+        "exceptions": max(x.errors for x in loads),  # st.exception boxes: a broken page settles fast
     }
 
 
@@ -296,8 +319,8 @@ def format_report(result: dict[str, Any]) -> str:
         f"store: {result['store']}; {result['loads']} loads a page after {result['warmup']} warm-up "
         "round(s), each in a fresh browser context",
         "",
-        f"{'page':16} {'median ms':>10} {'p95 ms':>9} {'x one-line':>11} {'target':>7} {'figures':>8} "
-        f"{'7d median':>10} {'7d p95':>8} {'7d x':>6}",
+        f"{'page':16} {'median ms':>10} {'p95 ms':>9} {'x one-line':>11} {'target':>7} {'script ms':>10} "
+        f"{'KiB':>7} {'charts':>7} {'7d median':>10} {'7d p95':>8} {'7d x':>6}",
     ]
     for title, f in result["pages"].items():
         load, change = f["load"], f["window_7d"]
@@ -309,14 +332,15 @@ def format_report(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"{title:16} {load['median_ms']:>10.0f} {load['p95_ms']:>9.0f} {f['ratio']:>11.2f} {target:>7} "
-            f"{f['plotly_figures']:>8} {seven}"
+            f"{f['script_median_ms']:>10.0f} {f['message_kib']:>7.0f} {f['charts']:>7} {seven}"
         )
     verdict = "PASS" if result["passed"] else "FAIL"
     broken = [t for t, f in result["pages"].items() if f["exceptions"]]
     lines += [f"showed an exception: {', '.join(broken)}"] if broken else []
     lines += [
         "",
-        "settled = script finished, no skeleton, every Plotly chart drawn; 7d = after clicking 7d",
+        "settled = script finished, no skeleton, every chart drawn; script ms = the server's "
+        "script_finished received; KiB = websocket bytes; 7d = after clicking 7d",
         f"worst page {result['worst_ratio']:.2f}x the one-line page's median (budget {BUDGET:.1f}x; "
         f"{', '.join(OFTEN)} aim at {AIM:.1f}x): {verdict}",
     ]

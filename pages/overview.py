@@ -10,7 +10,7 @@ from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
 from dashboard.analysis.targets import Target
 from dashboard.core import metrics
-from dashboard.ui import cached, charts
+from dashboard.ui import cached, charts, plots
 from dashboard.ui import frame as ui
 
 
@@ -29,16 +29,17 @@ def target_figures(target: Target, row: pd.Series) -> None:
 
 def activity(reader: Reader, targets: list[Target], window) -> None:
     frame = overview.activity(reader, targets, window)
-    left, right = st.columns(2)
     exec_ms, calls = metrics.PG_STATEMENTS_EXEC_MS, metrics.PG_STATEMENTS_CALLS
-    left.plotly_chart(charts.rate_lines(frame, exec_ms, "Query time", "ms per second"))
-    right.plotly_chart(charts.rate_lines(frame, calls, "Calls per second", "calls/s"))
-    left.plotly_chart(charts.ratio_lines(frame, exec_ms, [calls], "Mean time", "ms"))
-    right.plotly_chart(charts.hit_ratio_lines(frame))
-    for i, target in enumerate(targets):
-        box = left if i % 2 == 0 else right
+    shown = [
+        charts.rate_lines(frame, exec_ms, "Query time", "ms per second"),
+        charts.rate_lines(frame, calls, "Calls per second", "calls/s"),
+        charts.ratio_lines(frame, exec_ms, [calls], "Mean time", "ms"),
+        charts.hit_ratio_lines(frame),
+    ]
+    for target in targets:
         title = "Connections by state" + (f" — {target.name}" if len(targets) > 1 else "")
-        box.plotly_chart(charts.connections_area(frame[frame["target"] == target.name], title))
+        shown.append(charts.connections_area(frame[frame["target"] == target.name], title))
+    plots.show(shown, window)
 
 
 def top_queries(reader: Reader, targets: list[Target], window) -> None:
@@ -48,7 +49,8 @@ def top_queries(reader: Reader, targets: list[Target], window) -> None:
         st.caption("No statement ran in this window.")
         return
     left, right = st.columns([3, 2])
-    left.plotly_chart(charts.top_queries_bar(top, title=""))
+    with left:
+        plots.show([charts.top_queries_bar(top, title="")], columns=1)
     for r in top.itertuples():
         right.page_link(
             ui.QUERY_PAGE,

@@ -9,7 +9,7 @@ from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import format_sql
 from dashboard.analysis.targets import Target
 from dashboard.core.records import StatementInfo
-from dashboard.ui import cached, charts
+from dashboard.ui import cached, charts, plots
 from dashboard.ui import frame as ui
 
 
@@ -39,16 +39,18 @@ def window_figures(summary: dict[str, float]) -> None:
 def history(reader: Reader, info: StatementInfo, window) -> None:
     target = Target(info.target_id, info.target)
     timeline = statements.statement_timeline(reader, info.id, target, window)
-    left, right = st.columns(2)
-    left.plotly_chart(charts.statement_rates(timeline, {"calls": "calls"}, "Calls", "calls/min"))
-    right.plotly_chart(charts.statement_mean(timeline))
-    left.plotly_chart(charts.statement_rates(timeline, {"exec_ms": "execution"}, "Total time", "ms/min"))
     io = {"read_ms": "read", "write_ms": "write"}
-    right.plotly_chart(charts.statement_rates(timeline, io, "I/O time", "ms/min"))
-    if not timeline[list(io)].to_numpy().any():
-        right.caption("No I/O time recorded: PostgreSQL times block I/O only with `track_io_timing = on`.")
     blocks = {"shared_hit": "hit", "shared_read": "read"}
-    left.plotly_chart(charts.statement_rates(timeline, blocks, "Shared blocks", "blocks/min"))
+    shown = [
+        charts.statement_rates(timeline, {"calls": "calls"}, "Calls", "calls/min"),
+        charts.statement_mean(timeline),
+        charts.statement_rates(timeline, {"exec_ms": "execution"}, "Total time", "ms/min"),
+        charts.statement_rates(timeline, io, "I/O time", "ms/min"),
+        charts.statement_rates(timeline, blocks, "Shared blocks", "blocks/min"),
+    ]
+    plots.show(shown, window)
+    if not timeline[list(io)].to_numpy().any():
+        st.caption("No I/O time recorded: PostgreSQL times block I/O only with `track_io_timing = on`.")
 
 
 def server_stats(info: StatementInfo) -> None:

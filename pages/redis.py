@@ -12,7 +12,7 @@ from dashboard.analysis import objectives, redis, redis_reads
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
 from dashboard.core import metrics
-from dashboard.ui import cached, charts, page_frame
+from dashboard.ui import cached, charts, page_frame, plots
 from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
@@ -159,21 +159,19 @@ def role_note(f: redis.NodeFigures) -> str | None:
     return None
 
 
-def timeline(frame: pd.DataFrame) -> None:
-    left, right = st.columns(2)
-    left.plotly_chart(charts.hit_rate_line(redis.hit_rate(frame), target=TARGET))
-    right.plotly_chart(
-        charts.lines(
-            redis.rates(frame, {metrics.REDIS_OPS: "ops/s"}), "Operations per second", "ops/s", legend=False
-        )
-    )
-    left.plotly_chart(charts.lines(redis.memory(frame), "Memory", "MiB", dashed=("maxmemory",)))
+def timeline(frame: pd.DataFrame, window) -> None:
     keys = {metrics.REDIS_KEYS_EVICTED: "evicted", metrics.REDIS_KEYS_EXPIRED: "expired"}
-    right.plotly_chart(charts.lines(redis.rates(frame, keys), "Evictions and expirations", "keys/s"))
-    left.plotly_chart(charts.lines(redis.clients(frame), "Clients", "clients"))
+    shown = [
+        charts.hit_rate_line(redis.hit_rate(frame), target=TARGET),
+        charts.lines(redis.rates(frame, {metrics.REDIS_OPS: "ops/s"}), "Operations per second", "ops/s"),
+        charts.lines(redis.memory(frame), "Memory", "MiB", dashed=("maxmemory",)),
+        charts.lines(redis.rates(frame, keys), "Evictions and expirations", "keys/s"),
+        charts.lines(redis.clients(frame), "Clients", "clients"),
+    ]
     lag = redis.by_label(frame, metrics.REDIS_REPLICATION_LAG_BYTES, "replica")
     if len(lag):
-        right.plotly_chart(charts.lines(lag, "Replication lag per replica", "bytes"))
+        shown.append(charts.lines(lag, "Replication lag per replica", "bytes"))
+    plots.show(shown, window)
 
 
 def commands(reader: Reader, target: Target, window) -> None:
@@ -227,25 +225,17 @@ def queues(reader: Reader, target: Target, window) -> None:
     for lib, queue in found:
         with st.container(border=True):
             st.markdown(f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}")
-            left, right = st.columns(2)
             depths = redis.queue_depths(frame, lib, queue)
-            left.plotly_chart(charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS))
-            right.plotly_chart(
-                charts.lines(redis.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min")
-            )
-            left.plotly_chart(
-                charts.lines(redis.queue_failure_rate(frame, lib, queue), "Failure rate", "%", legend=False)
-            )
-            right.plotly_chart(
-                charts.lines(
-                    redis.queue_age(frame, lib, queue), "Oldest waiting job", "seconds", legend=False
-                )
-            )
+            shown = [
+                charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS),
+                charts.lines(redis.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min"),
+                charts.lines(redis.queue_failure_rate(frame, lib, queue), "Failure rate", "%"),
+                charts.lines(redis.queue_age(frame, lib, queue), "Oldest waiting job", "seconds"),
+            ]
             times = redis.queue_times(frame, lib, queue)
             if len(times):
-                left.plotly_chart(
-                    charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95"))
-                )
+                shown.append(charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95")))
+            plots.show(shown, window)
 
 
 def node(reader: Reader, target: Target, window) -> None:
@@ -255,7 +245,7 @@ def node(reader: Reader, target: Target, window) -> None:
         st.caption("Nothing collected in this window.")
     else:
         figures(f)
-        timeline(frame)
+        timeline(frame, window)
     commands(reader, target, window)
     slow_log(reader, target, window)
     queues(reader, target, window)

@@ -11,7 +11,7 @@ from dashboard.analysis import redis_reads, services, slo, statements
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import one_line
 from dashboard.analysis.targets import Target
-from dashboard.ui import cached, charts, page_frame
+from dashboard.ui import cached, charts, page_frame, plots
 from dashboard.ui import frame as ui
 
 CONFIGURE = """```yaml
@@ -96,16 +96,17 @@ def scorecard(reader: Reader, target: Target, window) -> None:
 def series_charts(reader: Reader, target: Target, window) -> None:
     configured = services.configured(reader, target)
     errors = services.errors(reader, target)
-    cols = st.columns(2)
-    for i, (name, series) in enumerate(configured.items()):
-        box = cols[i % 2]
+    shown = []
+    for name, series in configured.items():
         scale, unit = slo.display_scale(series.unit)
         line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
         label = slo.fmt_target(*series.slo, series.unit) if series.slo else ""
         lines = services.service_line(reader, target, name, window)
-        box.plotly_chart(charts.slo_lines(lines, name, unit, line, label))
+        shown.append(charts.slo_lines(lines, name, unit, line, label))
+    plots.show(shown, window)
+    for name in configured:
         if name in errors:
-            box.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
+            st.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
 
 
 def prometheus_state(reader: Reader, target: Target) -> None:
@@ -179,9 +180,9 @@ def overlay(reader: Reader, targets: list[Target], window) -> None:
         beside_unit = "hit rate (%)"
     else:
         beside, beside_unit = pd.DataFrame(columns=["ts", "series", "value"]), ""
-    st.plotly_chart(
-        charts.overlay(service_line, f"{name} ({unit})" if unit else name, beside, beside_unit, target=line)
-    )
+    left_unit = f"{name} ({unit})" if unit else name
+    chart = charts.overlay(service_line, left_unit, beside, beside_unit, target=line)
+    plots.show([chart], window, columns=1)
     if other in queries:
         st.page_link(ui.QUERY_PAGE, label=f"Open query #{queries[other][0]}", icon=":material/search:",
                      query_params={"id": queries[other][0]})  # fmt: skip

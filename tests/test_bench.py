@@ -111,13 +111,13 @@ def test_pages_benchmark_runs_at_tiny_scale(tmp_path: Path) -> None:
     assert set(result["pages"]) == {pages.BASELINE, *titles}
     for title, figure in result["pages"].items():
         _timing(figure["load"])
-        assert figure["ratio"] > 0 and figure["plotly_figures"] >= 0, title
+        assert figure["ratio"] > 0 and figure["charts"] >= 0, title
         assert figure["exceptions"] == 0, title
         if title != pages.BASELINE:  # every app page has the sidebar's time window
             _timing(figure["window_7d"])
     assert result["pages"][pages.BASELINE]["ratio"] == 1.0
-    assert result["pages"][pages.BASELINE]["plotly_figures"] == 0
-    assert result["pages"]["Overview"]["plotly_figures"] > 0  # the store holds PostgreSQL data
+    assert result["pages"][pages.BASELINE]["charts"] == 0
+    assert result["pages"]["Overview"]["charts"] > 0  # the store holds PostgreSQL data
     assert "?id=" in result["pages"]["Query detail"]["url"]
     assert result["passed"] == (result["worst_ratio"] <= pages.BUDGET)
     assert "x one-line" in pages.format_report(result)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from tests.support.advised import REF, REF_INDEX, TARGET, statement_id
-from tests.support.browser import CELLS, serve, settle, shoot
+from tests.support.browser import CELLS, chart_texts, charts_drawn, serve, settle, shoot
 from tests.support.redis_node import NODE
 
 
@@ -38,9 +38,10 @@ def test_overview_draws_charts(page: Page, app_url: str) -> None:
     page.goto(app_url)
     page.get_by_role("heading", name="Overview").wait_for()
     settle(page)
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    assert page.locator("[data-testid='stPlotlyChart']").count() >= 5
+    assert charts_drawn(page, 5) >= 5
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 0  # uPlot, not Plotly (issue 11)
+    texts = chart_texts(page)
+    assert {"Query time", "Calls per second", "Connections by state"} <= set(texts), texts
     assert page.locator("[data-testid='stMetric']").filter(has_text="Calls per second").count() == 1
     assert page.locator("[data-testid='stException']").count() == 0
     shoot(page, "overview")
@@ -72,7 +73,7 @@ def test_query_detail_shows_formatted_sql(page: Page, app_url: str, orders_state
     text = code.inner_text()
     assert "FROM orders" in text
     assert "\n" in text.strip()
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    assert charts_drawn(page, 5) == 5
     assert page.locator("[data-testid='stException']").count() == 0
     assert "window=1h" in page.url  # the window survives in the URL
     shoot(page, "query")
@@ -132,8 +133,7 @@ def test_redis_page_draws_charts(page: Page, redis_app: str) -> None:
     page.goto(f"{redis_app}/redis")
     page.get_by_role("heading", name="Redis").first.wait_for()
     settle(page)
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    assert page.locator("[data-testid='stPlotlyChart']").count() >= 9
+    assert charts_drawn(page, 9) >= 9
     assert page.locator("[data-testid='stMetric']").filter(has_text="Hit rate").count() == 1
     page.get_by_role("heading", name="Queues").wait_for()
     page.locator(CELLS).first.wait_for(state="attached")
@@ -156,8 +156,7 @@ def test_services_page_draws_charts(page: Page, services_app: str) -> None:
     page.goto(f"{services_app}/services")
     page.get_by_role("heading", name="Services").first.wait_for()
     settle(page)
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    assert page.locator("[data-testid='stPlotlyChart']").count() >= 6  # five series and the overlay
+    assert charts_drawn(page, 6) >= 6  # five series and the overlay
     page.locator(CELLS).first.wait_for(state="attached")
     # Each table fills its grid on its own: the alerts' grid can come after the scorecard's.
     page.locator(CELLS, has_text="AlwaysFiring").first.wait_for(state="attached", timeout=15_000)

@@ -15,7 +15,7 @@ from dashboard.analysis.sqltext import format_sql
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
-from tests.support.apptest import empty_store_config, no_exception, open_app, page_file, texts
+from tests.support.apptest import charts, empty_store_config, no_exception, open_app, page_file, texts
 
 QUERIES = page_file("queries")
 QUERY = page_file("query")
@@ -77,7 +77,13 @@ def test_overview_shows_the_workload(monkeypatch, populated_store) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Calls per second"]) > 0
     assert metrics["Buffer cache hit ratio"].endswith("%")
-    assert len(at.get("plotly_chart")) >= 5  # query time, calls, mean, hit ratio, connections
+    drawn = {c["title"]: c for c in charts(at)}
+    assert {"Query time", "Calls per second", "Mean time", "Buffer cache hit ratio"} <= set(drawn)
+    calls = [v for s in drawn["Calls per second"]["series"] for v in s["values"] if v is not None]
+    assert calls and max(calls) > 0
+    assert drawn["Connections by state"]["kind"] == "area"
+    bars = charts(at)[-1]
+    assert bars["kind"] == "bars" and any("orders" in label for label in bars["labels"]), bars["labels"]
     links = [e.proto.label for e in at.get("page_link")]
     assert any("orders" in label for label in links), links
     assert ui.md_escape("erp-primary") in texts(at.markdown)  # names are shown escaped
@@ -120,7 +126,13 @@ def test_query_detail_by_id(monkeypatch, populated_store, orders_statement) -> N
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Calls"].rstrip("k")) > 0
     assert {"Min", "Max", "Mean", "Std dev"} <= set(metrics)
-    assert len(at.get("plotly_chart")) == 5
+    assert [c["title"] for c in charts(at)] == [
+        "Calls",
+        "Mean time",
+        "Total time",
+        "I/O time",
+        "Shared blocks",
+    ]
 
 
 @pytest.mark.parametrize("bad_id", ["999999", "abc"])

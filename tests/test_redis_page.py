@@ -14,7 +14,15 @@ from dashboard.analysis import redis as redis_views
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame
 from dashboard.ui import frame as ui
-from tests.support.apptest import empty_store_config, no_exception, open_app, open_page, page_file, texts
+from tests.support.apptest import (
+    charts,
+    empty_store_config,
+    no_exception,
+    open_app,
+    open_page,
+    page_file,
+    texts,
+)
 from tests.support.redis_node import ACTIVE, COMPLETED, DELAYED, FAILED, NODE, WAITING
 
 EVERYTHING = Window(0, 4_000_000_000)
@@ -125,7 +133,15 @@ def test_page_shows_the_node(monkeypatch, redis_populated) -> None:
     assert metrics["Hit rate"].delta == "-6.7 pp vs 90 % target"
     assert metrics["Memory used"].delta == "no maxmemory"
     assert metrics["Replication role"].value == "primary"
-    assert len(at.get("plotly_chart")) >= 5 + 4  # node charts, then the queue's
+    titles = [c["title"] for c in charts(at)]
+    assert titles[:5] == [
+        "Hit rate",
+        "Operations per second",
+        "Memory",
+        "Evictions and expirations",
+        "Clients",
+    ]
+    assert titles.count("Jobs by state") >= 1 and "Failure rate" in titles  # then the queues' charts
     tables = [d.value for d in at.dataframe]
     slow = next(t for t in tables if "duration_ms" in t.columns)
     assert slow["command"].iloc[0].startswith("EVAL ") and "5000000" in slow["command"].iloc[0]

@@ -8,7 +8,6 @@ workload beside it, and three collector cycles of both.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame, target_details
 from dashboard.ui import frame as ui
-from tests.support.apptest import empty_store_config, no_exception, open_page, texts
+from tests.support.apptest import charts, empty_store_config, no_exception, open_page, texts
 from tests.support.services import TARGET
 
 EVERYTHING = Window(0, 4_000_000_000)
@@ -92,7 +91,7 @@ def test_scorecard_charts_alerts_and_down_targets(monkeypatch, services_populate
     # One of the two scrape targets is down: availability is about 50 %, far below 99.9 %.
     assert rows.loc["availability", "verdict"] == "fail"
     assert rows.loc["cpu_utilisation", "verdict"] == "no data"  # no node_exporter here
-    assert len(at.get("plotly_chart")) >= 6  # five series and the overlay
+    assert len(charts(at)) >= 6  # five series and the overlay
     alerts = at.dataframe[1].value
     assert alerts[["name", "state"]].values.tolist() == [
         ["AlwaysFiring", "firing"],
@@ -115,10 +114,10 @@ def test_overlay_puts_a_query_beside_a_service_series(monkeypatch, services_popu
     assert any(o.startswith("Query #") for o in beside.options), beside.options
     service.select("error_ratio").run()
     no_exception(at)
-    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
-    axes = {trace.get("yaxis", "y") for trace in spec["data"]}
-    assert axes == {"y", "y2"}, spec["data"]
-    assert spec["layout"]["yaxis2"]["overlaying"] == "y"
+    chart = charts(at)[-1]
+    sides = {s["label"]: s["right"] for s in chart["series"]}
+    assert sides["error_ratio"] is False and any(sides.values()), sides  # the query on the right axis
+    assert chart["right_unit"] == "query mean (ms)"
 
 
 # -- dashboard.analysis.slo and .services on real stored data ---------------------------------------

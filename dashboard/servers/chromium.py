@@ -22,6 +22,18 @@ CHROMIUM_ARGS = [
 # Streamlit's own marks: the script has run ("initial" before its first run) and is not running.
 READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
 SKELETON = "[data-testid='stSkeleton']"  # a placeholder still waiting for its element's code
+CHART_FRAME = "iframe[data-testid='stIFrame']"  # dashboard/ui/plots.py draws a page's charts in these
+# A function for page.wait_for_function: the number of charts drawn in the page's chart frames, or
+# false while a frame has not drawn the document its element holds now (charts.js sets drawnFor).
+CHARTS_DRAWN_JS = f"""() => {{
+  let charts = 0;
+  for (const frame of document.querySelectorAll("{CHART_FRAME}")) {{
+    const win = frame.contentWindow;
+    if (!win || win.drawnFor !== frame.getAttribute("srcdoc")) return false;
+    charts += win.document.querySelectorAll(".cell").length;
+  }}
+  return charts;
+}}"""
 
 
 def healthy(url: str) -> bool:

@@ -5,6 +5,8 @@ The store is chosen the way `observatory serve` chooses it, through $OBSERVATORY
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,20 @@ def open_page(
     for key, value in params.items():
         at.query_params[key] = value
     return at.run()
+
+
+SPEC = re.compile(r"<script type='application/json' id='spec'>(.*?)</script>", re.S)
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The charts the run drew (dashboard/ui/plots.py), every frame's in page order: each a dict of
+    charts.Chart's fields as charts.js receives them."""
+    found = []
+    for frame in at.get("iframe"):
+        match = SPEC.search(frame.proto.srcdoc)
+        assert match, frame.proto.srcdoc[:200]
+        found += json.loads(match.group(1))["charts"]
+    return found
 
 
 def no_exception(at: AppTest) -> None:

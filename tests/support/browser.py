@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from dashboard.servers.chromium import CHROMIUM, CHROMIUM_ARGS, READY, SKELETON, healthy, stop_session
+from dashboard.servers.chromium import (
+    CHART_FRAME,
+    CHARTS_DRAWN_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    READY,
+    SKELETON,
+    healthy,
+    stop_session,
+)
 from dashboard.servers.throwaway import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +72,35 @@ def settle(page: Page) -> None:
     """Wait until the script has finished and nothing is still loading."""
     page.wait_for_selector(READY, timeout=30_000)
     page.wait_for_function(f'() => !document.querySelector("{SKELETON}")', timeout=30_000)
+
+
+def charts_drawn(page: Page, at_least: int = 1) -> int:
+    """Wait until every chart frame (dashboard/ui/plots.py) has drawn and the page holds at least
+    `at_least` charts; return how many it holds."""
+    wait = f"() => {{ const n = ({CHARTS_DRAWN_JS})(); return n !== false && n >= {at_least} ? n : false; }}"
+    return int(page.wait_for_function(wait, timeout=30_000).json_value())
+
+
+# Every text a chart frame shows: titles, legend labels, the bars' names and values.
+CHART_TEXT = ".title, .u-legend .u-label, .bar-label, .bar-value, .empty"
+
+
+def chart_texts(page: Page) -> list[str]:
+    return page.evaluate(
+        f"""() => Array.from(document.querySelectorAll("{CHART_FRAME}")).flatMap((f) =>
+          Array.from(f.contentDocument.querySelectorAll("{CHART_TEXT}")).map((e) => e.textContent))"""
+    )
+
+
+def chart_frame_tags(page: Page) -> set[str]:
+    """The element names found in the chart frames' bodies: charts.js makes only div, canvas and
+    table parts (uPlot's legend), so anything else came from a text read as markup."""
+    return set(
+        page.evaluate(
+            f"""() => Array.from(document.querySelectorAll("{CHART_FRAME}")).flatMap((f) =>
+              Array.from(f.contentDocument.body.querySelectorAll("*")).map((e) => e.tagName.toLowerCase()))"""
+        )
+    )
 
 
 def shoot(page: Page, name: str) -> None:
