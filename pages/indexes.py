@@ -200,9 +200,9 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int]) -> None:
                 st.page_link(ui.QUERY_PAGE, label=label, query_params={"id": sid}, icon=":material/search:")
         with st.expander("Plans before and after"):
             st.caption("Now")
-            st.code(s.plan_before or "(no plan)", language="text")
+            ui.preformatted(s.plan_before or "(no plan)")
             st.caption("With the index (a hypothetical one, HypoPG)")
-            st.code(s.plan_after or "(not planned: HypoPG is not installed)", language="text")
+            ui.preformatted(s.plan_after or "(not planned: HypoPG is not installed)")
 
 
 def skipped(reader: Reader, stored: StoredAdvice) -> None:

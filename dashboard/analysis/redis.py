@@ -260,12 +260,14 @@ def command_table(frame: pd.DataFrame) -> pd.DataFrame:
 # -- job queues -----------------------------------------------------------------------------------------
 def _queue_points(frame: pd.DataFrame) -> pd.DataFrame:
     points = frame[frame["name"].str.startswith(metrics.REDIS_QUEUE)]
-    parsed = points["labels"].map(metrics.decode)
+    # Each label set decoded once, then looked up per point: a page calls this a dozen times.
+    parsed = {lb: metrics.decode(lb) for lb in points["labels"].unique()}
+    labels = points["labels"]
     return points.assign(
-        lib=parsed.map(lambda d: d.get("lib", "")),
-        queue=parsed.map(lambda d: d.get("queue", "")),
-        state=parsed.map(lambda d: d.get("state")),
-        quantile=parsed.map(lambda d: d.get("quantile")),
+        **{
+            key: labels.map({lb: d.get(key, default) for lb, d in parsed.items()})
+            for key, default in (("lib", ""), ("queue", ""), ("state", None), ("quantile", None))
+        }
     )
 
 

@@ -172,12 +172,8 @@ def top_queries_bar(frame: pd.DataFrame, title: str = "Top queries by total time
         [],
         [Series("total time", seconds)],
         kind="bars",
-        labels=[
-            f"#{sid} {one_line(q, 60)}" for sid, q in zip(frame["statement_id"], frame["query"], strict=True)
-        ],
-        notes=[
-            f"{c:,} calls · {m:.2f} ms mean" for c, m in zip(frame["calls"], frame["mean_ms"], strict=True)
-        ],
+        labels=tuple(f"#{r.statement_id} {one_line(r.query, 60)}" for r in frame.itertuples()),
+        notes=tuple(f"{r.calls:,} calls · {r.mean_ms:.2f} ms mean" for r in frame.itertuples()),
     )
 
 

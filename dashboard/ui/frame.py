@@ -8,6 +8,7 @@ every kind; each page keeps those of its own kind (PostgreSQL or Redis).
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import time
@@ -236,6 +237,19 @@ def table(frame, column_config: dict | None = None, *, max_height: int | None = 
     if max_height is not None:
         options["height"] = min(TABLE_HEADER_PX + TABLE_ROW_PX * len(frame), max_height)
     return st.dataframe(frame, column_config=column_config, hide_index=True, width="stretch", **options)
+
+
+def preformatted(text: str) -> None:
+    """`text` in a fixed-width font, as written, without st.code: its syntax highlighter is 1.5 MB of
+    JavaScript the browser loads before the page settles (issue 11), worth it only where a copy
+    button is (a CREATE INDEX). Escaped, so a plan or a query's text never turns into markup."""
+    st.html(f"<pre style='{PRE_STYLE}'>{html.escape(text)}</pre>")
+
+
+PRE_STYLE = (
+    "margin:0;padding:0.75rem 1rem;background:#f0f2f6;border-radius:0.5rem;font-size:0.8rem;"
+    "line-height:1.4;white-space:pre;overflow-x:auto"
+)
 
 
 # -- formatting ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // Draws the charts of dashboard/ui/plots.py with uPlot, in the frame plots.py writes. The spec is
-// JSON in <script id="spec">; every text from it goes through textContent (uPlot's titles and
+// JSON in the script element #spec; every text from it goes through textContent (uPlot's titles and
 // legend do the same), so a name or a query's text is shown as written, never as markup.
 (function () {
   "use strict";

@@ -1,0 +1,128 @@
+"""Chart records (dashboard/ui/charts.py) built from frames, and the frame that draws them
+(dashboard/ui/plots.py): values, gaps, axes, and text that stays text."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from dashboard.core import metrics
+from dashboard.store.reads import Window
+from dashboard.ui import charts, plots
+from tests.support.apptest import SPEC
+
+HOSTILE = "</script><img src=x onerror=alert(1)><!-- \u2028 & </SCRIPT >"
+
+
+def long(rows: list[tuple[int, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["ts", "series", "value"])
+
+
+def test_series_share_the_union_of_times_and_missing_points_are_gaps() -> None:
+    chart = charts.lines(long([(60, "a", 1.0), (120, "a", 2.0), (120, "b", 5.0), (180, "b", 6.0)]), "t", "u")
+    assert chart.x == [60, 120, 180]
+    assert [(s.label, s.values) for s in chart.series] == [("a", [1.0, 2.0, None]), ("b", [None, 5.0, 6.0])]
+
+
+def test_mean_time_is_a_gap_where_nothing_ran() -> None:
+    frame = pd.DataFrame({"ts": [0, 60, 120], "calls": [2, 0, 4], "exec_ms": [10.0, 0.0, 2.0]})
+    assert charts.statement_mean(frame).series[0].values == [5.0, None, 0.5]
+
+
+def test_limits_are_dashed_and_targets_are_lines_at_their_value() -> None:
+    memory = charts.lines(
+        long([(0, "used", 10.0), (0, "maxmemory", 50.0)]), "Memory", "MiB", dashed=("maxmemory",)
+    )
+    assert [s.dash for s in memory.series] == [False, True]
+    hit = charts.hit_rate_line(long([(0, "hit", 0.8), (60, "hit", 0.99)]), target=0.9)
+    assert hit.series[-1].values == [90.0, 90.0] and hit.series[-1].dash
+    assert hit.y_min == 78 and hit.y_max == 100.5  # from below the lowest reading, not from zero
+
+
+def test_slo_axes_keep_the_target_in_view() -> None:
+    upper = charts.slo_lines(long([(0, "p95", 120.0), (60, "p95", 150.0)]), "api", "ms", ("<", 200.0))
+    assert upper.y_min == 0 and upper.y_max > 200
+    lower = charts.slo_lines(long([(0, "up", 99.95), (60, "up", 100.0)]), "avail", "%", (">=", 99.9))
+    assert 99.8 < lower.y_min < 99.9 and lower.y_max > 100
+
+
+def test_overlay_puts_each_frame_on_its_axis_on_one_time_line() -> None:
+    chart = charts.overlay(
+        long([(0, "api p95", 120.0), (60, "api p95", 130.0)]), "ms",
+        long([(60, "query #3 mean", 4.0), (120, "query #3 mean", 5.0)]), "query mean (ms)",
+        target=("<", 200.0),
+    )  # fmt: skip
+    assert chart.x == [0, 60, 120] and chart.right_unit == "query mean (ms)"
+    left, right, target = chart.series
+    assert (left.right, left.values) == (False, [120.0, 130.0, None])
+    assert (right.right, right.values) == (True, [None, 4.0, 5.0])
+    assert target.dash and target.values == [200.0] * 3
+
+
+def test_connections_stack_in_a_fixed_state_order() -> None:
+    rows = [
+        ("pg.connections", metrics.encode({"state": state}), 60, total, 2.0, 60)
+        for state, total in (("idle", 8.0), ("mystery", 2.0), ("active", 4.0))
+    ]
+    frame = pd.DataFrame(rows, columns=["name", "labels", "ts", "sum", "count", "width"])
+    chart = charts.connections_area(frame.assign(name=metrics.PG_CONNECTIONS))
+    assert chart.kind == "area"
+    assert [(s.label, s.values) for s in chart.series] == [
+        ("active", [2.0]),
+        ("idle", [4.0]),
+        ("mystery", [1.0]),
+    ]
+
+
+def test_top_queries_are_bars_named_by_id_and_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "statement_id": [7],
+            "query": ["SELECT  1\n FROM t"],
+            "exec_ms": [2500.0],
+            "calls": [10],
+            "mean_ms": [250.0],
+        }
+    )
+    chart = charts.top_queries_bar(frame)
+    assert chart.kind == "bars" and chart.labels == ("#7 SELECT 1 FROM t",)
+    assert chart.series[0].values == [2.5] and chart.notes == ("10 calls · 250.00 ms mean",)
+
+
+def test_the_spec_cannot_end_its_script_element() -> None:
+    text = plots.script_json({"label": HOSTILE})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"label": HOSTILE}
+
+
+def _draw_hostile() -> None:
+    from dashboard.store.reads import Window
+    from dashboard.ui import charts, plots
+    from dashboard.ui import frame as ui
+
+    hostile = "</script><img src=x onerror=alert(1)><!-- \u2028 & </SCRIPT >"
+    series = [charts.Series(hostile, [1.0, None])]
+    plots.show([charts.Chart(hostile, hostile, [0, 60], series)], Window(0, 3600))
+    ui.preformatted(f"Seq Scan on t {hostile}")
+
+
+def test_a_page_draws_hostile_text_as_text() -> None:
+    at = AppTest.from_function(_draw_hostile).run()
+    assert not at.exception
+    srcdoc = at.get("iframe")[0].proto.srcdoc
+    assert srcdoc.count("<script") == 2 and srcdoc.count("</script>") == 2  # ours, and nothing else
+    spec = json.loads(SPEC.search(srcdoc).group(1))
+    assert spec["window"] == [0, 3600]
+    assert spec["charts"][0]["title"] == HOSTILE and spec["charts"][0]["series"][0]["label"] == HOSTILE
+    body = at.get("html")[0].proto.body
+    assert "<img" not in body and "&lt;img" in body
+    assert html.unescape(body).endswith(f"Seq Scan on t {HOSTILE}</pre>")
+
+
+def test_every_chart_spans_the_window_it_is_given() -> None:
+    chart = charts.Chart("one point", "ms", [1_000], [charts.Series("a", [1.0])])
+    spec = plots.spec([chart], Window(0, 86_400), columns=2)
+    assert spec["window"] == [0, 86_400] and spec["charts"][0]["x"] == [1_000]
