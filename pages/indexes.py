@@ -236,7 +236,7 @@ def health(stored: StoredAdvice) -> None:
         if not items:
             st.caption("None found.")
             continue
-        st.table(health_table(kind, items), hide_index=True)
+        st.markdown(health_lines(kind, items))
         fixes = [fix_sql(item) for item in items if item.fix_sql]
         if fixes:
             st.code("\n".join(fixes), language="sql", wrap_lines=True)
@@ -244,23 +244,19 @@ def health(stored: StoredAdvice) -> None:
         st.caption(ui.md_escape(note))
 
 
-def health_table(kind: str, items: list[Finding]) -> pd.DataFrame:
-    """Markdown cells (st.table renders them): names escaped, the reason in full."""
-    fk = kind == "missing_fk_indexes"
-    rows = {
-        "foreign key" if fk else "index": [
-            ui.md_escape((i.constraint if isinstance(i, MissingFkIndex) else None) or i.index or "")
-            for i in items
-        ],
-        "table": [ui.md_escape(i.table) for i in items],
-        "table size" if fk else "size": [ui.md_escape(i.size) for i in items],
-    }
-    if kind == "bloat":
-        rows["bloat"] = [
-            ui.md_escape(f"{i.bloat} ({i.bloat_percent:g} %)") for i in items if isinstance(i, BloatedIndex)
-        ]
-    rows["why"] = [ui.md_escape(i.reason) for i in items]
-    return pd.DataFrame(rows)
+def health_lines(kind: str, items: list[Finding]) -> str:
+    """One markdown line per finding (names escaped, the reason in full): a list, not st.table,
+    whose JavaScript the page would load for these few rows alone (issue 11)."""
+    lines = []
+    for i in items:
+        name = (i.constraint if isinstance(i, MissingFkIndex) else None) or i.index or ""
+        size = f"{i.size} table" if kind == "missing_fk_indexes" else i.size
+        bloat = f" · {i.bloat} bloat ({i.bloat_percent:g} %)" if isinstance(i, BloatedIndex) else ""
+        lines.append(
+            f"- **{ui.md_escape(name)}** on {ui.md_escape(i.table)} · {ui.md_escape(size + bloat)}: "
+            f"{ui.md_escape(i.reason)}"
+        )
+    return "\n".join(lines)
 
 
 def fix_sql(item: Finding) -> str:

@@ -105,8 +105,11 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     assert skipped["link"].str.match(r"query\?id=\d+").all()
     assert "Index health" in texts(at.subheader)
     assert FK_INDEX in codes and "DROP INDEX CONCURRENTLY public.events_kind_created_at_idx;" in codes
-    tables = "\n".join(t.value.to_string() for t in at.table)
-    assert "orders\\_customer\\_id\\_fkey" in tables and "events\\_kind\\_created\\_at\\_idx" in tables
+    findings = texts(at.markdown)
+    assert (
+        "**orders\\_customer\\_id\\_fkey** on " in findings
+        and "**events\\_kind\\_created\\_at\\_idx** on " in findings
+    )
     assert "None found." in texts(at.caption)  # no invalid index here
     # Every database of the target has a report; `?db=` picks one (Query detail links that way).
     other = at.selectbox[0].options[-1]

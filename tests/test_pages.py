@@ -6,15 +6,18 @@ store is chosen the way `observatory serve` chooses it, through $OBSERVATORY_CON
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from dashboard.analysis.sqltext import format_sql
+from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
+from tests.support import cycles
 from tests.support.apptest import charts, empty_store_config, no_exception, open_app, page_file, texts
 
 QUERIES = page_file("queries")
@@ -157,8 +160,8 @@ def test_window_comes_from_the_url(monkeypatch, populated_store) -> None:
 
 def test_target_picker_narrows_the_pages(monkeypatch, populated_store) -> None:
     at = open_app(monkeypatch, populated_store[1])
-    assert at.multiselect[0].value == ["erp-primary"]
-    at.multiselect[0].unselect("erp-primary").run()
+    assert at.button_group(key="targets").value == ["erp-primary"]
+    at.button_group(key="targets").unselect("erp-primary").run()
     no_exception(at)
     assert "Pick at least one target" in texts(at.info)
     assert not at.metric
@@ -205,3 +208,19 @@ def test_config_and_store_errors_show_as_text(monkeypatch, tmp_path) -> None:
     no_exception(at)
     (error,) = at.error
     assert error.value.startswith("The store cannot be opened: ") and "](http" not in error.value
+
+
+def test_many_targets_are_picked_from_a_select_box(monkeypatch, tmp_path) -> None:
+    """Up to PILLS_UP_TO targets the sidebar shows a chip each; beyond, a select box with search."""
+    store_url = f"sqlite:///{tmp_path / 'many.db'}"
+    store = Store(store_url)
+    names = [f"pg-{i:02d}" for i in range(ui.PILLS_UP_TO + 1)]
+    for name in names:
+        store.write_cycle(dataclasses.replace(cycles.cycle(cycles.T0, {1: 5.0}), target=name))
+    store.close()
+    config_file = tmp_path / "observatory.yaml"
+    config_file.write_text(f"store: {store_url}\n")
+    at = open_app(monkeypatch, config_file)
+    no_exception(at)
+    assert not at.get("button_group")[1:]  # the window picker only
+    assert at.multiselect[0].value == names

@@ -159,10 +159,10 @@ def test_page_shows_the_node(monkeypatch, redis_populated) -> None:
 def test_postgres_pages_on_a_redis_only_store(monkeypatch, redis_populated) -> None:
     at = open_page(monkeypatch, redis_populated["config"], "overview")
     no_exception(at)
-    assert at.multiselect[0].value == [NODE]  # the sidebar lists every kind
+    assert at.button_group(key="targets").value == [NODE]  # the sidebar lists every kind
     assert "No data yet" in texts(at.info)  # no PostgreSQL target: the Overview says how to add one
     at.switch_page(page_file("redis")).run()
-    at.multiselect[0].unselect(NODE).run()
+    at.button_group(key="targets").unselect(NODE).run()
     assert not at.exception
     assert "no Redis target is selected" in texts(at.info)
 

@@ -62,6 +62,9 @@ def navigation() -> list:
     ]
 
 
+PILLS_UP_TO = 8  # targets the sidebar shows as chips; beyond, a select box with search
+
+
 def sidebar(targets: list[Target]) -> None:
     """Draw the window and target pickers; call once per run, before the page runs."""
     st.session_state[_TARGETS_KEY] = targets
@@ -86,17 +89,17 @@ def sidebar(targets: list[Target]) -> None:
         # Names are unique per kind: a PostgreSQL and a Redis target of the same name are one choice.
         names = list(dict.fromkeys(t.name for t in targets))
         kinds = [sources.title(k) for k in dict.fromkeys(t.kind for t in targets)]
-        st.multiselect(
-            "Targets",
-            names,
-            default=names,
-            key="targets",
-            bind="query-params",
-            placeholder="no target selected",
-            help=f"{', '.join(kinds[:-1])} and {kinds[-1]} targets: each page shows its kind"
+        shown = {
+            "help": f"{', '.join(kinds[:-1])} and {kinds[-1]} targets: each page shows its kind"
             if len(kinds) > 1
-            else None,
-        )
+            else None
+        }
+        if len(names) <= PILLS_UP_TO:  # a chip each: no 0.1 s of select-box JavaScript to load first
+            st.pills("Targets", names, selection_mode="multi", default=names, key="targets",
+                     bind="query-params", **shown)  # fmt: skip
+        else:
+            st.multiselect("Targets", names, default=names, key="targets", bind="query-params",
+                           placeholder="no target selected", **shown)  # fmt: skip
 
 
 def current_window(now: float | None = None) -> Window:
