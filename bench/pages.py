@@ -260,6 +260,7 @@ def run(
     warmup: int = 1,
     port: int | None = None,
     days: float = 1,
+    only: list[str] | None = None,
     log: cli.Log = lambda _msg: None,
 ) -> dict[str, Any]:
     """Serve the app (on `store_url`, else a generated store of `days`) and the one-line page, time
@@ -289,7 +290,8 @@ def run(
             pw = stack.enter_context(sync_playwright())
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             stack.callback(browser.close)
-            urls = {BASELINE: base, **{t.title: app + t.path for t in navigation(query_id)}}
+            urls = {BASELINE: base, **{t.title: app + t.path for t in navigation(query_id)
+                                       if not only or t.title in only}}  # fmt: skip
             figures = measure(browser, urls, loads, warmup, log)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -355,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="unreported rounds first (default 1)")
     parser.add_argument("--port", type=int, help="the app's port (default: a free one)")
     parser.add_argument("--days", type=float, default=1, help="history of the generated store (default 1)")
+    parser.add_argument("--only", action="append", help="a page title to measure (repeatable; default all)")
     args = parser.parse_args(argv)
     result = run(args.store, config=args.config, loads=args.loads, warmup=args.warmup, port=args.port,
-                 days=args.days, log=cli.progress(args))  # fmt: skip
+                 days=args.days, only=args.only, log=cli.progress(args))  # fmt: skip
     return cli.finish(args, result, lambda: format_report(result), result["passed"])
 
 

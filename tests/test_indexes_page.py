@@ -75,6 +75,9 @@ def test_an_unreadable_stored_report_is_that_databases_error(monkeypatch, tmp_pa
     said = ui.md_escape("this stored report cannot be read: Invalid JSON")
     assert error.startswith(f"The advisor could not read this database: {said}"), error
     assert "report made" in texts(at.caption)
+    assert not at.dataframe  # every database's report: a table drawn once its expander is opened
+    at.session_state["reports_open"] = True
+    at.run()
     statuses = dict(at.dataframe[0].value[["database", "status"]].itertuples(index=False))
     assert "cannot be read" in statuses["garbled"], statuses
     assert "cannot be read" in statuses["newer"] and "Extra inputs" in statuses["newer"], statuses
@@ -91,8 +94,13 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     codes = [c.value for c in at.code]
     assert REF_INDEX in codes
     assert "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)));" in codes
+    tables = len(at.dataframe)
+    assert not at.get("html")  # the plans and the skipped statements are drawn once opened
+    at.session_state["plans_1"] = at.session_state["plans_2"] = at.session_state["skipped_open"] = True
+    at.run()
     plans = [html.unescape(e.proto.body) for e in at.get("html")]  # ui.preformatted: escaped text
-    assert any(">Index Scan using" in p for p in plans), plans  # the plan with the hypothetical index
+    assert len(plans) == 4 and any(">Index Scan using" in p for p in plans), plans  # with the index
+    assert len(at.dataframe) == tables + 1
     assert not at.warning  # HypoPG is installed: no hint
     assert "proven by the planner with HypoPG" in texts(at.markdown)
     metrics = [m.label for m in at.metric]
@@ -100,7 +108,7 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     links = {e.proto.label: e.proto.page for e in at.get("page_link")}
     ref_link = f"#{statement_id(advised, REF)} {ui.md_escape('SELECT * FROM orders WHERE ref = $1')}"
     assert ref_link in links, links
-    skipped = at.dataframe[-1].value  # the overview of every database comes first
+    skipped = at.dataframe[-1].value
     assert SEGMENT in skipped["statement"].tolist()
     assert skipped["link"].str.match(r"query\?id=\d+").all()
     assert "Index health" in texts(at.subheader)
