@@ -27,7 +27,13 @@ def target_figures(target: Target, row: pd.Series) -> None:
     cols[4].metric("Buffer cache hit ratio", ui.fmt_pct(row["hit_ratio"]), border=True)
 
 
-def activity(reader: Reader, targets: list[Target], window) -> None:
+def activity(targets: list[Target], window) -> None:
+    plots.show(activity_charts(targets, window), window)
+
+
+@cached.view
+def activity_charts(reader: Reader, targets: list[Target], window) -> list[charts.Chart]:
+    """Made once for every session (cached.view)."""
     frame = overview.activity(reader, targets, window)
     exec_ms, calls = metrics.PG_STATEMENTS_EXEC_MS, metrics.PG_STATEMENTS_CALLS
     shown = [
@@ -39,7 +45,7 @@ def activity(reader: Reader, targets: list[Target], window) -> None:
     for target in targets:
         title = "Connections by state" + (f" — {target.name}" if len(targets) > 1 else "")
         shown.append(charts.connections_area(frame[frame["target"] == target.name], title))
-    plots.show(shown, window)
+    return shown
 
 
 def top_queries(reader: Reader, targets: list[Target], window) -> None:
@@ -80,6 +86,6 @@ if not targets:
 figures = overview.summary(reader, targets, window)
 for target in targets:
     target_figures(target, figures.loc[target.name])
-activity(reader, targets, window)
+activity(targets, window)
 top_queries(reader, targets, window)
 ui.health(statuses)

@@ -159,7 +159,14 @@ def role_note(f: redis.NodeFigures) -> str | None:
     return None
 
 
-def timeline(frame: pd.DataFrame, window) -> None:
+@cached.view
+def node_view(reader: Reader, target: Target, window) -> tuple[redis.NodeFigures, list[charts.Chart]]:
+    """The node's figures and charts, made once for every session (cached.view)."""
+    f = redis_reads.node_figures(reader, target, window)
+    return f, timeline(redis_reads.node_series(reader, target, window)) if f.samples else []
+
+
+def timeline(frame: pd.DataFrame) -> list[charts.Chart]:
     keys = {metrics.REDIS_KEYS_EVICTED: "evicted", metrics.REDIS_KEYS_EXPIRED: "expired"}
     shown = [
         charts.hit_rate_line(redis.hit_rate(frame), target=TARGET),
@@ -171,7 +178,7 @@ def timeline(frame: pd.DataFrame, window) -> None:
     lag = redis.by_label(frame, metrics.REDIS_REPLICATION_LAG_BYTES, "replica")
     if len(lag):
         shown.append(charts.lines(lag, "Replication lag per replica", "bytes"))
-    plots.show(shown, window)
+    return shown
 
 
 def commands(reader: Reader, target: Target, window) -> None:
@@ -208,13 +215,37 @@ def slow_log(reader: Reader, target: Target, window) -> None:
     st.caption(f"{entries_text}, slowest first; arguments cut to 64 characters, 10 arguments at most.")
 
 
-def queues(reader: Reader, target: Target, window) -> None:
+@cached.view
+def queue_view(reader: Reader, target: Target, window) -> tuple[pd.DataFrame, list[tuple[str, str, list]]]:
+    """The queues' summary, and each queue's (library, name, charts), made once for every session."""
     frame = redis_reads.queue_series(reader, target, window)
     found = redis.queues(frame)
     if not found:
+        return pd.DataFrame(), []
+    return redis_reads.queue_summary(reader, target, window), [
+        (lib, queue, queue_charts(frame, lib, queue)) for lib, queue in found
+    ]
+
+
+def queue_charts(frame: pd.DataFrame, lib: str, queue: str) -> list[charts.Chart]:
+    depths = redis.queue_depths(frame, lib, queue)
+    shown = [
+        charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS),
+        charts.lines(redis.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min"),
+        charts.lines(redis.queue_failure_rate(frame, lib, queue), "Failure rate", "%"),
+        charts.lines(redis.queue_age(frame, lib, queue), "Oldest waiting job", "seconds"),
+    ]
+    times = redis.queue_times(frame, lib, queue)
+    if len(times):
+        shown.append(charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95")))
+    return shown
+
+
+def queues(reader: Reader, target: Target, window) -> None:
+    summary, found = queue_view(target, window)
+    if not found:
         return
     st.subheader("Queues")
-    summary = redis_reads.queue_summary(reader, target, window)
     ui.table(summary[list(QUEUE_COLUMNS)], QUEUE_COLUMNS, max_height=400)
     paused = summary.loc[summary["paused"], "queue"].tolist()
     if paused:
@@ -222,30 +253,19 @@ def queues(reader: Reader, target: Target, window) -> None:
             f"Paused: {', '.join(map(ui.md_escape, paused))} (workers take no job until it is resumed)",
             icon=":material/pause:",
         )
-    for lib, queue in found:
+    for lib, queue, shown in found:
         with st.container(border=True):
             st.markdown(f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}")
-            depths = redis.queue_depths(frame, lib, queue)
-            shown = [
-                charts.stacked_area(depths, "Jobs by state", "jobs", charts.QUEUE_STATE_COLORS),
-                charts.lines(redis.queue_throughput(frame, lib, queue), "Finished jobs", "jobs/min"),
-                charts.lines(redis.queue_failure_rate(frame, lib, queue), "Failure rate", "%"),
-                charts.lines(redis.queue_age(frame, lib, queue), "Oldest waiting job", "seconds"),
-            ]
-            times = redis.queue_times(frame, lib, queue)
-            if len(times):
-                shown.append(charts.lines(times, "Wait and run time", "ms", dashed=("wait p95", "run p95")))
             plots.show(shown, window)
 
 
 def node(reader: Reader, target: Target, window) -> None:
-    frame = redis_reads.node_series(reader, target, window)
-    f = redis_reads.node_figures(reader, target, window)
+    f, shown = node_view(target, window)
     if not f.samples:
         st.caption("Nothing collected in this window.")
     else:
         figures(f)
-        timeline(frame, window)
+        plots.show(shown, window)
     commands(reader, target, window)
     slow_log(reader, target, window)
     queues(reader, target, window)

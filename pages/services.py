@@ -96,17 +96,23 @@ def scorecard(reader: Reader, target: Target, window) -> None:
 def series_charts(reader: Reader, target: Target, window) -> None:
     configured = services.configured(reader, target)
     errors = services.errors(reader, target)
+    plots.show(service_charts(target, window), window)
+    for name in configured:
+        if name in errors:
+            st.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
+
+
+@cached.view
+def service_charts(reader: Reader, target: Target, window) -> list[charts.Chart]:
+    """Each configured series against its target, made once for every session (cached.view)."""
     shown = []
-    for name, series in configured.items():
+    for name, series in services.configured(reader, target).items():
         scale, unit = slo.display_scale(series.unit)
         line = None if series.slo is None else (series.slo[0], series.slo[1] * scale)
         label = slo.fmt_target(*series.slo, series.unit) if series.slo else ""
         lines = services.service_line(reader, target, name, window)
         shown.append(charts.slo_lines(lines, name, unit, line, label))
-    plots.show(shown, window)
-    for name in configured:
-        if name in errors:
-            st.caption(f"Last evaluation of {ui.md_escape(name)}: {ui.md_escape(errors[name])}")
+    return shown
 
 
 def prometheus_state(reader: Reader, target: Target) -> None:
