@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -69,6 +69,10 @@ BUDGET = 2.0
 AIM = 1.5
 OFTEN = ("Overview", "Queries", "Redis", "Services")
 BASELINE = "one-line page"
+CACHES = {  # how measure() opens each load, and what the report calls it
+    "empty": "empty cache: each load in a new browser context (a first visit)",
+    "warm": "warm cache: each load in a new tab of a context the warm-up filled (a returning user)",
+}
 SETTLE_TIMEOUT_MS = 180_000
 PLACEHOLDER = {  # addresses for the config's targets: the app reads the store and never connects
     "postgres": {"dsn": "postgresql://bench@127.0.0.1:9/bench"},
@@ -194,11 +198,10 @@ class Load(NamedTuple):
     change_ms: float | None  # settle after clicking "7d" (None: no time window on the page)
 
 
-def _load(browser: Browser, url: str, with_window: bool) -> Load:
-    """One load in a fresh browser context, then (`with_window`) a click on "7d"."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+def _load(context: BrowserContext, url: str, with_window: bool) -> Load:
+    """One load in a new tab of `context`, then (`with_window`) a click on "7d"."""
+    page = context.new_page()
     try:
-        page = context.new_page()
         runs = _Runs(page)
         started = time.perf_counter()
         page.goto(url, wait_until="commit")
@@ -218,21 +221,43 @@ def _load(browser: Browser, url: str, with_window: bool) -> Load:
             change_ms = (time.perf_counter() - started) * 1000
         return Load(load_ms, script_ms, kib, charts, errors, change_ms)
     finally:
-        context.close()
+        page.close()
 
 
 def measure(
-    browser: Browser, pages: dict[str, str], loads: int, warmup: int, log: cli.Log
+    browser: Browser, pages: dict[str, str], loads: int, warmup: int, log: cli.Log, *, cache: str
 ) -> dict[str, dict[str, Any]]:
-    """`warmup` unreported rounds, then `loads` rounds over every page (title -> URL)."""
+    """`warmup` unreported rounds, then `loads` rounds over every page (title -> URL).
+
+    cache "empty": every load in a new browser context, nothing cached (a first visit: the page
+    fetches the app's JavaScript, dozens of lazily loaded files over HTTP/1.1); "warm": every load
+    in a new tab of one context per page, whose HTTP cache the warm-up filled (a returning user:
+    Streamlit serves its files as immutable for a year)."""
     samples: dict[str, list[Load]] = {t: [] for t in pages}
-    for r in range(warmup + loads):
-        for title, url in pages.items():
-            load = _load(browser, url, title != BASELINE)
-            if r >= warmup:
-                samples[title].append(load)
-        log(f"  {'warm-up' if r < warmup else 'round'} {r + 1 - (0 if r < warmup else warmup)} done")
+    kept: dict[str, BrowserContext] = {}
+    try:
+        for r in range(warmup + loads):
+            for title, url in pages.items():
+                if cache == "warm":
+                    context = kept.get(title) or kept.setdefault(title, _context(browser))
+                else:
+                    context = _context(browser)
+                try:
+                    load = _load(context, url, title != BASELINE)
+                finally:
+                    if cache != "warm":
+                        context.close()
+                if r >= warmup:
+                    samples[title].append(load)
+            log(f"  {cache} cache: {'warm-up' if r < warmup else 'round'} {r + 1 - min(r, warmup)} done")
+    finally:
+        for context in kept.values():
+            context.close()
     return {title: _page_figures(pages[title], s) for title, s in samples.items()}
+
+
+def _context(browser: Browser) -> BrowserContext:
+    return browser.new_context(viewport={"width": 1600, "height": 1000})
 
 
 def _page_figures(url: str, loads: list[Load]) -> dict[str, Any]:
@@ -292,9 +317,24 @@ def run(
             stack.callback(browser.close)
             urls = {BASELINE: base, **{t.title: app + t.path for t in navigation(query_id)
                                        if not only or t.title in only}}  # fmt: skip
-            figures = measure(browser, urls, loads, warmup, log)
+            caches = {cache: measure(browser, urls, loads, warmup, log, cache=cache) for cache in CACHES}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    verdicts = {cache: _ratios(figures) for cache, figures in caches.items()}
+    return {
+        "store": store_url,
+        "generated": generated,
+        "loads": loads,
+        "warmup": warmup,
+        "caches": verdicts,
+        "budget": BUDGET,
+        "aim_often_opened": AIM,
+        "passed": all(v["worst_ratio"] <= BUDGET for v in verdicts.values()),
+    }
+
+
+def _ratios(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each page's median against the one-line page's, measured with the same cache."""
     base_ms = figures[BASELINE]["load"]["median_ms"]
     for title, f in figures.items():
         f["ratio"] = round(f["load"]["median_ms"] / base_ms, 3)
@@ -302,29 +342,34 @@ def run(
         if f["window_7d"]:
             f["window_7d_ratio"] = round(f["window_7d"]["median_ms"] / base_ms, 3)
     worst = max(f["ratio"] for t, f in figures.items() if t != BASELINE)
-    return {
-        "store": store_url,
-        "generated": generated,
-        "loads": loads,
-        "warmup": warmup,
-        "pages": figures,
-        "baseline_median_ms": base_ms,
-        "worst_ratio": worst,
-        "budget": BUDGET,
-        "aim_often_opened": AIM,
-        "passed": worst <= BUDGET,
-    }
+    return {"pages": figures, "baseline_median_ms": base_ms, "worst_ratio": worst}
 
 
 def format_report(result: dict[str, Any]) -> str:
     lines = [
-        f"store: {result['store']}; {result['loads']} loads a page after {result['warmup']} warm-up "
-        "round(s), each in a fresh browser context",
-        "",
-        f"{'page':16} {'median ms':>10} {'p95 ms':>9} {'x one-line':>11} {'target':>7} {'script ms':>10} "
-        f"{'KiB':>7} {'charts':>7} {'7d median':>10} {'7d p95':>8} {'7d x':>6}",
+        f"store: {result['store']}; {result['loads']} loads a page after {result['warmup']} warm-up round(s)"
     ]
-    for title, f in result["pages"].items():
+    for cache, verdict in result["caches"].items():
+        lines += ["", f"{CACHES[cache]}:", _table(verdict["pages"])]
+        broken = [t for t, f in verdict["pages"].items() if f["exceptions"]]
+        lines += [f"showed an exception: {', '.join(broken)}"] if broken else []
+        lines.append(f"worst page {verdict['worst_ratio']:.2f}x the one-line page's median")
+    lines += [
+        "",
+        "settled = script finished, no skeleton, every chart drawn; script ms = the server's "
+        "script_finished received; KiB = websocket bytes; 7d = after clicking 7d",
+        f"budget {BUDGET:.1f}x with either cache ({', '.join(OFTEN)} aim at {AIM:.1f}x): "
+        f"{'PASS' if result['passed'] else 'FAIL'}",
+    ]
+    return "\n".join(lines)
+
+
+def _table(pages: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"{'page':16} {'median ms':>10} {'p95 ms':>9} {'x one-line':>11} {'target':>7} {'script ms':>10} "
+        f"{'KiB':>7} {'charts':>7} {'7d median':>10} {'7d p95':>8} {'7d x':>6}"
+    ]
+    for title, f in pages.items():
         load, change = f["load"], f["window_7d"]
         target = f"{f['target']:.1f}x" if f["target"] else "-"
         seven = (
@@ -336,16 +381,6 @@ def format_report(result: dict[str, Any]) -> str:
             f"{title:16} {load['median_ms']:>10.0f} {load['p95_ms']:>9.0f} {f['ratio']:>11.2f} {target:>7} "
             f"{f['script_median_ms']:>10.0f} {f['message_kib']:>7.0f} {f['charts']:>7} {seven}"
         )
-    verdict = "PASS" if result["passed"] else "FAIL"
-    broken = [t for t, f in result["pages"].items() if f["exceptions"]]
-    lines += [f"showed an exception: {', '.join(broken)}"] if broken else []
-    lines += [
-        "",
-        "settled = script finished, no skeleton, every chart drawn; script ms = the server's "
-        "script_finished received; KiB = websocket bytes; 7d = after clicking 7d",
-        f"worst page {result['worst_ratio']:.2f}x the one-line page's median (budget {BUDGET:.1f}x; "
-        f"{', '.join(OFTEN)} aim at {AIM:.1f}x): {verdict}",
-    ]
     return "\n".join(lines)
 
 
