@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard.core.config import ConfigError
 from dashboard.core.redaction import redact
-from dashboard.ui import cached
+from dashboard.ui import cached, heap
 from dashboard.ui import frame as ui
 
 # `streamlit run` puts this file's folder first on sys.path, where the packages core/, store/, ui/
@@ -45,3 +45,4 @@ def _open_store() -> bool:
 if _open_store():
     ui.sidebar(cached.reader().targets())
     st.navigation(ui.navigation()).run()
+    heap.freeze_once()  # after the first run: its page's modules are loaded too
