@@ -218,7 +218,7 @@ def slow_log(reader: Reader, target: Target, window) -> None:
 @cached.view
 def queue_view(reader: Reader, target: Target, window) -> tuple[pd.DataFrame, list[tuple[str, str, list]]]:
     """The queues' summary, and each queue's (library, name, charts), made once for every session."""
-    frame = redis_reads.queue_series(reader, target, window)
+    frame = redis.queue_points(redis_reads.queue_series(reader, target, window))
     found = redis.queues(frame)
     if not found:
         return pd.DataFrame(), []
