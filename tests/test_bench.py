@@ -118,6 +118,7 @@ def test_pages_benchmark_runs_at_tiny_scale(tmp_path: Path) -> None:
             assert figure["exceptions"] == 0, title
             if title != pages.BASELINE:  # every app page has the sidebar's time window
                 _timing(figure["window_7d"])
+                _timing(figure["target_off"])
         assert measured[pages.BASELINE]["ratio"] == 1.0
         assert measured[pages.BASELINE]["charts"] == 0
         assert measured["Overview"]["charts"] >= 5  # the store holds PostgreSQL data
