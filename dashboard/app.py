@@ -45,4 +45,4 @@ def _open_store() -> bool:
 if _open_store():
     ui.sidebar(cached.reader().targets())
     st.navigation(ui.navigation()).run()
-    heap.freeze_once()  # after the first run: its page's modules are loaded too
+    heap.freeze_new_modules()  # after the run: its page's modules are loaded too

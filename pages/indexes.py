@@ -168,21 +168,24 @@ def suggestions(reader: Reader, stored: StoredAdvice) -> None:
     texts = [text for s in items for text in s.statements]
     ids = statements.statement_ids(reader, stored.target_id, stored.datname, texts)
     for rank, suggestion in enumerate(items[:FIRST_CARDS], start=1):
-        card(rank, suggestion, ids, key=f"plans_{rank}")
+        card(rank, suggestion, ids, key=f"plans:{key(stored)}:{rank}")
     rest = items[FIRST_CARDS:]
     if not rest:
         return
     more = st.expander(
-        f"{len(rest)} more suggestion{'s' if len(rest) != 1 else ''}", key=MORE, on_change="rerun"
+        f"{len(rest)} more suggestion{'s' if len(rest) != 1 else ''}",
+        key=f"{MORE}:{key(stored)}",
+        on_change="rerun",
     )
     if more.open:  # drawn on demand: each card is some 30 elements for the browser to lay out
         with more:
             for rank, suggestion in enumerate(rest, start=FIRST_CARDS + 1):
-                card(rank, suggestion, ids, key=f"plans_{rank}")
+                card(rank, suggestion, ids, key=f"plans:{key(stored)}:{rank}")
 
 
-def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str) -> None:
-    """One suggestion; its plans (`key`: their expander's) are drawn once the expander is opened."""
+def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) -> None:
+    """One suggestion; its plans (`key`: their expander's) are drawn once the expander is opened,
+    or at once without a key (a pasted statement's card: its form's result lasts one run only)."""
     with st.container(border=True):
         badge = (
             ":green-badge[:material/verified: proven by the planner with HypoPG]"
@@ -216,8 +219,8 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str) -> None:
             else:
                 label = f"#{sid} {ui.md_escape(one_line(text, 140))}"
                 st.page_link(ui.QUERY_PAGE, label=label, query_params={"id": sid}, icon=":material/search:")
-        plans = st.expander("Plans before and after", key=key, on_change="rerun")
-        if not plans.open:  # drawn on demand: a page of cards with their plans took 0.3 s longer
+        plans = st.expander("Plans before and after", key=key, on_change="rerun" if key else "ignore")
+        if key and not plans.open:  # drawn on demand: a page of cards with their plans took 0.3 s longer
             return
         with plans:
             st.caption("Now")
@@ -233,7 +236,9 @@ def skipped(reader: Reader, stored: StoredAdvice) -> None:
         st.caption("None.")
         return
     n = len(items)
-    shown = st.expander(f"The {n} statement{'s' if n != 1 else ''} and why", key=SKIPPED, on_change="rerun")
+    shown = st.expander(
+        f"The {n} statement{'s' if n != 1 else ''} and why", key=f"{SKIPPED}:{key(stored)}", on_change="rerun"
+    )
     if not shown.open:  # drawn on demand: the table's grid alone costs the page 0.4 s to load
         return
     texts = [item.statement for item in items]
@@ -322,7 +327,7 @@ def paste_box(reader: Reader, reports: list[StoredAdvice]) -> None:
             st.error(ui.md_escape(result.error))
             return
         for rank, suggestion in enumerate(result.suggestions, start=1):
-            card(rank, suggestion, {}, key=f"pasted_plans_{rank}")
+            card(rank, suggestion, {}, key=None)
         for item in result.skipped:
             st.info(f"No index suggested: {ui.md_escape(item.reason)}", icon=":material/info:")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 
 import pandas as pd
 from streamlit.testing.v1 import AppTest
@@ -21,10 +22,22 @@ def long(rows: list[tuple[int, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["ts", "series", "value"])
 
 
-def test_series_share_the_union_of_times_and_missing_points_are_gaps() -> None:
-    chart = charts.lines(long([(60, "a", 1.0), (120, "a", 2.0), (120, "b", 5.0), (180, "b", 6.0)]), "t", "u")
-    assert chart.x == [60, 120, 180]
-    assert [(s.label, s.values) for s in chart.series] == [("a", [1.0, 2.0, None]), ("b", [None, 5.0, 6.0])]
+def test_each_series_keeps_its_own_times_and_a_missing_value_is_a_gap() -> None:
+    """Two targets read seconds apart are two whole lines (charts.js joins them), not lines broken at
+    every other point; a NaN, and only a NaN, is a gap (None), never a zero."""
+    rows = [(60, "a", 1.0), (120, "a", math.nan), (180, "a", 2.0), (67, "b", 5.0), (127, "b", 6.0)]
+    chart = charts.lines(long(rows), "t", "u")
+    assert chart.x == [60, 67, 120, 127, 180]
+    assert [(s.label, s.x, s.values) for s in chart.series] == [
+        ("a", [60, 120, 180], [1.0, None, 2.0]),
+        ("b", [67, 127], [5.0, 6.0]),
+    ]
+
+
+def test_hit_rate_gaps_stay_gaps_and_the_axis_ignores_them() -> None:
+    chart = charts.hit_rate_line(long([(0, "hit", 0.99), (60, "hit", math.nan), (120, "hit", 0.98)]))
+    assert chart.series[0].values == [99.0, None, 98.0]
+    assert chart.y_min == 88  # from the lowest reading (and the 90 % target), not from a zero
 
 
 def test_mean_time_is_a_gap_where_nothing_ran() -> None:
@@ -57,9 +70,9 @@ def test_overlay_puts_each_frame_on_its_axis_on_one_time_line() -> None:
     )  # fmt: skip
     assert chart.x == [0, 60, 120] and chart.right_unit == "query mean (ms)"
     left, right, target = chart.series
-    assert (left.right, left.values) == (False, [120.0, 130.0, None])
-    assert (right.right, right.values) == (True, [None, 4.0, 5.0])
-    assert target.dash and target.values == [200.0] * 3
+    assert (left.right, left.x, left.values) == (False, [0, 60], [120.0, 130.0])
+    assert (right.right, right.x, right.values) == (True, [60, 120], [4.0, 5.0])
+    assert target.dash and target.x == [0, 60, 120] and target.values == [200.0] * 3
 
 
 def test_connections_stack_in_a_fixed_state_order() -> None:
@@ -104,7 +117,7 @@ def _draw_hostile() -> None:
     from dashboard.ui import frame as ui
 
     hostile = "</script><img src=x onerror=alert(1)><!-- \u2028 & </SCRIPT >"
-    series = [charts.Series(hostile, [1.0, None])]
+    series = [charts.Series(hostile, [0, 60], [1.0, None])]
     plots.show([charts.Chart(hostile, hostile, [0, 60], series)], Window(0, 3600))
     ui.preformatted(f"Seq Scan on t {hostile}")
 
@@ -123,6 +136,48 @@ def test_a_page_draws_hostile_text_as_text() -> None:
 
 
 def test_every_chart_spans_the_window_it_is_given() -> None:
-    chart = charts.Chart("one point", "ms", [1_000], [charts.Series("a", [1.0])])
+    chart = charts.Chart("one point", "ms", [1_000], [charts.Series("a", [1_000], [1.0])])
     spec = plots.spec([chart], Window(0, 86_400), columns=2)
     assert spec["window"] == [0, 86_400] and spec["charts"][0]["x"] == [1_000]
+
+
+def test_infinite_readings_never_reach_the_frame() -> None:
+    """json.dumps(allow_nan=False) would fail the page: an overflowed reading is a gap, and an axis
+    bound made of one is left automatic."""
+    chart = charts.slo_lines(long([(0, "p95", math.inf), (60, "p95", 120.0)]), "api", "ms", ("<", 200.0))
+    assert chart.series[0].values == [None, 120.0]
+    spec = plots.spec([chart._replace(y_max=math.inf)], None, columns=1)
+    assert spec["charts"][0]["y_max"] is None
+    assert json.loads(plots.script_json(spec))["charts"][0]["series"][0]["values"] == [None, 120.0]
+
+
+def test_charts_js_draws_odd_data_in_chromium(page) -> None:
+    """The frame's own script in a real browser: every chart below is drawn (a canvas, or its bars,
+    or "no data"), none fails, and the frame reports it finished. uPlot loops on its ticks when an
+    axis range is empty, so y_min == y_max must be widened, not passed on."""
+    odd = [
+        charts.Chart("flat", "ms", [0], [charts.Series("a", [0], [5.0])], y_min=5.0, y_max=5.0),
+        charts.Chart("all gaps", "ms", [0, 60], [charts.Series("a", [0, 60], [None, None])]),
+        charts.Chart("right only", "ms", [0], [charts.Series("q", [0], [1.0], right=True)], right_unit="x"),
+        charts.stacked_area(
+            long([(0, "wait", math.nan), (60, "wait", 2.0), (0, "active", 1.0)]), "jobs", "n"
+        ),
+        charts.top_queries_bar(
+            pd.DataFrame(
+                {"statement_id": [1], "query": [HOSTILE], "exec_ms": [0.0], "calls": [0], "mean_ms": [0.0]}
+            )
+        ),
+        charts.Chart("empty", "ms", [], []),
+        charts.lines(long([(60, "a", 1.0), (180, "a", 2.0), (67, "b", 5.0), (127, "b", 6.0)]), "offset", "u"),
+    ]
+    page.set_content(plots.html(odd, Window(0, 3600)))
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=10_000)
+    cells = page.locator(".cell")
+    assert cells.count() == len(odd)
+    assert page.get_by_text("could not be drawn").count() == 0
+    drawn = [cells.nth(i).locator("canvas").count() > 0 for i in range(len(odd))]
+    assert drawn == [True, True, True, True, False, False, True]
+    assert page.locator(".bar-label").all_text_contents() == list(odd[4].labels)  # as written, not markup
+    assert "<img" in odd[4].labels[0]
+    assert page.locator(".empty").all_text_contents() == ["no data in this window"]
+    assert page.locator("img, a, i").count() == 0

@@ -162,6 +162,11 @@ def test_overview_shows_hostile_names_and_errors(page: Page, hostile: dict, rece
     markup = f"/*<i style='background:url(//{receiver.host}/p.png)'>*/"
     assert any(markup in label for label in labels), labels  # the top queries' bars, as written
     assert chart_frame_tags(page) <= FRAME_TAGS, chart_frame_tags(page)
+    chips = [
+        chip.replace(ui.WORD_JOINER, "")
+        for chip in page.locator("[data-testid='stSidebar'] button[aria-pressed]").all_inner_texts()
+    ]
+    assert DOWN in chips and GOOD in chips, chips  # a chip's label is Markdown: names are escaped
     nothing_rendered(page, receiver, "overview")
 
 

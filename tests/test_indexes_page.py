@@ -96,7 +96,9 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     assert "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)));" in codes
     tables = len(at.dataframe)
     assert not at.get("html")  # the plans and the skipped statements are drawn once opened
-    at.session_state["plans_1"] = at.session_state["plans_2"] = at.session_state["skipped_open"] = True
+    db = f"{TARGET}/{advised['datname']}"  # the expanders' keys name the report: another keeps its own
+    at.session_state[f"plans:{db}:1"] = at.session_state[f"plans:{db}:2"] = True
+    at.session_state[f"skipped_open:{db}"] = True
     at.run()
     plans = [html.unescape(e.proto.body) for e in at.get("html")]  # ui.preformatted: escaped text
     assert len(plans) == 4 and any(">Index Scan using" in p for p in plans), plans  # with the index
@@ -152,3 +154,5 @@ def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
     submit.click().run()
     no_exception(at)
     assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in [c.value for c in at.code]
+    plans = [html.unescape(e.proto.body) for e in at.get("html")]  # drawn with the card: a form's
+    assert any(">Index Scan" in p or ">Bitmap" in p for p in plans), plans  # result lasts one run

@@ -48,7 +48,8 @@ OVERLAY_COLORS = ("#1565c0", "#ef6c00")  # the service series (left axis), the o
 
 class Series(NamedTuple):
     label: str
-    values: list[float | None]  # one per x value (bars: one per bar)
+    x: list[int]  # Unix seconds, ascending: the times this series was read at (bars: empty)
+    values: list[float | None]  # one per x (bars: one per bar); None is a gap in the line
     color: str | None = None  # None: the palette's next
     dash: bool = False  # a limit or a target, not a measurement
     right: bool = False  # on the right-hand axis (the overlay's second series)
@@ -57,7 +58,7 @@ class Series(NamedTuple):
 class Chart(NamedTuple):
     title: str
     unit: str
-    x: list[int]  # Unix seconds, ascending; empty for bars
+    x: list[int]  # the union of the series' times; empty for bars
     series: list[Series]  # empty: "no data in this window"
     kind: str = "line"  # "line", "area" (stacked, in the order given) or "bars"
     y_min: float | None = None  # None: from the values (and from zero unless noted)
@@ -72,30 +73,56 @@ class Chart(NamedTuple):
 
 
 def _values(column: pd.Series) -> list[float | None]:
-    return [None if v != v or v is None or math.isinf(v) else float(v) for v in column.tolist()]
+    return [finite(v) for v in column.tolist()]
+
+
+def finite(value: object) -> float | None:
+    """`value` as a float, or None (a gap; for an axis bound: automatic) when NaN, infinite or None."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
 
 
 def from_long(long: pd.DataFrame, title: str, unit: str, **options) -> Chart:
     """A chart of a long frame (ts, series, value): one series per `series`, in order of appearance,
-    on the union of the frame's times."""
+    each on its own times. Two targets read seconds apart keep their lines (charts.js joins them,
+    spanning the other's times); a NaN value stays a gap, and rows of one series at one time are
+    summed, NaN only when they all are."""
+    long = long.dropna(subset=["series"])
     if long.empty:
-        return Chart(title, unit, [], [])
-    wide = long.pivot_table(index="ts", columns="series", values="value", aggfunc="sum", sort=False)
-    wide = wide.sort_index().reindex(columns=list(dict.fromkeys(long["series"])))
+        return Chart(title, unit, [], [], **_chart_options(options))
+    names = long["series"].map(str)
+    sums = long.groupby([names, long["ts"]], sort=False)["value"].sum(min_count=1)
     colors: Mapping[str, str] = options.pop("colors", {})
     dashed: tuple[str, ...] = options.pop("dashed", ())
-    series = [
-        Series(str(name), _values(wide[name]), colors.get(str(name)), str(name) in dashed)
-        for name in wide.columns
-    ]
-    return Chart(title, unit, [int(t) for t in wide.index], series, **options)
+    series = []
+    for name in dict.fromkeys(names):
+        part = sums.loc[name].sort_index()
+        series.append(
+            Series(name, [int(t) for t in part.index], _values(part), colors.get(name), name in dashed)
+        )
+    return Chart(title, unit, _union(series), series, **options)
+
+
+def _readings(long: pd.DataFrame) -> list[float]:
+    """The frame's finite values (what an axis range is made of)."""
+    return [v for v in _values(long["value"]) if v is not None]
+
+
+def _chart_options(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in ("colors", "dashed")}
+
+
+def _union(series: list[Series]) -> list[int]:
+    return sorted({t for s in series for t in s.x})
 
 
 def _with_line(chart: Chart, label: str, value: float) -> Chart:
     """`chart` with a dashed horizontal line at `value` (a target, a limit), named in the legend."""
     if chart.empty:
         return chart
-    line = Series(label, [value] * len(chart.x), TARGET_COLOR, dash=True)
+    line = Series(label, chart.x, [value] * len(chart.x), TARGET_COLOR, dash=True)
     return chart._replace(series=[*chart.series, line])
 
 
@@ -170,7 +197,7 @@ def top_queries_bar(frame: pd.DataFrame, title: str = "Top queries by total time
         title,
         "s",
         [],
-        [Series("total time", seconds)],
+        [Series("total time", [], seconds)],
         kind="bars",
         labels=tuple(f"#{r.statement_id} {one_line(r.query, 60)}" for r in frame.itertuples()),
         notes=tuple(f"{r.calls:,} calls · {r.mean_ms:.2f} ms mean" for r in frame.itertuples()),
@@ -183,8 +210,9 @@ def statement_rates(
     """Counters of one statement as rates per `per` seconds, one line per column (label)."""
     if frame.empty:
         return Chart(title, unit, [], [])
-    series = [Series(label, _values(rate(frame[c], frame["width"], per))) for c, label in columns.items()]
-    return Chart(title, unit, [int(t) for t in frame["ts"]], series)
+    x = [int(t) for t in frame["ts"]]
+    series = [Series(label, x, _values(rate(frame[c], frame["width"], per))) for c, label in columns.items()]
+    return Chart(title, unit, x, series)
 
 
 def statement_mean(frame: pd.DataFrame, title: str = "Mean time") -> Chart:
@@ -192,7 +220,8 @@ def statement_mean(frame: pd.DataFrame, title: str = "Mean time") -> Chart:
     if frame.empty:
         return Chart(title, "ms", [], [])
     mean = frame["exec_ms"] / frame["calls"].where(frame["calls"] > 0)
-    return Chart(title, "ms", [int(t) for t in frame["ts"]], [Series("mean", _values(mean))])
+    x = [int(t) for t in frame["ts"]]
+    return Chart(title, "ms", x, [Series("mean", x, _values(mean))])
 
 
 # -- long frames: ts, series, value (Redis, Services) --------------------------------------------
@@ -212,7 +241,7 @@ def hit_rate_line(
         return Chart(title, "%", [], [])
     target *= 100
     chart = from_long(long.assign(value=long["value"] * 100), title, "%")
-    low = math.floor(min(target, float(long["value"].min()) * 100)) - 2
+    low = math.floor(min([target, *(v * 100 for v in _readings(long))])) - 2
     return _with_line(chart, f"target {target:g} %", target)._replace(y_min=max(0, low), y_max=100.5)
 
 
@@ -239,9 +268,8 @@ def slo_lines(
         return chart
     op, threshold = target
     chart = _with_line(chart, f"target {label or f'{op} {threshold:g}'}", threshold)
-    values = long["value"].dropna()
-    low = min(float(values.min()), threshold) if len(values) else threshold
-    high = max(float(values.max()), threshold) if len(values) else threshold
+    values = _readings(long)
+    low, high = min([*values, threshold]), max([*values, threshold])
     if op in (">", ">="):
         pad = max((high - low) * 0.15, abs(threshold) * 0.0005, 1e-9)
         return chart._replace(y_min=low - pad, y_max=high + pad)
@@ -258,21 +286,12 @@ def overlay(
 ) -> Chart:
     """Two long frames on one time axis: `left` on the left axis (with its target as a dashed
     line), `right` on a second axis at the right, each line in its axis' color."""
-    sides = [from_long(part, title, left_unit) for part in (left, right)]
-    x = sorted(set(sides[0].x) | set(sides[1].x))
-    series = []
-    for side, on_right in zip(sides, (False, True), strict=True):
-        at = {t: i for i, t in enumerate(side.x)}
-        series += [
-            Series(
-                s.label,
-                [s.values[at[t]] if t in at else None for t in x],
-                OVERLAY_COLORS[on_right],
-                right=on_right,
-            )
-            for s in side.series
-        ]
-    chart = Chart(title, left_unit, x, series, right_unit=right_unit)
+    series = [
+        s._replace(color=OVERLAY_COLORS[on_right], right=on_right)
+        for part, on_right in ((left, False), (right, True))
+        for s in from_long(part, title, left_unit).series
+    ]
+    chart = Chart(title, left_unit, _union(series), series, right_unit=right_unit)
     if target is not None and not left.empty:
         chart = _with_line(chart, f"target {target[0]} {target[1]:g}", target[1])
     return chart

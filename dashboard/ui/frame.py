@@ -95,8 +95,9 @@ def sidebar(targets: list[Target]) -> None:
             else None
         }
         if len(names) <= PILLS_UP_TO:  # a chip each: no 0.1 s of select-box JavaScript to load first
+            # A chip's label is Markdown (a select box's is not): names are escaped, values stay raw.
             st.pills("Targets", names, selection_mode="multi", default=names, key="targets",
-                     bind="query-params", **shown)  # fmt: skip
+                     bind="query-params", format_func=md_escape, **shown)  # fmt: skip
         else:
             st.multiselect("Targets", names, default=names, key="targets", bind="query-params",
                            placeholder="no target selected", **shown)  # fmt: skip

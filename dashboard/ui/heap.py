@@ -4,25 +4,29 @@ Streamlit runs a full collection after every script run (`runner.postScriptGC`, 
 keep memory down between runs). Over this app's heap (pandas, SQLAlchemy, pydantic, pglast and their
 modules) one took about 95 ms on the benchmark machine, and it holds the GIL while the page's last
 messages wait to be sent: every page settled that much later (issue 11, measured with py-spy).
-`gc.freeze()` after the first run's imports puts those long-lived objects in the permanent
-generation, which collections skip; what later runs create is still collected as before.
+`gc.freeze()` after a run that imported modules puts those long-lived objects in the permanent
+generation, which collections skip; what later runs create is still collected as before. Whatever
+else was alive at that moment (a session's state) stays too: a bounded leak, once per page whose
+modules were new, not per run.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 
 _lock = threading.Lock()
-_frozen = False
+_modules = 0  # len(sys.modules) at the last freeze
 
 
-def freeze_once() -> None:
-    """Collect once, then freeze what survives; later calls do nothing (one per server process)."""
-    global _frozen
+def freeze_new_modules() -> None:
+    """Collect, then freeze what survives, when a run imported modules since the last freeze (the
+    first run, and the first of each page with modules of its own); otherwise do nothing."""
+    global _modules
     with _lock:
-        if _frozen:
+        if len(sys.modules) <= _modules:
             return
         gc.collect()
         gc.freeze()
-        _frozen = True
+        _modules = len(sys.modules)

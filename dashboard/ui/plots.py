@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.store.reads import Window
-from dashboard.ui.charts import Chart
+from dashboard.ui.charts import Chart, finite
 
 STATIC = Path(__file__).with_name("static")
 HEIGHT = 220  # the plot area of a chart, px
@@ -47,7 +47,15 @@ def spec(charts: Sequence[Chart], window: Window | None, columns: int) -> dict:
         "window": [window.start, window.end] if window else None,
         "columns": columns,
         "height": HEIGHT,
-        "charts": [{**c._asdict(), "series": [s._asdict() for s in c.series]} for c in charts],
+        "charts": [
+            {
+                **c._asdict(),
+                "y_min": finite(c.y_min),
+                "y_max": finite(c.y_max),
+                "series": [s._asdict() for s in c.series],
+            }
+            for c in charts
+        ],
     }
 
 

@@ -48,27 +48,55 @@
   }
 
   // Stacked areas: each series drawn as the running total of the ones before it, filled down to
-  // the one below (a band); the legend shows the series' own value.
-  function stacked(chart) {
-    const totals = chart.x.map(() => null);
-    return chart.series.map((s) => s.values.map((v, i) => {
-      if (v === null && totals[i] === null) return null;
-      totals[i] = (totals[i] || 0) + (v || 0);
+  // the one below (a band); the legend shows the series' own value. A time where no series has a
+  // value stays a gap.
+  function stacked(rows) {
+    const totals = rows[0].map(() => null);
+    return rows.map((row) => row.map((v, i) => {
+      if (v === null || v === undefined) return totals[i];
+      totals[i] = (totals[i] || 0) + v;
       return totals[i];
     }));
   }
 
+  // Never an empty range: uPlot would loop on its ticks when min == max.
+  function widen(low, high) {
+    if (!Number.isFinite(low) || !Number.isFinite(high)) return [0, 1];
+    if (high > low) return [low, high];
+    const pad = Math.abs(low) * 0.05 || 1;
+    return [low - pad, high + pad];
+  }
+
   function yRange(chart, scale) {
-    if (scale === "y" && chart.y_min !== null && chart.y_max !== null) return [chart.y_min, chart.y_max];
+    if (scale === "y" && chart.y_min !== null && chart.y_max !== null) return widen(chart.y_min, chart.y_max);
     return (u, min, max) => {
       if (min === null || max === null) return [0, 1];
       const low = Math.min(0, min);
-      const high = max > low ? max + (max - low) * 0.05 : low + 1;
-      return [low, high];
+      return widen(low, max + (max - low) * 0.05);
     };
   }
 
-  function options(chart, width) {
+  // The x range is the page's window, unless the user dragged over a part of it (a zoom, `zoomed`);
+  // a double-click gives the window back.
+  function xRange(u, min, max) {
+    return u.zoomed || !spec.window ? widen(min, max) : spec.window;
+  }
+
+  function zoom(u) {
+    const { left, width } = u.select;
+    if (width > 2) {
+      u.zoomed = true;
+      u.setScale("x", { min: u.posToVal(left, "x"), max: u.posToVal(left + width, "x") });
+    }
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+  }
+
+  function unzoom(u) {
+    u.zoomed = false;
+    if (spec.window) u.setScale("x", { min: spec.window[0], max: spec.window[1] });
+  }
+
+  function options(chart, width, raw) {
     const area = chart.kind === "area";
     const right = chart.series.some((s) => s.right);
     const series = [{ value: (u, ts) => (ts === null ? "time (UTC)" : timeLabel(ts)) }];
@@ -82,12 +110,12 @@
         fill: area ? alpha(color, 0.55) : undefined,
         scale: s.right ? "y2" : "y",
         spanGaps: false,
-        points: { show: chart.x.length < 60 && !s.dash, size: 5 },
-        value: (u, v, si, idx) => number(idx === null ? null : s.values[idx]),
+        points: { show: raw[0].length < 60 && !s.dash, size: 5 },
+        value: (u, v, si, idx) => number(idx === null || raw[i][idx] === undefined ? null : raw[i][idx]),
       });
     });
     const scales = {
-      x: { time: true, range: spec.window ? () => spec.window : undefined },
+      x: { time: true, range: xRange },
       y: { range: yRange(chart, "y") },
     };
     const axes = [
@@ -103,7 +131,8 @@
     return {
       width, height: HEIGHT, series, scales, axes, bands,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-      cursor: { sync: { key: "observatory" }, drag: { x: true, y: false } },
+      cursor: { sync: { key: "observatory" }, drag: { x: true, y: false, setScale: false } },
+      hooks: { setSelect: [zoom], ready: [(u) => u.over.addEventListener("dblclick", () => unzoom(u))] },
       legend: { live: true },
     };
   }
@@ -131,19 +160,34 @@
     });
   }
 
-  for (const chart of spec.charts) {
-    const cell = document.createElement("div");
-    cell.className = "cell";
-    grid.appendChild(cell);
+  function draw(chart, cell) {
     if (chart.title) cell.appendChild(text("div", "title", chart.title));
     if (!chart.series.length) {
       cell.appendChild(text("div", "empty", "no data in this window"));
     } else if (chart.kind === "bars") {
       bars(chart, cell);
     } else {
-      const data = [chart.x, ...(chart.kind === "area" ? stacked(chart) : chart.series.map((s) => s.values))];
-      plots.push([new uPlot(options(chart, cell.clientWidth), data, cell), cell]);
+      // Each series on its own times: at another series' time a value is undefined, which uPlot
+      // draws through; a null (a bucket without a value) stays a gap.
+      const [xs, ...raw] = uPlot.join(chart.series.map((s) => [s.x, s.values]));
+      const data = [xs, ...(chart.kind === "area" ? stacked(raw) : raw)];
+      plots.push([new uPlot(options(chart, cell.clientWidth, raw), data, cell), cell]);
     }
+  }
+
+  try {
+    for (const chart of spec.charts) {
+      const cell = document.createElement("div");
+      cell.className = "cell";
+      grid.appendChild(cell);
+      try {
+        draw(chart, cell);
+      } catch (err) {  // one chart that cannot be drawn says so; the others still are
+        cell.appendChild(text("div", "empty", `this chart could not be drawn: ${err}`));
+      }
+    }
+  } finally {
+    finished();
   }
 
   window.addEventListener("resize", () => {
@@ -151,6 +195,8 @@
   });
   // What a test or the page benchmark checks: this frame has drawn what its element now holds (a
   // rerun replaces the srcdoc, and until the new document loads the old one is still there).
-  window.drawnFor = window.frameElement ? window.frameElement.getAttribute("srcdoc") : null;
-  document.body.dataset.ready = "1";
+  function finished() {
+    window.drawnFor = window.frameElement ? window.frameElement.getAttribute("srcdoc") : null;
+    document.body.dataset.ready = "1";
+  }
 })();
