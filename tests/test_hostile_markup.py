@@ -2,7 +2,7 @@
 
 A real throwaway PostgreSQL gets a role named like a Markdown image pointing at an HTTP receiver
 this test runs (a tracking beacon), a database named like an HTML image, statements whose text
-carries Markdown and Plotly markup, and a second target whose database does not exist, so the
+carries Markdown and HTML markup, and a second target whose database does not exist, so the
 server's error text carries a Markdown link and Streamlit directives. Two real collection cycles
 and the index advisor fill a store; `observatory serve` serves it; Overview, Queries, Query detail
 and Indexes are opened. The receiver must get no request, no image or link may come out of the
@@ -162,11 +162,12 @@ def test_overview_shows_hostile_names_and_errors(page: Page, hostile: dict, rece
     markup = f"/*<i style='background:url(//{receiver.host}/p.png)'>*/"
     assert any(markup in label for label in labels), labels  # the top queries' bars, as written
     assert chart_frame_tags(page) <= FRAME_TAGS, chart_frame_tags(page)
-    chips = [
-        chip.replace(ui.WORD_JOINER, "")
-        for chip in page.locator("[data-testid='stSidebar'] button[aria-pressed]").all_inner_texts()
-    ]
-    assert DOWN in chips and GOOD in chips, chips  # a chip's label is Markdown: names are escaped
+    # Names Markdown would read (':', '.') get the select box, not chips, whose labels are Markdown.
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert sidebar.locator("[data-testid='stMultiSelect']").count() == 1
+    assert sidebar.locator("button[aria-pressed]").count() == 0
+    shown = sidebar.inner_text().replace(ui.WORD_JOINER, "")
+    assert DOWN in shown and GOOD in shown, shown
     nothing_rendered(page, receiver, "overview")
 
 

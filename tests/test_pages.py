@@ -224,3 +224,13 @@ def test_many_targets_are_picked_from_a_select_box(monkeypatch, tmp_path) -> Non
     no_exception(at)
     assert not at.get("button_group")[1:]  # the window picker only
     assert at.multiselect[0].value == names
+
+
+def test_target_chips_only_for_plain_names() -> None:
+    """A chip's label is Markdown and its label is its URL value: a name Markdown would read gets the
+    select box instead (it shows any name as written)."""
+    assert ui.chips(["erp-primary", "cache1"])
+    assert not ui.chips(["erp-primary", "down:streamlit:"])  # an icon shortcode
+    assert not ui.chips(["www.evil.example"])  # an autolink
+    assert not ui.chips(["_x_"]) and not ui.chips(["1."])
+    assert not ui.chips([f"pg{i}" for i in range(ui.PILLS_UP_TO + 1)])

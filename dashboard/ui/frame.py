@@ -63,6 +63,14 @@ def navigation() -> list:
 
 
 PILLS_UP_TO = 8  # targets the sidebar shows as chips; beyond, a select box with search
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # nothing Markdown reads: no '.', '_' or ':'
+
+
+def chips(names: list[str]) -> bool:
+    """Whether the sidebar shows the targets as chips. A chip's label is Markdown, and a label made
+    safe by md_escape would also be the value in the URL (`?targets=pg\\-main`): so only up to
+    PILLS_UP_TO plain names; otherwise the select box, which shows any name as written."""
+    return len(names) <= PILLS_UP_TO and all(PLAIN_NAME.fullmatch(n) for n in names)
 
 
 def sidebar(targets: list[Target]) -> None:
@@ -94,10 +102,9 @@ def sidebar(targets: list[Target]) -> None:
             if len(kinds) > 1
             else None
         }
-        if len(names) <= PILLS_UP_TO:  # a chip each: no 0.1 s of select-box JavaScript to load first
-            # A chip's label is Markdown (a select box's is not): names are escaped, values stay raw.
+        if chips(names):  # a chip each: no 0.1 s of select-box JavaScript to load first
             st.pills("Targets", names, selection_mode="multi", default=names, key="targets",
-                     bind="query-params", format_func=md_escape, **shown)  # fmt: skip
+                     bind="query-params", **shown)  # fmt: skip
         else:
             st.multiselect("Targets", names, default=names, key="targets", bind="query-params",
                            placeholder="no target selected", **shown)  # fmt: skip

@@ -47,16 +47,15 @@ def spec(charts: Sequence[Chart], window: Window | None, columns: int) -> dict:
         "window": [window.start, window.end] if window else None,
         "columns": columns,
         "height": HEIGHT,
-        "charts": [
-            {
-                **c._asdict(),
-                "y_min": finite(c.y_min),
-                "y_max": finite(c.y_max),
-                "series": [s._asdict() for s in c.series],
-            }
-            for c in charts
-        ],
+        "charts": [_chart(c) for c in charts],
     }
+
+
+def _chart(chart: Chart) -> dict:
+    # Not chart.x: charts.js joins the series' own times.
+    fields = {k: v for k, v in chart._asdict().items() if k != "x"}
+    fields.update(y_min=finite(chart.y_min), y_max=finite(chart.y_max))
+    return {**fields, "series": [s._asdict() for s in chart.series]}
 
 
 def html(charts: Sequence[Chart], window: Window | None = None, columns: int = 2) -> str:

@@ -48,22 +48,29 @@
   }
 
   // Stacked areas: each series drawn as the running total of the ones before it, filled down to
-  // the one below (a band); the legend shows the series' own value. A time where no series has a
+  // the one below (a band); the legend shows the series' own value. At another series' time (an
+  // undefined after the join) a series counts with its last value; a time where no series has a
   // value stays a gap.
+  function held(row) {
+    let last;
+    return row.map((v) => (v === undefined ? last : (last = v)));
+  }
+
   function stacked(rows) {
     const totals = rows[0].map(() => null);
-    return rows.map((row) => row.map((v, i) => {
+    return rows.map(held).map((row) => row.map((v, i) => {
       if (v === null || v === undefined) return totals[i];
       totals[i] = (totals[i] || 0) + v;
       return totals[i];
     }));
   }
 
-  // Never an empty range: uPlot would loop on its ticks when min == max.
+  // Never an empty range: uPlot would loop on its ticks when min == max. A flat zero is 0..1.
   function widen(low, high) {
     if (!Number.isFinite(low) || !Number.isFinite(high)) return [0, 1];
     if (high > low) return [low, high];
-    const pad = Math.abs(low) * 0.05 || 1;
+    if (low === 0) return [0, 1];
+    const pad = Math.abs(low) * 0.05;
     return [low - pad, high + pad];
   }
 
@@ -76,24 +83,26 @@
     };
   }
 
-  // The x range is the page's window, unless the user dragged over a part of it (a zoom, `zoomed`);
-  // a double-click gives the window back.
+  // The x range is the page's window, unless the user dragged over a part of it: a zoom, which the
+  // cursor sync makes on every chart of the frame at once. A double-click gives them the window back.
+  let zoomed = false;
+
   function xRange(u, min, max) {
-    return u.zoomed || !spec.window ? widen(min, max) : spec.window;
+    return zoomed || !spec.window ? widen(min, max) : spec.window;
   }
 
   function zoom(u) {
     const { left, width } = u.select;
     if (width > 2) {
-      u.zoomed = true;
+      zoomed = true;
       u.setScale("x", { min: u.posToVal(left, "x"), max: u.posToVal(left + width, "x") });
     }
     u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
   }
 
-  function unzoom(u) {
-    u.zoomed = false;
-    if (spec.window) u.setScale("x", { min: spec.window[0], max: spec.window[1] });
+  function unzoom() {
+    zoomed = false;
+    for (const [u] of plots) u.setScale("x", { min: spec.window[0], max: spec.window[1] });
   }
 
   function options(chart, width, raw) {
@@ -132,7 +141,7 @@
       width, height: HEIGHT, series, scales, axes, bands,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       cursor: { sync: { key: "observatory" }, drag: { x: true, y: false, setScale: false } },
-      hooks: { setSelect: [zoom], ready: [(u) => u.over.addEventListener("dblclick", () => unzoom(u))] },
+      hooks: { setSelect: [zoom], ready: [(u) => spec.window && u.over.addEventListener("dblclick", unzoom)] },
       legend: { live: true },
     };
   }
@@ -187,8 +196,14 @@
       }
     }
   } finally {
-    finished();
+    // uPlot draws in a microtask after this script; an animation frame comes after those.
+    requestAnimationFrame(finished);
   }
+  // A chart that fails while drawing (after its try above) says so, and the frame still finishes.
+  window.addEventListener("error", (event) => {
+    grid.appendChild(text("div", "empty", `a chart could not be drawn: ${event.message}`));
+  });
+  window.uplots = plots.map(([u]) => u);  // for the tests: each chart's joined data and scales
 
   window.addEventListener("resize", () => {
     for (const [u, cell] of plots) u.setSize({ width: cell.clientWidth, height: HEIGHT });
