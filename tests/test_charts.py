@@ -170,6 +170,7 @@ def test_charts_js_draws_odd_data_in_chromium(page) -> None:
         ),
         charts.Chart("empty", "ms", [], []),
         charts.lines(long([(60, "a", 1.0), (180, "a", 2.0), (67, "b", 5.0), (127, "b", 6.0)]), "offset", "u"),
+        charts.hit_rate_line(long([(0, "hit", 0.95), (60, "hit", 0.97)])),  # the target line: same times
     ]
     page.set_content(plots.html(odd, Window(0, 3600)))
     page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=10_000)
@@ -177,7 +178,8 @@ def test_charts_js_draws_odd_data_in_chromium(page) -> None:
     assert cells.count() == len(odd)
     assert page.get_by_text("could not be drawn").count() == 0
     drawn = [cells.nth(i).locator("canvas").count() > 0 for i in range(len(odd))]
-    assert drawn == [True, True, True, True, False, False, True]
+    assert drawn == [True, True, True, True, False, False, True, True]
+    assert plots.spec(odd[-1:], None, 1)["charts"][0]["series"][1]["x"] is None  # sent once
     assert page.locator(".bar-label").all_text_contents() == list(odd[4].labels)  # as written, not markup
     assert "<img" in odd[4].labels[0]
     assert page.locator(".empty").all_text_contents() == ["no data in this window"]
@@ -190,6 +192,7 @@ def test_charts_js_draws_odd_data_in_chromium(page) -> None:
     jobs, offset = data[3], data[4]  # the canvases: flat, all gaps, right only, jobs, offset
     assert jobs == [[0, 60], [None, 2.0], [1.0, 3.0]]  # wait: a gap, then 2; active held at 1 below it
     assert offset == [[60, 67, 127, 180], [1.0, "hole", "hole", 2.0], ["hole", 5.0, 6.0, "hole"]]
+    assert data[5] == [[0, 60], [95.0, 97.0], [90.0, 90.0]]
     # A drag on one chart zooms every chart of the frame; a double-click gives them the window back.
     over = page.locator(".u-over").nth(4).bounding_box()
     page.mouse.move(over["x"] + 50, over["y"] + 20)

@@ -178,7 +178,9 @@
     } else {
       // Each series on its own times: at another series' time a value is undefined, which uPlot
       // draws through; a null (a bucket without a value) stays a gap.
-      const [xs, ...raw] = uPlot.join(chart.series.map((s) => [s.x, s.values]));
+      let times;  // x: null is "the same times as the series before" (plots.py)
+      const tables = chart.series.map((s) => [(times = s.x || times), s.values]);
+      const [xs, ...raw] = uPlot.join(tables);
       const data = [xs, ...(chart.kind === "area" ? stacked(raw) : raw)];
       plots.push([new uPlot(options(chart, cell.clientWidth, raw), data, cell), cell]);
     }
