@@ -17,7 +17,7 @@ from dashboard.core.advice import (
     MissingFkIndex,
     StoredAdvice,
 )
-from dashboard.ui import cached
+from dashboard.ui import cached, sql_block
 from dashboard.ui import frame as ui
 
 NO_ADVICE = """**No index advice yet.** The collector daemon (`observatory collect`, or `observatory up`
@@ -194,7 +194,7 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) ->
         )
         columns = ui.md_escape(", ".join(s.columns))
         st.markdown(f"**{rank}. {ui.md_escape(s.table)}** ({columns}) &nbsp; {badge}")
-        st.code(s.create_sql, language="sql", wrap_lines=True)
+        sql_block.show(s.create_sql)
         cols = st.columns(4)
         cols[0].metric(
             "Time saved per day",
@@ -270,7 +270,7 @@ def health(stored: StoredAdvice) -> None:
         st.markdown(health_lines(kind, items))
         fixes = [fix_sql(item) for item in items if item.fix_sql]
         if fixes:
-            st.code("\n".join(fixes), language="sql", wrap_lines=True)
+            sql_block.show("\n".join(fixes))
     for note in found.notes:
         st.caption(ui.md_escape(note))
 

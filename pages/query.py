@@ -9,7 +9,7 @@ from dashboard.analysis.reader import Reader
 from dashboard.analysis.sqltext import format_sql
 from dashboard.analysis.targets import Target
 from dashboard.core.records import StatementInfo
-from dashboard.ui import cached, charts, plots
+from dashboard.ui import cached, charts, plots, sql_block
 from dashboard.ui import frame as ui
 
 
@@ -77,7 +77,7 @@ def index_advice(reader: Reader, info: StatementInfo) -> None:
         st.caption(f"No index suggested: {ui.md_escape(found.skipped or '')} ({made}).")
         return
     st.subheader("Suggested index")
-    st.code(s.create_sql, language="sql", wrap_lines=True)
+    sql_block.show(s.create_sql)
     before, after = s.cost_before, s.cost_after
     if after is None:
         cost = f"Planner cost {before:,.0f} now; not proven without HypoPG"
@@ -123,7 +123,7 @@ if info is None:
 window = ui.current_window()
 about = " · ".join(ui.md_escape(value or "unknown") for value in (info.target, info.datname, info.rolname))
 st.caption(f"Statement #{sid} on {about} · {ui.window_label()}")
-st.code(format_sql(info.query or "(text not available)"), language="sql", wrap_lines=True)
+sql_block.show(format_sql(info.query or "(text not available)"))
 summary = statements.statement_summary(reader, sid, window)
 if summary["calls"]:
     window_figures(summary)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from tests.support.advised import REF, REF_INDEX, TARGET, statement_id
-from tests.support.browser import CELLS, chart_texts, charts_drawn, serve, settle, shoot
+from tests.support.browser import CELLS, chart_texts, charts_drawn, serve, settle, shoot, sql_texts
 from tests.support.redis_node import NODE
 
 
@@ -68,11 +68,11 @@ def test_query_detail_shows_formatted_sql(page: Page, app_url: str, orders_state
     page.goto(f"{app_url}/query?id={orders_statement}&window=1h")
     page.get_by_role("heading", name="Query detail").wait_for()
     settle(page)
-    code = page.locator("[data-testid='stCode']").first
-    code.wait_for()
-    text = code.inner_text()
+    (text,) = sql_texts(page)
     assert "FROM orders" in text
     assert "\n" in text.strip()
+    keywords = page.frame_locator("iframe[data-testid='stIFrame'] >> nth=0").locator(".keyword")
+    assert "SELECT" in keywords.all_text_contents()  # coloured by sql.js, the text unchanged
     assert charts_drawn(page, 5) == 5
     assert page.locator("[data-testid='stException']").count() == 0
     assert "window=1h" in page.url  # the window survives in the URL
@@ -100,7 +100,7 @@ def test_indexes_page_and_query_advice(page: Page, advised_app: tuple[str, dict]
     page.goto(f"{url}/indexes?db={TARGET}/{advised['datname']}")
     page.get_by_role("heading", name="Suggested indexes").wait_for()
     settle(page)
-    codes = page.locator("[data-testid='stCode']").all_inner_texts()
+    codes = sql_texts(page)
     assert any(REF_INDEX in c for c in codes), codes
     page.get_by_role("heading", name="Index health").wait_for()
     assert page.locator("[data-testid='stException']").count() == 0
@@ -111,7 +111,7 @@ def test_indexes_page_and_query_advice(page: Page, advised_app: tuple[str, dict]
     page.wait_for_url(f"**/query?id={sid}*", timeout=30_000)
     page.get_by_role("heading", name="Suggested index").wait_for()
     settle(page)
-    assert page.locator("[data-testid='stCode']").filter(has_text=REF_INDEX).count() == 1
+    assert sql_texts(page).count(REF_INDEX) == 1
     assert page.locator("[data-testid='stException']").count() == 0
     shoot(page, "query-advice")
     page.get_by_role("link", name="All index suggestions for this database").click()

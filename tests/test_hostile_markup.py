@@ -35,7 +35,16 @@ from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
-from tests.support.browser import CELLS, chart_frame_tags, chart_texts, charts_drawn, serve, settle, shoot
+from tests.support.browser import (
+    CELLS,
+    chart_frame_tags,
+    chart_texts,
+    charts_drawn,
+    serve,
+    settle,
+    shoot,
+    sql_texts,
+)
 from tests.support.postgres import new_database
 from tests.support.stores import collect_once, make_config
 
@@ -46,6 +55,7 @@ MARKUP = [":red[red text]", "$x^2$"]
 # What charts.js and uPlot make in a chart frame (its two scripts included): a text read as markup
 # would add an i, a, img or span.
 FRAME_TAGS = {"div", "canvas", "table", "tbody", "thead", "tr", "th", "td", "script"}
+SQL_TAGS = {"pre", "span", "button"}  # what sql_block.py and sql.js make
 
 
 class Receiver:
@@ -147,6 +157,7 @@ def nothing_rendered(page: Page, receiver: Receiver, name: str) -> None:
     assert not bad, bad
     assert page.locator(f":is({markdown}) :is(.katex, .stMarkdownColoredText)").count() == 0
     assert page.locator("[data-testid='stException']").count() == 0
+    assert chart_frame_tags(page) <= FRAME_TAGS | SQL_TAGS, chart_frame_tags(page)  # chart and SQL frames
 
 
 def test_overview_shows_hostile_names_and_errors(page: Page, hostile: dict, receiver: Receiver) -> None:
@@ -193,6 +204,8 @@ def test_query_detail_shows_the_hostile_names_as_text(page: Page, hostile: dict,
     text = shown_text(page)
     assert f"on {GOOD} · {hostile['datname']} · {hostile['role']} ·" in text  # the caption
     assert f"user: {hostile['role']}" in text and f"database: {hostile['datname']}" in text  # the facts
+    (statement,) = sql_texts(page)  # the statement's own text, in its SQL block, as written
+    assert f"![q](http://{receiver.host}/q.png)" in statement, statement  # formatted, not rendered
     nothing_rendered(page, receiver, "query")
     bad_id = f"x{MARKUP[0]}{MARKUP[1]}"  # the URL is hostile too
     page.goto(f"{hostile['url']}/query?id={urllib.parse.quote(bad_id, safe='')}")

@@ -17,7 +17,7 @@ from dashboard.store import Store
 from dashboard.store.schema import advice
 from dashboard.ui import frame as ui
 from tests.support.advised import FK_INDEX, REF, REF_INDEX, SEGMENT, TARGET, statement_id
-from tests.support.apptest import empty_store_config, no_exception, open_page, texts
+from tests.support.apptest import empty_store_config, no_exception, open_page, sql_blocks, texts
 
 
 def test_no_report_yet(monkeypatch, tmp_path, populated_store) -> None:
@@ -29,7 +29,7 @@ def test_no_report_yet(monkeypatch, tmp_path, populated_store) -> None:
         assert "No index advice yet" in message
         assert "observatory collect" in message and "advise_interval" in message
         assert "observatory advise --dsn" in message
-        assert not at.code
+        assert not sql_blocks(at)
 
 
 def test_an_error_report_stops_at_its_header(monkeypatch, tmp_path) -> None:
@@ -47,7 +47,7 @@ def test_an_error_report_stops_at_its_header(monkeypatch, tmp_path) -> None:
     no_exception(at)
     assert [e.value for e in at.error] == ["The advisor could not read this database: no such database"]
     assert "report made" in texts(at.caption)
-    assert [h.value for h in at.subheader] == [] and not at.code
+    assert [h.value for h in at.subheader] == [] and not sql_blocks(at)
 
 
 def test_an_unreadable_stored_report_is_that_databases_error(monkeypatch, tmp_path) -> None:
@@ -91,7 +91,7 @@ def test_an_unreadable_stored_report_is_that_databases_error(monkeypatch, tmp_pa
 def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     at = open_page(monkeypatch, advised["config"], "indexes", db=f"{TARGET}/{advised['datname']}")
     no_exception(at)
-    codes = [c.value for c in at.code]
+    codes = sql_blocks(at)
     assert REF_INDEX in codes
     assert "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)));" in codes
     tables = len(at.dataframe)
@@ -132,7 +132,7 @@ def test_query_detail_shows_the_suggested_index(monkeypatch, advised) -> None:
     at = open_page(monkeypatch, advised["config"], "query", id=str(statement_id(advised, REF)))
     no_exception(at)
     assert "Suggested index" in texts(at.subheader)
-    assert REF_INDEX in [c.value for c in at.code]
+    assert REF_INDEX in sql_blocks(at)
     assert "→" in texts(at.markdown) and "proven with HypoPG" in texts(at.markdown)
     links = [e.proto for e in at.get("page_link")]
     assert any(link.label == "All index suggestions for this database" for link in links)
@@ -153,6 +153,6 @@ def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
     (submit,) = [b for b in at.button if b.label == "Advise"]
     submit.click().run()
     no_exception(at)
-    assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in [c.value for c in at.code]
+    assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in sql_blocks(at)
     plans = [html.unescape(e.proto.body) for e in at.get("html")]  # drawn with the card: a form's
     assert any(">Index Scan" in p or ">Bitmap" in p for p in plans), plans  # result lasts one run

@@ -18,7 +18,15 @@ from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, statement_totals
 from dashboard.ui import frame as ui
 from tests.support import cycles
-from tests.support.apptest import charts, empty_store_config, no_exception, open_app, page_file, texts
+from tests.support.apptest import (
+    charts,
+    empty_store_config,
+    no_exception,
+    open_app,
+    page_file,
+    sql_blocks,
+    texts,
+)
 
 QUERIES = page_file("queries")
 QUERY = page_file("query")
@@ -123,7 +131,7 @@ def test_query_detail_by_id(monkeypatch, populated_store, orders_statement) -> N
     at.query_params["id"] = str(orders_statement)
     at.run()
     no_exception(at)
-    sql = at.code[0].value
+    (sql,) = sql_blocks(at)
     assert "FROM orders" in sql
     assert "\n" in sql  # formatted, not the one-line original
     metrics = {m.label: m.value for m in at.metric}

@@ -5,6 +5,7 @@ The store is chosen the way `observatory serve` chooses it, through $OBSERVATORY
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -68,9 +69,18 @@ def charts(at: AppTest) -> list[dict]:
     found = []
     for frame in at.get("iframe"):
         match = SPEC.search(frame.proto.srcdoc)
-        assert match, frame.proto.srcdoc[:200]
-        found += json.loads(match.group(1))["charts"]
+        if match:  # not a SQL block
+            found += json.loads(match.group(1))["charts"]
     return found
+
+
+SQL = re.compile(r"<pre id='sql'>(.*?)</pre>", re.S)
+
+
+def sql_blocks(at: AppTest) -> list[str]:
+    """The statements the run showed (dashboard/ui/sql_block.py), as written."""
+    found = [SQL.search(frame.proto.srcdoc) for frame in at.get("iframe")]
+    return [html.unescape(m.group(1)) for m in found if m]
 
 
 def no_exception(at: AppTest) -> None:

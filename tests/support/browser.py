@@ -92,6 +92,18 @@ def chart_texts(page: Page) -> list[str]:
     )
 
 
+def sql_texts(page: Page) -> list[str]:
+    """The statements of the page's SQL blocks (dashboard/ui/sql_block.py), once every frame has
+    drawn and there is at least one."""
+    wait = f"""() => ({CHARTS_DRAWN_JS})() !== false && Array.from(document.querySelectorAll(
+      "{CHART_FRAME}")).some((f) => f.contentDocument.getElementById("sql"))"""
+    page.wait_for_function(wait, timeout=30_000)
+    return page.evaluate(
+        f"""() => Array.from(document.querySelectorAll("{CHART_FRAME}"))
+          .map((f) => f.contentDocument.getElementById("sql")).filter((p) => p).map((p) => p.textContent)"""
+    )
+
+
 def chart_frame_tags(page: Page) -> set[str]:
     """The element names found in the chart frames' bodies: charts.js makes only div, canvas and
     table parts (uPlot's legend), so anything else came from a text read as markup."""
