@@ -253,10 +253,20 @@ def queues(reader: Reader, target: Target, window) -> None:
             f"Paused: {', '.join(map(ui.md_escape, paused))} (workers take no job until it is resumed)",
             icon=":material/pause:",
         )
+    st.caption(
+        "Each queue's charts: jobs by state, finished jobs, failure rate, oldest job, wait and run time."
+    )
     for lib, queue, shown in found:
-        with st.container(border=True):
-            st.markdown(f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}")
-            plots.show(shown, window)
+        label = f"**{ui.md_escape(queue)}** · {ui.md_escape(lib)}"
+        box = st.expander(label, key=queue_key(target, lib, queue), on_change="rerun")
+        if box.open:  # drawn on demand: five charts a queue, a frame each, for the browser (issue 11)
+            with box:
+                plots.show(shown, window)
+
+
+def queue_key(target: Target, lib: str, queue: str) -> str:
+    """The key of a queue's expander: what keeps it open across reruns and windows."""
+    return f"queue:{target.id}:{lib}:{queue}"
 
 
 def node(reader: Reader, target: Target, window) -> None:
