@@ -71,6 +71,7 @@ VERDICT_STYLES = {
     "fail": "background-color: #ffebee; color: #b71c1c; font-weight: 600",
 }
 BROKEN = "color: #b71c1c"
+OVERLAY = "overlay_open"  # the expander of the service-and-database timeline
 
 
 def plural(n: int, word: str) -> str:
@@ -156,6 +157,15 @@ def overlay(reader: Reader, targets: list[Target], window) -> None:
     series_names = {f"{t.id}:{name}": (t, name) for t in targets for name in services.configured(reader, t)}
     if not series_names:
         return
+    label = "Pick a service series, and a query's mean time or a Redis hit rate to put beside it"
+    box = st.expander(label, key=OVERLAY, on_change="rerun")
+    if not box.open:  # drawn on demand: its select boxes and chart cost the page 0.1-0.2 s (issue 11)
+        return
+    with box:
+        overlay_chart(reader, targets, series_names, window)
+
+
+def overlay_chart(reader: Reader, targets: list[Target], series_names: dict, window) -> None:
     queries, redis_nodes, others = beside_choices(reader, window)
     several = len(targets) > 1
     left, right = st.columns(2)
