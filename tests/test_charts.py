@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.core import metrics
 from dashboard.store.reads import Window
-from dashboard.ui import charts, plots
+from dashboard.ui import charts, plots, sql_block
 from tests.support.apptest import SPEC
 
 HOSTILE = "</script><img src=x onerror=alert(1)><!-- \u2028 & </SCRIPT >"
@@ -204,3 +204,11 @@ def test_charts_js_draws_odd_data_in_chromium(page) -> None:
     page.evaluate("() => uplots[0].over.dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
     ranges = page.evaluate("() => uplots.map((u) => [u.scales.x.min, u.scales.x.max])")
     assert ranges == [[0, 3600]] * len(ranges), ranges
+
+
+def test_a_sql_block_is_as_tall_as_its_lines_and_holds_the_text_escaped() -> None:
+    one, three = sql_block.height("SELECT 1"), sql_block.height("SELECT\n  1\nFROM t")
+    assert three - one == 2 * sql_block.LINE_PX and one < 150  # not a frame's default 150 px
+    assert sql_block.height("x" * (sql_block.WIDE + 1)) == one + sql_block.SCROLLBAR_PX
+    page = sql_block.page(f"SELECT 1 -- {HOSTILE}")
+    assert "<img" not in page and "&lt;img src=x" in page and page.count("</script>") == 1

@@ -31,5 +31,18 @@ def page(sql: str) -> str:
     )
 
 
+LINE_PX = 19  # sql.css: 13 px at line-height 1.45
+PADDING_PX = 28  # 0.75 rem above and below, and the borders
+SCROLLBAR_PX = 14  # lines do not wrap: a long one scrolls sideways
+WIDE = 100  # characters beyond which a line may need the scrollbar
+
+
+def height(sql: str) -> int:
+    """The frame's height from its lines. Not height="content": a frame's document is never measured
+    shorter than its viewport, so a one-line statement kept the 150 px a frame starts with."""
+    lines = sql.split("\n")
+    return PADDING_PX + LINE_PX * len(lines) + (SCROLLBAR_PX if max(map(len, lines)) > WIDE else 0)
+
+
 def show(sql: str) -> None:
-    st.iframe(page(sql), height="content")
+    st.iframe(page(sql), height=height(sql))
