@@ -27,10 +27,9 @@ HEIGHT = 220  # the plot area of a chart, px
 
 
 @cache
-def _assets() -> tuple[str, str]:
-    read = lambda name: (STATIC / name).read_text(encoding="utf-8")  # noqa: E731
-    css = read("uPlot.min.css") + read("charts.css")
-    return css, read("uPlot.iife.min.js") + "\n" + read("charts.js")
+def static(*names: str) -> str:
+    """The files of static/ (the vendored uPlot, our scripts and styles), joined; read once."""
+    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in names)
 
 
 def script_json(value: object) -> str:
@@ -64,7 +63,7 @@ def _chart(chart: Chart) -> dict:
 
 
 def html(charts: Sequence[Chart], window: Window | None = None, columns: int = 2) -> str:
-    css, js = _assets()
+    css, js = static("uPlot.min.css", "charts.css"), static("uPlot.iife.min.js", "charts.js")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{css}</style></head><body>"
         f"<div id='grid'></div>"

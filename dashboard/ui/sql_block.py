@@ -9,21 +9,15 @@ comments in a few lines. The statement reaches the frame HTML-escaped and is put
 from __future__ import annotations
 
 import html
-from functools import cache
 
 import streamlit as st
 
-from dashboard.ui.plots import STATIC
-
-
-@cache
-def _assets() -> tuple[str, str]:
-    return (STATIC / "sql.css").read_text(encoding="utf-8"), (STATIC / "sql.js").read_text(encoding="utf-8")
+from dashboard.ui.plots import static
 
 
 def page(sql: str) -> str:
     """The frame's document: the statement escaped in <pre id="sql">, a copy button, sql.js."""
-    css, js = _assets()
+    css, js = static("sql.css"), static("sql.js")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{css}</style></head><body>"
         f"<div class='block'><pre id='sql'>{html.escape(sql, quote=False)}</pre>"
