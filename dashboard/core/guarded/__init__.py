@@ -4,6 +4,7 @@
 through the extended protocol, under limits the statement cannot lift.
 """
 
+from dashboard.core.guarded.reading import reading_form
 from dashboard.core.guarded.session import GuardedSession, Limits, SessionRefused, Unsafe, first_line
 from dashboard.core.guarded.statement import ForeignStatement, Refused, analysable, check, check_text
 
@@ -18,4 +19,5 @@ __all__ = [
     "check",
     "check_text",
     "first_line",
+    "reading_form",
 ]

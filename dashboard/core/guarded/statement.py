@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, scan
 
+from dashboard.core.guarded.placeholders import as_casts, typed_placeholder
+
 MAX_CHARS = 100_000  # pg_stat_statements keeps whole texts; generated SQL past this is not advised on
 MAX_DEPTH = 32  # nested parentheses, subqueries or expressions: sqlglot recurses once a level or more
 MAX_BOOLEAN = 200  # AND/OR terms: sqlglot's analysis of a flat chain grows with its square
@@ -101,7 +103,26 @@ def check(text: object) -> ForeignStatement:
         called = sorted(walked["names"] & hidden)
         if called:
             raise Refused(f"{called[0]} {what}, which no check can see: not planned")
+    spans = walked.pop("typed_placeholders")
+    if spans:
+        return _with_casts(text, spans, ForeignStatement(text="", kind=kind, **walked))
     return ForeignStatement(text=_one(text, raw[0]), kind=kind, **walked)
+
+
+def _with_casts(text: str, spans: list[tuple[int, int]], read: ForeignStatement) -> ForeignStatement:
+    """The statement with `interval $1` written `$1::interval`, so the server can plan it; read
+    again to be sure the rewrite kept every name, relation and placeholder it was checked with."""
+    rewritten = as_casts(text, spans)
+    raw = _parse(rewritten)
+    again = _walk(raw[0].stmt) if len(raw) == 1 else None
+    kept = (
+        again is not None
+        and not again["typed_placeholders"]
+        and (again["names"], again["relations"], again["params"]) == (read.names, read.relations, read.params)
+    )
+    if not kept:
+        raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
+    return ForeignStatement(_one(rewritten, raw[0]), read.kind, read.params, read.names, read.relations)
 
 
 def analysable(text: str) -> str | None:
@@ -175,6 +196,7 @@ def _walk(root: ast.Node) -> dict:
     relations: set[str] = set()
     params = from_items = 0
     creates_table = False
+    typed: list[tuple[int, int]] = []  # `interval $1`: see placeholders.py
     stack: list[tuple[object, int]] = [(root, 0)]
     while stack:
         item, depth = stack.pop()
@@ -194,6 +216,8 @@ def _walk(root: ast.Node) -> dict:
             params = max(params, item.number)
         elif isinstance(item, ast.SelectStmt) and item.intoClause:
             creates_table = True
+        elif span := typed_placeholder(item):
+            typed.append(span)
         if isinstance(item, _FROM_ITEMS):
             from_items += 1
             if from_items > MAX_FROM_ITEMS:
@@ -204,6 +228,7 @@ def _walk(root: ast.Node) -> dict:
         "names": frozenset(names),
         "relations": frozenset(relations),
         "creates_table": creates_table,
+        "typed_placeholders": typed,
     }
 
 

@@ -1,0 +1,56 @@
+"""Typed literals whose literal `pg_stat_statements` replaced, written back as casts the server reads.
+
+`pg_stat_statements` records `now() - interval '7 days'` as `now() - interval $1`, `date '2026-11-30'`
+as `date $1`: the literal becomes a placeholder but the type name in front of it stays. libpg_query
+(pglast) reads that as a cast of `$1`, so normalized texts parse; the server's grammar does not, and
+planning them fails with `syntax error at or near "$1"`. Written as `$1::interval` they mean the same
+and plan. On an ERP workload these are the date-range statements, often the most expensive ones.
+
+Only the span from the type name to the placeholder is rewritten, from the scanner's tokens (so a
+comment inside the span is dropped, never moved in front of the rest of a line).
+"""
+
+from __future__ import annotations
+
+from pglast import ast
+from pglast.parser import scan
+
+_COMMENTS = frozenset({"C_COMMENT", "SQL_COMMENT"})
+
+
+def typed_placeholder(node: ast.Node) -> tuple[int, int] | None:
+    """(type name's byte offset, placeholder's byte offset) when `node` is `typename $n`, else None.
+
+    The parser gives a cast written `$1::int` or `CAST($1 AS int)` a location; the typed-literal
+    form `int $1` has none.
+    """
+    if not isinstance(node, ast.TypeCast) or not isinstance(node.arg, ast.ParamRef):
+        return None
+    if node.location not in (None, -1) or node.typeName is None:
+        return None
+    type_at, param_at = node.typeName.location, node.arg.location
+    if type_at is None or param_at is None or not 0 <= type_at < param_at:
+        return None
+    return type_at, param_at
+
+
+def as_casts(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each `typename $n` of `spans` written `$n::typename`."""
+    data = text.encode("utf-8")
+    tokens = scan(text)
+    for type_at, param_at in sorted(spans, reverse=True):  # from the end: earlier offsets stay true
+        words = [t for t in tokens if type_at <= t.start < param_at and t.name not in _COMMENTS]
+        param = next(t for t in tokens if t.start == param_at and t.name == "PARAM")
+        type_name = _joined(data, words)
+        cast = data[param.start : param.end + 1] + b"::" + type_name
+        data = data[:type_at] + cast + data[param.end + 1 :]
+    return data.decode("utf-8")
+
+
+def _joined(data: bytes, words: list) -> bytes:
+    """The tokens' text, one space where the statement had a gap (whitespace or a comment)."""
+    out = b""
+    for previous, word in zip([None, *words], words, strict=False):
+        gap = previous is not None and word.start > previous.end + 1
+        out += (b" " if gap else b"") + data[word.start : word.end + 1]
+    return out
