@@ -2,8 +2,9 @@
 
 Statements are foreign SQL: they reach the server only through the guarded session's `explain`
 (one statement, extended protocol, read-only, rolled back, under timeouts). Statements with `$1`
-placeholders get a generic plan. HypoPG's indexes live only in this session; nothing is ever
-created for real.
+placeholders get a generic plan; an UPDATE or DELETE is planned as the SELECT that finds its rows
+(`reading_form`), so the advisor's role needs no write privilege. HypoPG's indexes live only in
+this session; nothing is ever created for real.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
-from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, check, first_line
+from dashboard.advisor.catalog import sql
+from dashboard.advisor.privileges import read_grant
+from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, check, first_line, reading_form
 from dashboard.core.records import OWN_MARKER
 
 
@@ -41,11 +44,10 @@ class Planner:
         self.hypopg = self._hypopg_schema is not None
 
     def _find_hypopg(self) -> str | None:
-        """HypoPG's schema: the session resolves names in pg_catalog only, so its calls name it."""
-        row = self.session.conn.execute(
-            OWN_MARKER + "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'"
-        ).fetchone()
-        return row[0] if row else None
+        """HypoPG's schema, when the role may call it: the session resolves names in pg_catalog only,
+        so its calls name it. (database.missing_privileges says what to grant when it may not.)"""
+        row = self.session.conn.execute(sql("privileges_hypopg")).fetchone()
+        return row[0] if row and row[1] else None
 
     def _hypopg(self, template: str) -> pgsql.Composed:
         """`template` with {} for HypoPG's schema, marked as the observatory's own."""
@@ -57,10 +59,12 @@ class Planner:
         Raises Refused (from the session) for a statement that must not be planned.
         """
         try:
-            tree, text = self.session.explain(statement)
+            tree, text = self.session.explain(reading_form(statement))
         except psycopg.errors.QueryCanceled:
             limit = self.session.limits.statement_ms / 1000
             raise PlanError(f"cancelled: planning it took longer than {limit:g} s") from None
+        except psycopg.errors.InsufficientPrivilege as err:
+            raise PlanError(f"{first_line(err)}: {read_grant(self.session.conn)}") from None
         except psycopg.Error as err:
             raise PlanError(first_line(err)) from None
         return Plan(float(tree[0]["Plan"]["Total Cost"]), frozenset(_index_names(tree)), text)
