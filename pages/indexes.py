@@ -80,9 +80,12 @@ def ranked(reports: list[StoredAdvice]) -> list[StoredAdvice]:
 
 
 def status(stored: StoredAdvice) -> str:
-    if stored.report.error:
-        return f"error: {stored.report.error}"
-    return "ok" if stored.report.hypopg else "ok, estimates (no HypoPG)"
+    report = stored.report
+    if report.error:
+        return f"error: {report.error}"
+    if report.needs:
+        return f"needs {len(report.needs)} grant{'s' if len(report.needs) != 1 else ''}: {report.needs[0]}"
+    return "ok" if report.hypopg else "ok, estimates (no HypoPG)"
 
 
 def overview(reports: list[StoredAdvice], several_targets: bool) -> None:
@@ -147,6 +150,8 @@ def header(stored: StoredAdvice) -> bool:
     st.caption(
         f"{made} · {analysed} statement{'s' if analysed != 1 else ''} of the recorded workload analysed"
     )
+    for need in body.needs or ():
+        st.warning(f"Not everything could be planned. {ui.md_escape(need)}", icon=":material/lock:")
     if body.hint:
         st.warning(
             f"Suggestions here are estimates. To fix: {ui.md_escape(body.hint)}.", icon=":material/build:"

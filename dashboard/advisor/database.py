@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from dashboard.advisor.advise import Advisor, Options, StatementInput
 from dashboard.advisor.catalog import sql
+from dashboard.advisor.privileges import access
 from dashboard.core.advice import AdviceReport, IndexHealthReport
 from dashboard.core.guarded import GuardedSession, SessionRefused, first_line
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED
@@ -41,7 +42,9 @@ PGSS_OVERLOAD = (
 )
 
 
-NO_HYPOPG = "install HypoPG (CREATE EXTENSION hypopg) so every suggestion is proven by the planner"
+def no_hypopg(database: str) -> str:
+    where = f"CREATE EXTENSION hypopg; in database {database}"
+    return f"install HypoPG ({where}) so the planner proves every suggestion"
 
 
 class AdviseError(RuntimeError):
@@ -125,6 +128,7 @@ def advice_report(
             except psycopg.Error as err:
                 raise AdviseError(f"cannot read the workload: {first_line(err)}") from None
         database = conn.info.dbname  # read while the session stands: the advice may lose it
+        allowed = access(conn)
         advice = Advisor(session, options).advise(statements)
         checked = _health(conn) if health and not session.lost else None
     return AdviceReport(
@@ -132,7 +136,8 @@ def advice_report(
         skipped=advice.skipped,
         hypopg=advice.hypopg,
         database=database,
-        hint=None if advice.hypopg else NO_HYPOPG,
+        hint=no_hypopg(database) if allowed.hypopg == "absent" else None,
+        needs=allowed.needs or None,
         health=checked,
     )
 

@@ -143,6 +143,7 @@ class AdviceReport(_Record):
     hypopg: bool | None = None  # suggestions proven with HypoPG (absent in an error report)
     database: str | None = None
     hint: str | None = None  # what to do for better advice
+    needs: list[str] | None = None  # privileges the advisor's role lacks here, each with its GRANT
     health: IndexHealthReport | None = None
 
     @classmethod
