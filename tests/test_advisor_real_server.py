@@ -223,3 +223,10 @@ def test_update_and_delete_are_read_as_the_select_that_finds_their_rows(statemen
 def test_where_current_of_is_refused_with_the_reason() -> None:
     with pytest.raises(Refused, match="WHERE CURRENT OF"):
         reading_form(check("DELETE FROM t WHERE CURRENT OF c"))
+
+
+def test_the_rewritten_statement_keeps_what_the_guard_checked() -> None:
+    recorded = check("SELECT o.id FROM s.orders o WHERE o.at > now() - interval $1 AND o.day = date $2")
+    written = check("SELECT o.id FROM s.orders o WHERE o.at > now() - $1::interval AND o.day = $2::date")
+    assert recorded == written
+    assert recorded.relations == frozenset({"s.orders"}) and {"interval", "date", "now"} <= recorded.names

@@ -34,13 +34,16 @@ def typed_placeholder(node: ast.Node) -> tuple[int, int] | None:
     return type_at, param_at
 
 
-def as_casts(text: str, spans: list[tuple[int, int]]) -> str:
-    """`text` with each `typename $n` of `spans` written `$n::typename`."""
+def as_casts(text: str, spans: list[tuple[int, int]]) -> str | None:
+    """`text` with each `typename $n` of `spans` written `$n::typename`; None if the scanner does
+    not find a placeholder where the parser put one."""
     data = text.encode("utf-8")
     tokens = scan(text)
     for type_at, param_at in sorted(spans, reverse=True):  # from the end: earlier offsets stay true
         words = [t for t in tokens if type_at <= t.start < param_at and t.name not in _COMMENTS]
-        param = next(t for t in tokens if t.start == param_at and t.name == "PARAM")
+        param = next((t for t in tokens if t.start == param_at and t.name == "PARAM"), None)
+        if param is None:
+            return None
         type_name = _joined(data, words)
         cast = data[param.start : param.end + 1] + b"::" + type_name
         data = data[:type_at] + cast + data[param.end + 1 :]

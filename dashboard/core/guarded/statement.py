@@ -113,16 +113,18 @@ def _with_casts(text: str, spans: list[tuple[int, int]], read: ForeignStatement)
     """The statement with `interval $1` written `$1::interval`, so the server can plan it; read
     again to be sure the rewrite kept every name, relation and placeholder it was checked with."""
     rewritten = as_casts(text, spans)
-    raw = _parse(rewritten)
-    again = _walk(raw[0].stmt) if len(raw) == 1 else None
-    kept = (
-        again is not None
-        and not again["typed_placeholders"]
-        and (again["names"], again["relations"], again["params"]) == (read.names, read.relations, read.params)
-    )
-    if not kept:
-        raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
-    return ForeignStatement(_one(rewritten, raw[0]), read.kind, read.params, read.names, read.relations)
+    raw = _parse(rewritten) if rewritten is not None else ()
+    if rewritten is not None and len(raw) == 1:
+        again = _walk(raw[0].stmt)
+        checked = (read.names, read.relations, read.params)
+        if (
+            not again["typed_placeholders"]
+            and (again["names"], again["relations"], again["params"]) == checked
+        ):
+            return ForeignStatement(
+                _one(rewritten, raw[0]), read.kind, read.params, read.names, read.relations
+            )
+    raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
 
 
 def analysable(text: str) -> str | None:
