@@ -156,3 +156,28 @@ def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
     assert "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);" in sql_blocks(at)
     plans = [html.unescape(e.proto.body) for e in at.get("html")]  # drawn with the card: a form's
     assert any(">Index Scan" in p or ">Bitmap" in p for p in plans), plans  # result lasts one run
+
+
+def test_a_missing_grant_is_named_above_the_suggestions(monkeypatch, tmp_path) -> None:
+    """What the advisor's role lacks in a database (privileges.access) is a warning per grant, and the
+    status in every database's report; markup in a relation's name is shown as text."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    need = (
+        'monitor cannot read 2 relations in schema public (orders, "**bold**"), so statements on them '
+        "cannot be planned: GRANT pg_read_all_data TO monitor;"
+    )
+    report = AdviceReport(suggestions=[], skipped=[], hypopg=True, needs=[need], health=IndexHealthReport())
+    store.write_advice("postgres", TARGET, "erp", 1_700_000_000, report, 1.0)
+    fine = AdviceReport(suggestions=[], skipped=[], hypopg=True, health=IndexHealthReport())
+    store.write_advice("postgres", TARGET, "analytics", 1_700_000_000, fine, 1.0)
+    store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\ntargets:\n  postgres:\n    - name: {TARGET}\n      dsn: dbname=x\n")
+    at = open_page(monkeypatch, config, "indexes", db=f"{TARGET}/erp")
+    no_exception(at)
+    assert [w.value for w in at.warning] == [f"Not everything could be planned. {ui.md_escape(need)}"]
+    at.session_state["reports_open"] = True
+    at.run()
+    statuses = dict(zip(*(at.dataframe[0].value[c] for c in ("database", "status")), strict=True))
+    assert statuses == {"erp": f"needs 1 grant: {need}", "analytics": "ok"}
