@@ -195,7 +195,7 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) ->
         badge = (
             ":green-badge[:material/verified: proven by the planner with HypoPG]"
             if s.proven
-            else ":orange-badge[:material/calculate: estimate: not proven without HypoPG]"
+            else ":orange-badge[:material/calculate: estimate: not proven by the planner]"
         )
         columns = ui.md_escape(", ".join(s.columns))
         st.markdown(f"**{rank}. {ui.md_escape(s.table)}** ({columns}) &nbsp; {badge}")
@@ -231,7 +231,7 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) ->
             st.caption("Now")
             ui.preformatted(s.plan_before or "(no plan)")
             st.caption("With the index (a hypothetical one, HypoPG)")
-            ui.preformatted(s.plan_after or "(not planned: HypoPG is not installed)")
+            ui.preformatted(s.plan_after or "(not planned with the index: the reason above says why)")
 
 
 def skipped(reader: Reader, stored: StoredAdvice) -> None:

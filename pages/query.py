@@ -80,7 +80,7 @@ def index_advice(reader: Reader, info: StatementInfo) -> None:
     sql_block.show(s.create_sql)
     before, after = s.cost_before, s.cost_after
     if after is None:
-        cost = f"Planner cost {before:,.0f} now; not proven without HypoPG"
+        cost = f"Planner cost {before:,.0f} now; not proven by the planner (see why below)"
     else:
         change = f" ({(after - before) / before:+.1%})" if before else ""
         cost = f"Planner cost **{before:,.0f} → {after:,.0f}**{change}, proven with HypoPG"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from dashboard.advisor.candidates import Candidate, propose, serving_index
 from dashboard.advisor.catalog import Catalog, Relation
 from dashboard.advisor.planner import Plan, PlanError, Planner
-from dashboard.advisor.shapes import ShapeError, TableUse, shape
+from dashboard.advisor.shapes import EQUALITY, ShapeError, TableUse, shape
 from dashboard.core.advice import IndexSuggestion, SkippedStatement
 from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
 
@@ -64,6 +64,7 @@ class Suggestion:
     candidate: Candidate
     relation: Relation
     proposals: list[Proposal] = field(default_factory=list)
+    missing_extension: str | None = None  # the index's operator class needs it: created first
 
     @property
     def proven(self) -> bool:
@@ -91,7 +92,7 @@ class Suggestion:
         return IndexSuggestion(
             table=self.candidate.table,
             columns=self.candidate.columns,
-            create_sql=self.candidate.create_sql() + ";",
+            create_sql=self.create_sql(),
             statements=[p.statement.text for p in self.proposals],
             cost_before=round(sum(p.before.cost for p in self.proposals), 2),
             cost_after=_round(sum(p.after.cost for p in self.proposals) if self.proven else None),
@@ -104,6 +105,13 @@ class Suggestion:
             plan_after=first.after.text if first.after else None,
         )
 
+    def create_sql(self) -> str:
+        """The statements to run, each ending in ';': the extension first when it is missing."""
+        setup = (
+            f"CREATE EXTENSION IF NOT EXISTS {self.missing_extension};\n" if self.missing_extension else ""
+        )
+        return f"{setup}{self.candidate.create_sql()};"
+
     def reason(self) -> str:
         n = len(self.proposals)
         served = f"serves {n} statement{'s' if n != 1 else ''}"
@@ -113,8 +121,15 @@ class Suggestion:
             after = sum(p.after.cost for p in self.proposals if p.after)
             change = (after - before) / before
             proof = f"planner cost {before:,.0f} -> {after:,.0f} ({change:+.0%}), proven with HypoPG"
+        elif self.candidate.method != "btree":
+            proof = (
+                f"estimated: HypoPG cannot create {self.candidate.method.upper()} indexes, so the planner "
+                "could not cost it; chosen because no B-tree serves the search"
+            )
         else:
             proof = "unproven: HypoPG is not installed (CREATE EXTENSION hypopg), estimated from statistics"
+        if self.missing_extension:
+            proof += f"; {self.missing_extension} is not installed in this database: created first"
         return f"{why}; {served}; {proof}; {self.relation.reltuples:,} rows"
 
 
@@ -217,7 +232,10 @@ class Advisor:
             index = serving_index(candidates[0], rel.indexes)
             return None, f"already indexed by {index.name if index else 'an existing index'}"
         if not self.planner.hypopg:
-            return Proposal(fresh[0], statement, before, None, _why(fresh[0], use)), ""
+            btrees = [c for c in fresh if c.method == "btree"]
+            if not btrees:  # a trigram index only where the plan does not already use an index
+                return self._unproven(statement, use, rel, before, fresh)
+            return Proposal(btrees[0], statement, before, None, _why(btrees[0], use, rel)), ""
         return self._prove(statement, use, rel, before, fresh)
 
     def _prove(
@@ -229,7 +247,7 @@ class Advisor:
         candidates: list[Candidate],
     ) -> tuple[Proposal | None, str]:
         good: list[tuple[Plan, Candidate]] = []
-        for candidate in candidates:
+        for candidate in (c for c in candidates if c.method == "btree"):  # what HypoPG can build
             try:
                 plan, used = self.planner.plan_with(self.checked[statement.text], candidate)
             except PlanError:
@@ -237,13 +255,7 @@ class Advisor:
             if used and plan.cost <= before.cost * (1 - self.options.min_reduction):
                 good.append((plan, candidate))
         if not good:
-            used_now = sorted(i for i in before.indexes)
-            if used_now:
-                return None, f"already served by {', '.join(used_now)} on {rel.qualified}"
-            return (
-                None,
-                f"no index on {rel.qualified} cuts its cost by {self.options.min_reduction:.0%} or more",
-            )
+            return self._unproven(statement, use, rel, before, candidates)
         best = min(plan.cost for plan, _ in good)
         near = [
             (len(c.keys), plan.cost, plan, c)
@@ -251,7 +263,30 @@ class Advisor:
             if plan.cost <= best * self.options.near_best + 1
         ]
         _, _, plan, chosen = min(near, key=lambda t: (t[0], t[1]))
-        return Proposal(chosen, statement, before, plan, _why(chosen, use)), ""
+        return Proposal(chosen, statement, before, plan, _why(chosen, use, rel)), ""
+
+    def _unproven(
+        self,
+        statement: StatementInput,
+        use: TableUse,
+        rel: Relation,
+        before: Plan,
+        candidates: list[Candidate],
+    ) -> tuple[Proposal | None, str]:
+        """No B-tree is proven (or, without HypoPG, none is left to propose): a trigram index for an
+        infix search, unless the plan already reads this table through an index (the search then
+        only filters the rows that index finds)."""
+        used_now = sorted(i for i in before.indexes)
+        trigrams = [c for c in candidates if c.method != "btree"]
+        mine = {index.name.rsplit(".", 1)[-1].strip('"') for index in rel.indexes}
+        if trigrams and not mine & before.indexes:
+            return Proposal(trigrams[0], statement, before, None, _why(trigrams[0], use, rel)), ""
+        if used_now:
+            return None, f"already served by {', '.join(used_now)} on {rel.qualified}"
+        return (
+            None,
+            f"no index on {rel.qualified} cuts its cost by {self.options.min_reduction:.0%} or more",
+        )
 
     # -- the workload ----------------------------------------------------------------------
     def _merge(self, proposals: list[Proposal]) -> list[Suggestion]:
@@ -265,8 +300,17 @@ class Advisor:
             if target is not None and target != p.candidate:
                 p = self._reprove(p, target)
             key = target or p.candidate
-            by_candidate.setdefault(key, Suggestion(key, self.relations[key.table])).proposals.append(p)
+            if key not in by_candidate:
+                by_candidate[key] = Suggestion(
+                    key, self.relations[key.table], missing_extension=self._missing(key)
+                )
+            by_candidate[key].proposals.append(p)
         return list(by_candidate.values())
+
+    def _missing(self, candidate: Candidate) -> str | None:
+        """The extension the candidate's operator class needs, when this database lacks it."""
+        wanted = candidate.extension
+        return wanted if wanted and wanted not in self.catalog.extensions else None
 
     def _reprove(self, p: Proposal, wider: Candidate) -> Proposal:
         """The statement served by the wider index: measure it, so the figures stay honest."""
@@ -286,20 +330,38 @@ def _same_equalities(a: Candidate, b: Candidate) -> bool:
     """(a, b) and (b, a) serve the same pure-equality lookups: keep one."""
     return (
         a.table == b.table
+        and a.method == b.method == "btree"
         and not any(a.desc + b.desc)
         and len(a.keys) == len(b.keys)
         and set(a.keys) == set(b.keys)
     )
 
 
-def _why(candidate: Candidate, use: TableUse) -> str:
+def _why(candidate: Candidate, use: TableUse, rel: Relation) -> str:
     kinds = {t.sql: t.kind for t in use.terms}
     words = {"eq": "equality", "in": "IN list", "null": "IS NULL", "join": "join key", "range": "range",
-             "like": "LIKE prefix", "sort": "sort", "group": "grouping"}  # fmt: skip
+             "like": "LIKE prefix", "infix": "LIKE/ILIKE search (trigram)", "sort": "sort",
+             "group": "grouping"}  # fmt: skip
     parts = [f"{words.get(kinds.get(k, ''), 'key')} on {k}" for k in candidate.keys]
     if use.limit and any(kinds.get(k) == "sort" for k in candidate.keys):
         parts.append("ORDER BY ... LIMIT stops early")
-    return ", then ".join(parts)
+    why = ", then ".join(parts)
+    lead = [k for k in candidate.keys if kinds.get(k) in EQUALITY]
+    if len(candidate.keys) == 1 and lead and rel.nearly_unique(lead[0]):
+        return f"{why} (about one row per value: no more columns needed)"
+    if len(lead) > 1:
+        distinct = ", ".join(f"{k} {_distinct(rel, k)}" for k in lead)
+        return f"{why}; equality columns most selective first, from pg_stats ({distinct})"
+    return why
+
+
+def _distinct(rel: Relation, column: str) -> str:
+    """'~1,000 values' from pg_stats' n_distinct (negative: a fraction of the rows)."""
+    stats = rel.columns.get(column)
+    n = stats.n_distinct if stats else None
+    if not n:
+        return "(no statistics)"
+    return f"~{round(n if n > 0 else -n * rel.reltuples):,} values"
 
 
 def _round(value: float | None) -> float | None:

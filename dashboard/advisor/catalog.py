@@ -16,6 +16,7 @@ from dashboard.core.guarded import GuardedSession, Refused
 from dashboard.core.sqlfiles import SqlFiles
 
 sql = SqlFiles(Path(__file__).with_name("sql"))  # the advisor's own queries
+NEARLY_UNIQUE = 0.95  # distinct values per row from which a column is as good as unique
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class Index:
     valid: bool
     predicate: str | None
     definition: str
+    opclasses: tuple[str, ...] = ()  # one per key: 'text_ops', 'gin_trgm_ops', ...
+
+    def unique_on(self, column: str) -> bool:
+        """A valid unique index on exactly this column: one row per value, for every row."""
+        one_key = len(self.keys) == 1 and self.keys[0].strip('"') == column
+        return self.unique and self.valid and not self.predicate and one_key
 
 
 @dataclass
@@ -67,6 +74,19 @@ class Relation:
     def indexable(self) -> bool:
         return self.kind in ("r", "m", "p") and not self.system
 
+    def nearly_unique(self, column: str) -> bool:
+        """At most about one row per value: a unique index on it alone, or pg_stats' distinct
+        count within 5 % of the rows (n_distinct -1 means 'as many values as rows')."""
+        if any(index.unique_on(column) for index in self.indexes):
+            return True
+        stats = self.columns.get(column)
+        distinct = stats.n_distinct if stats else None
+        if not distinct:
+            return False
+        if distinct < 0:
+            return -distinct >= NEARLY_UNIQUE
+        return self.reltuples > 0 and distinct >= NEARLY_UNIQUE * self.reltuples
+
 
 def _quote(identifier: str) -> str:
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", identifier):
@@ -82,6 +102,15 @@ class Catalog:
         self.session = session
         self.conn = session.conn
         self._relations: dict[str, Relation | None] = {}
+        self._extensions: frozenset[str] | None = None
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """Names of the extensions installed in this database (read once)."""
+        if self._extensions is None:
+            rows = self.conn.execute(sql("catalog_extensions")).fetchall()
+            self._extensions = frozenset(row[0] for row in rows)
+        return self._extensions
 
     def relation(self, written: str) -> Relation | None:
         if written not in self._relations:
@@ -121,6 +150,7 @@ class Catalog:
                     valid=i["valid"],
                     predicate=i["predicate"],
                     definition=i["definition"],
+                    opclasses=tuple(i["opclasses"]),
                 )
                 for i in cur.execute(sql("catalog_indexes"), {"oid": rel.oid})
             ]

@@ -7,6 +7,7 @@ definitions first so their base tables are what gets indexed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +25,8 @@ from dashboard.core.guarded.statement import MAX_CHARS, MAX_FROM_ITEMS
 
 MAX_COLUMNS = 2_000  # NATURAL JOIN of 5 tables of 400 columns: 1.5 s of sqlglot
 
-Kind = Literal["eq", "in", "null", "range", "like", "join", "sort", "group"]
+# like: a prefix pattern a B-tree serves; infix: any other LIKE/ILIKE search, for a trigram index.
+Kind = Literal["eq", "in", "null", "range", "like", "infix", "join", "sort", "group"]
 EQUALITY: frozenset[str] = frozenset({"eq", "in", "null", "join"})
 _RANGE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
 
@@ -306,8 +308,11 @@ def _classify(
     if isinstance(node, _RANGE):
         _range(node, owner, result)
         return
-    if isinstance(node, exp.Like) and owner(node.this) and _prefix_pattern(node.expression):
-        result.use(owner(node.this)).add(_term(node.this, "like"))
+    search = node.this if isinstance(node, exp.Escape) else node
+    if isinstance(search, exp.Like | exp.ILike) and owner(search.this) and not search.args.get("negate"):
+        kind = _search_kind(search, escaped=search is not node)
+        if kind:
+            result.use(owner(search.this)).add(_term(search.this, kind))
 
 
 def _range(node: exp.Expression, owner, result: Shape) -> None:
@@ -321,9 +326,27 @@ def _range(node: exp.Expression, owner, result: Shape) -> None:
             return
 
 
-def _prefix_pattern(pattern: exp.Expression) -> bool:
-    """`LIKE 'abc%'` can use a B-tree; `LIKE '%abc'` and an unknown `$1` pattern cannot be relied on."""
-    return isinstance(pattern, exp.Literal) and pattern.is_string and not pattern.this.startswith(("%", "_"))
+def _search_kind(node: exp.Like | exp.ILike, escaped: bool) -> Kind | None:
+    """`LIKE 'abc%'` is a B-tree prefix search ("like"). `LIKE '%abc%'`, `ILIKE` (`~~`, `~~*`) and a
+    pattern not known here are infix searches ("infix") that only a trigram index serves.
+
+    A `$1` pattern is what pg_stat_statements records for every literal, so it stands for patterns
+    we cannot see: like PgHero, we read it as a search a trigram index serves. A trigram index also
+    serves prefix patterns, so it is right whichever pattern the application sends; a B-tree would
+    be wrong for the infix ones (and never serves ILIKE), and it cannot be proven for an unknown one.
+    """
+    pattern = node.expression
+    if not _is_value(pattern):
+        return None  # compared with a column of another table: a join, no search
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        return "infix"
+    text = pattern.this
+    if isinstance(node, exp.Like) and not escaped and not text.startswith(("%", "_")):
+        return "like"
+    # pg_trgm extracts no trigram from a pattern without 3 plain characters in a row: the index
+    # would be read whole.
+    longest = max((len(part) for part in re.split(r"[%_\\]", text)), default=0)
+    return "infix" if longest >= 3 else None
 
 
 def _sort_terms(select: exp.Select, sources: dict[str, str], result: Shape) -> None:
