@@ -15,7 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from dashboard.advisor.advise import Advisor, StatementInput
+from dashboard.advisor.candidates import propose
+from dashboard.advisor.catalog import ColumnStats, Index, Relation
 from dashboard.advisor.database import AdviseError, Workload, advice_report, connect, workload_statements
+from dashboard.advisor.shapes import shape
 from dashboard.cli.advise import print_report
 from dashboard.core.advice import AdviceReport
 from dashboard.core.guarded import GuardedSession
@@ -64,6 +67,54 @@ def test_equality_columns_most_selective_first(advisor: Advisor) -> None:
     (s,) = advice.suggestions
     assert s.proven and s.to_record().cost_after < s.to_record().cost_before / 2
     assert s.to_record().create_sql == "CREATE INDEX CONCURRENTLY ON public.orders (region, channel);"
+    assert s.reason().startswith(
+        "equality on region, then equality on channel; equality columns most selective first, "
+        "from pg_stats (region ~200 values, channel ~50 values)"
+    )
+
+
+# email is unique in fact (n_distinct -1) but not declared so: every key after it is dead weight.
+UNIQUE_LOOKUP = "SELECT * FROM customers WHERE country = $1 AND email = $2 ORDER BY created_at DESC LIMIT 10"
+
+
+def test_a_nearly_unique_column_is_suggested_alone(advisor: Advisor) -> None:
+    found, advice = suggest(advisor, UNIQUE_LOOKUP)
+    assert found == {("public.customers", ("email",))}
+    assert advice.suggestions[0].proven
+    assert (
+        "equality on email (about one row per value: no more columns needed)"
+        in advice.suggestions[0].reason()
+    )
+    parsed, relations = shape(UNIQUE_LOOKUP, advisor.catalog)
+    proposed = propose(parsed.tables["public.customers"], relations["public.customers"])
+    assert proposed[0].keys == ("email",)  # what is taken without HypoPG
+    assert [c.keys for c in proposed if c.keys[0] == "email"] == [("email",)]  # nothing after it
+
+
+def test_the_shortest_index_near_the_best_cost_wins(advisor: Advisor) -> None:
+    """customer_id has ~1.6 rows per value (not unique): (customer_id, created_at) is proposed first
+    and proven, but the planner costs it the same as (customer_id) alone, which wins (Options.near_best)."""
+    text = "SELECT * FROM orders WHERE customer_id = $1 ORDER BY created_at LIMIT 5"
+    parsed, relations = shape(text, advisor.catalog)
+    proposed = propose(parsed.tables["public.orders"], relations["public.orders"])
+    assert [c.keys for c in proposed][:2] == [("customer_id", "created_at"), ("customer_id",)]
+    found, _ = suggest(advisor, text)
+    assert found == {("public.orders", ("customer_id",))}
+
+
+def test_nearly_unique_from_a_unique_index_alone() -> None:
+    def index(keys: tuple[str, ...], predicate: str | None = None) -> Index:
+        return Index("i", "btree", keys, True, False, True, predicate, "CREATE UNIQUE INDEX ...")
+
+    def relation(*indexes: Index) -> Relation:
+        rel = Relation(1, "public", "t", "r", 10_000, None, False, 0, 0, 0, indexes=list(indexes))
+        rel.columns["code"] = ColumnStats("text", n_distinct=-0.5)  # stale statistics
+        return rel
+
+    assert relation(index(("code",))).nearly_unique("code")
+    assert not relation(index(("code", "day"))).nearly_unique("code")  # unique only with day
+    assert not relation(index(("code",), "deleted_at IS NULL")).nearly_unique("code")  # partial
+    assert not relation().nearly_unique("code")
 
 
 def test_join_keys_on_both_sides(advisor: Advisor) -> None:
@@ -159,6 +210,76 @@ def test_without_hypopg_suggestions_are_unproven(pg: ThrowawayPostgres) -> None:
     (s,) = report.suggestions
     assert s.columns == ["ref"] and s.proven is False and s.cost_after is None
     assert "unproven" in s.reason and "CREATE EXTENSION hypopg" in report.hint
+
+
+SEARCHES = [
+    "SELECT * FROM customers WHERE email ILIKE $1",  # as pg_stat_statements records any pattern
+    "SELECT id FROM customers WHERE email LIKE '%ample.org%'",
+    "SELECT * FROM customers WHERE email ~~* $1 AND segment = $2",  # segment: 3 values, no B-tree key
+]
+
+
+def test_infix_search_gets_an_estimated_trigram_index(shop: str, capsys: pytest.CaptureFixture[str]) -> None:
+    report = advice_report(shop, queries=SEARCHES, health=False)
+    (s,) = report.suggestions
+    assert (s.table, s.columns, s.statements) == ("public.customers", ["email gin_trgm_ops"], SEARCHES)
+    assert s.create_sql == (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;\n"  # the shop database has no pg_trgm
+        "CREATE INDEX CONCURRENTLY ON public.customers USING gin (email gin_trgm_ops);"
+    )
+    assert s.proven is False and s.cost_after is None and s.plan_after is None and report.hypopg
+    assert "estimated: HypoPG cannot create GIN indexes" in s.reason
+    assert s.reason.startswith("LIKE/ILIKE search (trigram) on email; serves 3 statements")
+    assert AdviceReport.from_stored(report.to_stored()) == report
+    print_report(report)
+    assert "USING gin (email gin_trgm_ops);" in capsys.readouterr().out
+
+
+def test_searches_no_trigram_index_serves(advisor: Advisor) -> None:
+    nothing = "no filter, join or sort that an index could serve"
+    assert skipped_reason(advisor, "SELECT * FROM customers WHERE email LIKE '%ab%'") == nothing
+    assert skipped_reason(advisor, "SELECT * FROM customers WHERE email NOT ILIKE $1") == nothing
+    assert skipped_reason(advisor, "SELECT * FROM customers WHERE email !~~* $1") == nothing
+    # An existing index finds the rows (events_kind_created_at_idx, 1,000 of them): the search only
+    # filters those, and a trigram index, which cannot be proven, is not suggested beside it.
+    served = skipped_reason(advisor, "SELECT * FROM events WHERE kind = $1 AND kind ILIKE $2")
+    assert served == "already served by events_kind_created_at_idx on public.events"
+
+
+def test_a_proven_btree_wins_over_a_trigram_index(advisor: Advisor) -> None:
+    found, advice = suggest(advisor, "SELECT * FROM orders WHERE customer_id = $1 AND ref ILIKE $2")
+    assert found == {("public.orders", ("customer_id",))} and advice.suggestions[0].proven
+
+
+def test_trigram_index_with_pg_trgm_and_when_one_exists(pg: ThrowawayPostgres) -> None:
+    name = new_database(pg, "trgm")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_trgm")
+        conn.execute("CREATE EXTENSION hypopg")
+        conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body varchar(200) NOT NULL)")
+        conn.execute("INSERT INTO notes SELECT g, 'note ' || md5(g::text) FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE notes")
+    dsn, search = advisor_dsn(pg, name), "SELECT * FROM notes WHERE body ILIKE $1"
+    (s,) = advice_report(dsn, queries=[search], health=False).suggestions
+    assert s.create_sql == "CREATE INDEX CONCURRENTLY ON public.notes USING gin (body gin_trgm_ops);"
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute("CREATE INDEX notes_body_trgm ON notes USING gist (body gist_trgm_ops)")
+    report = advice_report(dsn, queries=[search], health=False)
+    assert report.suggestions == []
+    assert report.skipped[0].reason == "already indexed by public.notes_body_trgm"
+
+
+def test_without_hypopg_the_minimal_index_and_the_trigram_one(pg: ThrowawayPostgres) -> None:
+    """Without HypoPG nothing is proven: the first candidate is taken, so it must be the short one."""
+    name = new_database(pg, "nohypo_min")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    report = advice_report(advisor_dsn(pg, name), queries=[UNIQUE_LOOKUP, SEARCHES[0]], health=False)
+    found = {(s.table, tuple(s.columns)): s for s in report.suggestions}
+    assert set(found) == {("public.customers", ("email",)), ("public.customers", ("email gin_trgm_ops",))}
+    assert not any(s.proven for s in report.suggestions)
+    assert "unproven: HypoPG is not installed" in found["public.customers", ("email",)].reason
+    assert "HypoPG cannot create GIN indexes" in found["public.customers", ("email gin_trgm_ops",)].reason
 
 
 def test_advising_creates_nothing(shop: str) -> None:

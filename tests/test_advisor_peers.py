@@ -1,8 +1,13 @@
 """The peer suite: PgHero's and Dexter's published advisor cases, run against our advisor.
 
-Cases and schema: tests/peers/ (see its README). A case passes when our first suggestion is the
-expected index (or one of `also_acceptable`), or when nothing is suggested and nothing is expected.
-Where we deliberately answer differently, DISAGREE says why; every other case must pass.
+Cases and schema: tests/peers/ (see its README). Two checks:
+
+* against our restatement: a case passes when our first suggestion is the expected index (or one of
+  `also_acceptable`), or when nothing is suggested and nothing is expected. Where we deliberately
+  answer differently, DISAGREE says why; every other case must pass;
+* against the peer's own answer, exactly (tests/peers/compare.py): how many cases give the same
+  index, a different one, or none where the other gives one. Each case that is not the same says
+  why in its `peer_difference`, the report is printed, and the counts are asserted.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import psycopg
 import pytest
 import yaml
 
-from dashboard.advisor.advise import Advisor, StatementInput
 from dashboard.core.guarded import GuardedSession
 from dashboard.servers.throwaway import ThrowawayPostgres
+from tests.peers import compare
 from tests.support.postgres import advisor_dsn, new_database
 
 PEERS = Path(__file__).with_name("peers")
@@ -27,8 +32,13 @@ CASES = [
 DISAGREE = {
     "pghero-multiple-range": "two ranges on unknown values ($1, $2): the generic plan expects a third of the "
     "rows from each, and no index pays off; PgHero's index helps only for the narrow values its test uses",
-    "pghero-is-null-equal": "(zip_code) alone costs within 10 % of (zip_code, login_attempts): we prefer the "
-    "smaller index",
+    "pghero-is-null-equal": "(zip_code) alone costs less than (zip_code, login_attempts): 12.53 against "
+    "13.36; we prefer the smaller index",
+}
+# The exact comparison with each peer's own answer (compare.py): a change in the advisor moves these.
+COMPARED = {
+    "PgHero": {"same": 26, "different": 4, "none": 11},
+    "Dexter": {"same": 31, "different": 2, "none": 1},
 }
 
 
@@ -40,22 +50,17 @@ def peers_dsn(pg: ThrowawayPostgres) -> str:
     return advisor_dsn(pg, name)
 
 
-def first_suggestion(dsn: str, statement: str) -> tuple[str, list[str]] | None:
+def first_suggestion(dsn: str, statement: str) -> compare.Answer | None:
     with GuardedSession.connect(dsn) as session:
-        advice = Advisor(session).advise([StatementInput(statement)])
-    if not advice.suggestions:
-        return None
-    first = advice.suggestions[0].candidate
-    return first.table, [c.removesuffix(" DESC") for c in first.columns]
+        return compare.our_answer(session, statement)[0]
 
 
-def matches(case: dict, got: tuple[str, list[str]] | None) -> bool:
-    for expected in [case.get("expected"), *case.get("also_acceptable", [])]:
-        if expected is None and got is None:
-            return True
-        if expected and got and (expected["table"], expected["columns"]) == got:
-            return True
-    return False
+def matches(case: dict, got: compare.Answer | None) -> bool:
+    """The expected index or one also acceptable: same table, keys, order, directions, method."""
+    return any(
+        compare.index_answer(expected) == got
+        for expected in [case.get("expected"), *case.get("also_acceptable", [])]
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
@@ -67,6 +72,17 @@ def test_peer_case(peers_dsn: str, case: dict) -> None:
         assert matches(case, got), (
             f"{case['id']}: got {got}, expected {case.get('expected')} ({case.get('notes')})"
         )
+
+
+def test_peers_compared_exactly(peers_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = compare.compare(peers_dsn)
+    with capsys.disabled():  # the report belongs in the test output, -q or not
+        print("\n" + compare.report(rows))
+    unexplained = [r.case["id"] for r in rows if r.verdict != "same" and not r.reason]
+    assert unexplained == [], "say why in each case's peer_difference"
+    stale = [r.case["id"] for r in rows if r.verdict == "same" and r.reason]
+    assert stale == [], "these now agree with the peer: drop their peer_difference"
+    assert compare.counts(rows) == COMPARED
 
 
 def test_peer_suite_size() -> None:
