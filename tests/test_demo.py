@@ -12,16 +12,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 import redis
 
+from collectors.jobs.advisor import advise_target
 from dashboard.advisor.database import Workload as AdviseWorkload
 from dashboard.advisor.database import advice_report
+from dashboard.demo import run as demo
 from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
 from dashboard.demo.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
 from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
+from dashboard.store import Store
+from dashboard.store.reads import latest_advice
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = 0.02  # 400 customers, 2,000 orders: seeded in well under a second
@@ -170,6 +175,84 @@ def test_redis_workload_uses_redis_as_a_cache_and_as_bullmq_queues() -> None:
         hashes = {k.split(":")[-1] for k in r.scan_iter("bull:email:*", count=1000)}
         assert {h for h in hashes if h.isdigit()} == listed
         assert r.exists("bull:email:meta", LEADERBOARD) == 2  # no TTL: never evicted
+
+
+# The operations whose statements the advisor must judge, and the texts pg_stat_statements records.
+JUDGED = ("find customer", "returning customer", "sku orders", "product sales", "order history",
+          "latest invoices", "dashboard", "order lookup", "product lookup")  # fmt: skip
+FIND_CUSTOMER = "SELECT id, name, country FROM customers WHERE lower(email) = lower($1)"
+RETURNING = "SELECT count(*) FROM events WHERE customer_id = $1 AND kind = $2"
+SKU_JOIN = "JOIN order_items i ON i.product_id = p.id"
+ACTIVITY = "SELECT kind, count(*) FROM events WHERE created_at > now() - interval $1 GROUP BY kind"
+PK_LOOKUP = "SELECT id, customer_id, status, total, created_at FROM orders WHERE id = $1"
+SMALL_TABLE = "SELECT rate FROM tax_rates WHERE country = $1 AND category = $2"
+UNSELECTIVE = "SELECT count(*), sum(total) FROM orders WHERE status = $1"
+
+
+def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) -> None:
+    """The demo's cluster (its role's grants, HypoPG), schema at a quarter of its size, workload and
+    advisor settings; one run of the daemon's advisor job stores proven suggestions for the
+    statements that need an index, and none for those that must not get one."""
+    with ThrowawayPostgres(settings=demo.PG_SETTINGS) as pg:
+        demo._prepare_cluster(pg)
+        create_schema(pg.dsn(dbname="erp"), 0.25)  # 5,000 customers, 25,000 orders, 50,000 events
+        create_analytics_schema(pg.dsn(dbname="analytics"), 0.25)
+        demo._forget_setup(pg)
+        config = demo._write_config(tmp_path, pg, SimpleNamespace(url="redis://127.0.0.1:1"))
+        (target,) = config.targets.postgres
+        assert "//observatory@" in target.dsn and not target.advise_privileged
+        with psycopg.connect(pg.dsn(dbname="erp")) as conn:  # reads every table, writes none
+            grants = conn.execute(
+                "SELECT pg_has_role('observatory', 'pg_read_all_data', 'member'), "
+                "has_table_privilege('observatory', 'public.orders', 'INSERT, UPDATE, DELETE')"
+            ).fetchone()
+        assert grants == (True, False)
+        workload = ErpWorkload(
+            pg.dsn(dbname="erp"), clients=4, rate=150, analytics_dsn=pg.dsn(dbname="analytics")
+        )
+        workload.start()
+        try:  # until each statement ran as often as the advisor asks (its `min_calls`), with a margin
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                counts = workload.stats()["by_operation"]
+                if all(counts.get(op, 0) >= config.advisor.min_calls + 3 for op in JUDGED):
+                    break
+                time.sleep(0.5)
+        finally:
+            workload.stop()
+        assert workload.stats()["errors"] == {}
+        store = Store(config.store)
+        try:
+            outcome = advise_target(store, target, config.advisor)
+            (stored,) = latest_advice(store.engine, [store.target_id("postgres", target.name)])
+        finally:
+            store.close()
+
+    assert outcome == {"erp": None}, outcome
+    report = stored.report
+    assert report.error is None and report.hypopg is True and report.hint is None, report
+    assert all(s.proven and s.cost_after is not None for s in report.suggestions), report.suggestions
+    found = {(s.table, tuple(s.columns)): s for s in report.suggestions}
+
+    def suggested(table: str, columns: tuple[str, ...], text: str) -> None:
+        suggestion = found.get((table, columns))
+        assert suggestion, f"no index {table} {columns}: {sorted(found)}; skipped: {report.skipped}"
+        assert any(text in served for served in suggestion.statements), suggestion.statements
+
+    suggested("public.customers", ("lower(email)",), FIND_CUSTOMER)  # an expression
+    suggested("public.events", ("customer_id", "kind"), RETURNING)  # two equality columns
+    suggested("public.order_items", ("product_id",), SKU_JOIN)  # the join key from products
+    suggested("public.orders", ("customer_id", "created_at"), "ORDER BY created_at DESC LIMIT")
+    suggested("public.invoices", ("issued_at",), "FROM invoices ORDER BY issued_at DESC LIMIT")
+    served = {text for s in report.suggestions for text in s.statements}
+    skipped = {s.statement: s.reason for s in report.skipped}
+    for text in (PK_LOOKUP, SMALL_TABLE, UNSELECTIVE):  # judged, and left without an index
+        assert text not in served and text in skipped, (text, skipped.get(text))
+    assert "orders_pkey" in skipped[PK_LOOKUP] and "too small" in skipped[SMALL_TABLE]
+    # Index health beside the suggestions: the demo's duplicate index.
+    assert report.health and "orders_status_idx" in {f.index for f in report.health.redundant}
+    # A date range as applications write it: pg_stat_statements records `interval $1`.
+    suggested("public.events", ("created_at",), ACTIVITY)
 
 
 def _processes_mentioning(text: str) -> list[str]:
