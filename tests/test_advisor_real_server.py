@@ -122,6 +122,21 @@ def test_update_and_delete_are_advised_without_any_write_privilege(
     assert served[delete][1][0] == "customer" and served[delete][2], report.skipped
 
 
+def test_insert_select_and_foreign_key_checks_are_read_without_write_privileges(
+    pg: ThrowawayPostgres, recorded: str
+) -> None:
+    copy = "INSERT INTO bookings SELECT * FROM bookings WHERE ref = $1 ON CONFLICT DO NOTHING"
+    # What PostgreSQL itself runs for a foreign key, as pg_stat_statements.track = all records it.
+    fk_check = (
+        'SELECT $2 FROM ONLY "public"."bookings" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x'
+    )
+    report = advice_report(advisor_dsn(pg, recorded), queries=[copy, fk_check], health=False)
+    served = {text: (s.columns, s.proven) for s in report.suggestions for text in s.statements}
+    assert served == {copy: (["ref"], True)}, report.skipped
+    (skipped,) = report.skipped
+    assert skipped.statement == fk_check and skipped.reason.startswith("already cheap"), skipped
+
+
 def test_a_pg_monitor_only_role_is_told_the_exact_grant(pg: ThrowawayPostgres, monitor_only: str) -> None:
     report = advice_report(monitor_only, workload=Workload(min_calls=1, min_mean_ms=0.0))
     assert report.suggestions == []
@@ -212,6 +227,24 @@ def test_typed_placeholders_are_planned_as_casts(recorded: str, planned: str) ->
         (
             "WITH q AS (SELECT k FROM u) DELETE FROM t WHERE k IN (SELECT k FROM q)",
             "WITH q AS (SELECT k FROM u) SELECT t.ctid FROM t WHERE k IN (SELECT k FROM q)",
+        ),
+        (
+            "INSERT INTO t (a) SELECT u.a FROM u WHERE u.k = $1 ON CONFLICT DO NOTHING RETURNING a",
+            "SELECT u.a FROM u WHERE u.k = $1",
+        ),
+        (
+            "WITH q AS (SELECT 1 AS a) INSERT INTO t SELECT a FROM q",
+            "WITH q AS (SELECT 1 AS a) SELECT a FROM q",
+        ),
+        ("INSERT INTO t VALUES ($1, $2)", "INSERT INTO t VALUES ($1, $2)"),  # no rows to find: as written
+        ("SELECT a FROM t x WHERE k = $1 FOR KEY SHARE OF x", "SELECT a FROM t AS x WHERE k = $1"),
+        (
+            "SELECT 1 FROM t WHERE k IN (SELECT k FROM u FOR UPDATE)",
+            "SELECT 1 FROM t WHERE k IN (SELECT k FROM u)",
+        ),
+        (
+            "MERGE INTO t USING u ON t.k = u.k WHEN MATCHED THEN DELETE",
+            "MERGE INTO t USING u ON t.k = u.k WHEN MATCHED THEN DELETE",
         ),
         ("SELECT 1", "SELECT 1"),
     ],

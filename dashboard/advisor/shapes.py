@@ -91,6 +91,9 @@ def _spaced_params(text: str) -> str:
 def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
     """The statement's use of each base table, and the relations it reads (by 'schema.name')."""
     tree = parse(text)
+    for lock in list(tree.find_all(exp.Lock)):  # FOR UPDATE OF x: names aliases, asks nothing of indexes
+        lock.pop()
+    _plain_comparisons(tree)
     relations: dict[str, Relation] = {}
     _resolve(tree, catalog, relations, depth=0, budget=_Budget())
     schema: dict[str, dict[str, dict[str, str]]] = {}
@@ -118,6 +121,18 @@ def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
     for scope in traverse_scope(tree):
         _scope_terms(scope, result)
     return result, relations
+
+
+_COMPARISONS = {"=": exp.EQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+
+
+def _plain_comparisons(tree: exp.Expression) -> None:
+    """`a OPERATOR(pg_catalog.=) $1` (how PostgreSQL writes its own foreign key checks) as `a = $1`:
+    the built-in operator, named by its schema."""
+    for node in list(tree.find_all(exp.Operator)):
+        schema, _, name = str(node.args.get("operator", "")).rpartition(".")
+        if schema in ("", "pg_catalog") and name in _COMPARISONS:
+            node.replace(_COMPARISONS[name](this=node.this, expression=node.expression))
 
 
 @dataclass
