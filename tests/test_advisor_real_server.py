@@ -263,3 +263,19 @@ def test_the_rewritten_statement_keeps_what_the_guard_checked() -> None:
     written = check("SELECT o.id FROM s.orders o WHERE o.at > now() - $1::interval AND o.day = $2::date")
     assert recorded == written
     assert recorded.relations == frozenset({"s.orders"}) and {"interval", "date", "now"} <= recorded.names
+
+
+@pytest.mark.parametrize(
+    ("text", "one"),
+    [
+        ("SELECT 'éé';", "SELECT 'éé'"),
+        ("  SELECT 'ab', '日本' FROM t ;  -- after", "SELECT 'ab', '日本' FROM t"),
+        (
+            "SELECT 'ü', date $1, '日本' AS \"ö\", interval $2;",
+            "SELECT 'ü', $1::date, '日本' AS \"ö\", $2::interval",
+        ),
+    ],
+)
+def test_text_beyond_ascii_is_kept_whole(text: str, one: str) -> None:
+    """pglast counts characters, not bytes: a statement with accents is neither cut nor garbled."""
+    assert check(text).text == one

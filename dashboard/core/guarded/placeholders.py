@@ -19,7 +19,8 @@ _COMMENTS = frozenset({"C_COMMENT", "SQL_COMMENT"})
 
 
 def typed_placeholder(node: ast.Node) -> tuple[int, int] | None:
-    """(type name's byte offset, placeholder's byte offset) when `node` is `typename $n`, else None.
+    """(type name's offset, placeholder's offset) when `node` is `typename $n`, else None. pglast
+    gives offsets in characters of the Python string (libpg_query's count bytes).
 
     The parser gives a cast written `$1::int` or `CAST($1 AS int)` a location; the typed-literal
     form `int $1` has none.
@@ -37,23 +38,21 @@ def typed_placeholder(node: ast.Node) -> tuple[int, int] | None:
 def as_casts(text: str, spans: list[tuple[int, int]]) -> str | None:
     """`text` with each `typename $n` of `spans` written `$n::typename`; None if the scanner does
     not find a placeholder where the parser put one."""
-    data = text.encode("utf-8")
-    tokens = scan(text)
+    tokens = scan(text)  # offsets in characters, like the tree's
     for type_at, param_at in sorted(spans, reverse=True):  # from the end: earlier offsets stay true
         words = [t for t in tokens if type_at <= t.start < param_at and t.name not in _COMMENTS]
         param = next((t for t in tokens if t.start == param_at and t.name == "PARAM"), None)
         if param is None:
             return None
-        type_name = _joined(data, words)
-        cast = data[param.start : param.end + 1] + b"::" + type_name
-        data = data[:type_at] + cast + data[param.end + 1 :]
-    return data.decode("utf-8")
+        cast = text[param.start : param.end + 1] + "::" + _joined(text, words)
+        text = text[:type_at] + cast + text[param.end + 1 :]
+    return text
 
 
-def _joined(data: bytes, words: list) -> bytes:
+def _joined(text: str, words: list) -> str:
     """The tokens' text, one space where the statement had a gap (whitespace or a comment)."""
-    out = b""
+    out = ""
     for previous, word in zip([None, *words], words, strict=False):
         gap = previous is not None and word.start > previous.end + 1
-        out += (b" " if gap else b"") + data[word.start : word.end + 1]
+        out += (" " if gap else "") + text[word.start : word.end + 1]
     return out

@@ -172,11 +172,11 @@ def _check_tokens(text: str) -> None:
 
 
 def _one(text: str, raw: ast.RawStmt) -> str:
-    """The statement's own text: libpg_query's locations count UTF-8 bytes."""
-    data = text.encode("utf-8")
+    """The statement's own text. libpg_query counts UTF-8 bytes; pglast gives every location (here and
+    in the tree) in characters of the Python string."""
     start = raw.stmt_location or 0
-    end = start + raw.stmt_len if raw.stmt_len else len(data)
-    return data[start:end].decode("utf-8").strip().rstrip(";").strip()
+    end = start + raw.stmt_len if raw.stmt_len else len(text)
+    return text[start:end].strip().rstrip(";").strip()
 
 
 def _name(node: ast.Node) -> str:
