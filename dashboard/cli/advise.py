@@ -1,4 +1,6 @@
-"""`observatory advise --dsn DSN [--query SQL]...`: index suggestions and index health for one database."""
+"""`observatory advise --dsn DSN [--query SQL]... [--query-file PATH]...`: index suggestions and index
+health for one database. Exit 0, or 1 with --fail-on-suggestion when an index is suggested (for CI);
+2 when it cannot advise (a refused --query, a file that does not parse, no connection)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dashboard.core.advice import AdviceReport
 
 def run(args: argparse.Namespace) -> int:
     from dashboard.advisor.database import AdviseError, Workload, advice_report
+    from dashboard.cli.query_file import QueryFileError, read_statements
     from dashboard.core.guarded import Refused, check
 
     for n, query in enumerate(args.query or [], start=1):
@@ -19,11 +22,16 @@ def run(args: argparse.Namespace) -> int:
         except Refused as err:
             print(f"observatory advise: --query {n} not advised: {err}", file=sys.stderr)
             return 2
+    try:  # a file's statements that cannot be planned (DDL, SET, COMMIT ...) are reported as skipped
+        from_files = [s for path in args.query_file or () for s in read_statements(path)]
+    except QueryFileError as err:
+        print(f"observatory advise: {err}", file=sys.stderr)
+        return 2
     workload = Workload(min_calls=args.min_calls, min_mean_ms=args.min_mean_ms, limit=args.limit)
     try:
         report = advice_report(
             args.dsn,
-            queries=args.query,
+            queries=(args.query or []) + from_files,
             workload=workload,
             allow_privileged=args.allow_privileged,
         )
@@ -31,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"observatory advise: {err}", file=sys.stderr)
         return 2
     print_report(report, as_json=args.json)
-    return 0
+    return 1 if args.fail_on_suggestion and report.suggestions else 0
 
 
 def print_report(report: AdviceReport, as_json: bool = False) -> None:
@@ -44,6 +52,8 @@ def print_report(report: AdviceReport, as_json: bool = False) -> None:
         print(f"\n  {_printable(s.create_sql)}\n    {_printable(s.reason)}")
     for skipped in report.skipped:
         print(f"\n  skipped: {_printable(skipped.statement)[:100]}\n    {_printable(skipped.reason)}")
+    for need in report.needs or ():
+        print(f"\nneeds: {_printable(need)}")
     if report.hint:
         print(f"\nhint: {report.hint}")
     for kind, findings in report.health or ():

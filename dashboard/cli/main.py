@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     advise.add_argument("--dsn", required=True, help="the database to advise on (read-only session)")
     advise.add_argument("--query", action="append", help="advise on this statement instead (repeatable)")
+    advise.add_argument(
+        "--query-file",
+        action="append",
+        metavar="PATH",
+        help="advise on this file's statements, split by PostgreSQL's parser; - reads stdin (repeatable)",
+    )
+    advise.add_argument(
+        "--fail-on-suggestion", action="store_true", help="exit 1 when an index is suggested (for CI)"
+    )
     advise.add_argument("--json", action="store_true")
     advise.add_argument(
         "--allow-privileged",
