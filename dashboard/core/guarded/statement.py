@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, scan
 
-from dashboard.core.guarded.placeholders import as_casts, typed_placeholder
+from dashboard.core.guarded.placeholders import Span, as_casts, typed_placeholder
 
 MAX_CHARS = 100_000  # pg_stat_statements keeps whole texts; generated SQL past this is not advised on
 MAX_DEPTH = 32  # nested parentheses, subqueries or expressions: sqlglot recurses once a level or more
@@ -105,26 +105,34 @@ def check(text: object) -> ForeignStatement:
             raise Refused(f"{called[0]} {what}, which no check can see: not planned")
     spans = walked.pop("typed_placeholders")
     if spans:
-        return _with_casts(text, spans, ForeignStatement(text="", kind=kind, **walked))
+        return _with_casts(text, raw[0], spans, ForeignStatement(text="", kind=kind, **walked))
     return ForeignStatement(text=_one(text, raw[0]), kind=kind, **walked)
 
 
-def _with_casts(text: str, spans: list[tuple[int, int]], read: ForeignStatement) -> ForeignStatement:
-    """The statement with `interval $1` written `$1::interval`, so the server can plan it; read
-    again to be sure the rewrite kept every name, relation and placeholder it was checked with."""
+def _with_casts(text: str, raw: ast.RawStmt, spans: list[Span], read: ForeignStatement) -> ForeignStatement:
+    """The statement with `interval $1` written `$1::interval`, so the server can plan it; parsed
+    again to be sure the rewrite gives the very tree that was checked (locations aside)."""
     rewritten = as_casts(text, spans)
-    raw = _parse(rewritten) if rewritten is not None else ()
-    if rewritten is not None and len(raw) == 1:
-        again = _walk(raw[0].stmt)
-        checked = (read.names, read.relations, read.params)
-        if (
-            not again["typed_placeholders"]
-            and (again["names"], again["relations"], again["params"]) == checked
-        ):
-            return ForeignStatement(
-                _one(rewritten, raw[0]), read.kind, read.params, read.names, read.relations
-            )
-    raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
+    try:  # the bounds held for the original; each rewrite adds a `::` token
+        again = parse_sql(rewritten) if rewritten is not None else ()
+    except ParseError:
+        again = ()
+    if len(again) != 1 or _located_nowhere(again[0].stmt) != _located_nowhere(raw.stmt):
+        raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
+    return ForeignStatement(_one(rewritten, again[0]), read.kind, read.params, read.names, read.relations)
+
+
+def _located_nowhere(node: ast.Node) -> object:
+    """The tree as nested dicts and tuples without its locations, for comparing two parses."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "location"}
+        if isinstance(value, tuple | list):
+            return tuple(strip(v) for v in value)
+        return value
+
+    return strip(node(skip_none=True))
 
 
 def analysable(text: str) -> str | None:
@@ -198,7 +206,7 @@ def _walk(root: ast.Node) -> dict:
     relations: set[str] = set()
     params = from_items = 0
     creates_table = False
-    typed: list[tuple[int, int]] = []  # `interval $1`: see placeholders.py
+    typed: list[Span] = []  # `interval $1`: see placeholders.py
     stack: list[tuple[object, int]] = [(root, 0)]
     while stack:
         item, depth = stack.pop()
