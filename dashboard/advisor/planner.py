@@ -18,7 +18,7 @@ from psycopg import sql as pgsql
 
 from dashboard.advisor.candidates import Candidate
 from dashboard.advisor.catalog import sql
-from dashboard.advisor.privileges import read_grant
+from dashboard.advisor.privileges import denied
 from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, check, first_line, reading_form
 from dashboard.core.records import OWN_MARKER
 
@@ -45,9 +45,9 @@ class Planner:
 
     def _find_hypopg(self) -> str | None:
         """HypoPG's schema, when the role may call it: the session resolves names in pg_catalog only,
-        so its calls name it. (database.missing_privileges says what to grant when it may not.)"""
+        so its calls name it. (privileges.access says what to grant when it may not.)"""
         row = self.session.conn.execute(sql("privileges_hypopg")).fetchone()
-        return row[0] if row and row[1] else None
+        return row[0] if row and row[1] and not row[2] else None
 
     def _hypopg(self, template: str) -> pgsql.Composed:
         """`template` with {} for HypoPG's schema, marked as the observatory's own."""
@@ -58,13 +58,16 @@ class Planner:
 
         Raises Refused (from the session) for a statement that must not be planned.
         """
+        reading = reading_form(statement)
         try:
-            tree, text = self.session.explain(reading_form(statement))
+            tree, text = self.session.explain(reading)
         except psycopg.errors.QueryCanceled:
             limit = self.session.limits.statement_ms / 1000
             raise PlanError(f"cancelled: planning it took longer than {limit:g} s") from None
         except psycopg.errors.InsufficientPrivilege as err:
-            raise PlanError(f"{first_line(err)}: {read_grant(self.session.conn)}") from None
+            raise PlanError(
+                f"{first_line(err)}: {denied(self.session.conn, reading.kind == 'select')}"
+            ) from None
         except psycopg.Error as err:
             raise PlanError(first_line(err)) from None
         return Plan(float(tree[0]["Plan"]["Total Cost"]), frozenset(_index_names(tree)), text)

@@ -14,6 +14,7 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from dashboard.advisor.catalog import sql
+from dashboard.core.records import OWN_MARKER
 
 
 class Access(NamedTuple):
@@ -30,23 +31,43 @@ def access(conn: Connection) -> Access:
     needs = [_table_grant(conn, role, row) for row in tables]
     if hypopg is None:
         return Access(needs, "absent")
-    if not hypopg["usable"]:
-        schema = _quoted(hypopg["schema"])
-        needs.append(
-            f"{role} may not call HypoPG, so suggestions cannot be proven: GRANT USAGE ON SCHEMA {schema} "
-            f"TO {role}; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {role};"
-        )
+    if not hypopg["usage"] or hypopg["denied"]:
+        needs.append(_hypopg_grant(role, hypopg))
         return Access(needs, "forbidden")
     return Access(needs, "usable")
 
 
-def read_grant(conn: Connection) -> str:
-    """For a statement refused with "permission denied": what lets the role plan it."""
+def _hypopg_grant(role: str, hypopg: dict) -> str:
+    """USAGE on its schema and EXECUTE on the two functions the advisor calls, nothing wider (its
+    schema is often public, where someone may have revoked EXECUTE from other functions)."""
+    grants = []
+    if not hypopg["usage"]:
+        grants.append(f"GRANT USAGE ON SCHEMA {_quoted(hypopg['schema'])} TO {role};")
+    if hypopg["denied"]:
+        grants.append(f"GRANT EXECUTE ON FUNCTION {', '.join(hypopg['denied'])} TO {role};")
+    return f"{role} may not call HypoPG, so suggestions cannot be proven: {' '.join(grants)}"
+
+
+def denied(conn: Connection, reads_only: bool) -> str:
+    """For a statement refused with "permission denied": what lets the role plan it. A statement
+    that still writes (MERGE, INSERT ... VALUES, a CTE that writes) needs a write privilege, which
+    the advisor's role should not have; one that only reads needs SELECT."""
     role = _quoted(conn.info.user)
+    if not reads_only or _reads_everything(conn):
+        return f"planning it needs a privilege to write, which {role} is rightly not given: not planned"
     how = f"GRANT SELECT ON the tables TO {role}"
     if conn.info.server_version >= 140000:
         how = f"GRANT pg_read_all_data TO {role}; or {how}"
     return f"the advisor's role needs to read the tables it plans ({how})"
+
+
+def _reads_everything(conn: Connection) -> bool:
+    if conn.info.server_version < 140000:
+        return False
+    row = conn.execute(
+        OWN_MARKER + "SELECT pg_has_role(current_user, 'pg_read_all_data', 'USAGE')"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _table_grant(conn: Connection, role: str, row: dict) -> str:
