@@ -252,18 +252,32 @@ def test_a_proven_btree_wins_over_a_trigram_index(advisor: Advisor) -> None:
 
 
 def test_trigram_index_with_pg_trgm_and_when_one_exists(pg: ThrowawayPostgres) -> None:
+    """pg_trgm in a schema off the search_path: the suggested index names its operator class there,
+    and runs as suggested; a character(n) column gets none (gin_trgm_ops does not accept it)."""
     name = new_database(pg, "trgm")
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pg_trgm")
+        conn.execute("CREATE SCHEMA extensions")
+        conn.execute("CREATE EXTENSION pg_trgm SCHEMA extensions")
         conn.execute("CREATE EXTENSION hypopg")
-        conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body varchar(200) NOT NULL)")
-        conn.execute("INSERT INTO notes SELECT g, 'note ' || md5(g::text) FROM generate_series(1, 20000) g")
+        conn.execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body varchar(200) NOT NULL, code character(40) NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO notes SELECT g, 'note ' || md5(g::text), md5(g::text)"
+            " FROM generate_series(1, 20000) g"
+        )
         conn.execute("ANALYZE notes")
     dsn, search = advisor_dsn(pg, name), "SELECT * FROM notes WHERE body ILIKE $1"
     (s,) = advice_report(dsn, queries=[search], health=False).suggestions
-    assert s.create_sql == "CREATE INDEX CONCURRENTLY ON public.notes USING gin (body gin_trgm_ops);"
+    assert (
+        s.create_sql == "CREATE INDEX CONCURRENTLY ON public.notes USING gin (body extensions.gin_trgm_ops);"
+    )
+    padded = advice_report(dsn, queries=["SELECT * FROM notes WHERE code LIKE '%abc%'"], health=False)
+    assert padded.suggestions == [], padded.suggestions
     with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute("CREATE INDEX notes_body_trgm ON notes USING gist (body gist_trgm_ops)")
+        conn.execute(s.create_sql)  # as suggested, by a user whose search_path lacks the schema
+        conn.execute("DROP INDEX notes_body_idx")
+        conn.execute("CREATE INDEX notes_body_trgm ON notes USING gist (body extensions.gist_trgm_ops)")
     report = advice_report(dsn, queries=[search], health=False)
     assert report.suggestions == []
     assert report.skipped[0].reason == "already indexed by public.notes_body_trgm"

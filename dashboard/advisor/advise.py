@@ -18,6 +18,10 @@ from dashboard.advisor.shapes import EQUALITY, ShapeError, TableUse, shape
 from dashboard.core.advice import IndexSuggestion, SkippedStatement
 from dashboard.core.guarded import ForeignStatement, GuardedSession, Refused, Unsafe, check, first_line
 
+# Skipped statements whose reason begins so were not checked for a missing index: they could not be
+# read or planned here (a missing grant or relation, a user's function), so no one can say.
+UNCHECKED = ("not analysed", "the planner cannot plan it", "not planned")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -65,6 +69,7 @@ class Suggestion:
     relation: Relation
     proposals: list[Proposal] = field(default_factory=list)
     missing_extension: str | None = None  # the index's operator class needs it: created first
+    extension_schema: str | None = None  # where that extension is, when it is installed
 
     @property
     def proven(self) -> bool:
@@ -110,7 +115,7 @@ class Suggestion:
         setup = (
             f"CREATE EXTENSION IF NOT EXISTS {self.missing_extension};\n" if self.missing_extension else ""
         )
-        return f"{setup}{self.candidate.create_sql()};"
+        return f"{setup}{self.candidate.create_sql(opclass_schema=self.extension_schema)};"
 
     def reason(self) -> str:
         n = len(self.proposals)
@@ -301,16 +306,15 @@ class Advisor:
                 p = self._reprove(p, target)
             key = target or p.candidate
             if key not in by_candidate:
+                installed = self.catalog.extensions.get(key.extension or "")
                 by_candidate[key] = Suggestion(
-                    key, self.relations[key.table], missing_extension=self._missing(key)
+                    key,
+                    self.relations[key.table],
+                    missing_extension=None if installed or not key.extension else key.extension,
+                    extension_schema=installed,
                 )
             by_candidate[key].proposals.append(p)
         return list(by_candidate.values())
-
-    def _missing(self, candidate: Candidate) -> str | None:
-        """The extension the candidate's operator class needs, when this database lacks it."""
-        wanted = candidate.extension
-        return wanted if wanted and wanted not in self.catalog.extensions else None
 
     def _reprove(self, p: Proposal, wider: Candidate) -> Proposal:
         """The statement served by the wider index: measure it, so the figures stay honest."""

@@ -19,7 +19,8 @@ DEFAULT_EQ_SEL = 0.005  # PostgreSQL's own guess for "col = const" without stati
 UNSELECTIVE = 0.5  # an equality that keeps more than half the rows is not worth a key column
 MAX_EQ_KEYS = 3
 TRIGRAM_OPCLASSES = frozenset({"gin_trgm_ops", "gist_trgm_ops"})  # pg_trgm's: they serve LIKE/ILIKE
-_TEXT_TYPES = ("text", "character varying", "character")  # gin_trgm_ops indexes text
+# gin_trgm_ops indexes text; character(n) has no implicit cast it accepts ("does not accept data type")
+_TEXT_TYPES = ("text", "character varying")
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,12 @@ class Candidate:
     method: Literal["btree", "gin"] = "btree"
     opclass: str | None = None  # of every key: 'gin_trgm_ops' for a trigram index
 
-    def key_sql(self) -> list[str]:
+    def key_sql(self, opclass_schema: str | None = None) -> list[str]:
         out = []
+        opclass = f"{opclass_schema}.{self.opclass}" if opclass_schema and self.opclass else self.opclass
         for key, desc, is_expr in zip(self.keys, self.desc, self.expressions, strict=True):
             text = f"({key})" if is_expr else _quote(key)
-            text = f"{text} {self.opclass}" if self.opclass else text
+            text = f"{text} {opclass}" if opclass else text
             out.append(f"{text} DESC" if desc else text)
         return out
 
@@ -51,10 +53,12 @@ class Candidate:
         """The extension its operator class comes from, which must exist before the index."""
         return "pg_trgm" if self.opclass in TRIGRAM_OPCLASSES else None
 
-    def create_sql(self, concurrently: bool = True) -> str:
+    def create_sql(self, concurrently: bool = True, opclass_schema: str | None = None) -> str:
+        """`opclass_schema`: where the operator class's extension is (not always on the search_path)."""
         how = "CONCURRENTLY " if concurrently else ""
         using = f" USING {self.method}" if self.method != "btree" else ""
-        return f"CREATE INDEX {how}ON {self.quoted_table}{using} ({', '.join(self.key_sql())})"
+        keys = ", ".join(self.key_sql(opclass_schema))
+        return f"CREATE INDEX {how}ON {self.quoted_table}{using} ({keys})"
 
     def is_prefix_of(self, other: Candidate) -> bool:
         n = len(self.keys)

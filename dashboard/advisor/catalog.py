@@ -102,14 +102,15 @@ class Catalog:
         self.session = session
         self.conn = session.conn
         self._relations: dict[str, Relation | None] = {}
-        self._extensions: frozenset[str] | None = None
+        self._extensions: dict[str, str] | None = None
 
     @property
-    def extensions(self) -> frozenset[str]:
-        """Names of the extensions installed in this database (read once)."""
+    def extensions(self) -> dict[str, str]:
+        """The extensions installed in this database, by name: their schemas, quoted if need be
+        (read once)."""
         if self._extensions is None:
             rows = self.conn.execute(sql("catalog_extensions")).fetchall()
-            self._extensions = frozenset(row[0] for row in rows)
+            self._extensions = {name: schema for name, schema in rows}
         return self._extensions
 
     def relation(self, written: str) -> Relation | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from pglast.stream import maybe_double_quote_name
 from psycopg import Connection
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
@@ -43,7 +44,7 @@ PGSS_OVERLOAD = (
 
 
 def no_hypopg(database: str) -> str:
-    where = f"CREATE EXTENSION hypopg; in database {database}"
+    where = f"CREATE EXTENSION hypopg; in database {maybe_double_quote_name(database)}"
     return f"install HypoPG ({where}) so the planner proves every suggestion"
 
 
