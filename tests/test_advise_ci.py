@@ -206,3 +206,16 @@ def test_query_and_query_file_together_and_the_flag_on_a_query(shop: str, tmp_pa
     assert reasons["SELECT * FROM orders WHERE customer_id = 7"] == (
         "suggested: CREATE INDEX CONCURRENTLY ON public.orders (customer_id);"
     )
+
+
+def test_a_gate_that_could_not_check_a_statement_fails_with_exit_2(shop: str, tmp_path: Path) -> None:
+    """A migration whose table is not in the database yet, or a role that may not read a table: the
+    gate says what it could not check, never a silent pass."""
+    unchecked = "SELECT * FROM order_notes WHERE order_id = 7;\nSELECT * FROM orders WHERE id = 42;\n"
+    result = advise(shop, "--query-file", sql_file(tmp_path, unchecked), "--fail-on-suggestion")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith(
+        "observatory advise: 1 statement could not be checked (first: not analysed:"
+    )
+    assert "order_notes does not exist" in result.stderr
+    assert advise(shop, "--query-file", sql_file(tmp_path, unchecked)).returncode == 0  # advice only

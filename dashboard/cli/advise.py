@@ -39,7 +39,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"observatory advise: {err}", file=sys.stderr)
         return 2
     print_report(report, as_json=args.json)
-    return 1 if args.fail_on_suggestion and report.suggestions else 0
+    if not args.fail_on_suggestion:
+        return 0
+    return 1 if report.suggestions else _incomplete(report)
+
+
+def _incomplete(report: AdviceReport) -> int:
+    """For --fail-on-suggestion: 2 when some statement could not be checked (a CI gate must not
+    pass on statements it never planned), else 0."""
+    from dashboard.advisor.advise import UNCHECKED
+
+    unchecked = [s for s in report.skipped if s.reason.startswith(UNCHECKED)]
+    if not unchecked and not report.needs:
+        return 0
+    what = f"{len(unchecked)} statement{'s' if len(unchecked) != 1 else ''} could not be checked"
+    first = f" (first: {_printable(unchecked[0].reason)})" if unchecked else ""
+    needs = f"; the role needs: {_printable(report.needs[0])}" if report.needs else ""
+    print(f"observatory advise: {what}{first}{needs}", file=sys.stderr)
+    return 2
 
 
 def print_report(report: AdviceReport, as_json: bool = False) -> None:
@@ -55,7 +72,7 @@ def print_report(report: AdviceReport, as_json: bool = False) -> None:
     for need in report.needs or ():
         print(f"\nneeds: {_printable(need)}")
     if report.hint:
-        print(f"\nhint: {report.hint}")
+        print(f"\nhint: {_printable(report.hint)}")
     for kind, findings in report.health or ():
         if findings:
             print(f"\n{kind.replace('_', ' ')}: {len(findings)}")
