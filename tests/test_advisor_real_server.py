@@ -353,3 +353,11 @@ def test_many_typed_placeholders_are_rewritten_in_linear_time() -> None:
     started = time.perf_counter()
     assert check(text).text.endswith("$6000::int")
     assert time.perf_counter() - started < 3.0
+
+
+def test_placeholders_sqlglot_could_not_tokenize_are_read() -> None:
+    """As the demo's analytics INSERT was recorded: a placeholder subscript after another one."""
+    from dashboard.advisor.shapes import parse
+
+    tree = parse("SELECT ($1::text[])[$4 + floor(random() * $5)::int], x[$2] FROM t WHERE a IN ($6,$7)")
+    assert tree.sql("postgres").count("$") == 6

@@ -84,8 +84,9 @@ def parse(text: str) -> exp.Expression:
 
 
 def _spaced_params(text: str) -> str:
-    # pg_stat_statements writes `$1,$2`; sqlglot 30 cannot tokenize a parameter followed by a comma.
-    return text.replace(",$", ", $")
+    # pg_stat_statements writes `$1,$2`; sqlglot 30 cannot tokenize a parameter followed by a comma,
+    # nor `($1::text[])[$4]` (it reads `$1 ... [$` as the start of a dollar-quoted string).
+    return text.replace(",$", ", $").replace("[$", "[ $")
 
 
 def shape(text: str, catalog: Catalog) -> tuple[Shape, dict[str, Relation]]:
