@@ -14,9 +14,7 @@ import pytest
 from dashboard.cli.query_file import QueryFileError, read_statements
 from dashboard.servers.throwaway import ThrowawayPostgres
 from tests.support.cli import env_without_config
-from tests.support.postgres import advisor_dsn, new_database
-
-SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
+from tests.support.postgres import shop_dsn
 
 MIGRATION = """\
 -- 0042: notes on orders, and the screen that looks orders up by their reference
@@ -54,11 +52,7 @@ REF_INDEX = "CREATE INDEX CONCURRENTLY ON public.orders (ref);"
 @pytest.fixture(scope="module")
 def shop(pg: ThrowawayPostgres) -> str:
     """The DSN (the least-privilege advisor role) of a database with the shop schema and HypoPG."""
-    name = new_database(pg, "shop_ci")
-    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("CREATE EXTENSION hypopg")
-    return advisor_dsn(pg, name)
+    return shop_dsn(pg, "shop_ci")
 
 
 def advise(dsn: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -27,7 +27,7 @@ from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import Window, statement_totals
 from dashboard.store.schema import advice
-from tests.support.postgres import ADVISOR_ROLE, advisor_dsn, new_database
+from tests.support.postgres import ADVISOR_ROLE, advisor_dsn, new_database, shop_dsn
 from tests.support.stores import collect_once, make_config
 
 SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
@@ -36,11 +36,7 @@ SCHEMA = Path(__file__).with_name("advisor_schema.sql").read_text()
 @pytest.fixture(scope="module")
 def shop(pg: ThrowawayPostgres) -> str:
     """The DSN of a database with the shop schema, pg_stat_statements and HypoPG."""
-    name = new_database(pg, "shop")
-    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("CREATE EXTENSION hypopg")
-    return advisor_dsn(pg, name)
+    return shop_dsn(pg, "shop")
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
 from dashboard.store.reads import statement_ids_by_text
-from tests.support.postgres import advisor_dsn, new_database
+from tests.support.postgres import SHOP_SCHEMA, advisor_dsn, new_database
 from tests.support.stores import collect_once, make_config
 
 TARGET = "shop"
-SCHEMA = (Path(__file__).parents[1] / "advisor_schema.sql").read_text()
 REF = "SELECT * FROM orders WHERE ref = $1"
 SEGMENT = "SELECT count(*) FROM customers WHERE segment = $1"
 REF_INDEX = "CREATE INDEX CONCURRENTLY ON public.orders (ref);"
@@ -33,7 +32,7 @@ def advised_store(pg: ThrowawayPostgres, folder: Path) -> dict[str, str]:
     datname = new_database(pg, "advised")
     dsn = pg.dsn(dbname=datname)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(SHOP_SCHEMA)
         conn.execute("CREATE EXTENSION hypopg")
     url = f"sqlite:///{folder / 'store.db'}"
     target_dsn = advisor_dsn(pg, datname)  # the least-privilege role: the advisor refuses a superuser

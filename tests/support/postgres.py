@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import psycopg
 
 from dashboard.servers.throwaway import ThrowawayPostgres
 
 ADVISOR_ROLE = "observatory_advisor"
+SHOP_SCHEMA = (Path(__file__).parents[1] / "advisor_schema.sql").read_text()
 
 
 def advisor_dsn(pg: ThrowawayPostgres, dbname: str) -> str:
@@ -48,3 +50,12 @@ def run_workload(dsn: str) -> None:
             conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (i + 1,))
         conn.execute("SET work_mem = '64kB'")
         conn.execute("SELECT * FROM orders ORDER BY total DESC, customer LIMIT 5000").fetchall()
+
+
+def shop_dsn(pg: ThrowawayPostgres, prefix: str = "shop") -> str:
+    """A fresh database with the shop schema (tests/advisor_schema.sql) and HypoPG: the advisor role's DSN."""
+    name = new_database(pg, prefix)
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(SHOP_SCHEMA)
+        conn.execute("CREATE EXTENSION hypopg")
+    return advisor_dsn(pg, name)
