@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import stat
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -188,6 +189,54 @@ class AdvisorSettings(_Strict):
     min_reduction: float = Field(0.25, gt=0, lt=1)
 
 
+class WebhookReceiver(_Strict):
+    """POSTs Alertmanager's webhook JSON (version 4) to the URL."""
+
+    webhook: Annotated[str, Secret.URL]
+
+
+class SlackUrl(_Strict):
+    url_env: Annotated[str, Secret.ENV]  # a Slack URL is its own secret: only from the environment
+
+
+class SlackReceiver(_Strict):
+    """POSTs a Slack-compatible incoming-webhook message."""
+
+    slack: SlackUrl
+
+
+class AlertmanagerReceiver(_Strict):
+    """POSTs to an Alertmanager's /api/v2/alerts (it then groups, silences and routes)."""
+
+    alertmanager: Annotated[str, Secret.URL]
+
+
+Receiver = WebhookReceiver | SlackReceiver | AlertmanagerReceiver
+
+
+class Silence(_Strict):
+    """Alerts whose labels hold every matcher are not notified until `until` (they still show)."""
+
+    matchers: dict[str, str] = Field(min_length=1)
+    until: datetime
+    comment: str = ""
+
+
+class AlertSettings(_Strict):
+    """Alerting rules and where their notifications go (dashboard.alerts)."""
+
+    rule_files: list[str] = []  # Prometheus rule-file layout; globs, relative to the config file
+    default_rules: bool = True  # the built-in pack (dashboard/alerts/default_rules.yaml)
+    disabled_rules: list[str] = []  # alert names of the built-in pack to leave out
+    evaluation_interval: Duration = 30.0
+    receivers: list[Receiver] = []
+    silences: list[Silence] = []
+    group_by: list[str] = ["alertname", "target"]
+    group_wait: Duration = 30.0  # before the first notification of a new group
+    group_interval: Duration = 300.0  # before notifying a group again when it changed
+    repeat_interval: Duration = 4 * 3600.0  # before notifying a group again while it still fires
+
+
 class Retention(_Strict):
     raw: Duration = 2 * 86400.0
     hourly: Duration = 90 * 86400.0
@@ -198,6 +247,7 @@ class Config(_Strict):
     store: Annotated[str, Secret.URL] = "sqlite:///observatory.db"
     retention: Retention = Retention()
     advisor: AdvisorSettings = AdvisorSettings()
+    alerts: AlertSettings = AlertSettings()
     targets: Targets = Targets()
     source: str = "embedded defaults"  # where this config came from, for messages
 
