@@ -40,17 +40,32 @@ def test_upgrade_keeps_history(backend_store: Store, monkeypatch: pytest.MonkeyP
     backend_store.write_cycle(cycle(T0 + 60, {1: 5}))
     added = Column("note", Integer)
 
-    def step(conn) -> None:  # what a real v1 -> v2 step looks like: add, never drop
+    def step(conn) -> None:  # what a real step looks like: add, never drop
         conn.execute(text("ALTER TABLE statements ADD COLUMN note INTEGER"))
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(migrations.STEPS, 1, step)
+    now = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setitem(migrations.STEPS, now, step)
+    assert migrations.migrate(backend_store.engine) == now
+    with backend_store.engine.connect() as conn:
+        assert migrations.current_version(conn) == now + 1
+        assert conn.execute(select(func.sum(schema.STMT["raw"].c.calls))).scalar() == 5
+        assert added.name in {c["name"] for c in inspect(conn).get_columns("statements")}
+
+
+def test_a_version_1_store_gains_the_alert_tables_and_keeps_its_history(backend_store: Store) -> None:
+    backend_store.write_cycle(cycle(T0 + 60, {1: 5}))
+    alert_tables = ("alerts_now", "alert_events", "alert_journal")
+    with backend_store.engine.begin() as conn:  # the store as version 1 left it
+        for name in alert_tables:
+            conn.execute(text(f"DROP TABLE {name}"))
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
     assert migrations.migrate(backend_store.engine) == 1
     with backend_store.engine.connect() as conn:
         assert migrations.current_version(conn) == 2
+        assert set(alert_tables) <= set(inspect(conn).get_table_names())
         assert conn.execute(select(func.sum(schema.STMT["raw"].c.calls))).scalar() == 5
-        assert added.name in {c["name"] for c in inspect(conn).get_columns("statements")}
 
 
 def test_newer_store_is_refused(backend_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

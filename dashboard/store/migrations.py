@@ -13,8 +13,13 @@ from sqlalchemy import Connection, Engine, inspect, select
 
 from dashboard.store.schema import SCHEMA_VERSION, meta, metadata
 
+
+def _tables_only(conn: Connection) -> None:
+    """A version that only added tables: `migrate` creates them after the steps."""
+
+
 # STEPS[n] upgrades a store at version n to version n + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _tables_only}  # 2: the alert tables
 
 
 class SchemaError(RuntimeError):

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
@@ -198,4 +198,42 @@ slowlog = Table(
     Column("command", Text, nullable=False),
     Column("client", String(200)),
     PrimaryKeyConstraint("target_id", "ts", "entry_id"),
+)
+
+
+# Alerts (dashboard.alerts): every alert pending or firing now, one row each, so a restarted daemon
+# picks up where it stopped; every change of state, for the history; the notifier's bookkeeping.
+alerts_now = Table(
+    "alerts_now",
+    metadata,
+    Column("fingerprint", String(16), primary_key=True),
+    Column("rule", String(200), nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object
+    Column("annotations", Text, nullable=False),  # JSON object
+    Column("state", String(10), nullable=False),  # pending | firing
+    Column("value", Float),
+    Column("active_at", BigInteger, nullable=False),
+    Column("fired_at", BigInteger),
+    Column("held_at", BigInteger),
+    Column("source_url", Text),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(16), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("state", String(10), nullable=False),  # pending | firing | resolved
+    Column("value", Float),
+)
+Index("ix_alert_events_ts", alert_events.c.ts)
+
+alert_journal = Table(
+    "alert_journal",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON, written whole
 )

@@ -16,10 +16,11 @@ from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
 from dashboard.core import sources
 from dashboard.core.advice import AdviceReport
+from dashboard.core.alerts import Alert
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
-from dashboard.store import upserts
+from dashboard.store import alerting, upserts
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
 from dashboard.store.schema import (
@@ -303,6 +304,23 @@ class Store:
             conn.execute(advice.insert().values(**row))
 
     # -- retention --------------------------------------------------------------------------
+    # -- alerts (dashboard.alerts): the daemon's evaluation is their only writer -------------------
+    def save_alerts(self, active: Sequence[Alert], changes: Sequence[Alert], now: int) -> None:
+        """The alerts pending or firing now, replacing the last set, and each change of state."""
+        with self.engine.begin() as conn:
+            alerting.replace_now(conn, active, changes, now)
+
+    def active_alerts(self) -> list[Alert]:
+        return alerting.active(self.engine)
+
+    def journal(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return alerting.journal(conn, key)
+
+    def save_journal(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            alerting.save_journal(conn, key, value)
+
     def prune(self, retention: Retention, now: int) -> dict[str, int]:
         """Drop detail older than the retention of its level; returns rows deleted per table."""
         keep = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
