@@ -19,10 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from collectors.base import Collector
 from collectors.cycle_writer import CycleWriter
 from collectors.jobs.advisor import advise_target
+from collectors.jobs.alerts import AlertsJob, prometheus_query
 from collectors.jobs.retention import PRUNE_EVERY, prune
 from dashboard.core.config import Config, PostgresTarget
 from dashboard.core.records import Cycle
@@ -59,6 +61,7 @@ class Scheduler:
         store: Store,
         collectors: Sequence[Collector] | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: Any = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -70,6 +73,20 @@ class Scheduler:
         self.writer = CycleWriter(store, on_saved=self._saved, on_dropped=self._dropped)
         self.locks = target_locks(store.url)
         self.held_elsewhere: dict[tuple[str, str], str] = {}  # run_once: the targets left out, and why
+        self.alerts = AlertsJob(config, store, prometheus_query(self._prometheus_query, clock), notifier)
+
+    def _prometheus_query(self, target: str, expr: str, ts: int) -> list[dict[str, Any]]:
+        collector = self._by_target.get(("prometheus", target))
+        if collector is None:
+            raise RuntimeError(f"no Prometheus target named {target!r}")
+        return collector.query(expr, ts)  # type: ignore[attr-defined]
+
+    def evaluate_alerts(self) -> None:
+        """Every alerting rule once (after a round of cycles); a failure is logged, never raised."""
+        try:
+            self.alerts.run(int(self.clock()))
+        except Exception:
+            log.exception("alerts: evaluation crashed")
 
     def collect(self, collector: Collector) -> Cycle:
         self._resync_if_due(collector)
@@ -164,10 +181,16 @@ class Scheduler:
                 log.error("store: %d cycles not saved at exit", self.writer.pending())
             for collector in self.collectors:
                 collector.close()
+            self.close_notifications()
             self.locks.close()  # after the last save: the next holder reads the state saved
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def close_notifications(self, timeout: float = 10.0) -> None:
+        """Let the notifications under way finish (bounded), then stop their workers."""
+        if self.alerts.notifier is not None:
+            self.alerts.notifier.close(timeout)
 
     def _loop(self, collector: Collector) -> None:
         failures, collecting, waiting = 0, False, False
@@ -198,7 +221,10 @@ class Scheduler:
     # -- jobs -------------------------------------------------------------------------------
     def _job_threads(self) -> list[threading.Thread]:
         """Retention, and the advisor of each PostgreSQL target with `advise` on."""
-        jobs = [threading.Thread(target=self._retention_loop, name="retention", daemon=True)]
+        jobs = [
+            threading.Thread(target=self._retention_loop, name="retention", daemon=True),
+            threading.Thread(target=self._alerts_loop, name="alerts", daemon=True),
+        ]
         jobs += [
             threading.Thread(target=self._advise_loop, args=(t,), name=f"advise/{t.name}", daemon=True)
             for t in self.config.targets.postgres
@@ -210,6 +236,12 @@ class Scheduler:
         while not self.stop_event.is_set():
             prune(self.store, self.config.retention, int(self.clock()))
             self.stop_event.wait(PRUNE_EVERY)
+
+    def _alerts_loop(self) -> None:
+        self.stop_event.wait(min(self.config.alerts.evaluation_interval, 15.0))  # after the first cycles
+        while not self.stop_event.is_set():
+            self.evaluate_alerts()
+            self.stop_event.wait(self.config.alerts.evaluation_interval)
 
     def _advise_loop(self, target: PostgresTarget) -> None:
         self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements

@@ -298,15 +298,23 @@ def _size_points(rows: list[dict[str, Any]]) -> list[Point]:
 
 def _activity_points(rows: list[dict[str, Any]]) -> list[Point]:
     counts = {state: 0 for state in CONNECTION_STATES}
+    oldest = {state: 0.0 for state in CONNECTION_STATES}
     waiting = 0
     for row in rows:
         counts[row["state"]] = row["connections"]
+        oldest[row["state"]] = float(row["oldest_s"] or 0.0)
         waiting += row["waiting"]
     points = [
         Point(metrics.PG_CONNECTIONS, float(n), "gauge", metrics.encode({"state": s}))
         for s, n in counts.items()
     ]
+    points += [
+        Point("pg.connections.oldest_s", age, "gauge", metrics.encode({"state": s}))
+        for s, age in oldest.items()
+    ]
     points.append(Point("pg.connections.waiting_on_lock", float(waiting)))
+    if rows:  # the setting, read with the connections (alerts compare them: pg.connections.used_ratio)
+        points.append(Point("pg.connections.max", float(rows[0]["max_connections"])))
     return points
 
 

@@ -110,6 +110,10 @@ class PrometheusCollector(TargetCollector):
             self._details = self._stored_details(PrometheusDetails)
         return self._details
 
+    def query(self, expr: str, ts: int) -> list[dict[str, Any]]:
+        """An instant query of this target's Prometheus (for alerting rules with `source: prometheus`)."""
+        return self._connect().query(expr, ts)
+
     def _connect(self) -> PrometheusApi:
         if self._api is None:
             t = self.target

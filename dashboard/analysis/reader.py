@@ -25,14 +25,17 @@ from sqlalchemy.pool import StaticPool
 from dashboard.analysis.targets import Target, merge_statuses
 from dashboard.core import sources
 from dashboard.core.advice import StoredAdvice
+from dashboard.core.alerts import Alert
 from dashboard.core.config import Config
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
-from dashboard.store import reads
+from dashboard.store import alerting, reads
 from dashboard.store.engine import make_engine, missing_sqlite_file
 from dashboard.store.migrations import current_version, refuse_newer
 from dashboard.store.reads import StatementFilter, Window
 from dashboard.store.schema import metadata
+
+ALERT_TABLES_SINCE = 2  # the store's schema version that added them
 
 
 class Reads(Protocol):
@@ -57,6 +60,9 @@ class Reads(Protocol):
     def statement_ids(self, target_id: int, datname: str | None, texts: Sequence[str]) -> dict[str, int]: ...
     def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame: ...
     def details(self, target_id: int) -> Details | None: ...
+    def alerts(self) -> list[Alert]: ...
+    def alert_history(self, window: Window) -> pd.DataFrame: ...
+    def alert_journal(self, key: str) -> str | None: ...
 
 
 class StoreReads(Reads):
@@ -65,6 +71,7 @@ class StoreReads(Reads):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._ready = False
+        self._version = 0
 
     @classmethod
     def open(cls, url: str) -> StoreReads:
@@ -90,11 +97,28 @@ class StoreReads(Reads):
                 found = current_version(conn)
             refuse_newer(found)
             self._ready = found is not None
+            self._version = found or 0
         return self._ready
 
     @property
     def engine(self) -> Engine:
         return self._engine if self.ready else _empty_store()
+
+    @property
+    def _alert_engine(self) -> Engine:
+        """The store once it has the alert tables (version 2: a daemon of this version ran)."""
+        return self._engine if self.ready and self._version >= ALERT_TABLES_SINCE else _empty_store()
+
+    def alerts(self) -> list[Alert]:
+        """Every alert pending or firing as of the daemon's last evaluation."""
+        return alerting.active(self._alert_engine)
+
+    def alert_history(self, window: Window) -> pd.DataFrame:
+        return alerting.history(self._alert_engine, window.start, window.end)
+
+    def alert_journal(self, key: str) -> str | None:
+        with self._alert_engine.connect() as conn:
+            return alerting.journal(conn, key)
 
     def statuses(self) -> pd.DataFrame:
         """reads.target_statuses: one row per target the store holds."""

@@ -13,12 +13,18 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from dashboard.cli import advise, collect, serve, status
+from dashboard.cli import advise, alerts, collect, serve, status
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of
 
 log = logging.getLogger("observatory")
-COMMANDS = {"collect": collect.run, "status": status.run, "serve": serve.serve, "up": serve.up}
+COMMANDS = {
+    "collect": collect.run,
+    "status": status.run,
+    "alerts": alerts.run,
+    "serve": serve.serve,
+    "up": serve.up,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="per target: state, last success, last error, samples"
     )
     status.add_argument("--json", action="store_true")
+    alerts_cmd = sub.add_parser(
+        "alerts",
+        parents=[common],
+        help="alerts firing and pending now; `alerts check FILE` checks rule files",
+    )
+    alerts_cmd.add_argument("action", nargs="?", choices=["check"], help="check rule files")
+    alerts_cmd.add_argument("files", nargs="*", metavar="FILE", help="rule files to check")
+    alerts_cmd.add_argument("--json", action="store_true")
     advise = sub.add_parser(
         "advise", parents=[common], help="suggest indexes for one database and check its index health"
     )
@@ -135,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dashboard.demo.run import run_demo
 
             return run_demo(args, serve.streamlit_command(args.host, args.port))
+        if args.command == "alerts" and args.action == "check":  # needs no configuration
+            return alerts.check(args.files)
         if args.command == "advise":
             secrets += [s for s in (password_of(args.dsn),) if s]
             return advise.run(args)

@@ -1,0 +1,263 @@
+"""Values of a `source: store` expression now: one per label set, read from the store.
+
+A selector names a series as the store keeps it, or a derived one:
+
+| derived series | from | value |
+|---|---|---|
+| `redis.hit_rate` | `redis.keyspace.hits`, `.misses` | hits / (hits + misses), 0-1 |
+| `pg.cache_hit_ratio` | `pg.db.blks_hit`, `.blks_read` (per `datname`) | hit / (hit + read), 0-1 |
+| `pg.connections.used_ratio` | `pg.connections` (all states), `pg.connections.max` | 0-1 |
+| `pg.statement.mean_ms` | pg_stat_statements deltas (per `queryid`, `datname`) | exec ms / calls |
+| `pg.statement.calls_per_s` | the same | calls / s |
+| `queue.failed_per_min` | `redis.queue.failed` (per `lib`, `queue`) | failed jobs / min |
+| `queue.depth` | `redis.queue.depth` (all states but completed and failed) | jobs |
+| `queue.oldest_age_s` | `redis.queue.oldest_age_s` | s |
+| `target.up` | the collector's status | 1, or 0 when down |
+| `target.stale_s` | the collector's status | seconds since its last successful cycle |
+
+Without a function the value is the last one of the last `LOOKBACK` seconds (ratios and rates: over
+that lookback). `avg_over`, `max_over`, `min_over` take the points of their window, `delta` the last
+less the first; `rate` divides a counter's increase over its window by the window's seconds
+(counters are stored as deltas). Ratios and per-second figures are read over the function's window
+whatever the function; `queue.depth` and `queue.oldest_age_s` are points like any series. Every
+value carries the labels `target` and `kind` (postgres, redis, prometheus) with the series' own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sqlalchemy import Engine, func, select
+
+from dashboard.alerts.expr import Expr, Selector
+from dashboard.core import metrics
+from dashboard.store.schema import STMT, points_raw, series, statements, target_status, targets
+
+LOOKBACK = 600.0  # "now": the last point no older than this (a few cycles of any target)
+_QUEUE_DONE = {"completed", "failed"}
+
+
+class Sample(NamedTuple):
+    labels: dict[str, str]
+    value: float
+
+
+class Points(NamedTuple):
+    labels: dict[str, str]
+    points: list[tuple[int, float]]  # (ts, value), oldest first
+    counter: bool
+
+
+def evaluate(engine: Engine, expr: Expr, now: int) -> list[Sample]:
+    """The expression's operand now, one sample per label set (the comparison is the caller's)."""
+    window = expr.window or LOOKBACK
+    derived = DERIVED.get(expr.selector.name)
+    if derived is not None:
+        found = derived(engine, now - window, now)
+    else:
+        found = [
+            _reduce(p, expr.function, window) for p in _stored(engine, expr.selector.name, now - window, now)
+        ]
+    return [s for s in found if s is not None and _matches(s.labels, expr.selector)]
+
+
+def _matches(labels: dict[str, str], selector: Selector) -> bool:
+    return all((labels.get(m.label) == m.value) == m.equal for m in selector.matchers)
+
+
+def _reduce(p: Points, function: str | None, window: float) -> Sample | None:
+    values = [v for _, v in p.points]
+    if not values:
+        return None
+    if function == "rate" or (p.counter and function is None):
+        return Sample(p.labels, sum(values) / window)
+    reduce: Callable[[list[float]], float] = {
+        None: lambda v: v[-1],
+        "delta": lambda v: v[-1] - v[0],
+        "avg_over": lambda v: sum(v) / len(v),
+        "max_over": max,
+        "min_over": min,
+    }[function]
+    return Sample(p.labels, reduce(values))
+
+
+def _stored(engine: Engine, name: str, since: float, until: int) -> list[Points]:
+    """Every series of that name, of every target, with its raw points in (since, until]."""
+    query = (
+        select(
+            targets.c.name,
+            targets.c.kind,
+            series.c.labels,
+            series.c.kind,
+            points_raw.c.ts,
+            points_raw.c.value,
+        )
+        .join(series, series.c.target_id == targets.c.id)
+        .join(points_raw, points_raw.c.series_id == series.c.id)
+        .where(series.c.name == name, points_raw.c.ts > since, points_raw.c.ts <= until)
+        .order_by(points_raw.c.ts)
+    )
+    grouped: dict[tuple[str, str, str], Points] = {}
+    with engine.connect() as conn:
+        for target, kind, labels, series_kind, ts, value in conn.execute(query):
+            key = (target, kind, labels)
+            if key not in grouped:
+                own = {"target": target, "kind": kind, **metrics.decode(labels)}
+                grouped[key] = Points(own, [], series_kind == "counter")
+            grouped[key].points.append((ts, value))
+    return list(grouped.values())
+
+
+def _totals(engine: Engine, name: str, since: float, until: int, drop: tuple[str, ...] = ()) -> dict:
+    """Sum of a series' points in the window, per target and labels (less `drop`)."""
+    out: dict[tuple, float] = defaultdict(float)
+    for p in _stored(engine, name, since, until):
+        labels = {k: v for k, v in p.labels.items() if k not in drop}
+        out[tuple(sorted(labels.items()))] += sum(v for _, v in p.points)
+    return out
+
+
+def _ratio(part: dict, other: dict) -> list[Sample]:
+    """part / (part + other), per label set, where there was anything to count."""
+    found = []
+    for key, value in part.items():
+        total = value + other.get(key, 0.0)
+        if total > 0:
+            found.append(Sample(dict(key), value / total))
+    return found
+
+
+def _redis_hit_rate(engine: Engine, since: float, until: int) -> list[Sample]:
+    return _ratio(
+        _totals(engine, "redis.keyspace.hits", since, until),
+        _totals(engine, "redis.keyspace.misses", since, until),
+    )
+
+
+def _pg_cache_hit_ratio(engine: Engine, since: float, until: int) -> list[Sample]:
+    return _ratio(
+        _totals(engine, "pg.db.blks_hit", since, until), _totals(engine, "pg.db.blks_read", since, until)
+    )
+
+
+def _last_per_target(engine: Engine, name: str, since: float, until: int) -> dict[str, tuple[dict, float]]:
+    """Per target: the sum over label sets of each series' last value (e.g. connections in all states)."""
+    out: dict[str, tuple[dict, float]] = {}
+    for p in _stored(engine, name, since, until):
+        base = {"target": p.labels["target"], "kind": p.labels["kind"]}
+        value = p.points[-1][1] if p.points else 0.0
+        out[base["target"]] = (base, out.get(base["target"], (base, 0.0))[1] + value)
+    return out
+
+
+def _pg_connections_used_ratio(engine: Engine, since: float, until: int) -> list[Sample]:
+    used = _last_per_target(engine, "pg.connections", since, until)
+    limit = _last_per_target(engine, "pg.connections.max", since, until)
+    return [
+        Sample(labels, value / limit[t][1])
+        for t, (labels, value) in used.items()
+        if t in limit and limit[t][1] > 0
+    ]
+
+
+def _statements(engine: Engine, since: float, until: int) -> list[tuple[dict, float, float]]:
+    """Per statement: labels, calls and exec ms in the window (the raw deltas)."""
+    raw = STMT["raw"]
+    query = (
+        select(
+            targets.c.name,
+            statements.c.id,
+            statements.c.queryid,
+            statements.c.datname,
+            func.sum(raw.c.calls),
+            func.sum(raw.c.exec_ms),
+        )
+        .select_from(raw)
+        .join(statements, statements.c.id == raw.c.statement_id)
+        .join(targets, targets.c.id == statements.c.target_id)
+        .where(raw.c.ts > since, raw.c.ts <= until)
+        .group_by(targets.c.name, statements.c.id, statements.c.queryid, statements.c.datname)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        (
+            {
+                "target": t,
+                "kind": "postgres",
+                "statement_id": str(sid),
+                "queryid": str(q),
+                "datname": d or "",
+            },
+            float(calls or 0),
+            float(ms or 0),
+        )
+        for t, sid, q, d, calls, ms in rows
+    ]
+
+
+def _pg_statement_mean_ms(engine: Engine, since: float, until: int) -> list[Sample]:
+    return [
+        Sample(labels, ms / calls) for labels, calls, ms in _statements(engine, since, until) if calls > 0
+    ]
+
+
+def _pg_statement_calls_per_s(engine: Engine, since: float, until: int) -> list[Sample]:
+    seconds = max(until - since, 1.0)
+    return [Sample(labels, calls / seconds) for labels, calls, _ in _statements(engine, since, until)]
+
+
+def _queue_failed_per_min(engine: Engine, since: float, until: int) -> list[Sample]:
+    minutes = max(until - since, 1.0) / 60
+    return [
+        Sample(dict(k), v / minutes) for k, v in _totals(engine, "redis.queue.failed", since, until).items()
+    ]
+
+
+def _queue_depth(engine: Engine, since: float, until: int) -> list[Points]:
+    """Jobs not done yet (every state but completed and failed), per queue, at each cycle."""
+    out: dict[tuple, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for p in _stored(engine, "redis.queue.depth", since, until):
+        if p.labels.get("state") not in _QUEUE_DONE:
+            labels = {k: v for k, v in p.labels.items() if k != "state"}
+            for ts, value in p.points:
+                out[tuple(sorted(labels.items()))][ts] += value
+    return [Points(dict(k), sorted(by_ts.items()), False) for k, by_ts in out.items()]
+
+
+def _queue_oldest_age_s(engine: Engine, since: float, until: int) -> list[Points]:
+    return _stored(engine, "redis.queue.oldest_age_s", since, until)
+
+
+def _target_up(engine: Engine, since: float, until: int) -> list[Sample]:
+    query = select(targets.c.name, targets.c.kind, target_status.c.state).join(
+        target_status, target_status.c.target_id == targets.c.id
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [Sample({"target": t, "kind": k}, 0.0 if state == "down" else 1.0) for t, k, state in rows]
+
+
+def _target_stale_s(engine: Engine, since: float, until: int) -> list[Sample]:
+    query = select(targets.c.name, targets.c.kind, target_status.c.last_success).join(
+        target_status, target_status.c.target_id == targets.c.id
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [Sample({"target": t, "kind": k}, float(until - last)) for t, k, last in rows if last is not None]
+
+
+DERIVED: dict[str, Callable[[Engine, float, int], list[Sample] | list[Points]]] = {
+    "redis.hit_rate": _redis_hit_rate,
+    "pg.cache_hit_ratio": _pg_cache_hit_ratio,
+    "pg.connections.used_ratio": _pg_connections_used_ratio,
+    "pg.statement.mean_ms": _pg_statement_mean_ms,
+    "pg.statement.calls_per_s": _pg_statement_calls_per_s,
+    "queue.failed_per_min": _queue_failed_per_min,
+    "queue.depth": _queue_depth,
+    "queue.oldest_age_s": _queue_oldest_age_s,
+    "target.up": _target_up,
+    "target.stale_s": _target_stale_s,
+}
