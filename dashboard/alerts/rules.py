@@ -61,6 +61,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
     value = loader.construct_mapping(node, deep=True)
     value["__mark__"] = (node.start_mark.line + 1, node.start_mark.column + 1)
     value["__marks__"] = {k.value: (v.start_mark.line + 1, v.start_mark.column + 1) for k, v in node.value}
+    value["__keys__"] = {k.value: (k.start_mark.line + 1, k.start_mark.column + 1) for k, _ in node.value}
     return value
 
 
@@ -116,8 +117,9 @@ def read(path: Path, prometheus_targets: set[str] | None) -> tuple[list[Rule], l
     return rules, errors
 
 
-def _at(path: Path, node: Any, key: str | None, message: str) -> str:
-    marks = node.get("__marks__", {}) if isinstance(node, dict) else {}
+def _at(path: Path, node: Any, key: str | None, message: str, at_key: bool = False) -> str:
+    """'file:line:column: message' at the value of `key` (its key itself with `at_key`), else the node."""
+    marks = node.get("__keys__" if at_key else "__marks__", {}) if isinstance(node, dict) else {}
     line, column = marks.get(key) or (node.get("__mark__") if isinstance(node, dict) else None) or (1, 1)
     return f"{path}:{line}:{column}: {message}"
 
@@ -128,7 +130,10 @@ def _rule(path: Path, group: str, item: Any, prometheus_targets: set[str] | None
     fail = lambda key, message: RuleError(_at(path, item, key, message))  # noqa: E731
     unknown = sorted(k for k in item if not k.startswith("__") and k not in _RULE_KEYS)
     if unknown:
-        raise fail(unknown[0], f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_RULE_KEYS))})")
+        known = ", ".join(sorted(_RULE_KEYS))
+        raise RuleError(
+            _at(path, item, unknown[0], f"unknown key {unknown[0]!r} (known: {known})", at_key=True)
+        )
     name = item.get("alert")
     if not isinstance(name, str) or not _NAME.match(name):
         raise fail("alert", "`alert` must be a name such as CacheHitRateLow (letters, digits, _)")

@@ -15,9 +15,10 @@ A selector names a series as the store keeps it, or a derived one:
 | `target.up` | the collector's status | 1, or 0 when down |
 | `target.stale_s` | the collector's status | seconds since its last successful cycle |
 
-Without a function the value is the last one of the last `LOOKBACK` seconds (ratios and rates: over
-that lookback). `avg_over`, `max_over`, `min_over` take the points of their window, `delta` the last
-less the first; `rate` divides a counter's increase over its window by the window's seconds
+Without a function the value is the last one of the last `LOOKBACK` seconds (a ratio: of the last
+cycle's counts; a per-second or per-minute figure: over that lookback). `avg_over`, `max_over`,
+`min_over` take the points of their window, `delta` the last less the first; `rate` divides a
+counter's increase over its window by the window's seconds
 (counters are stored as deltas). Ratios and per-second figures are read over the function's window
 whatever the function; `queue.depth` and `queue.oldest_age_s` are points like any series. Every
 value carries the labels `target` and `kind` (postgres, redis, prometheus) with the series' own.
@@ -53,13 +54,13 @@ class Points(NamedTuple):
 def evaluate(engine: Engine, expr: Expr, now: int) -> list[Sample]:
     """The expression's operand now, one sample per label set (the comparison is the caller's)."""
     window = expr.window or LOOKBACK
+    since = now - window
     derived = DERIVED.get(expr.selector.name)
     if derived is not None:
-        found = derived(engine, now - window, now)
+        read = derived(engine, since, now, expr.function is None)
     else:
-        found = [
-            _reduce(p, expr.function, window) for p in _stored(engine, expr.selector.name, now - window, now)
-        ]
+        read = _stored(engine, expr.selector.name, since, now)
+    found = [_reduce(r, expr.function, window) if isinstance(r, Points) else r for r in read]
     return [s for s in found if s is not None and _matches(s.labels, expr.selector)]
 
 
@@ -110,12 +111,12 @@ def _stored(engine: Engine, name: str, since: float, until: int) -> list[Points]
     return list(grouped.values())
 
 
-def _totals(engine: Engine, name: str, since: float, until: int, drop: tuple[str, ...] = ()) -> dict:
-    """Sum of a series' points in the window, per target and labels (less `drop`)."""
+def _totals(engine: Engine, name: str, since: float, until: int, last: bool) -> dict:
+    """Sum of a series' points in the window (`last`: its last point only), per target and labels."""
     out: dict[tuple, float] = defaultdict(float)
     for p in _stored(engine, name, since, until):
-        labels = {k: v for k, v in p.labels.items() if k not in drop}
-        out[tuple(sorted(labels.items()))] += sum(v for _, v in p.points)
+        kept = p.points[-1:] if last else p.points
+        out[tuple(sorted(p.labels.items()))] += sum(v for _, v in kept)
     return out
 
 
@@ -129,17 +130,14 @@ def _ratio(part: dict, other: dict) -> list[Sample]:
     return found
 
 
-def _redis_hit_rate(engine: Engine, since: float, until: int) -> list[Sample]:
-    return _ratio(
-        _totals(engine, "redis.keyspace.hits", since, until),
-        _totals(engine, "redis.keyspace.misses", since, until),
-    )
+def _redis_hit_rate(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
+    hits, misses = (_totals(engine, f"redis.keyspace.{n}", since, until, last) for n in ("hits", "misses"))
+    return _ratio(hits, misses)
 
 
-def _pg_cache_hit_ratio(engine: Engine, since: float, until: int) -> list[Sample]:
-    return _ratio(
-        _totals(engine, "pg.db.blks_hit", since, until), _totals(engine, "pg.db.blks_read", since, until)
-    )
+def _pg_cache_hit_ratio(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
+    hit, read = (_totals(engine, f"pg.db.blks_{n}", since, until, last) for n in ("hit", "read"))
+    return _ratio(hit, read)
 
 
 def _last_per_target(engine: Engine, name: str, since: float, until: int) -> dict[str, tuple[dict, float]]:
@@ -152,7 +150,7 @@ def _last_per_target(engine: Engine, name: str, since: float, until: int) -> dic
     return out
 
 
-def _pg_connections_used_ratio(engine: Engine, since: float, until: int) -> list[Sample]:
+def _pg_connections_used_ratio(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     used = _last_per_target(engine, "pg.connections", since, until)
     limit = _last_per_target(engine, "pg.connections.max", since, until)
     return [
@@ -198,25 +196,26 @@ def _statements(engine: Engine, since: float, until: int) -> list[tuple[dict, fl
     ]
 
 
-def _pg_statement_mean_ms(engine: Engine, since: float, until: int) -> list[Sample]:
+def _pg_statement_mean_ms(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     return [
         Sample(labels, ms / calls) for labels, calls, ms in _statements(engine, since, until) if calls > 0
     ]
 
 
-def _pg_statement_calls_per_s(engine: Engine, since: float, until: int) -> list[Sample]:
+def _pg_statement_calls_per_s(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     seconds = max(until - since, 1.0)
     return [Sample(labels, calls / seconds) for labels, calls, _ in _statements(engine, since, until)]
 
 
-def _queue_failed_per_min(engine: Engine, since: float, until: int) -> list[Sample]:
+def _queue_failed_per_min(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     minutes = max(until - since, 1.0) / 60
     return [
-        Sample(dict(k), v / minutes) for k, v in _totals(engine, "redis.queue.failed", since, until).items()
+        Sample(dict(k), v / minutes)
+        for k, v in _totals(engine, "redis.queue.failed", since, until, last=False).items()
     ]
 
 
-def _queue_depth(engine: Engine, since: float, until: int) -> list[Points]:
+def _queue_depth(engine: Engine, since: float, until: int, last: bool) -> list[Points]:
     """Jobs not done yet (every state but completed and failed), per queue, at each cycle."""
     out: dict[tuple, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for p in _stored(engine, "redis.queue.depth", since, until):
@@ -227,11 +226,11 @@ def _queue_depth(engine: Engine, since: float, until: int) -> list[Points]:
     return [Points(dict(k), sorted(by_ts.items()), False) for k, by_ts in out.items()]
 
 
-def _queue_oldest_age_s(engine: Engine, since: float, until: int) -> list[Points]:
+def _queue_oldest_age_s(engine: Engine, since: float, until: int, last: bool) -> list[Points]:
     return _stored(engine, "redis.queue.oldest_age_s", since, until)
 
 
-def _target_up(engine: Engine, since: float, until: int) -> list[Sample]:
+def _target_up(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     query = select(targets.c.name, targets.c.kind, target_status.c.state).join(
         target_status, target_status.c.target_id == targets.c.id
     )
@@ -240,7 +239,7 @@ def _target_up(engine: Engine, since: float, until: int) -> list[Sample]:
     return [Sample({"target": t, "kind": k}, 0.0 if state == "down" else 1.0) for t, k, state in rows]
 
 
-def _target_stale_s(engine: Engine, since: float, until: int) -> list[Sample]:
+def _target_stale_s(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
     query = select(targets.c.name, targets.c.kind, target_status.c.last_success).join(
         target_status, target_status.c.target_id == targets.c.id
     )
@@ -249,7 +248,8 @@ def _target_stale_s(engine: Engine, since: float, until: int) -> list[Sample]:
     return [Sample({"target": t, "kind": k}, float(until - last)) for t, k, last in rows if last is not None]
 
 
-DERIVED: dict[str, Callable[[Engine, float, int], list[Sample] | list[Points]]] = {
+# (engine, since, until, last): `last` when the rule applies no function (ratios of the last cycle).
+DERIVED: dict[str, Callable[[Engine, float, int, bool], list[Sample] | list[Points]]] = {
     "redis.hit_rate": _redis_hit_rate,
     "pg.cache_hit_ratio": _pg_cache_hit_ratio,
     "pg.connections.used_ratio": _pg_connections_used_ratio,
