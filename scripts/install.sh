@@ -9,7 +9,7 @@ say() { printf '[install] %s\n' "$*"; }
 # Debian 12 names. postgresql-15 already Provides postgresql-contrib-15 (pg_stat_statements);
 # there is no separate contrib package to install. fonts-liberation gives chromium real fonts.
 PACKAGES=(python3-venv python3-pip postgresql-15 postgresql-15-hypopg redis-server prometheus
-  prometheus-node-exporter chromium fonts-liberation)
+  prometheus-node-exporter prometheus-alertmanager chromium fonts-liberation)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL, Redis and Prometheus servers for the tests and the demo.
+"""Throwaway PostgreSQL, Redis, Prometheus and Alertmanager servers for the tests and the demo.
 
 Each server lives in its own temp dir on its own free port, so nothing depends on
 (or disturbs) system services that Debian's packages may have started. No pytest
@@ -402,3 +402,53 @@ class ThrowawayNodeExporter(ProcessServer):
 
     def _ready(self) -> bool:
         return http_ok(f"http://{self.address}/metrics")
+
+
+class ThrowawayAlertmanager(ProcessServer):
+    """Debian's prometheus-alertmanager on loopback, clustering off, one route to a webhook.
+
+    `group_wait` and `group_interval` are short by default so a test sees the webhook within a
+    second or two; `webhook_url` receives Alertmanager's own notifications (send_resolved on).
+    """
+
+    prefix = "obs-am-"
+
+    def __init__(
+        self, webhook_url: str, port: int | None = None, group_wait: str = "0s", group_interval: str = "1s"
+    ) -> None:
+        self.binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+        self.webhook_url = webhook_url
+        self.group_wait = group_wait
+        self.group_interval = group_interval
+        super().__init__(port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        config = {
+            "route": {
+                "receiver": "test",
+                "group_by": ["alertname"],
+                "group_wait": self.group_wait,
+                "group_interval": self.group_interval,
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {"name": "test", "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}]}
+            ],
+        }
+        path = os.path.join(self._tmp, "alertmanager.yml")
+        with open(path, "w") as fh:
+            json.dump(config, fh)  # JSON is valid YAML
+        return [
+            self.binary,
+            f"--config.file={path}",
+            f"--storage.path={self._tmp}/data",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",  # empty: no gossip port, no peers
+        ]
+
+    def _ready(self) -> bool:
+        return http_ok(f"{self.url}/-/ready")
