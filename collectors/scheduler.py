@@ -24,7 +24,7 @@ from typing import Any
 from collectors.base import Collector
 from collectors.cycle_writer import CycleWriter
 from collectors.jobs.advisor import advise_target
-from collectors.jobs.alerts import AlertsJob, prometheus_query
+from collectors.jobs.alerts import AlertsJob, notifier_for, prometheus_query
 from collectors.jobs.retention import PRUNE_EVERY, prune
 from dashboard.core.config import Config, PostgresTarget
 from dashboard.core.records import Cycle
@@ -73,6 +73,7 @@ class Scheduler:
         self.writer = CycleWriter(store, on_saved=self._saved, on_dropped=self._dropped)
         self.locks = target_locks(store.url)
         self.held_elsewhere: dict[tuple[str, str], str] = {}  # run_once: the targets left out, and why
+        notifier = notifier if notifier is not None else notifier_for(config, store, clock)
         self.alerts = AlertsJob(config, store, prometheus_query(self._prometheus_query, clock), notifier)
 
     def _prometheus_query(self, target: str, expr: str, ts: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.alerts.evaluate import Outcome, PromQuery, evaluate
+from dashboard.alerts.notify import Notifier
 from dashboard.alerts.rules import Rule, load
 from dashboard.alerts.series import Sample
 from dashboard.core.config import Config
@@ -47,6 +48,27 @@ class AlertsJob:
             resolved = [a for a in outcome.changes if a.state == "resolved"]
             self.notifier.update(outcome.active + resolved, now)
         return outcome
+
+
+class StoreJournal:
+    """The notifier's bookkeeping in the store's alert journal, so a restart notifies nothing twice."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def load(self, key: str) -> str | None:
+        return self.store.journal(key)
+
+    def save(self, key: str, value: str) -> None:
+        self.store.save_journal(key, value)
+
+
+def notifier_for(config: Config, store: Store, clock: Callable[[], float]) -> Notifier | None:
+    """The configured receivers' notifier, or None when there are none."""
+    settings = config.alerts
+    if not settings.receivers:
+        return None
+    return Notifier(settings, StoreJournal(store), now=clock, external_url=settings.external_url)
 
 
 def prometheus_query(

@@ -17,7 +17,8 @@ State = Literal["pending", "firing", "resolved"]
 def fingerprint(labels: dict[str, str]) -> str:
     """A stable name for a label set (alertname included), as Alertmanager keys alerts."""
     canonical = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(labels.items()))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    # surrogatepass: a label read from a server may hold a lone surrogate; it still gets a name
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class Alert(NamedTuple):

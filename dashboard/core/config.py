@@ -235,6 +235,7 @@ class AlertSettings(_Strict):
     group_wait: Duration = 30.0  # before the first notification of a new group
     group_interval: Duration = 300.0  # before notifying a group again when it changed
     repeat_interval: Duration = 4 * 3600.0  # before notifying a group again while it still fires
+    external_url: str | None = None  # the app's address, for links in notifications (generatorURL)
 
 
 class Retention(_Strict):

@@ -9,6 +9,8 @@ Adding a source touches exactly:
 - one entry in `SOURCES` below;
 - its figures in `dashboard.analysis` and its pages under `pages/`.
 
+A page over every source's data (Alerts) is registered once in `COMMON_PAGES`; `pages()` lists them all.
+
 Everything else reads this table or the config models and names no source: the scheduler, the
 status merge (pages and `observatory status`), the sidebar, the app's navigation, the store's
 details reads, the secrets kept out of logs (`redaction.known_secrets`) and `observatory collect`'s
@@ -78,6 +80,17 @@ SOURCES: tuple[Source, ...] = (
 )
 BY_KIND = {source.kind: source for source in SOURCES}
 
+# Pages over every source's data, registered by no one source.
+COMMON_PAGES: tuple[Page, ...] = (
+    Page("../pages/alerts.py", "Alerts", ":material/notifications:", "alerts", position=5),
+)
+
+
+def pages() -> list[Page]:
+    """Every registered page (the sources' and the common ones), in navigation order."""
+    found = [*COMMON_PAGES, *(p for source in SOURCES for p in source.pages)]
+    return sorted(found, key=lambda p: p.position)
+
 
 def configured(config: Config, kind: str) -> list:
     """The config's targets of one source, in the order written."""
@@ -91,8 +104,7 @@ def title(kind: str) -> str:
 
 def page(script_name: str) -> Page:
     """The registered page whose script is pages/<script_name>.py."""
-    for source in SOURCES:
-        for found in source.pages:
-            if found.script.endswith(f"/{script_name}.py"):
-                return found
+    for found in pages():
+        if found.script.endswith(f"/{script_name}.py"):
+            return found
     raise KeyError(script_name)
