@@ -18,6 +18,7 @@ from dashboard.core.records import Cycle, Point, Status
 from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
 from tests.support.cli import observatory
+from tests.support.receiver import RecordingReceiver
 from tests.support.redis_target import target as redis_target
 
 T0 = 1_800_000_000
@@ -247,3 +248,36 @@ def test_a_real_redis_driven_below_90_percent_fires_after_one_collect(tmp_path: 
     assert (
         alert["value"] == 0.0 and alert["summary"] == "hit rate 0 on cache-1" and report["rule_errors"] == []
     )
+
+
+def test_collect_once_notifies_a_webhook_once(tmp_path: Path) -> None:
+    """The whole path as a user runs it: a real Redis, `collect --once` (collect, evaluate, notify),
+    a real HTTP receiver; a second run while it still fires sends nothing again."""
+    with ThrowawayRedis() as server, RecordingReceiver() as receiver:
+        (tmp_path / "rules.yaml").write_text(RULES.replace("for: 1m", "for: 0s"))
+        config = tmp_path / "observatory.yaml"
+        alerts = {
+            "rule_files": ["rules.yaml"],
+            "default_rules": False,
+            "group_wait": "0s",
+            "receivers": [{"webhook": receiver.url}],
+        }
+        config.write_text(
+            f"store: sqlite:///{tmp_path / 'store.db'}\n"
+            f"alerts: {json.dumps(alerts)}\n"
+            f"targets:\n  redis: [{json.dumps(redis_target(server.url))}]\n"
+        )
+        r = redis.Redis.from_url(server.url)
+        assert observatory("collect", "--once", config=config).returncode == 0
+        for i in range(20):
+            r.get(f"missing-{i}")
+        assert observatory("collect", "--once", config=config).returncode == 0
+        (body,) = receiver.wait_for(1)
+        assert observatory("collect", "--once", config=config).returncode == 0
+        assert len(receiver.bodies()) == 1  # the journal in the store: not sent twice
+    assert (body["version"], body["status"], body["commonLabels"]["alertname"]) == (
+        "4",
+        "firing",
+        "HitRateLow",
+    )
+    assert [a["labels"]["target"] for a in body["alerts"]] == ["cache-1"]

@@ -48,6 +48,13 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _duration_or_zero(value: Any) -> float:
+    return 0.0 if value in (0, "0", "0s") else parse_duration(value)
+
+
+WaitDuration = Annotated[float, BeforeValidator(_duration_or_zero)]  # 0 allowed: no wait at all
+
+
 class Secret(Enum):
     """Marks a field that refers to a secret, e.g. ``Annotated[str | None, Secret.ENV]``: logs and
     errors are kept free of the secret of every marked field, in any model of the configuration
@@ -232,7 +239,7 @@ class AlertSettings(_Strict):
     receivers: list[Receiver] = []
     silences: list[Silence] = []
     group_by: list[str] = ["alertname", "target"]
-    group_wait: Duration = 30.0  # before the first notification of a new group
+    group_wait: WaitDuration = 30.0  # before the first notification of a new group (0: at once)
     group_interval: Duration = 300.0  # before notifying a group again when it changed
     repeat_interval: Duration = 4 * 3600.0  # before notifying a group again while it still fires
     external_url: str | None = None  # the app's address, for links in notifications (generatorURL)
