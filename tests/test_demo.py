@@ -19,9 +19,12 @@ import pytest
 import redis
 
 from collectors.jobs.advisor import advise_target
+from collectors.jobs.alerts import AlertsJob, notifier_for
 from dashboard.advisor.database import Workload as AdviseWorkload
 from dashboard.advisor.database import advice_report
+from dashboard.core.alerts import Alert
 from dashboard.demo import run as demo
+from dashboard.demo.alert_sink import AlertSink
 from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
 from dashboard.demo.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
 from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
@@ -198,7 +201,7 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
         create_schema(pg.dsn(dbname="erp"), 0.25)  # 5,000 customers, 25,000 orders, 50,000 events
         create_analytics_schema(pg.dsn(dbname="analytics"), 0.25)
         demo._forget_setup(pg)
-        config = demo._write_config(tmp_path, pg, SimpleNamespace(url="redis://127.0.0.1:1"))
+        config = demo._write_config(tmp_path, pg, SimpleNamespace(url="redis://127.0.0.1:1"), SINK)
         (target,) = config.targets.postgres
         assert "//observatory@" in target.dsn and not target.advise_privileged
         with psycopg.connect(pg.dsn(dbname="erp")) as conn:  # reads every table, writes none
@@ -253,6 +256,41 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
     assert report.health and "orders_status_idx" in {f.index for f in report.health.redundant}
     # A date range as applications write it: pg_stat_statements records `interval $1`.
     suggested("public.events", ("created_at",), ACTIVITY)
+
+
+SINK = "http://127.0.0.1:1/alerts"
+
+
+def test_demo_alerting_overrides_two_built_in_rules_and_notifies_its_own_webhook(tmp_path: Path) -> None:
+    """The demo's `alerts:` settings: the built-in pack less two rules its own file redefines with a
+    shorter `for` (each name once), and its webhook sink writing what the daemon's notifier sends."""
+    with AlertSink(tmp_path / "notifications.jsonl").start() as sink:
+        config = demo._write_config(tmp_path, FakePg(), SimpleNamespace(url="redis://127.0.0.1:1"), sink.url)
+        store = Store(config.store)
+        job = AlertsJob(config, store, notifier=notifier_for(config, store, time.time))
+        names = [r.name for r in job.rules]
+        assert job.load_errors == [] and len(names) == len(set(names)) == 14
+        assert {r.name: r.for_s for r in job.rules if r.where.startswith(str(tmp_path))} == {
+            "PgStatementSlow": 60.0,
+            "RedisMemoryHigh": 60.0,
+        }
+        now = int(time.time())
+        labels = {"alertname": "RedisMemoryHigh", "target": "demo-cache"}
+        alert = Alert(labels, {"summary": "s"}, "firing", 99.0, now - 60, fired_at=now)
+        job.notifier.update([alert], now)
+        job.notifier.update([alert], now + 11)  # after the demo's group_wait of 10 s
+        assert job.notifier.wait(5.0)
+        job.notifier.close()
+        store.close()
+    (line,) = (tmp_path / "notifications.jsonl").read_text().splitlines()
+    assert json.loads(line)["commonLabels"] == {"alertname": "RedisMemoryHigh", "target": "demo-cache"}
+
+
+class FakePg:
+    """What _write_config reads of a cluster: a DSN (nothing connects to it here)."""
+
+    def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:1/{dbname}"
 
 
 def _processes_mentioning(text: str) -> list[str]:

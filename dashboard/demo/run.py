@@ -30,6 +30,7 @@ from psycopg import sql
 
 from collectors.scheduler import Scheduler
 from dashboard.core import config as config_mod
+from dashboard.demo.alert_sink import AlertSink
 from dashboard.demo.erp import APP_ROLE, ErpWorkload, create_analytics_schema, create_schema, role_dsn
 from dashboard.demo.redis_workload import RedisWorkload, prepare_server
 from dashboard.demo.traffic import LiveService
@@ -56,6 +57,7 @@ REDIS_QUEUES = ("email", "reports")
 PROMETHEUS_TARGET = "demo-services"
 SCRAPE_INTERVAL = "5s"  # Prometheus' own; the collector reads it every 15 s
 ADVISOR = {"min_calls": 10, "min_mean_ms": 0.01}  # the `advisor:` settings (see _write_config)
+DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")  # two built-in rules with a shorter `for`
 
 
 def say(message: str) -> None:
@@ -130,7 +132,10 @@ def _start(
     cleanups.append(("Redis workload", redis_load.stop))
     redis_load.start()
     say(f"Redis in use: a cache in front of the ERP database and BullMQ queues {', '.join(REDIS_QUEUES)}")
-    config = _write_config(directory, pg, cache)
+    sink = AlertSink(directory / "notifications.jsonl").start()
+    cleanups.append(("alert receiver", sink.stop))
+    say(f"alerts: the built-in rules, notified to a webhook on {sink.url} (written to notifications.jsonl)")
+    config = _write_config(directory, pg, cache, sink.url)
     config = _add_prometheus(config, services)
     store = Store(config.store)  # migrates before the app's first read
     cleanups.append(("store", store.close))
@@ -209,9 +214,26 @@ def _add_prometheus(config: config_mod.Config, target: dict) -> config_mod.Confi
     return config_mod.load(path)
 
 
-def _write_config(directory: Path, pg: ThrowawayPostgres, cache: ThrowawayRedis) -> config_mod.Config:
+def _alerts(directory: Path, sink_url: str) -> dict:
+    """The `alerts:` settings: the built-in pack, two of its rules overridden by the demo's file (a
+    shorter `for`), evaluated every 15 s, notified to the demo's own webhook (AlertSink)."""
+    (directory / "rules").mkdir(exist_ok=True)
+    (directory / "rules" / "demo.yaml").write_text(DEMO_RULES.read_text())
+    return {
+        "rule_files": ["rules/*.yaml"],
+        "disabled_rules": ["PgStatementSlow", "RedisMemoryHigh"],
+        "evaluation_interval": "15s",
+        "group_wait": "10s",
+        "receivers": [{"webhook": sink_url}],
+    }
+
+
+def _write_config(
+    directory: Path, pg: ThrowawayPostgres, cache: ThrowawayRedis, sink_url: str
+) -> config_mod.Config:
     data = {
         "store": f"sqlite:///{directory / 'observatory.db'}",
+        "alerts": _alerts(directory, sink_url),
         # The demo's statements are fast (a primary key lookup takes 0.03 ms): advise on all that ran
         # 10 times, so the Indexes page also says why the cheap ones get no index. Only what takes
         # less than 10 µs (BEGIN, COMMIT, foreign key checks) is left out.
