@@ -269,7 +269,7 @@ def test_demo_alerting_overrides_two_built_in_rules_and_notifies_its_own_webhook
         store = Store(config.store)
         job = AlertsJob(config, store, notifier=notifier_for(config, store, time.time))
         names = [r.name for r in job.rules]
-        assert job.load_errors == [] and len(names) == len(set(names)) == 14
+        assert job.load_errors == [] and len(names) == len(set(names)) == 17
         assert {r.name: r.for_s for r in job.rules if r.where.startswith(str(tmp_path))} == {
             "PgStatementSlow": 60.0,
             "RedisMemoryHigh": 60.0,

@@ -19,6 +19,7 @@ from dashboard.alerts.notify import Notifier
 from dashboard.alerts.rules import Rule, load
 from dashboard.alerts.series import Sample
 from dashboard.core.config import Config
+from dashboard.core.prometheus_preset import series_for
 from dashboard.store import Store
 
 log = logging.getLogger("observatory.alerts")
@@ -38,9 +39,14 @@ class AlertsJob:
             log.warning("alert rules: %s", problem)
         self.prometheus = prometheus
         self.notifier = notifier
+        self.slos = {  # every Prometheus series with a target, for the burn-rate rules
+            t.name: {name: spec.slo for name, spec in series_for(t).items() if spec.slo}
+            for t in config.targets.prometheus
+        }
 
     def run(self, now: int) -> Outcome:
-        outcome = evaluate(self.rules, self.store.active_alerts(), self.store.engine, now, self.prometheus)
+        previous = self.store.active_alerts()
+        outcome = evaluate(self.rules, previous, self.store.engine, now, self.prometheus, self.slos)
         self.store.save_alerts(outcome.active, outcome.changes, now)
         errors = {"load": self.load_errors, "rules": outcome.errors}
         self.store.save_journal(RULE_ERRORS, json.dumps(errors, sort_keys=True))

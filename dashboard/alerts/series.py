@@ -14,6 +14,8 @@ A selector names a series as the store keeps it, or a derived one:
 | `queue.oldest_age_s` | `redis.queue.oldest_age_s` | s |
 | `target.up` | the collector's status | 1, or 0 when down |
 | `target.stale_s` | the collector's status | seconds since its last successful cycle |
+| `slo.burn_rate_fast`, `_slow` | `prom.series` and their targets | error-budget burn rate (detectors.py) |
+| `pg.statement.slowdown` | a statement's mean time, now and before | recent / baseline, if significant |
 
 Without a function the value is the last one of the last `LOOKBACK` seconds (a ratio: of the last
 cycle's counts; a per-second or per-minute figure: over that lookback). `avg_over`, `max_over`,
@@ -30,19 +32,28 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
+from dashboard.alerts import detectors
+from dashboard.alerts.detectors import Slos
 from dashboard.alerts.expr import Expr, Selector
+from dashboard.alerts.sample import Sample
 from dashboard.core import metrics
-from dashboard.store.schema import STMT, points_raw, series, statements, target_status, targets
+from dashboard.store.schema import points_raw, series, target_status, targets
 
 LOOKBACK = 600.0  # "now": the last point no older than this (a few cycles of any target)
 _QUEUE_DONE = {"completed", "failed"}
 
 
-class Sample(NamedTuple):
-    labels: dict[str, str]
-    value: float
+class Span(NamedTuple):
+    """What a derived series is read over."""
+
+    engine: Engine
+    since: float
+    until: int
+    last: bool  # no function: the last cycle (ratios)
+    window: float | None  # the function's window, if any
+    slos: Slos
 
 
 class Points(NamedTuple):
@@ -51,13 +62,14 @@ class Points(NamedTuple):
     counter: bool
 
 
-def evaluate(engine: Engine, expr: Expr, now: int) -> list[Sample]:
-    """The expression's operand now, one sample per label set (the comparison is the caller's)."""
+def evaluate(engine: Engine, expr: Expr, now: int, slos: Slos | None = None) -> list[Sample]:
+    """The expression's operand now, one sample per label set (the comparison is the caller's).
+    `slos`: the Prometheus series' targets, for the burn rates."""
     window = expr.window or LOOKBACK
     since = now - window
     derived = DERIVED.get(expr.selector.name)
     if derived is not None:
-        read = derived(engine, since, now, expr.function is None)
+        read = derived(Span(engine, since, now, expr.function is None, expr.window, slos or {}))
     else:
         read = _stored(engine, expr.selector.name, since, now)
     found = [_reduce(r, expr.function, window) if isinstance(r, Points) else r for r in read]
@@ -111,11 +123,11 @@ def _stored(engine: Engine, name: str, since: float, until: int) -> list[Points]
     return list(grouped.values())
 
 
-def _totals(engine: Engine, name: str, since: float, until: int, last: bool) -> dict:
-    """Sum of a series' points in the window (`last`: its last point only), per target and labels."""
+def _totals(span: Span, name: str) -> dict[tuple, float]:
+    """Sum of a series' points in the span (without a function: its last point), per label set."""
     out: dict[tuple, float] = defaultdict(float)
-    for p in _stored(engine, name, since, until):
-        kept = p.points[-1:] if last else p.points
+    for p in _stored(span.engine, name, span.since, span.until):
+        kept = p.points[-1:] if span.last else p.points
         out[tuple(sorted(p.labels.items()))] += sum(v for _, v in kept)
     return out
 
@@ -130,29 +142,26 @@ def _ratio(part: dict, other: dict) -> list[Sample]:
     return found
 
 
-def _redis_hit_rate(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    hits, misses = (_totals(engine, f"redis.keyspace.{n}", since, until, last) for n in ("hits", "misses"))
-    return _ratio(hits, misses)
+def _redis_hit_rate(span: Span) -> list[Sample]:
+    return _ratio(_totals(span, "redis.keyspace.hits"), _totals(span, "redis.keyspace.misses"))
 
 
-def _pg_cache_hit_ratio(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    hit, read = (_totals(engine, f"pg.db.blks_{n}", since, until, last) for n in ("hit", "read"))
-    return _ratio(hit, read)
+def _pg_cache_hit_ratio(span: Span) -> list[Sample]:
+    return _ratio(_totals(span, "pg.db.blks_hit"), _totals(span, "pg.db.blks_read"))
 
 
-def _last_per_target(engine: Engine, name: str, since: float, until: int) -> dict[str, tuple[dict, float]]:
+def _last_per_target(span: Span, name: str) -> dict[str, tuple[dict, float]]:
     """Per target: the sum over label sets of each series' last value (e.g. connections in all states)."""
     out: dict[str, tuple[dict, float]] = {}
-    for p in _stored(engine, name, since, until):
+    for p in _stored(span.engine, name, span.since, span.until):
         base = {"target": p.labels["target"], "kind": p.labels["kind"]}
         value = p.points[-1][1] if p.points else 0.0
         out[base["target"]] = (base, out.get(base["target"], (base, 0.0))[1] + value)
     return out
 
 
-def _pg_connections_used_ratio(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    used = _last_per_target(engine, "pg.connections", since, until)
-    limit = _last_per_target(engine, "pg.connections.max", since, until)
+def _pg_connections_used_ratio(span: Span) -> list[Sample]:
+    used, limit = _last_per_target(span, "pg.connections"), _last_per_target(span, "pg.connections.max")
     return [
         Sample(labels, value / limit[t][1])
         for t, (labels, value) in used.items()
@@ -160,65 +169,27 @@ def _pg_connections_used_ratio(engine: Engine, since: float, until: int, last: b
     ]
 
 
-def _statements(engine: Engine, since: float, until: int) -> list[tuple[dict, float, float]]:
-    """Per statement: labels, calls and exec ms in the window (the raw deltas)."""
-    raw = STMT["raw"]
-    query = (
-        select(
-            targets.c.name,
-            statements.c.id,
-            statements.c.queryid,
-            statements.c.datname,
-            func.sum(raw.c.calls),
-            func.sum(raw.c.exec_ms),
-        )
-        .select_from(raw)
-        .join(statements, statements.c.id == raw.c.statement_id)
-        .join(targets, targets.c.id == statements.c.target_id)
-        .where(raw.c.ts > since, raw.c.ts <= until)
-        .group_by(targets.c.name, statements.c.id, statements.c.queryid, statements.c.datname)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        (
-            {
-                "target": t,
-                "kind": "postgres",
-                "statement_id": str(sid),
-                "queryid": str(q),
-                "datname": d or "",
-            },
-            float(calls or 0),
-            float(ms or 0),
-        )
-        for t, sid, q, d, calls, ms in rows
-    ]
+def _pg_statement_mean_ms(span: Span) -> list[Sample]:
+    totals = detectors.statement_sums(span.engine, "raw", span.since, span.until)
+    return [Sample(labels, ms / calls) for labels, calls, ms in totals.values() if calls > 0]
 
 
-def _pg_statement_mean_ms(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    return [
-        Sample(labels, ms / calls) for labels, calls, ms in _statements(engine, since, until) if calls > 0
-    ]
+def _pg_statement_calls_per_s(span: Span) -> list[Sample]:
+    totals = detectors.statement_sums(span.engine, "raw", span.since, span.until)
+    seconds = max(span.until - span.since, 1.0)
+    return [Sample(labels, calls / seconds) for labels, calls, _ in totals.values()]
 
 
-def _pg_statement_calls_per_s(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    seconds = max(until - since, 1.0)
-    return [Sample(labels, calls / seconds) for labels, calls, _ in _statements(engine, since, until)]
+def _queue_failed_per_min(span: Span) -> list[Sample]:
+    minutes = max(span.until - span.since, 1.0) / 60
+    whole = span._replace(last=False)  # failures over the whole span, not its last cycle
+    return [Sample(dict(k), v / minutes) for k, v in _totals(whole, "redis.queue.failed").items()]
 
 
-def _queue_failed_per_min(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    minutes = max(until - since, 1.0) / 60
-    return [
-        Sample(dict(k), v / minutes)
-        for k, v in _totals(engine, "redis.queue.failed", since, until, last=False).items()
-    ]
-
-
-def _queue_depth(engine: Engine, since: float, until: int, last: bool) -> list[Points]:
+def _queue_depth(span: Span) -> list[Points]:
     """Jobs not done yet (every state but completed and failed), per queue, at each cycle."""
     out: dict[tuple, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for p in _stored(engine, "redis.queue.depth", since, until):
+    for p in _stored(span.engine, "redis.queue.depth", span.since, span.until):
         if p.labels.get("state") not in _QUEUE_DONE:
             labels = {k: v for k, v in p.labels.items() if k != "state"}
             for ts, value in p.points:
@@ -226,38 +197,49 @@ def _queue_depth(engine: Engine, since: float, until: int, last: bool) -> list[P
     return [Points(dict(k), sorted(by_ts.items()), False) for k, by_ts in out.items()]
 
 
-def _queue_oldest_age_s(engine: Engine, since: float, until: int, last: bool) -> list[Points]:
-    return _stored(engine, "redis.queue.oldest_age_s", since, until)
+def _queue_oldest_age_s(span: Span) -> list[Points]:
+    return _stored(span.engine, "redis.queue.oldest_age_s", span.since, span.until)
 
 
-def _target_up(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    query = select(targets.c.name, targets.c.kind, target_status.c.state).join(
+def _statuses(span: Span) -> list[tuple[str, str, str, int | None]]:
+    query = select(targets.c.name, targets.c.kind, target_status.c.state, target_status.c.last_success).join(
         target_status, target_status.c.target_id == targets.c.id
     )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [Sample({"target": t, "kind": k}, 0.0 if state == "down" else 1.0) for t, k, state in rows]
+    with span.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
 
 
-def _target_stale_s(engine: Engine, since: float, until: int, last: bool) -> list[Sample]:
-    query = select(targets.c.name, targets.c.kind, target_status.c.last_success).join(
-        target_status, target_status.c.target_id == targets.c.id
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [Sample({"target": t, "kind": k}, float(until - last)) for t, k, last in rows if last is not None]
+def _target_up(span: Span) -> list[Sample]:
+    return [
+        Sample({"target": t, "kind": k}, 0.0 if state == "down" else 1.0)
+        for t, k, state, _ in _statuses(span)
+    ]
 
 
-# (engine, since, until, last): `last` when the rule applies no function (ratios of the last cycle).
-DERIVED: dict[str, Callable[[Engine, float, int, bool], list[Sample] | list[Points]]] = {
+def _target_stale_s(span: Span) -> list[Sample]:
+    return [
+        Sample({"target": t, "kind": k}, float(span.until - last))
+        for t, k, _, last in _statuses(span)
+        if last is not None
+    ]
+
+
+DERIVED: dict[str, Callable[[Span], list[Sample] | list[Points]]] = {
     "redis.hit_rate": _redis_hit_rate,
     "pg.cache_hit_ratio": _pg_cache_hit_ratio,
     "pg.connections.used_ratio": _pg_connections_used_ratio,
     "pg.statement.mean_ms": _pg_statement_mean_ms,
     "pg.statement.calls_per_s": _pg_statement_calls_per_s,
+    "pg.statement.slowdown": lambda span: detectors.slowdowns(span.engine, span.until, span.window),
     "queue.failed_per_min": _queue_failed_per_min,
     "queue.depth": _queue_depth,
     "queue.oldest_age_s": _queue_oldest_age_s,
     "target.up": _target_up,
     "target.stale_s": _target_stale_s,
+    "slo.burn_rate_fast": lambda span: detectors.burn_rates(
+        span.engine, span.until, span.slos, detectors.FAST
+    ),
+    "slo.burn_rate_slow": lambda span: detectors.burn_rates(
+        span.engine, span.until, span.slos, detectors.SLOW
+    ),
 }
