@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dashboard.alerts.expr import parse
-from dashboard.alerts.series import evaluate
+from dashboard.alerts.series import Known, evaluate
 from dashboard.core.records import Cycle, Point, StatementDelta, StatementEntry, StatementKey, Status
 from dashboard.store import Store, schema
 
@@ -20,6 +20,7 @@ def prom_cycle(ts: int, values: dict[str, float]) -> Cycle:
 
 
 SLOS = {"svc": {"error_ratio": ("<", 0.001), "api_p95_ms": ("<", 200.0), "availability": (">=", 0.999)}}
+KNOWN = Known(SLOS, {})
 
 
 def test_burn_rates_need_both_windows(tmp_path: Path) -> None:
@@ -38,11 +39,11 @@ def test_burn_rates_need_both_windows(tmp_path: Path) -> None:
         )
     fast = {
         s.labels["series"]: s.value
-        for s in evaluate(store.engine, parse("slo.burn_rate_fast > 14.4"), NOW, SLOS)
+        for s in evaluate(store.engine, parse("slo.burn_rate_fast > 14.4"), NOW, KNOWN)
     }
     slow = {
         s.labels["series"]: s.value
-        for s in evaluate(store.engine, parse("slo.burn_rate_slow > 6"), NOW, SLOS)
+        for s in evaluate(store.engine, parse("slo.burn_rate_slow > 6"), NOW, KNOWN)
     }
     # error ratio: 0.02 / 0.001 in every window.
     assert round(fast["error_ratio"], 6) == 20.0 and round(slow["error_ratio"], 6) == 20.0
@@ -51,7 +52,7 @@ def test_burn_rates_need_both_windows(tmp_path: Path) -> None:
     assert round(fast["api_p95_ms"], 3) == round(5 / 60 / 0.01, 3)
     assert round(slow["api_p95_ms"], 3) == round(5 / 60 / 0.01, 3)
     assert fast["availability"] == 0.0
-    labels = next(s.labels for s in evaluate(store.engine, parse("slo.burn_rate_fast > 14.4"), NOW, SLOS))
+    labels = next(s.labels for s in evaluate(store.engine, parse("slo.burn_rate_fast > 14.4"), NOW, KNOWN))
     assert labels["target"] == "svc" and labels["objective"] in ("< 0.001", "< 200", ">= 0.999")
     store.close()
 
@@ -92,4 +93,17 @@ def test_only_a_large_and_significant_slowdown_is_reported(tmp_path: Path) -> No
     # 1: 3x a steady baseline. 2: 1.2x, too small. 3: no baseline. 4: 2x, but within its own wide
     # hourly swings (1 to 11 ms). 5: a handful of calls.
     assert set(found) == {"1001"} and round(found["1001"], 3) == 3.0
+    store.close()
+
+
+def test_lateness_counts_intervals_since_the_last_success(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.write_cycle(prom_cycle(NOW - 600, {"error_ratio": 0.0}))  # svc: last success 10 min ago
+    store.write_cycle(Cycle("prometheus", "late", NOW - 600, Status()))
+    store.write_cycle(Cycle("prometheus", "late", NOW - 30, Status(state="down", error="refused")))
+    known = Known({}, {"prometheus/svc": 60.0, "prometheus/late": 300.0})
+    found = {
+        s.labels["target"]: s.value for s in evaluate(store.engine, parse("target.lateness > 0"), NOW, known)
+    }
+    assert found == {"svc": 10.0, "late": 2.0}  # 600 s in 60 s intervals; 600 s in 300 s ones
     store.close()

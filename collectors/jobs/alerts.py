@@ -17,9 +17,10 @@ from typing import Any
 from dashboard.alerts.evaluate import Outcome, PromQuery, evaluate
 from dashboard.alerts.notify import Notifier
 from dashboard.alerts.rules import Rule, load
-from dashboard.alerts.series import Sample
+from dashboard.alerts.series import Known, Sample
 from dashboard.core.config import Config
 from dashboard.core.prometheus_preset import series_for
+from dashboard.core.sources import BY_KIND, configured
 from dashboard.store import Store
 
 log = logging.getLogger("observatory.alerts")
@@ -39,14 +40,16 @@ class AlertsJob:
             log.warning("alert rules: %s", problem)
         self.prometheus = prometheus
         self.notifier = notifier
-        self.slos = {  # every Prometheus series with a target, for the burn-rate rules
+        slos = {  # every Prometheus series with a target, for the burn-rate rules
             t.name: {name: spec.slo for name, spec in series_for(t).items() if spec.slo}
             for t in config.targets.prometheus
         }
+        intervals = {f"{kind}/{t.name}": t.interval for kind in BY_KIND for t in configured(config, kind)}
+        self.known = Known(slos, intervals)
 
     def run(self, now: int) -> Outcome:
         previous = self.store.active_alerts()
-        outcome = evaluate(self.rules, previous, self.store.engine, now, self.prometheus, self.slos)
+        outcome = evaluate(self.rules, previous, self.store.engine, now, self.prometheus, self.known)
         self.store.save_alerts(outcome.active, outcome.changes, now)
         errors = {"load": self.load_errors, "rules": outcome.errors}
         self.store.save_journal(RULE_ERRORS, json.dumps(errors, sort_keys=True))

@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 
 from dashboard.alerts import series
-from dashboard.alerts.detectors import Slos
 from dashboard.alerts.rules import Rule, render
 from dashboard.core.alerts import Alert, fingerprint
 
@@ -38,10 +37,10 @@ def evaluate(
     engine: Engine,
     now: int,
     prometheus: PromQuery | None = None,
-    slos: Slos | None = None,
+    known: series.Known = series.NOTHING_KNOWN,
 ) -> Outcome:
-    """Every rule once, against the alerts the last evaluation left; `slos`: the Prometheus series'
-    targets (for the burn rates)."""
+    """Every rule once, against the alerts the last evaluation left; `known`: what the configuration
+    says that the store does not (series.Known)."""
     by_rule: dict[str, list[Alert]] = {}
     for alert in previous:
         by_rule.setdefault(alert.name, []).append(alert)
@@ -51,7 +50,7 @@ def evaluate(
     for rule in rules:
         before = by_rule.pop(rule.name, [])
         try:
-            held = _samples(rule, engine, now, prometheus, slos or {})
+            held = _samples(rule, engine, now, prometheus, known)
         except Exception as err:  # one broken rule never stops the others
             log.warning("alert rule %s (%s): %s", rule.name, rule.where, err)
             errors[rule.name] = f"{type(err).__name__}: {err}"
@@ -66,14 +65,14 @@ def evaluate(
 
 
 def _samples(
-    rule: Rule, engine: Engine, now: int, prometheus: PromQuery | None, slos: Slos
+    rule: Rule, engine: Engine, now: int, prometheus: PromQuery | None, known: series.Known
 ) -> list[series.Sample]:
     if rule.source == "prometheus":
         if prometheus is None or rule.target is None:
             raise RuntimeError("no Prometheus target to ask")
         return prometheus(rule.target, rule.expr)
     assert rule.parsed is not None
-    return [s for s in series.evaluate(engine, rule.parsed, now, slos) if rule.parsed.holds(s.value)]
+    return [s for s in series.evaluate(engine, rule.parsed, now, known) if rule.parsed.holds(s.value)]
 
 
 def advance(

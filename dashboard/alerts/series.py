@@ -14,6 +14,7 @@ A selector names a series as the store keeps it, or a derived one:
 | `queue.oldest_age_s` | `redis.queue.oldest_age_s` | s |
 | `target.up` | the collector's status | 1, or 0 when down |
 | `target.stale_s` | the collector's status | seconds since its last successful cycle |
+| `target.lateness` | the same, and the configured interval | that time in intervals (1: on time) |
 | `slo.burn_rate_fast`, `_slow` | `prom.series` and their targets | error-budget burn rate (detectors.py) |
 | `pg.statement.slowdown` | a statement's mean time, now and before | recent / baseline, if significant |
 
@@ -45,6 +46,17 @@ LOOKBACK = 600.0  # "now": the last point no older than this (a few cycles of an
 _QUEUE_DONE = {"completed", "failed"}
 
 
+class Known(NamedTuple):
+    """What the configuration says that the store does not: the Prometheus series' targets (burn
+    rates) and each target's interval, by "kind/name" (lateness)."""
+
+    slos: Slos
+    intervals: dict[str, float]
+
+
+NOTHING_KNOWN = Known({}, {})
+
+
 class Span(NamedTuple):
     """What a derived series is read over."""
 
@@ -53,7 +65,7 @@ class Span(NamedTuple):
     until: int
     last: bool  # no function: the last cycle (ratios)
     window: float | None  # the function's window, if any
-    slos: Slos
+    known: Known
 
 
 class Points(NamedTuple):
@@ -62,14 +74,13 @@ class Points(NamedTuple):
     counter: bool
 
 
-def evaluate(engine: Engine, expr: Expr, now: int, slos: Slos | None = None) -> list[Sample]:
-    """The expression's operand now, one sample per label set (the comparison is the caller's).
-    `slos`: the Prometheus series' targets, for the burn rates."""
+def evaluate(engine: Engine, expr: Expr, now: int, known: Known = NOTHING_KNOWN) -> list[Sample]:
+    """The expression's operand now, one sample per label set (the comparison is the caller's)."""
     window = expr.window or LOOKBACK
     since = now - window
     derived = DERIVED.get(expr.selector.name)
     if derived is not None:
-        read = derived(Span(engine, since, now, expr.function is None, expr.window, slos or {}))
+        read = derived(Span(engine, since, now, expr.function is None, expr.window, known))
     else:
         read = _stored(engine, expr.selector.name, since, now)
     found = [_reduce(r, expr.function, window) if isinstance(r, Points) else r for r in read]
@@ -216,6 +227,16 @@ def _target_up(span: Span) -> list[Sample]:
     ]
 
 
+def _target_lateness(span: Span) -> list[Sample]:
+    """Seconds since the last successful cycle, in the target's intervals (1: on time)."""
+    found = []
+    for t, k, _, last in _statuses(span):
+        interval = span.known.intervals.get(f"{k}/{t}")
+        if last is not None and interval:
+            found.append(Sample({"target": t, "kind": k}, (span.until - last) / interval))
+    return found
+
+
 def _target_stale_s(span: Span) -> list[Sample]:
     return [
         Sample({"target": t, "kind": k}, float(span.until - last))
@@ -236,10 +257,11 @@ DERIVED: dict[str, Callable[[Span], list[Sample] | list[Points]]] = {
     "queue.oldest_age_s": _queue_oldest_age_s,
     "target.up": _target_up,
     "target.stale_s": _target_stale_s,
+    "target.lateness": _target_lateness,
     "slo.burn_rate_fast": lambda span: detectors.burn_rates(
-        span.engine, span.until, span.slos, detectors.FAST
+        span.engine, span.until, span.known.slos, detectors.FAST
     ),
     "slo.burn_rate_slow": lambda span: detectors.burn_rates(
-        span.engine, span.until, span.slos, detectors.SLOW
+        span.engine, span.until, span.known.slos, detectors.SLOW
     ),
 }
