@@ -93,7 +93,7 @@ class Target(NamedTuple):
 
 def navigation(query_id: int | None) -> list[Target]:
     """The registered pages in navigation order (the first is the default, "/")."""
-    pages = sorted((p for s in sources.SOURCES for p in s.pages), key=lambda p: p.position)
+    pages = sources.pages()
     found = []
     for i, p in enumerate(pages):
         path = "" if i == 0 else (p.url_path or Path(p.script).stem)

@@ -32,9 +32,8 @@ def test_targets_and_the_registry_name_the_same_sources() -> None:
 
 
 def test_every_registered_page_exists() -> None:
-    for source in sources.SOURCES:
-        for page in source.pages:
-            assert (APP_FOLDER / page.script).resolve().is_file(), page.script
+    for page in sources.pages():
+        assert (APP_FOLDER / page.script).resolve().is_file(), page.script
 
 
 def test_names_are_unique_in_every_source() -> None:

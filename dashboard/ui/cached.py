@@ -24,11 +24,13 @@ from dashboard.analysis import pasted
 from dashboard.analysis.reader import Reader, Reads, StoreReads
 from dashboard.core import config as config_mod
 from dashboard.core.advice import AdviceReport, StoredAdvice
+from dashboard.core.alerts import Alert
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
 from dashboard.store.reads import StatementFilter, Window
 
 TTL = 30  # seconds: about one collection interval
+ALERTS_TTL = 10  # seconds: alerts change at every evaluation (30 s by default); a page shows them soon
 ENTRIES = 64
 
 
@@ -128,6 +130,15 @@ class CachedReads(Reads):
     def details(self, target_id: int) -> Details | None:
         return _details(self.url, int(target_id))
 
+    def alerts(self) -> list[Alert]:
+        return _alerts(self.url)
+
+    def alert_history(self, window: Window) -> pd.DataFrame:
+        return _alert_history(self.url, window.start, window.end)
+
+    def alert_journal(self, key: str) -> str | None:
+        return _alert_journal(self.url, key)
+
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statuses(url: str) -> pd.DataFrame:
@@ -177,6 +188,21 @@ def _slowlog(url: str, ids: tuple, start: int, end: int, limit: int) -> pd.DataF
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _details(url: str, target_id: int) -> Details | None:
     return _store(url).details(target_id)
+
+
+@st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
+def _alerts(url: str) -> list[Alert]:
+    return _store(url).alerts()
+
+
+@st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
+def _alert_history(url: str, start: int, end: int) -> pd.DataFrame:
+    return _store(url).alert_history(Window(start, end))
+
+
+@st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
+def _alert_journal(url: str, key: str) -> str | None:
+    return _store(url).alert_journal(key)
 
 
 # -- what a page builds from the reads ----------------------------------------------------------

@@ -43,6 +43,7 @@ CONNECTION_COLORS = {
     "idle in transaction (aborted)": "#c62828",
 }
 TARGET_COLOR = "#c62828"
+ALERT_STATE_COLORS = {"firing": "#c62828", "pending": "#ef6c00"}
 OVERLAY_COLORS = ("#1565c0", "#ef6c00")  # the service series (left axis), the other one (right axis)
 
 
@@ -295,3 +296,14 @@ def overlay(
     if target is not None and not left.empty:
         chart = _with_line(chart, f"target {target[0]} {target[1]:g}", target[1])
     return chart
+
+
+def threshold_lines(long: pd.DataFrame, title: str, unit: str, op: str, threshold: float) -> Chart:
+    """An alerting rule's series (a line per label set) with its threshold as a dashed line, always
+    in view: the axis spans the values and the threshold, from zero unless a value is below it."""
+    if long.empty:
+        return Chart(title, unit, [], [])
+    chart = _with_line(from_long(long, title, unit), f"threshold {op} {threshold:g}", threshold)
+    values = [*_readings(long), threshold]
+    low, high = min([0.0, *values]), max(values)
+    return chart._replace(y_min=low, y_max=high + (high - low) * 0.1 if high > low else low + 1.0)

@@ -12,6 +12,7 @@ import html
 import math
 import re
 import time
+import urllib.parse
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -27,6 +28,8 @@ OVERVIEW_PAGE = sources.page("overview").script
 QUERIES_PAGE = sources.page("queries").script
 QUERY_PAGE = sources.page("query").script
 INDEXES_PAGE = sources.page("indexes").script
+ALERTS_PAGE = sources.page("alerts").script
+SERVICES_PAGE = sources.page("services").script
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 WINDOW_NAMES = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
@@ -55,7 +58,7 @@ Data shows here after the second collection cycle (counters are differences betw
 
 def navigation() -> list:
     """Every registered page, in navigation order; the first is the default."""
-    pages = sorted((p for source in sources.SOURCES for p in source.pages), key=lambda p: p.position)
+    pages = sources.pages()
     return [
         st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path or None, default=i == 0)
         for i, p in enumerate(pages)
@@ -144,6 +147,18 @@ def current_targets(kind: str | None = None) -> list[Target]:
     if picked is None:
         return known
     return [t for t in known if t.name in picked]
+
+
+def page_of(url: str | None) -> tuple[str, dict[str, list[str]]] | None:
+    """A link relative to the app ("query?id=12", as an alert's source_url) as st.page_link takes
+    it: the registered page's script and its query parameters; None when no page has that path."""
+    if not url:
+        return None
+    path, _, query = url.partition("?")
+    for page in sources.pages():
+        if path == (page.url_path or page.script.rsplit("/", 1)[-1].removesuffix(".py")):
+            return page.script, urllib.parse.parse_qs(query)
+    return None
 
 
 def window_query() -> str:
