@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dashboard.alerts.detectors import Slo
 from dashboard.alerts.evaluate import Outcome, PromQuery, evaluate
 from dashboard.alerts.notify import Notifier
 from dashboard.alerts.rules import Rule, load
@@ -41,7 +42,7 @@ class AlertsJob:
         self.prometheus = prometheus
         self.notifier = notifier
         slos = {  # every Prometheus series with a target, for the burn-rate rules
-            t.name: {name: spec.slo for name, spec in series_for(t).items() if spec.slo}
+            t.name: {name: Slo(*spec.slo, spec.budget) for name, spec in series_for(t).items() if spec.slo}
             for t in config.targets.prometheus
         }
         intervals = {f"{kind}/{t.name}": t.interval for kind in BY_KIND for t in configured(config, kind)}

@@ -13,7 +13,7 @@ import stat
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -132,6 +132,10 @@ class Series(_Strict):
     expr: str = Field(min_length=1)
     unit: str = ""
     target: str | None = None
+    # How its error budget is counted (alert burn rates): `readings`, the share of readings that miss
+    # the target (latency, utilisation), or `value`, the series is itself the share that went wrong
+    # (an error ratio; 1 - availability), and the target's distance from 0 (or 1) is the budget.
+    budget: Literal["readings", "value"] = "readings"
 
     @field_validator("target")
     @classmethod

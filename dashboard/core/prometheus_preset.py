@@ -72,6 +72,7 @@ def seed_series(metrics: dict[str, str] | None = None) -> dict[str, Series]:
             ),
             unit="ratio",
             target="< 0.001",
+            budget="value",
         ),
         # The share of successful scrapes over the last window, at each sample. The availability of
         # a whole period (a day, 30 days) is computed from the stored series (its mean over the
@@ -80,6 +81,7 @@ def seed_series(metrics: dict[str, str] | None = None) -> dict[str, Series]:
             expr=f"avg(avg_over_time(up{_sel(svc)}[{w}]))",
             unit="ratio",
             target=">= 0.999",
+            budget="value",
         ),
         "cpu_utilisation": Series(
             expr=f"1 - avg(rate({m['node_cpu']}{_sel(node, idle)}[{w}]))",
