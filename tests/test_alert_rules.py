@@ -12,8 +12,9 @@ import redis
 from collectors.jobs.alerts import AlertsJob
 from dashboard.alerts.evaluate import advance, evaluate
 from dashboard.alerts.expr import ExprError, parse
-from dashboard.alerts.rules import DEFAULT_RULES, Rule, read, render
+from dashboard.alerts.rules import DEFAULT_RULES, Rule, load, read, render
 from dashboard.alerts.series import Sample
+from dashboard.core import config as config_mod
 from dashboard.core.records import Cycle, Point, Status
 from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
@@ -186,8 +187,6 @@ def test_the_daemons_job_fires_resolves_and_survives_a_restart(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'store.db'}"
     config_path = tmp_path / "observatory.yaml"
     config_path.write_text(f"store: {url}\nalerts: {{rule_files: [rules.yaml], default_rules: false}}\n")
-    from dashboard.core import config as config_mod
-
     config = config_mod.load(config_path)
     store = Store(url)
     for i, (hits, misses) in enumerate([(95, 5), (50, 50), (40, 60), (45, 55), (99, 1)]):
@@ -281,3 +280,47 @@ def test_collect_once_notifies_a_webhook_once(tmp_path: Path) -> None:
         "HitRateLow",
     )
     assert [a["labels"]["target"] for a in body["alerts"]] == ["cache-1"]
+
+
+ONE_RULE = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: "
+ODD_FILES = {
+    "bomb.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+    "groups: [{name: g, rules: [{alert: A, expr: a > 1, labels: {x: *c}}]}]\n",
+    "intkey.yaml": f"{ONE_RULE}a > 1\n        1: x\n",
+    "nested.yaml": f"{ONE_RULE}a > 1\n        labels: {{x: [1]}}\n",
+    "inf.yaml": f"{ONE_RULE}a > 1\n        for: .inf\n",
+    "digits.yaml": f"{ONE_RULE}target.up > ١٠\n",
+    "ratio.yaml": f"{ONE_RULE}max_over(1h, redis.hit_rate) < 0.9\n",
+    "now.yaml": f"{ONE_RULE}delta(1h, target.up) < 0\n",
+}
+ODD_MESSAGES = {
+    "bomb.yaml": ":2:8: not valid YAML: aliases (*name) are not allowed in rule files",
+    "intkey.yaml": ":6:9: unknown key '1'",
+    "nested.yaml": ":6:17: `labels`: each value is text, not a list or mapping",
+    "inf.yaml": ":6:14: `for`: a duration must be a finite number of seconds",
+    "digits.yaml": ":5:27: A: column 13: unexpected character '١'",
+    "ratio.yaml": ":5:15: A: column 1: redis.hit_rate is read over a window: only avg_over(window, "
+    "redis.hit_rate) sets it",
+    "now.yaml": ":5:15: A: column 1: target.up is a value now: it takes no function (write `target.up ...` "
+    "alone)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_FILES))
+def test_odd_rule_files_are_problems_never_crashes(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(ODD_FILES[name])
+    rules, errors = read(path, None)
+    assert rules == [] and len(errors) == 1 and errors[0].startswith(f"{path}{ODD_MESSAGES[name]}"), errors
+
+
+def test_an_empty_file_holds_no_rule_and_a_name_twice_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    assert read(tmp_path / "empty.yaml", None) == ([], [])
+    (tmp_path / "mine.yaml").write_text(RULES + RULES.split("rules:\n", 1)[1])  # HitRateLow twice
+    config = config_mod.from_dict({"alerts": {"rule_files": ["*.yaml"], "default_rules": False}})
+    rules, errors = load(config.alerts, tmp_path, set())
+    assert [r.name for r in rules] == ["HitRateLow"]
+    mine = tmp_path / "mine.yaml"
+    assert errors == [f"{mine}:8:9: HitRateLow is defined twice (first at {mine}:4:9)"]

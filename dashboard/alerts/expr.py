@@ -29,7 +29,7 @@ _TOKEN = re.compile(
     | (?P<op>>=|<=|==|!=|=|>|<)
     | (?P<punct>[(){},])
     )""",
-    re.X,
+    re.X | re.A,  # ASCII digits and names only: '١٠' is no number here
 )
 MAX_LENGTH = 2_000
 

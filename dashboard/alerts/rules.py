@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from dashboard.alerts.expr import Expr, ExprError, parse
+from dashboard.alerts.series import unfit_function
 from dashboard.core.config import AlertSettings, parse_duration
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
@@ -53,15 +54,31 @@ class RuleError(ValueError):
     """A rule file's problem, as 'file:line:column: message'."""
 
 
+MAX_BYTES = 1 << 20  # a rule file is a few kilobytes; bigger is a mistake or an attack
+
+
 class _Loader(yaml.SafeLoader):
-    """Keeps each mapping's position, so problems point at the line and column."""
+    """Keeps each mapping's position, so problems point at the line and column. Refuses aliases:
+    rules never need them, and nested ones expand a few hundred bytes into gigabytes."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in rule files", mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
     value = loader.construct_mapping(node, deep=True)
     value["__mark__"] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    value["__marks__"] = {k.value: (v.start_mark.line + 1, v.start_mark.column + 1) for k, v in node.value}
-    value["__keys__"] = {k.value: (k.start_mark.line + 1, k.start_mark.column + 1) for k, _ in node.value}
+    value["__marks__"] = {
+        str(k.value): (v.start_mark.line + 1, v.start_mark.column + 1) for k, v in node.value
+    }
+    value["__keys__"] = {
+        str(k.value): (k.start_mark.line + 1, k.start_mark.column + 1) for k, _ in node.value
+    }
     return value
 
 
@@ -87,12 +104,34 @@ def load(settings: AlertSettings, base: Path, prometheus_targets: set[str]) -> t
             found, problems = read(Path(path), prometheus_targets)
             rules += found
             errors += problems
-    return rules, errors
+    return _first_of_each_name(rules, errors)
+
+
+def _first_of_each_name(rules: list[Rule], errors: list[str]) -> tuple[list[Rule], list[str]]:
+    """Alerts are known by name (their state, their notifications): a second rule of a name is a
+    mistake, reported, and left out. To change a built-in rule, disable it and write your own."""
+    kept: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.name in kept:
+            errors.append(f"{rule.where}: {rule.name} is defined twice (first at {kept[rule.name].where})")
+        else:
+            kept[rule.name] = rule
+    return list(kept.values()), errors
 
 
 def read(path: Path, prometheus_targets: set[str] | None) -> tuple[list[Rule], list[str]]:
-    """One file's rules and problems; `prometheus_targets` None: not checked (the built-in pack)."""
+    """One file's rules and problems; `prometheus_targets` None: not checked (the built-in pack).
+    Nothing in a file, however odd, raises: it is a problem in the list."""
     try:
+        return _read(path, prometheus_targets)
+    except Exception as err:  # a case not foreseen: still a problem of this file, never a crash
+        return [], [f"{path}: cannot be read as rules: {type(err).__name__}: {err}"]
+
+
+def _read(path: Path, prometheus_targets: set[str] | None) -> tuple[list[Rule], list[str]]:
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            return [], [f"{path}: over {MAX_BYTES // 1024} KiB: not a rule file"]
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
     except OSError as err:
         return [], [f"{path}: cannot read it: {err.strerror or err}"]
@@ -102,6 +141,8 @@ def read(path: Path, prometheus_targets: set[str] | None) -> tuple[list[Rule], l
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         return [], [f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}"]
+    if data is None:  # an empty file holds no rule (promtool accepts it too)
+        return [], []
     if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
         return [], [f"{path}:1:1: a rule file is a mapping with a list `groups`"]
     rules, errors = [], []
@@ -128,7 +169,7 @@ def _rule(path: Path, group: str, item: Any, prometheus_targets: set[str] | None
     if not isinstance(item, dict):
         raise RuleError(f"{path}: a rule is a mapping (alert, expr, for, ...)")
     fail = lambda key, message: RuleError(_at(path, item, key, message))  # noqa: E731
-    unknown = sorted(k for k in item if not k.startswith("__") and k not in _RULE_KEYS)
+    unknown = sorted(str(k) for k in item if not str(k).startswith("__") and k not in _RULE_KEYS)
     if unknown:
         known = ", ".join(sorted(_RULE_KEYS))
         raise RuleError(
@@ -148,6 +189,9 @@ def _rule(path: Path, group: str, item: Any, prometheus_targets: set[str] | None
     if source == "store":
         try:
             parsed = parse(expr)
+            unfit = unfit_function(parsed)
+            if unfit:
+                raise ExprError(unfit, 1)
         except ExprError as err:
             line, column = item["__marks__"]["expr"]
             raise RuleError(f"{path}:{line}:{column + err.column - 1}: {name}: {err}") from None
@@ -186,7 +230,10 @@ def _strings(item: dict, key: str, fail) -> dict[str, str]:
     value = item.get(key) or {}
     if not isinstance(value, dict):
         raise fail(key, f"`{key}` is a mapping of names to text")
-    out = {str(k): str(v) for k, v in value.items() if not str(k).startswith("__")}
+    given = {str(k): v for k, v in value.items() if not str(k).startswith("__")}
+    if any(isinstance(v, dict | list) for v in given.values()):
+        raise fail(key, f"`{key}`: each value is text, not a list or mapping")
+    out = {k: str(v) for k, v in given.items()}
     bad = [k for k in out if not _NAME.match(k)]
     if bad:
         raise fail(key, f"`{key}`: {bad[0]!r} is not a label name")

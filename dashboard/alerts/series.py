@@ -245,6 +245,27 @@ def _target_stale_s(span: Span) -> list[Sample]:
     ]
 
 
+# The functions a derived series takes. Those read over a window take avg_over(window, ...) to set it;
+# those that are a state now (a target's, a ratio of the last readings) take none; queue.depth and
+# queue.oldest_age_s are points and take any.
+_OVER_A_WINDOW = {"redis.hit_rate", "pg.cache_hit_ratio", "pg.statement.mean_ms", "pg.statement.calls_per_s",
+                  "pg.statement.slowdown", "queue.failed_per_min"}  # fmt: skip
+_NOW_ONLY = {"pg.connections.used_ratio", "target.up", "target.stale_s", "target.lateness",
+             "slo.burn_rate_fast", "slo.burn_rate_slow"}  # fmt: skip
+
+
+def unfit_function(expr: Expr) -> str | None:
+    """Why the expression's function does not apply to its series (None when it does)."""
+    name, function = expr.selector.name, expr.function
+    if function is None or name not in DERIVED or name not in _OVER_A_WINDOW | _NOW_ONLY:
+        return None
+    if name in _NOW_ONLY:
+        return f"{name} is a value now: it takes no function (write `{name} ...` alone)"
+    if function != "avg_over":
+        return f"{name} is read over a window: only avg_over(window, {name}) sets it"
+    return None
+
+
 DERIVED: dict[str, Callable[[Span], list[Sample] | list[Points]]] = {
     "redis.hit_rate": _redis_hit_rate,
     "pg.cache_hit_ratio": _pg_cache_hit_ratio,

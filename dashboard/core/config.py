@@ -42,6 +42,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds == float("inf") or seconds != seconds:
+        raise ValueError("a duration must be a finite number of seconds")
     return seconds
 
 
