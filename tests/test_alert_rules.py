@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from collectors.jobs.alerts import AlertsJob
+from collectors.jobs.alerts import AlertsJob, prometheus_query
 from dashboard.alerts.evaluate import advance, evaluate
 from dashboard.alerts.expr import ExprError, parse
 from dashboard.alerts.rules import DEFAULT_RULES, Rule, load, read, render
 from dashboard.alerts.series import Sample
 from dashboard.core import config as config_mod
+from dashboard.core.alerts import Alert
 from dashboard.core.records import Cycle, Point, Status
 from dashboard.servers.throwaway import ThrowawayRedis
 from dashboard.store import Store
@@ -324,3 +325,60 @@ def test_an_empty_file_holds_no_rule_and_a_name_twice_is_a_problem(tmp_path: Pat
     assert [r.name for r in rules] == ["HitRateLow"]
     mine = tmp_path / "mine.yaml"
     assert errors == [f"{mine}:8:9: HitRateLow is defined twice (first at {mine}:4:9)"]
+
+
+def test_promql_labels_that_clash_are_kept_and_one_alert_is_one_series() -> None:
+    answer = [
+        {"metric": {"__name__": "probe_success", "job": "blackbox", "target": site}, "value": [T0, "0"]}
+        for site in ("a.example", "b.example")
+    ]
+    ask = prometheus_query(lambda target, expr, ts: answer, lambda: T0)
+    found = ask("prom", "probe_success == 0")
+    assert [s.labels for s in found] == [
+        {"job": "blackbox", "exported_target": site, "target": "prom", "kind": "prometheus"}
+        for site in ("a.example", "b.example")
+    ]
+    down = Rule("SiteDown", "g", "probe_success == 0", "prometheus", "prom", 0, 0, {}, {}, None, "f:1")
+    assert len(advance(down, found, [], T0)[0]) == 2  # two sites down: two alerts
+    same = [Sample({"target": "x"}, 1.0), Sample({"target": "x"}, 2.0)]
+    with pytest.raises(ValueError, match="same labels"):
+        advance(down, same, [], T0)
+
+
+def test_for_starts_again_after_the_daemon_was_away() -> None:
+    r = rule(for_s=600)
+    active, _ = advance(r, LOW, [], T0)
+    active, changes = advance(r, LOW, active, T0 + 3 * 3600)  # 3 h later: no evaluation in between
+    assert [(a.state, a.active_at) for a in active] == [("pending", T0 + 3 * 3600)]
+    assert [c.state for c in changes] == ["pending"]
+
+
+def test_a_target_taken_out_of_the_configuration_is_no_longer_watched(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.write_cycle(Cycle("redis", "old-cache", T0, Status(state="down", error="refused")))
+    store.write_cycle(Cycle("redis", "cache-1", T0, Status(state="down", error="refused")))
+    up = parse("target.up == 0")
+    from dashboard.alerts.series import Known
+    from dashboard.alerts.series import evaluate as values
+
+    assert {s.labels["target"] for s in values(store.engine, up, T0)} == {"old-cache", "cache-1"}
+    configured = Known({}, {"redis/cache-1": 15.0})
+    assert {s.labels["target"] for s in values(store.engine, up, T0, configured)} == {"cache-1"}
+    store.close()
+
+
+def test_alerts_json_has_no_infinity_and_lists_firing_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    pending = Alert({"alertname": "A", "target": "x"}, {}, "pending", 1.0, T0)
+    firing = Alert({"alertname": "B", "target": "x"}, {}, "firing", float("inf"), T0, fired_at=T0)
+    store.save_alerts([pending, firing], [], T0)
+    store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\n")
+    shown = observatory("alerts", "--json", config=config)
+    rows = json.loads(shown.stdout)["alerts"]  # strict JSON: Infinity would not parse everywhere
+    assert "Infinity" not in shown.stdout and [(r["alertname"], r["value"]) for r in rows] == [
+        ("B", "inf"),
+        ("A", 1.0),
+    ]

@@ -91,6 +91,9 @@ def prometheus_query(
         found = []
         for item in query(target, expr, int(now())):
             labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items() if k != "__name__"}
+            for own in ("target", "kind"):  # the series' own, kept as Prometheus keeps clashing labels
+                if own in labels:
+                    labels[f"exported_{own}"] = labels.pop(own)
             value = float(item["value"][1])
             found.append(Sample({**labels, "target": target, "kind": "prometheus"}, value))
         return found

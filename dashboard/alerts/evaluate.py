@@ -23,6 +23,7 @@ from dashboard.core.alerts import Alert, fingerprint
 
 log = logging.getLogger("observatory.alerts")
 PromQuery = Callable[[str, str], list[series.Sample]]  # (Prometheus target, PromQL) -> samples
+GRACE = 600  # a pending alert not seen held for this long starts its `for` again (Prometheus' grace)
 
 
 class Outcome(NamedTuple):
@@ -86,11 +87,13 @@ def advance(
     for sample in held:
         labels = {**sample.labels, **rule.labels, "alertname": rule.name}
         key = fingerprint(labels)
-        if key in seen:
-            continue
+        if key in seen:  # two series that are one alert: Prometheus refuses the rule's result too
+            raise ValueError(f"two series have the same labels once the rule's are added: {labels}")
         seen.add(key)
         annotations = {k: render(v, labels, sample.value) for k, v in rule.annotations.items()}
         old = previous.get(key)
+        if old is not None and old.state == "pending" and now - (old.held_at or now) > GRACE:
+            old = None  # it stopped being watched (the daemon was down): `for` starts again
         alert = Alert(
             labels=labels,
             annotations=annotations,

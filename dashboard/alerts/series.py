@@ -217,7 +217,9 @@ def _statuses(span: Span) -> list[tuple[str, str, str, int | None]]:
         target_status, target_status.c.target_id == targets.c.id
     )
     with span.engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(query)]
+        rows = [tuple(row) for row in conn.execute(query)]
+    configured = span.known.intervals  # a target taken out of the configuration is no longer watched
+    return [r for r in rows if not configured or f"{r[1]}/{r[0]}" in configured]
 
 
 def _target_up(span: Span) -> list[Sample]:

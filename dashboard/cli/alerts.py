@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
         {
             "alertname": a.name,
             "state": a.state,
-            "value": a.value,
+            "value": a.value if math.isfinite(a.value) else str(a.value),  # JSON has no NaN or Infinity
             "labels": a.labels,
             "summary": a.annotations.get("summary", ""),
             "active_since": _iso(a.active_at),
@@ -48,9 +49,8 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     for row in rows:
         since = row["firing_since"] or row["active_since"]
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items()) if k != "alertname")
-        print(
-            f"{row['state']:8} {row['alertname']} {{{_printable(labels)}}} = {row['value']:.4g} since {since}"
-        )
+        value = row["value"] if isinstance(row["value"], str) else f"{row['value']:.4g}"
+        print(f"{row['state']:8} {row['alertname']} {{{_printable(labels)}}} = {value} since {since}")
         if row["summary"]:
             print(f"         {_printable(row['summary'])}")
     for problem in broken:

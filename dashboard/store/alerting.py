@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, case, select
 
 from dashboard.core.alerts import Alert
 from dashboard.store.schema import alert_events, alert_journal, alerts_now
@@ -54,7 +54,8 @@ def _now_row(a: Alert) -> dict:
 
 def active(engine_or_conn: Engine | Connection) -> list[Alert]:
     """Every alert pending or firing as of the last evaluation, firing first, then by name."""
-    query = select(alerts_now).order_by(alerts_now.c.state.desc(), alerts_now.c.rule, alerts_now.c.active_at)
+    firing_first = case((alerts_now.c.state == "firing", 0), else_=1)
+    query = select(alerts_now).order_by(firing_first, alerts_now.c.rule, alerts_now.c.active_at)
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
             rows = conn.execute(query).mappings().all()
