@@ -8,6 +8,7 @@ for the workers, so "nothing else was sent" is never a race.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -365,3 +366,44 @@ def _wait_for_alert(base: str, name: str, timeout: float = 10.0) -> dict:
             return found[0]
         time.sleep(0.05)
     raise AssertionError(f"Alertmanager did not list {name} within {timeout} s")
+
+
+def test_a_webhook_url_with_a_password_sends_basic_auth() -> None:
+    with RecordingReceiver() as hook:
+        url = hook.url.replace("http://", "http://alice:s%40cret@")
+        n = notifier(settings({"webhook": url}, group_wait="0s"))
+        n.update([alert()], T0)
+        sent(n, hook)
+        n.close()
+    (request,) = hook.requests
+    assert request.authorization == "Basic " + base64.b64encode(b"alice:s@cret").decode()
+
+
+def test_inhibition_keeps_kinds_apart_and_a_muted_resolution_still_goes_out() -> None:
+    with RecordingReceiver() as hook:
+        n = notifier(settings({"webhook": hook.url}, group_wait="0s", group_interval=60))
+        cache = alert("CacheHitRateLow", "main", labels={"kind": "redis"})
+        n.update([cache], T0)
+        assert labels_of(sent(n, hook)[0])[0]["alertname"] == "CacheHitRateLow"
+        pg_down = alert("TargetDown", "main", labels={"kind": "postgres"})  # another kind: no muting
+        redis_down = alert("TargetDown", "main", labels={"kind": "redis"})
+        n.update([cache, pg_down, redis_down], T0 + 60)
+        n.update([resolved(cache, T0 + 120), pg_down, redis_down], T0 + 120)  # resolves while muted
+        n.update([pg_down, redis_down], T0 + 240)
+        bodies = sent(n, hook)
+        n.close()
+    outcomes = [(b["status"], [a["labels"]["alertname"] for a in b["alerts"]]) for b in bodies]
+    assert ("resolved", ["CacheHitRateLow"]) in outcomes, outcomes  # the receiver's incident is closed
+    assert ("firing", ["TargetDown", "TargetDown"]) in outcomes  # each kind's, one group
+
+
+def test_alertmanager_gets_silenced_alerts_too() -> None:
+    """It silences and inhibits by its own rules: an alert we stopped pushing would expire there."""
+    with RecordingReceiver() as am:
+        base = am.url.rsplit("/", 1)[0]
+        silence = {"matchers": {"alertname": "HighLatency"}, "until": "2099-01-01T00:00:00Z"}
+        n = notifier(settings({"alertmanager": base}, silences=[silence]))
+        n.update([alert()], T0)
+        bodies = sent(n, am)
+        n.close()
+    assert [a["labels"]["alertname"] for a in bodies[0]] == ["HighLatency"]

@@ -13,6 +13,7 @@ a log, an error or an exception message.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -24,7 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from dashboard.core.redaction import SecretError, password_of, redact
 
@@ -75,6 +76,9 @@ def post_json(url: str, body: Any, timeout: float) -> int:
     """POST `body` as JSON; the status. Raises Undeliverable or a retryable OSError."""
     data = json.dumps(body).encode("ascii")  # \u escapes: no string can fail to encode
     headers = {"Content-Type": "application/json", "User-Agent": "observatory-alerts"}
+    url, auth = _without_userinfo(url)
+    if auth:
+        headers["Authorization"] = auth
     try:
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with _OPENER.open(request, timeout=timeout) as resp:
@@ -92,6 +96,18 @@ def post_json(url: str, body: Any, timeout: float) -> int:
         raise OSError(f"bad HTTP answer ({type(exc).__name__})") from None
     except ValueError as exc:  # an unknown URL type, a malformed URL
         raise Undeliverable(str(exc)) from None
+
+
+def _without_userinfo(url: str) -> tuple[str, str | None]:
+    """`http://user:pw@host/x` as urllib needs it: the URL without `user:pw@`, and the Basic
+    Authorization header they stand for (urllib would read them as part of the host name)."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def url_secrets(url: str) -> list[str]:

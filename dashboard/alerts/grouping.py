@@ -9,7 +9,8 @@ Alerts with the same values of the `group_by` labels form a group, notified toge
 - an unchanged group that still fires is notified again every `repeat_interval`;
 - a resolved alert is sent once (with its endsAt), and only if the receiver had been told it fired
   (Alertmanager's rule: a receiver is not told about alerts that fired and resolved unseen);
-- a group with nothing firing and nothing left to send is forgotten.
+- a group with nothing firing and nothing left to send is forgotten (an alert it was told of that
+  fires on, muted, keeps it: the resolution is still owed).
 
 The book is what the journal keeps: per group its labels, when it appeared, when it was last
 notified, the fingerprints that notification said were firing, the resolved alerts not yet
@@ -113,14 +114,16 @@ class Book:
         else:
             group["failed"] = True
 
-    def prune(self, current: dict[str, Current]) -> bool:
-        """Forget groups with nothing firing and nothing to send; whether any was."""
+    def prune(self, current: dict[str, Current], muted: frozenset[str] = frozenset()) -> bool:
+        """Forget groups with nothing firing and nothing to send; whether any was. A group whose
+        notified alert fires on, muted (silenced, inhibited), is kept: its resolution is still owed."""
         gone = [
             gid
             for gid, group in self.groups.items()
             if gid not in self.inflight
             and not group["resolved"]
             and not (gid in current and current[gid].firing)
+            and not muted.intersection(group["notified"])
         ]
         for gid in gone:
             del self.groups[gid]

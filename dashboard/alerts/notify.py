@@ -83,9 +83,16 @@ class Notifier:
         now = self._now() if now is None else now
         self._drain()
         heard = audible(alerts, self.settings.silences, now)
+        every = [a for a in alerts if a.state != "pending"]  # Alertmanager mutes by its own rules
+        muted = frozenset(a.fingerprint for a in every if a.state == "firing") - {
+            a.fingerprint for a in heard
+        }
         for receiver in self.receivers.values():
             try:
-                receiver.update(heard, now)
+                if isinstance(receiver, Pushed):
+                    receiver.update(every, now)
+                else:
+                    receiver.update(heard, now, muted)
             except Exception:  # a bug with one receiver must not silence the others
                 log.exception("alert notifications to %s failed", receiver.sender.label)
 

@@ -74,7 +74,8 @@ class Grouped:
     def _entry(self, alert: Alert) -> dict[str, Any]:
         return payloads.webhook_alert(alert, self.external_url)
 
-    def update(self, alerts: list[Alert], now: float) -> None:
+    def update(self, alerts: list[Alert], now: float, muted: frozenset[str] = frozenset()) -> None:
+        """`alerts`: the audible ones; `muted`: fingerprints of those firing but muted."""
         current = grouping.by_group(alerts, self.settings.group_by)
         for gid, found in current.items():
             self.book.observe(gid, found, now, self._entry)
@@ -83,7 +84,7 @@ class Grouped:
             firing = {a.fingerprint for a in found.firing}
             if self.book.due(gid, firing, now, self.settings):
                 self._send(gid, found, firing, now)
-        self.book.prune(current)
+        self.book.prune(current, muted)
         self.kept.save(self.book.dump())
 
     def _send(self, gid: str, found: grouping.Current, firing: set[str], now: float) -> None:

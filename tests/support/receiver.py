@@ -22,6 +22,7 @@ class Request(NamedTuple):
     path: str
     body: Any
     at: float  # time.monotonic() on arrival
+    authorization: str | None = None  # the Authorization header, if any
 
 
 class RecordingReceiver:
@@ -35,7 +36,8 @@ class RecordingReceiver:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
-                    receiver.requests.append(Request(self.path, json.loads(raw), time.monotonic()))
+                    auth = self.headers.get("Authorization")
+                    receiver.requests.append(Request(self.path, json.loads(raw), time.monotonic(), auth))
                     status = receiver._statuses.pop(0) if receiver._statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
