@@ -35,6 +35,7 @@ from dashboard.store.locks import target_locks
 log = logging.getLogger("observatory.collect")
 MAX_BACKOFF = 300.0
 LOCK_RETRY = 2.0  # seconds between tries of a target's lock another process holds
+ALERTS_LOCK = ("alerts", "evaluator")  # taken like a target's: the one process that evaluates and notifies
 
 
 def build_collectors(config: Config, store: Store) -> list[Collector]:
@@ -82,12 +83,23 @@ class Scheduler:
             raise RuntimeError(f"no Prometheus target named {target!r}")
         return collector.query(expr, ts)  # type: ignore[attr-defined]
 
-    def evaluate_alerts(self) -> None:
-        """Every alerting rule once (after a round of cycles); a failure is logged, never raised."""
+    def evaluate_alerts(self, keep_lock: bool = True) -> bool:
+        """Every alerting rule once (after a round of cycles), if this process holds the store's
+        alerting lock: one evaluator and one notifier per store, however many daemons collect into
+        it. A failure is logged, never raised. Whether it evaluated."""
+        had = self.locks.holds(*ALERTS_LOCK)
+        holder = self._try_lock_named(*ALERTS_LOCK)
+        if holder is not None:
+            log.debug("alerts: evaluated by another process (%s)", holder)
+            return False
         try:
             self.alerts.run(int(self.clock()))
         except Exception:
             log.exception("alerts: evaluation crashed")
+        finally:
+            if not keep_lock and not had:
+                self.locks.release(*ALERTS_LOCK)
+        return True
 
     def collect(self, collector: Collector) -> Cycle:
         self._resync_if_due(collector)
@@ -121,8 +133,11 @@ class Scheduler:
     def _try_lock(self, collector: Collector) -> str | None:
         """None when this process may collect the target; else who holds its lock, or why it could
         not be taken."""
+        return self._try_lock_named(collector.kind, collector.name)
+
+    def _try_lock_named(self, kind: str, name: str) -> str | None:
         try:
-            holder = self.locks.try_lock(collector.kind, collector.name)
+            holder = self.locks.try_lock(kind, name)
         except Exception as err:
             return f"its lock could not be taken: {type(err).__name__}: {str(err).splitlines()[0]}"
         return None if holder is None else f"held by {holder}"

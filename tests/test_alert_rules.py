@@ -382,3 +382,26 @@ def test_alerts_json_has_no_infinity_and_lists_firing_first(tmp_path: Path) -> N
         ("B", "inf"),
         ("A", 1.0),
     ]
+
+
+def test_one_process_evaluates_and_notifies_per_store(tmp_path: Path) -> None:
+    """Two daemons on one store (a daemon and `collect --once`): the one holding the store's
+    alerting lock evaluates; the other leaves it, so nothing is notified twice."""
+    from collectors.scheduler import Scheduler
+
+    (tmp_path / "rules.yaml").write_text(RULES)
+    config_path = tmp_path / "observatory.yaml"
+    config_path.write_text(
+        f"store: sqlite:///{tmp_path / 'store.db'}\n"
+        "alerts: {rule_files: [rules.yaml], default_rules: false}\n"
+    )
+    config = config_mod.load(config_path)
+    first, second = Store(config.store), Store(config.store)
+    daemon, once = Scheduler(config, first, []), Scheduler(config, second, [])
+    assert daemon.evaluate_alerts() is True  # keeps the lock, as the daemon's loop does
+    assert once.evaluate_alerts(keep_lock=False) is False
+    daemon.locks.close()  # the daemon stops
+    assert once.evaluate_alerts(keep_lock=False) is True
+    assert once.evaluate_alerts(keep_lock=False) is True  # released after each: taken again
+    first.close()
+    second.close()

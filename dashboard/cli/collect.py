@@ -39,6 +39,6 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
         failed += st.state != "ok"
     for (kind, name), why in scheduler.held_elsewhere.items():
         print(f"{kind}/{name}: not collected: {why}", file=sys.stderr)
-    scheduler.evaluate_alerts()  # the alerting rules, once, over what was just collected
+    scheduler.evaluate_alerts(keep_lock=False)  # the alerting rules, once, over what was just collected
     scheduler.close_notifications()
     return 1 if failed or scheduler.held_elsewhere else 0
