@@ -188,3 +188,20 @@ def test_same_second_points_add_counters_and_replace_gauges(backend_store: Store
     assert (hourly["count"], hourly["sum"]) == (3, sum(gauges))
     assert (hourly["min"], hourly["max"]) == (min(gauges), max(gauges))
     assert backend_store.series_state("postgres", "erp") == {("pg.db.xact_commit", "datname=erp"): 14.0}
+
+
+def test_alert_history_is_read_per_alert_and_kept_as_long_as_hourly_figures(backend_store: Store) -> None:
+    from dashboard.core.alerts import Alert
+    from dashboard.store import alerting
+
+    old = Alert({"alertname": "A", "target": "x"}, {}, "firing", 1.0, T0, fired_at=T0)
+    new = Alert({"alertname": "B", "target": "x"}, {}, "pending", 2.0, T0 + 100 * DAY)
+    backend_store.save_alerts([old], [old], T0)
+    backend_store.save_alerts([old, new], [new], T0 + 100 * DAY)
+    engine = backend_store.engine
+    assert alerting.history(engine, 0, 2**40, new.fingerprint)["rule"].tolist() == ["B"]
+    assert alerting.history(engine, 0, 2**40, "nonexistent").empty
+    deleted = backend_store.prune(Retention(raw=2 * DAY, hourly=90 * DAY, daily=365 * DAY), T0 + 100 * DAY)
+    assert deleted["alert_events"] == 1  # the 100-day-old change; the alert still firing stays
+    assert alerting.history(engine, 0, 2**40)["rule"].tolist() == ["B"]
+    assert {a.name for a in backend_store.active_alerts()} == {"A", "B"}

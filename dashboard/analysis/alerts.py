@@ -117,9 +117,9 @@ def active_table(alerts: Sequence[Alert], now: float, link_query: str = "") -> p
 
 
 # -- history ------------------------------------------------------------------------------------
-def history(reader: Reader, window: Window) -> pd.DataFrame:
-    """Changes of state in the window: fingerprint, rule, labels (JSON), ts, state, value."""
-    return reader.store.alert_history(window)
+def history(reader: Reader, window: Window, fingerprint: str | None = None) -> pd.DataFrame:
+    """Changes of state in the window (of one alert): fingerprint, rule, labels (JSON), ts, state, value."""
+    return reader.store.alert_history(window, fingerprint)
 
 
 def _labels(text: object) -> dict[str, str]:
@@ -532,8 +532,7 @@ def find_incident(reader: Reader, fingerprint: str, now: int, interval: float) -
             return Incident(fingerprint, a.name, a.labels, a.state, a.value, a.active_at, a.fired_at, None,
                             summary, a.source_url)  # fmt: skip
     window = Window(now - SEARCH_BACK, now)
-    events = history(reader, window)
-    events = events[events["fingerprint"] == fingerprint]
+    events = history(reader, window, fingerprint)  # read by its index: any URL can ask
     if events.empty:
         return None
     last = episodes(events, [], window, now, interval).iloc[0]

@@ -61,7 +61,7 @@ class Reads(Protocol):
     def slowlog(self, ids: Sequence[int], window: Window, limit: int) -> pd.DataFrame: ...
     def details(self, target_id: int) -> Details | None: ...
     def alerts(self) -> list[Alert]: ...
-    def alert_history(self, window: Window) -> pd.DataFrame: ...
+    def alert_history(self, window: Window, fingerprint: str | None = None) -> pd.DataFrame: ...
     def alert_journal(self, key: str) -> str | None: ...
 
 
@@ -113,8 +113,8 @@ class StoreReads(Reads):
         """Every alert pending or firing as of the daemon's last evaluation."""
         return alerting.active(self._alert_engine)
 
-    def alert_history(self, window: Window) -> pd.DataFrame:
-        return alerting.history(self._alert_engine, window.start, window.end)
+    def alert_history(self, window: Window, fingerprint: str | None = None) -> pd.DataFrame:
+        return alerting.history(self._alert_engine, window.start, window.end, fingerprint)
 
     def alert_journal(self, key: str) -> str | None:
         with self._alert_engine.connect() as conn:

@@ -76,13 +76,13 @@ def active(engine_or_conn: Engine | Connection) -> list[Alert]:
     ]
 
 
-def history(engine: Engine, since: int, until: int) -> pd.DataFrame:
-    """Changes of state in [since, until]: fingerprint, rule, labels (JSON), ts, state, value."""
-    query = (
-        select(alert_events)
-        .where(alert_events.c.ts >= since, alert_events.c.ts <= until)
-        .order_by(alert_events.c.ts, alert_events.c.id)
-    )
+def history(engine: Engine, since: int, until: int, fingerprint: str | None = None) -> pd.DataFrame:
+    """Changes of state in [since, until] (of one alert, given its fingerprint): fingerprint, rule,
+    labels (JSON), ts, state, value."""
+    query = select(alert_events).where(alert_events.c.ts >= since, alert_events.c.ts <= until)
+    if fingerprint is not None:
+        query = query.where(alert_events.c.fingerprint == fingerprint)
+    query = query.order_by(alert_events.c.ts, alert_events.c.id)
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in alert_events.c])
 

@@ -230,6 +230,7 @@ alert_events = Table(
     Column("value", Float),
 )
 Index("ix_alert_events_ts", alert_events.c.ts)
+Index("ix_alert_events_fingerprint", alert_events.c.fingerprint, alert_events.c.ts)  # one alert's history
 
 alert_journal = Table(
     "alert_journal",

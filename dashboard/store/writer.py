@@ -28,6 +28,7 @@ from dashboard.store.schema import (
     POINTS,
     STMT,
     advice,
+    alert_events,
     series,
     slowlog,
     statements,
@@ -334,4 +335,9 @@ class Store:
             # Slow-log entries are few and are detail worth keeping as long as hourly figures.
             result = conn.execute(slowlog.delete().where(slowlog.c.ts < now - int(retention.hourly)))
             deleted["slowlog"] = result.rowcount
+            # So is the alerts' history (alerts now stay: they are current, whatever their age).
+            result = conn.execute(
+                alert_events.delete().where(alert_events.c.ts < now - int(retention.hourly))
+            )
+            deleted["alert_events"] = result.rowcount
         return deleted

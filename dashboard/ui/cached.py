@@ -133,8 +133,8 @@ class CachedReads(Reads):
     def alerts(self) -> list[Alert]:
         return _alerts(self.url)
 
-    def alert_history(self, window: Window) -> pd.DataFrame:
-        return _alert_history(self.url, window.start, window.end)
+    def alert_history(self, window: Window, fingerprint: str | None = None) -> pd.DataFrame:
+        return _alert_history(self.url, window.start, window.end, fingerprint)
 
     def alert_journal(self, key: str) -> str | None:
         return _alert_journal(self.url, key)
@@ -196,8 +196,8 @@ def _alerts(url: str) -> list[Alert]:
 
 
 @st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
-def _alert_history(url: str, start: int, end: int) -> pd.DataFrame:
-    return _store(url).alert_history(Window(start, end))
+def _alert_history(url: str, start: int, end: int, fingerprint: str | None) -> pd.DataFrame:
+    return _store(url).alert_history(Window(start, end), fingerprint)
 
 
 @st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
