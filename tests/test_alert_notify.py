@@ -407,3 +407,23 @@ def test_alertmanager_gets_silenced_alerts_too() -> None:
         bodies = sent(n, am)
         n.close()
     assert [a["labels"]["alertname"] for a in bodies[0]] == ["HighLatency"]
+
+
+def test_a_notification_in_flight_when_the_process_dies_is_sent_again() -> None:
+    """At least once, as Alertmanager's log: a send not confirmed in the journal is owed after a
+    restart (here the first process never records its worker's outcome: it was killed)."""
+    journal = MemoryJournal()
+    with RecordingReceiver() as hook:
+        config = settings({"webhook": hook.url}, group_wait="0s", group_interval=60)
+        killed = notifier(config, journal)
+        killed.update([alert()], T0)  # handed to the worker, then the process dies
+        hook.wait_for(1)
+        again = notifier(config, journal)
+        again.update([alert()], T0 + 30)
+        assert len(sent(again, hook)) == 1  # group_interval not over yet
+        again.update([alert()], T0 + 60)
+        again.update([alert()], T0 + 120)
+        bodies = sent(again, hook)
+        again.close()
+        killed.close()
+    assert len(bodies) == 2  # once more after the restart, then confirmed: not a third time

@@ -405,3 +405,13 @@ def test_one_process_evaluates_and_notifies_per_store(tmp_path: Path) -> None:
     assert once.evaluate_alerts(keep_lock=False) is True  # released after each: taken again
     first.close()
     second.close()
+
+
+def test_columns_point_into_quoted_and_block_expressions(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(f'{ONE_RULE}"a > x"\n      - alert: B\n        expr: >\n          a > x\n')
+    _, errors = read(path, None)
+    assert errors == [
+        f"{path}:5:20: A: column 5: expected a number, found 'x'",  # the x inside the quotes
+        f"{path}:7:15: B: in its expr, column 5: expected a number, found 'x'",
+    ]

@@ -99,7 +99,9 @@ class Book:
     def sent(self, gid: str, firing: set[str], now: float) -> list[str]:
         """Record a notification handed to the worker; the token for its outcome."""
         group = self.groups[gid]
-        group.update(sent_at=now, notified=sorted(firing), failed=False)
+        # Unconfirmed until the worker says delivered: a process that dies with it in flight sends
+        # it again after a restart (at least once, as Alertmanager's log), never loses it.
+        group.update(sent_at=now, notified=sorted(firing), failed=True)
         self.inflight.add(gid)
         return sorted(group["resolved"])
 
@@ -109,6 +111,7 @@ class Book:
         if group is None:
             return
         if delivered:
+            group["failed"] = False
             for fp in token:
                 group["resolved"].pop(fp, None)
         else:

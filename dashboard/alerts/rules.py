@@ -76,6 +76,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
     value["__marks__"] = {
         str(k.value): (v.start_mark.line + 1, v.start_mark.column + 1) for k, v in node.value
     }
+    value["__styles__"] = {str(k.value): getattr(v, "style", None) for k, v in node.value}
     value["__keys__"] = {
         str(k.value): (k.start_mark.line + 1, k.start_mark.column + 1) for k, _ in node.value
     }
@@ -194,7 +195,11 @@ def _rule(path: Path, group: str, item: Any, prometheus_targets: set[str] | None
                 raise ExprError(unfit, 1)
         except ExprError as err:
             line, column = item["__marks__"]["expr"]
-            raise RuleError(f"{path}:{line}:{column + err.column - 1}: {name}: {err}") from None
+            style = item["__styles__"].get("expr")
+            if style in ("|", ">"):  # a block scalar: its text starts on a later line
+                raise RuleError(f"{path}:{line}:{column}: {name}: in its expr, {err}") from None
+            column += err.column - (0 if style in ("'", '"') else 1)  # past the opening quote
+            raise RuleError(f"{path}:{line}:{column}: {name}: {err}") from None
     elif not isinstance(target, str):
         raise fail("source", f"{name}: a prometheus rule names its Prometheus `target`")
     elif prometheus_targets is not None and target not in prometheus_targets:
