@@ -153,29 +153,31 @@ def _cycle_means(engine: Engine, since: float, until: float) -> dict[int, tuple[
 
 
 def _statement_rows(engine: Engine, level: str, since: float, until: float, by_cycle: bool) -> list[tuple]:
-    """(statement id, labels, ts or None, calls, exec ms) summed per statement (and cycle). Read from
-    the targets into the level's primary key (target_id, ts, ...): grouped by statement alone,
-    SQLite would scan the whole table through the statement index."""
+    """(statement id, labels, ts or None, calls, exec ms) summed per statement (and cycle). Read one
+    target at a time, by the level's primary key (target_id, ts, ...): grouped by statement over all
+    targets, SQLite scans the whole table through the statement index (1 s on 2 days of 5,000)."""
     table = STMT[level]
-    keys = [table.c.statement_id, targets.c.name, statements.c.queryid, statements.c.datname]
+    keys = [table.c.statement_id, statements.c.queryid, statements.c.datname]
     keys += [table.c.ts] if by_cycle else []
-    query = (
-        select(*keys, func.sum(table.c.calls), func.sum(table.c.exec_ms))
-        .select_from(targets)
-        .join(table, table.c.target_id == targets.c.id)
-        .join(statements, statements.c.id == table.c.statement_id)
-        .where(table.c.ts > since, table.c.ts <= until)
-        .group_by(*keys)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
     found = []
-    for row in rows:
-        sid, target, queryid, datname = row[:4]
-        labels = {"target": target, "kind": "postgres", "statement_id": str(sid), "queryid": str(queryid),
-                  "datname": datname or ""}  # fmt: skip
-        ts = row[4] if by_cycle else None
-        found.append((sid, labels, ts, float(row[-2] or 0), float(row[-1] or 0)))
+    with engine.connect() as conn:
+        postgres = conn.execute(
+            select(targets.c.id, targets.c.name).where(targets.c.kind == "postgres")
+        ).all()
+        for tid, target in postgres:
+            query = (
+                select(*keys, func.sum(table.c.calls), func.sum(table.c.exec_ms))
+                .select_from(table)
+                .join(statements, statements.c.id == table.c.statement_id)
+                .where(table.c.target_id == tid, table.c.ts > since, table.c.ts <= until)
+                .group_by(*keys)
+            )
+            for row in conn.execute(query):
+                sid, queryid, datname = row[:3]
+                labels = {"target": target, "kind": "postgres", "statement_id": str(sid),
+                          "queryid": str(queryid), "datname": datname or ""}  # fmt: skip
+                ts = row[3] if by_cycle else None
+                found.append((sid, labels, ts, float(row[-2] or 0), float(row[-1] or 0)))
     return found
 
 
