@@ -415,3 +415,18 @@ def test_columns_point_into_quoted_and_block_expressions(tmp_path: Path) -> None
         f"{path}:5:20: A: column 5: expected a number, found 'x'",  # the x inside the quotes
         f"{path}:7:15: B: in its expr, column 5: expected a number, found 'x'",
     ]
+
+
+def test_a_rule_over_a_series_the_store_never_held_is_broken(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES.replace("redis.hit_rate", "redis.hit_rat"))
+    config_path = tmp_path / "observatory.yaml"
+    config_path.write_text(
+        f"store: sqlite:///{tmp_path / 'store.db'}\nalerts: {{rule_files: [rules.yaml]}}\n"
+    )
+    store = Store(config_mod.load(config_path).store)
+    outcome = AlertsJob(config_mod.load(config_path), store).run(T0)
+    # The misspelt one is broken; the built-in pack's rules over sources not collected are not.
+    assert outcome.errors == {
+        "HitRateLow": "no series named redis.hit_rat in the store yet (nor a derived one)"
+    }
+    store.close()

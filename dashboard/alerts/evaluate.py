@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 
 from dashboard.alerts import series
-from dashboard.alerts.rules import Rule, render
+from dashboard.alerts.rules import DEFAULT_RULES, Rule, render
 from dashboard.core.alerts import Alert, fingerprint
 
 log = logging.getLogger("observatory.alerts")
@@ -47,7 +47,7 @@ def evaluate(
         by_rule.setdefault(alert.name, []).append(alert)
     active: list[Alert] = []
     changes: list[Alert] = []
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = missing_series(rules, engine)
     for rule in rules:
         before = by_rule.pop(rule.name, [])
         try:
@@ -63,6 +63,21 @@ def evaluate(
     for gone in by_rule.values():  # rules removed from the configuration: their alerts resolve
         changes += [a._replace(state="resolved", resolved_at=now) for a in gone if a.state == "firing"]
     return Outcome(active, changes, errors)
+
+
+def missing_series(rules: Sequence[Rule], engine: Engine) -> dict[str, str]:
+    """Your rules over a series the store does not hold (a misspelt name, a source not collected):
+    not an error of the evaluation, but a rule that cannot fire, shown as broken. The built-in pack
+    covers every source, whether collected or not: it is left out."""
+    names = series.stored_names(engine)
+    return {
+        r.name: f"no series named {r.parsed.selector.name} in the store yet (nor a derived one)"
+        for r in rules
+        if r.parsed is not None
+        and not r.where.startswith(str(DEFAULT_RULES))
+        and r.parsed.selector.name not in series.DERIVED
+        and r.parsed.selector.name not in names
+    }
 
 
 def _samples(

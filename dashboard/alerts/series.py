@@ -87,6 +87,12 @@ def evaluate(engine: Engine, expr: Expr, now: int, known: Known = NOTHING_KNOWN)
     return [s for s in found if s is not None and _matches(s.labels, expr.selector)]
 
 
+def stored_names(engine: Engine) -> set[str]:
+    """Every series name the store holds (of any target)."""
+    with engine.connect() as conn:
+        return {name for (name,) in conn.execute(select(series.c.name).distinct())}
+
+
 def _matches(labels: dict[str, str], selector: Selector) -> bool:
     return all((labels.get(m.label) == m.value) == m.equal for m in selector.matchers)
 
