@@ -312,7 +312,15 @@ class ThrowawayRedis(ProcessServer):
             return False
 
 
-class ThrowawayPrometheus(ProcessServer):
+class HttpServer(ProcessServer):
+    """A throwaway server with an HTTP API on loopback."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class ThrowawayPrometheus(HttpServer):
     prefix = "obs-prom-"
 
     def __init__(
@@ -327,10 +335,6 @@ class ThrowawayPrometheus(ProcessServer):
         self.scrape_interval = scrape_interval
         self.rules = rules  # a rule file's YAML (groups: ...), evaluated every scrape_interval
         super().__init__(port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def _command(self) -> list[str]:
         config = {
@@ -404,7 +408,7 @@ class ThrowawayNodeExporter(ProcessServer):
         return http_ok(f"http://{self.address}/metrics")
 
 
-class ThrowawayAlertmanager(ProcessServer):
+class ThrowawayAlertmanager(HttpServer):
     """Debian's prometheus-alertmanager on loopback, clustering off, one route to a webhook.
 
     `group_wait` and `group_interval` are short by default so a test sees the webhook within a
@@ -421,10 +425,6 @@ class ThrowawayAlertmanager(ProcessServer):
         self.group_wait = group_wait
         self.group_interval = group_interval
         super().__init__(port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def _command(self) -> list[str]:
         config = {
