@@ -21,6 +21,7 @@ from dashboard.advisor.catalog import sql
 from dashboard.advisor.privileges import access
 from dashboard.core.advice import AdviceReport, IndexHealthReport
 from dashboard.core.guarded import GuardedSession, SessionRefused, first_line
+from dashboard.core.guarded.statement import is_utility
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED
 from dashboard.core.statement_redaction import redact_statement
 
@@ -83,9 +84,12 @@ def workload_statements(conn: Connection, workload: Workload) -> list[StatementI
 
 
 def _merge_same_text(rows: list[dict]) -> list[StatementInput]:
-    """One input per text: drivers send $1 as int2, int4 or int8, which pg_stat_statements keeps apart."""
+    """One input per text: drivers send $1 as int2, int4 or int8, which pg_stat_statements keeps apart.
+    Statements without a plan are left out."""
     merged: dict[str, tuple[float, float]] = {}  # text -> (calls per day, total ms per day)
     for r in rows:
+        if is_utility(r["query"]):  # BEGIN, COMMIT, SET: nothing to plan, nothing to say
+            continue
         # As the collector stores it: a PASSWORD literal never reaches a report (and texts still match).
         text = redact_statement(r["query"])
         calls, total = merged.get(text, (0.0, 0.0))

@@ -135,6 +135,16 @@ def _located_nowhere(node: ast.Node) -> object:
     return strip(node(skip_none=True))
 
 
+def is_utility(text: str) -> bool:
+    """True for one statement of a kind that has no plan (BEGIN, COMMIT, SET, DDL ...): a recorded
+    workload's statements the advisor need not even list."""
+    try:
+        raw = parse_sql(check_text(text))
+    except (Refused, ParseError, RecursionError):
+        return False
+    return len(raw) == 1 and type(raw[0].stmt) not in _KINDS
+
+
 def analysable(text: str) -> str | None:
     """None when sqlglot may analyse `text` in bounded time; else why not (for a 'skipped' list)."""
     try:
@@ -220,8 +230,7 @@ def _walk(root: ast.Node) -> dict:
         if isinstance(item, ast.String):
             names.add(item.sval)
         elif isinstance(item, ast.RangeVar):
-            parts = (item.catalogname, item.schemaname, item.relname)
-            relations.add(".".join(_quote(p) for p in parts if p))
+            relations.add(written_name(item))
         elif isinstance(item, ast.ParamRef):
             params = max(params, item.number)
         elif isinstance(item, ast.SelectStmt) and item.intoClause:
@@ -240,6 +249,12 @@ def _walk(root: ast.Node) -> dict:
         "creates_table": creates_table,
         "typed_placeholders": typed,
     }
+
+
+def written_name(relation: ast.RangeVar) -> str:
+    """A relation as the statement writes it, the way to_regclass() reads it: '"S"."Order"'."""
+    parts = (relation.catalogname, relation.schemaname, relation.relname)
+    return ".".join(_quote(p) for p in parts if p)
 
 
 def _quote(identifier: str) -> str:
