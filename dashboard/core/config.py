@@ -107,6 +107,11 @@ class PostgresTarget(_Target):
     # Advise even when the role is a superuser or may run programs, touch server files or end
     # sessions: planning statements others wrote would run with that power. Off: such roles are refused.
     advise_privileged: bool = False
+    # Investigate: EXPLAIN ANALYZE runs the statement (rolled back). Off by default: it costs what the
+    # statement costs. Statements that write are refused even then, unless explain_analyze_writes.
+    explain_analyze: bool = False
+    explain_analyze_writes: bool = False
+    explain_timeout: Duration = 10.0  # a statement EXPLAIN (ANALYZE) runs longer is cancelled
 
 
 class RedisQueues(_Strict):
