@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from dashboard.cli.text import printable
 from dashboard.core.advice import AdviceReport
 
 
@@ -53,8 +54,8 @@ def _incomplete(report: AdviceReport) -> int:
     if not unchecked and not report.needs:
         return 0
     what = f"{len(unchecked)} statement{'s' if len(unchecked) != 1 else ''} could not be checked"
-    first = f" (first: {_printable(unchecked[0].reason)})" if unchecked else ""
-    needs = f"; the role needs: {_printable(report.needs[0])}" if report.needs else ""
+    first = f" (first: {printable(unchecked[0].reason)})" if unchecked else ""
+    needs = f"; the role needs: {printable(report.needs[0])}" if report.needs else ""
     print(f"observatory advise: {what}{first}{needs}", file=sys.stderr)
     return 2
 
@@ -64,22 +65,15 @@ def print_report(report: AdviceReport, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(json.loads(report.to_stored()), indent=2))
         return
-    print(f"database {_printable(report.database or '')}: {len(report.suggestions)} suggested indexes")
+    print(f"database {printable(report.database or '')}: {len(report.suggestions)} suggested indexes")
     for s in report.suggestions:
-        print(f"\n  {_printable(s.create_sql)}\n    {_printable(s.reason)}")
+        print(f"\n  {printable(s.create_sql)}\n    {printable(s.reason)}")
     for skipped in report.skipped:
-        print(f"\n  skipped: {_printable(skipped.statement)[:100]}\n    {_printable(skipped.reason)}")
+        print(f"\n  skipped: {printable(skipped.statement)[:100]}\n    {printable(skipped.reason)}")
     for need in report.needs or ():
-        print(f"\nneeds: {_printable(need)}")
+        print(f"\nneeds: {printable(need)}")
     if report.hint:
-        print(f"\nhint: {_printable(report.hint)}")
+        print(f"\nhint: {printable(report.hint)}")
     for kind, findings in report.health or ():
         if findings:
             print(f"\n{kind.replace('_', ' ')}: {len(findings)}")
-
-
-def _printable(text: str) -> str:
-    """Text from a server on one terminal line: control characters (escape sequences that could
-    move the cursor, retitle the window or hide what follows) shown as \\x.. escapes."""
-    flat = " ".join(text.split())
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.cli.common import open_reader, store_error
+from dashboard.cli.text import printable
 from dashboard.core import config as config_mod
 
 RULE_ERRORS = "rule_errors"  # the journal key the daemon's alerting job writes (collectors/jobs/alerts.py)
@@ -50,11 +51,11 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
         since = row["firing_since"] or row["active_since"]
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items()) if k != "alertname")
         value = row["value"] if isinstance(row["value"], str) else f"{row['value']:.4g}"
-        print(f"{row['state']:8} {row['alertname']} {{{_printable(labels)}}} = {value} since {since}")
+        print(f"{row['state']:8} {row['alertname']} {{{printable(labels)}}} = {value} since {since}")
         if row["summary"]:
-            print(f"         {_printable(row['summary'])}")
+            print(f"         {printable(row['summary'])}")
     for problem in broken:
-        print(f"rule error: {_printable(problem)}", file=sys.stderr)
+        print(f"rule error: {printable(problem)}", file=sys.stderr)
     return 0
 
 
@@ -68,7 +69,7 @@ def check(files: list[str]) -> int:
     for path in files:
         rules, errors = read(Path(path), prometheus_targets=None)
         for error in errors:
-            print(_printable(error), file=sys.stderr)
+            print(printable(error), file=sys.stderr)
         if errors:
             failed += 1
         else:
@@ -78,8 +79,3 @@ def check(files: list[str]) -> int:
 
 def _iso(ts: int | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
-
-
-def _printable(text: str) -> str:
-    """On one terminal line, control characters as escapes (labels come from servers)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split()))
