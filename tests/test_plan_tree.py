@@ -112,6 +112,11 @@ NODE = {"Node Type": "Seq Scan", "Total Cost": 1.0, "Plan Rows": 1}
         (json.dumps({"Plan": {**NODE, "Plans": [42]}}), "not a plan node"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (b"\xff\xfe[]", "not UTF-8"),
+        (
+            json.dumps({"Plan": {**NODE, "Node Type": "Gather", "Workers Launched": -1}}),
+            "not a number of 0 or more",
+        ),
+        ('{"Plan": {"Node Type": "Seq Scan", "Total Cost": NaN}}', "not a number of 0 or more"),
         ("x" * 6_000_000, "plans up to 5,000,000"),
     ],
 )
@@ -119,6 +124,11 @@ def test_what_is_not_a_plan_says_why(pasted: str | bytes, reason: str) -> None:
     with pytest.raises(PlanUnreadable) as refused:
         read_plan(pasted)
     assert reason in str(refused.value)
+
+
+def test_null_figures_read_as_absent() -> None:
+    plan = read_plan({"Plan": {**NODE, "Total Cost": None, "Plan Width": None, "Actual Loops": None}})
+    assert plan.root.total_cost == 0.0 and plan.root.width == 0 and not plan.analyzed
 
 
 def test_deep_and_wide_plans_are_bounded() -> None:

@@ -8,6 +8,7 @@ reading checks its shape and size and says what is wrong instead of failing some
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,12 +265,14 @@ def _inclusive_ms(raw: dict, processes: float) -> float | None:
 
 
 def _number(raw: dict, key: str, default: float | None) -> Any:
-    value = raw.get(key, default)
-    if value is None or value is default:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A figure of the node: a finite number of 0 or more (EXPLAIN writes no other), else the
+    default when absent or null; anything else says the plan is not one EXPLAIN wrote."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         node = raw.get("Node Type", "plan")
-        raise PlanUnreadable(f'"{key}" of a {node} node is not a number: {value!r:.40}')
+        raise PlanUnreadable(f'"{key}" of a {node} node is not a number of 0 or more: {value!r:.40}')
     return float(value)
 
 
