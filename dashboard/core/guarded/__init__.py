@@ -5,7 +5,7 @@ through the extended protocol, under limits the statement cannot lift.
 """
 
 from dashboard.core.guarded.reading import reading_form
-from dashboard.core.guarded.session import GuardedSession, Limits, SessionRefused, Unsafe, first_line
+from dashboard.core.guarded.session import GuardedSession, Limits, Run, SessionRefused, Unsafe, first_line
 from dashboard.core.guarded.statement import ForeignStatement, Refused, analysable, check, check_text
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "GuardedSession",
     "Limits",
     "Refused",
+    "Run",
     "SessionRefused",
     "Unsafe",
     "analysable",

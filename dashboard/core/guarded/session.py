@@ -73,8 +73,6 @@ class Limits:
             " -c default_transaction_read_only=on -c plan_cache_mode=force_generic_plan"
             # The server must read the text as pglast did: strings as the standard says, bytes as UTF-8.
             " -c standard_conforming_strings=on -c client_encoding=UTF8"
-            # Catalog queries with recursive CTEs look costly to the planner: JIT would add 0.6 s.
-            " -c jit=off"
             # The planner's search stays the default's whatever a database or role sets: exhaustive
             # join search over many tables does not look at a cancel request.
             " -c join_collapse_limit=8 -c from_collapse_limit=8 -c geqo=on -c geqo_threshold=12"
@@ -82,6 +80,25 @@ class Limits:
             " -c constraint_exclusion=partition"
         )
 
+
+@dataclass(frozen=True)
+class Run:
+    """How `GuardedSession.run_explain` runs EXPLAIN: estimated or executed (ANALYZE), with values."""
+
+    analyze: bool = False  # execute the statement, in a transaction always rolled back
+    values: tuple[str | None, ...] | None = None  # $1..$n as text (None: NULL); None: a generic plan
+    writes: bool = False  # let ANALYZE run a statement that writes (still rolled back)
+
+    def command(self, generic: bool) -> str:
+        words = ["ANALYZE"] if self.analyze else []
+        words += ["VERBOSE", "BUFFERS", "SETTINGS"] + (["GENERIC_PLAN"] if generic else [])
+        return f"EXPLAIN ({', '.join(words)})"
+
+
+# Volatile built-ins an executed statement may call: they read a clock or draw a random number, or
+# wait (statement_timeout ends that). Sequences advance (nextval is not rolled back) only for writes.
+VOLATILE_OK = ("pg_sleep", "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid")
+VOLATILE_OK_WRITING = (*VOLATILE_OK, "nextval", "currval", "lastval")
 
 sql = SqlFiles(Path(__file__).with_name("sql"))
 
@@ -94,6 +111,10 @@ class GuardedSession:
         self.limits = limits
         self._oids: dict[str, int | None] = {}  # relations by the name statements write
         self.search_path, self.schemas = self._pin_search_path()
+        # The statements' JIT setting, as the database gives it, then off for the project's own SQL:
+        # catalog queries with recursive CTEs look costly to the planner, and JIT would add 0.6 s.
+        self.jit = conn.execute(OWN_MARKER + "SELECT pg_catalog.current_setting('jit')").fetchone()[0]
+        conn.execute(OWN_MARKER + "SET jit = off")
 
     @classmethod
     def connect(
@@ -209,6 +230,29 @@ class GuardedSession:
                 "which the planner may run while planning"
             )
 
+    def _refuse_side_effects(
+        self, statement: ForeignStatement, cur: psycopg.Cursor, schemas: list[str], writes: bool
+    ) -> None:
+        """Before running a statement: besides what others wrote, nothing with side effects a
+        rollback does not undo (VOLATILE functions, triggers), the few harmless ones aside."""
+        params = {
+            "names": sorted(statement.names),
+            "relations": sorted(statement.relations),
+            "schemas": schemas,
+            "writes": writes,
+            "volatile_ok": list(VOLATILE_OK_WRITING if writes else VOLATILE_OK),
+        }
+        try:
+            found = cur.execute(_untrusted_calls("executed"), params).fetchall()
+        except psycopg.Error as err:
+            raise Refused(f"cannot check what it calls: {first_line(err)}") from None
+        if found:
+            names = ", ".join(fn if via == "called" else f"{fn} (via {via})" for fn, via in found[:5])
+            raise Unsafe(
+                f"not run: it calls {names}, which could have effects a rollback does not undo "
+                "(or was written by a database user); its estimated plan (without ANALYZE) is safe"
+            )
+
     # -- the door ------------------------------------------------------------------------------
     def explain(self, statement: ForeignStatement) -> tuple[Any, str]:
         """The statement's estimated plan as (EXPLAIN's JSON, EXPLAIN's text); generic for `$n`.
@@ -243,16 +287,65 @@ class GuardedSession:
             if prepared:  # prepared statements outlive transactions
                 self.conn.execute(f"{OWN_MARKER}DEALLOCATE {_PREPARED}")  # type: ignore[call-overload]
 
+    def run_explain(self, statement: ForeignStatement, run: Run) -> tuple[Any, str, bool]:
+        """EXPLAIN (VERBOSE, BUFFERS, SETTINGS, FORMAT JSON) of the statement, executed when
+        `run.analyze`: (EXPLAIN's JSON, the command as people read it, whether the plan is generic).
+
+        Raises Refused for what must not run (a write without `run.writes`, a function with side
+        effects, $n without values under ANALYZE), psycopg.Error when the server refuses (a
+        QueryCanceled once a timeout or the deadline strikes). Whatever ran is rolled back.
+        """
+        _refuse_run(statement, run)
+        generic = bool(statement.params) and run.values is None
+        options = run.command(generic and self.server_version >= 160000).removeprefix("EXPLAIN ")
+        json_options = options[:-1] + ", FORMAT JSON)"
+        plain = not statement.params or (generic and self.server_version >= 160000)
+        try:
+            with self._deadline(), self._read_only(statement, run) as cur:
+                cur.execute(_JIT, (self.jit,))
+                if plain:
+                    tree = _foreign(cur, f"EXPLAIN {json_options} {statement.text}").fetchone()[0]
+                else:
+                    tree = self._explain_execute(cur, statement, run, json_options)
+        finally:
+            if not plain and not self.lost:  # prepared statements outlive the transaction
+                self.conn.execute(OWN_MARKER + "DEALLOCATE ALL")
+        return tree, f"EXPLAIN {options}", generic
+
+    def _explain_execute(
+        self, cur: psycopg.Cursor, statement: ForeignStatement, run: Run, options: str
+    ) -> Any:
+        """PREPARE, then EXPLAIN EXECUTE: with NULLs under force_generic_plan for a generic plan
+        (before 16), or with the values given, planned for them as a custom plan."""
+        _foreign(cur, f"PREPARE {_PREPARED} AS {statement.text}")
+        values: tuple[str | None, ...] = run.values or (None,) * statement.params
+        if run.values is not None:
+            cur.execute(_CUSTOM_PLAN)
+        # The arguments of EXECUTE inside EXPLAIN get no type from the statement: each value is a
+        # literal (quoted by psycopg) cast to the type the server inferred for its $n.
+        types = cur.execute(_PARAMETER_TYPES, (_PREPARED,)).fetchone()[0]
+        args = pgsql.SQL(", ").join(
+            pgsql.SQL("CAST({} AS {})").format(pgsql.Literal(v), pgsql.SQL(t))
+            for v, t in zip(values, types, strict=True)
+        )
+        execute = pgsql.SQL(f"{OWN_MARKER}EXPLAIN {options} EXECUTE {_PREPARED}({{}})").format(args)
+        return cur.execute(execute).fetchone()[0]
+
     @contextmanager
-    def _read_only(self, statement: ForeignStatement) -> Iterator[psycopg.Cursor]:
+    def _read_only(self, statement: ForeignStatement, run: Run | None = None) -> Iterator[psycopg.Cursor]:
         """A read-only transaction, rolled back whatever happens inside it, in which the statement
-        was just found to reach no user's function: the check and the plan are milliseconds apart."""
+        was just found to reach no user's function: the check and the plan are milliseconds apart.
+        Read-write (still rolled back) only to run a statement that writes, when `run.writes`."""
+        writes = run is not None and run.analyze and run.writes and statement.kind != "select"
         with self.conn.cursor() as cur:
-            cur.execute(OWN_MARKER + "BEGIN TRANSACTION READ ONLY")
+            cur.execute(OWN_MARKER + f"BEGIN TRANSACTION READ {'WRITE' if writes else 'ONLY'}")
             try:
                 schemas = self._statement_schemas(cur)
                 self._lock_relations(cur, statement, schemas)
-                self.refuse_untrusted(statement, cur, schemas)
+                if run is not None and run.analyze:
+                    self._refuse_side_effects(statement, cur, schemas, writes)
+                else:
+                    self.refuse_untrusted(statement, cur, schemas)
                 # The statement is planned as its author's session would: along their search_path.
                 cur.execute(_SET_PATH, (self.search_path,))
                 yield cur
@@ -319,6 +412,12 @@ class GuardedSession:
         return self.conn.broken or self.conn.closed
 
 
+_PARAMETER_TYPES = (
+    OWN_MARKER
+    + "SELECT parameter_types::pg_catalog.text[] FROM pg_catalog.pg_prepared_statements WHERE name = %s"
+)
+_JIT = OWN_MARKER + "SELECT pg_catalog.set_config('jit', %s, true)"
+_CUSTOM_PLAN = OWN_MARKER + "SELECT pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true)"
 _SET_PATH = OWN_MARKER + "SELECT pg_catalog.set_config('search_path', %s, true)"
 
 
@@ -336,6 +435,25 @@ def _foreign(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
     only, enforced by the server) and no parameters mean psycopg leaves every '%' alone."""
     # Marked, so pg_stat_statements' record of it is never taken for the workload.
     return cur.execute((OWN_MARKER + query).encode("utf-8"), binary=True)  # type: ignore[call-overload]
+
+
+def _refuse_run(statement: ForeignStatement, run: Run) -> None:
+    """What no target setting allows: ANALYZE of a write unless asked for, of $n without values."""
+    if run.values is not None and len(run.values) != statement.params:
+        wanted = statement.params
+        raise Refused(f"{len(run.values)} values given for {wanted} placeholders ($1..${wanted})")
+    if not run.analyze:
+        return
+    if statement.kind != "select" and not run.writes:
+        raise Refused(
+            f"it writes ({statement.kind.upper()}): EXPLAIN ANALYZE would run it. Allowed only with "
+            "explain_analyze_writes: true for the target (the transaction is rolled back)"
+        )
+    if statement.params and run.values is None:
+        raise Refused(
+            f"it has placeholders ($1..${statement.params}): give values to run it with ANALYZE, "
+            "or explain it without ANALYZE for a generic plan"
+        )
 
 
 def _powers(held: list[str]) -> str | None:

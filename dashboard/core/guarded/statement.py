@@ -197,13 +197,28 @@ def _one(text: str, raw: ast.RawStmt) -> str:
     return text[start:end].strip().rstrip(";").strip()
 
 
+# Parse nodes whose class name does not say the command as people write it.
+_COMMANDS = {
+    "IndexStmt": "CREATE INDEX",
+    "CreateStmt": "CREATE TABLE",
+    "ViewStmt": "CREATE VIEW",
+    "RuleStmt": "CREATE RULE",
+    "CreateTableAsStmt": "CREATE TABLE AS",
+    "VariableSetStmt": "SET",
+    "VariableShowStmt": "SHOW",
+    "TransactionStmt": "a transaction command",
+}
+
+
 def _name(node: ast.Node) -> str:
-    """'CREATE TABLE', 'COPY', 'SET' ... for the refusal message."""
-    name = type(node).__name__.removesuffix("Stmt")
-    words = "".join(f" {c}" if c.isupper() else c for c in name).strip().upper()
-    return {"VARIABLE SET": "SET", "VARIABLE SHOW": "SHOW", "TRANSACTION": "a transaction command"}.get(
-        words, words
-    )
+    """'CREATE INDEX', 'COPY', 'SET' ... for the refusal message."""
+    kind = type(node).__name__
+    if isinstance(node, ast.VacuumStmt):
+        return "VACUUM" if node.is_vacuumcmd else "ANALYZE"
+    if kind in _COMMANDS:
+        return _COMMANDS[kind]
+    name = kind.removesuffix("Stmt")
+    return "".join(f" {c}" if c.isupper() else c for c in name).strip().upper()
 
 
 _FROM_ITEMS = (ast.RangeVar, ast.RangeSubselect, ast.RangeFunction, ast.CommonTableExpr, ast.SubLink)
