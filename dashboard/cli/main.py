@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from dashboard.cli import advise, alerts, collect, serve, status
+from dashboard.cli import advise, alerts, collect, explain, serve, status
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of
 
@@ -116,6 +116,37 @@ def _parser() -> argparse.ArgumentParser:
         "--min-mean-ms", type=non_negative, default=1.0, help="workload: mean time at least this"
     )
     advise.add_argument("--limit", type=whole(1), default=100, help="workload: top statements by total time")
+    explain_cmd = sub.add_parser(
+        "explain", parents=[common], help="a statement's plan, the node that costs the time, and findings"
+    )
+    explain_cmd.add_argument("--dsn", required=True, help="the database to explain in (read-only session)")
+    given = explain_cmd.add_mutually_exclusive_group(required=True)
+    given.add_argument("--query", help="the statement")
+    given.add_argument("--query-file", metavar="PATH", help="a file holding one statement; - reads stdin")
+    explain_cmd.add_argument(
+        "--analyze", action="store_true", help="run it (EXPLAIN ANALYZE, in a transaction rolled back)"
+    )
+    explain_cmd.add_argument(
+        "--writes", action="store_true", help="with --analyze: allow a statement that writes (rolled back)"
+    )
+    explain_cmd.add_argument(
+        "--value", action="append", metavar="V", help="a value for $1, $2 ... in order (repeatable; NULL)"
+    )
+    explain_cmd.add_argument(
+        "--sample-values", action="store_true", help="fill $1, $2 ... from pg_stats' most common values"
+    )
+    explain_cmd.add_argument(
+        "--timeout", type=non_negative, default=10.0, help="seconds before the server cancels it (default 10)"
+    )
+    explain_cmd.add_argument("--no-index", action="store_true", help="skip the advisor's before/after index")
+    explain_cmd.add_argument(
+        "--json", action="store_true", help="the plan file (loads back in the app) and the findings"
+    )
+    explain_cmd.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="explain even as a superuser or a role that may run programs, touch files or end sessions",
+    )
     demo = sub.add_parser(
         "demo", parents=[common], help="throwaway servers with a real workload, collectors and the app"
     )
@@ -151,9 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args, serve.streamlit_command(args.host, args.port))
         if args.command == "alerts" and args.action == "check":  # needs no configuration
             return alerts.check(args.files)
-        if args.command == "advise":
+        if args.command in ("advise", "explain"):  # a DSN, no configuration
             secrets += [s for s in (password_of(args.dsn),) if s]
-            return advise.run(args)
+            return advise.run(args) if args.command == "advise" else explain.run(args)
         config = config_mod.load(args.config)
         secrets += known_secrets(config)
         return COMMANDS[args.command](args, config)
