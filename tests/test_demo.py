@@ -23,10 +23,12 @@ from collectors.jobs.alerts import AlertsJob, notifier_for
 from dashboard.advisor.database import Workload as AdviseWorkload
 from dashboard.advisor.database import advice_report
 from dashboard.core.alerts import Alert
+from dashboard.core.config import PostgresTarget
 from dashboard.demo import run as demo
 from dashboard.demo.alert_sink import AlertSink
 from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
 from dashboard.demo.redis_workload import LEADERBOARD, QUEUES, RedisWorkload, prepare_server
+from dashboard.plans.run import AnalyzePolicy, Explained, ExplainRequest, explain, sample_values
 from dashboard.servers.throwaway import ThrowawayPostgres, ThrowawayRedis, free_port
 from dashboard.store import Store
 from dashboard.store.reads import latest_advice
@@ -190,6 +192,16 @@ ACTIVITY = "SELECT kind, count(*) FROM events WHERE created_at > now() - interva
 PK_LOOKUP = "SELECT id, customer_id, status, total, created_at FROM orders WHERE id = $1"
 SMALL_TABLE = "SELECT rate FROM tax_rates WHERE country = $1 AND category = $2"
 UNSELECTIVE = "SELECT count(*), sum(total) FROM orders WHERE status = $1"
+LATEST_INVOICES = "SELECT number, amount, issued_at, paid_at FROM invoices ORDER BY issued_at DESC LIMIT $1"
+
+
+def _investigate_latest_invoices(target: PostgresTarget) -> Explained:
+    """What "Explain this statement" does on the demo's invoice listing: values from pg_stats, then
+    EXPLAIN ANALYZE as the demo's role (the demo allows it; the role cannot write anyway)."""
+    values = sample_values(target.dsn, LATEST_INVOICES)
+    assert values == ("20",), values
+    policy = AnalyzePolicy(target.explain_analyze, target.explain_analyze_writes)
+    return explain(target.dsn, ExplainRequest(LATEST_INVOICES, analyze=True, values=values), policy=policy)
 
 
 def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) -> None:
@@ -230,6 +242,7 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
             (stored,) = latest_advice(store.engine, [store.target_id("postgres", target.name)])
         finally:
             store.close()
+        investigated = _investigate_latest_invoices(target)
 
     assert outcome == {"erp": None}, outcome
     report = stored.report
@@ -256,6 +269,12 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
     assert report.health and "orders_status_idx" in {f.index for f in report.health.redundant}
     # A date range as applications write it: pg_stat_statements records `interval $1`.
     suggested("public.events", ("created_at",), ACTIVITY)
+    # Investigate, on the same cluster: the listing sorts the whole invoices table for 20 rows.
+    assert investigated.error is None and investigated.plan.analyzed, investigated.error
+    scan = next(n for n in investigated.plan.nodes if n.relation == "public.invoices")
+    assert scan.node_type == "Seq Scan" and investigated.plan.hottest().node_type in ("Sort", "Seq Scan")
+    assert investigated.proposal and "invoices (issued_at" in investigated.proposal.create_sql
+    assert investigated.proposal.after.total_cost < investigated.proposal.before.total_cost / 2
 
 
 SINK = "http://127.0.0.1:1/alerts"
