@@ -124,6 +124,14 @@ window = ui.current_window()
 about = " · ".join(ui.md_escape(value or "unknown") for value in (info.target, info.datname, info.rolname))
 st.caption(f"Statement #{sid} on {about} · {ui.window_label()}")
 sql_block.show(format_sql(info.query or "(text not available)"))
+if info.query:
+    st.page_link(
+        ui.INVESTIGATE_PAGE,
+        label="Explain this statement",
+        icon=":material/troubleshoot:",
+        query_params={"id": str(sid)},
+        help="Its plan on the server now: where the time goes, the slow node, why, and the fix",
+    )
 summary = statements.statement_summary(reader, sid, window)
 if summary["calls"]:
     window_figures(summary)

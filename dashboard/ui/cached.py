@@ -235,3 +235,41 @@ def advise_pasted(target: str, datname: str, statement: str) -> AdviceReport:
 def _advise(_config: config_mod.Config, target: str, datname: str, statement: str) -> AdviceReport:
     # Keyed by the target's name, the database and the statement (`_config` is not hashed).
     return pasted.advise_checked(_config, target, datname, statement)
+
+
+# -- explaining a statement (Investigate) ---------------------------------------------------------
+EXPLAIN_TTL = 60  # seconds: a plan is a moment's; the same request within a minute is answered again
+
+
+def explain(target: str, datname: str, text: str, analyze: bool, values: tuple[str, ...] | None):
+    """investigate.explain of these inputs in `datname` of the configured target `target` (an
+    Explained). An estimated plan is answered from the cache for a minute, so a second session
+    does not make the server plan it again; EXPLAIN ANALYZE runs on every click, since its times
+    are what was asked for (the page keeps the result across reruns)."""
+    if analyze:
+        from dashboard.analysis import investigate
+
+        return investigate.explain(config(), target, datname, investigate.request(text, analyze, values))
+    return _explain(config(), _config_version(), target, datname, text, analyze, values)
+
+
+@st.cache_data(ttl=EXPLAIN_TTL, max_entries=32, show_spinner="Asking the server for the plan ...")
+def _explain(_config: config_mod.Config, version: tuple, target: str, datname: str, text: str, analyze: bool,
+             values: tuple[str, ...] | None):  # fmt: skip
+    # Keyed by the configuration's version, the target's name, the database and the request
+    # (`_config` is not hashed). Imported here: only the Investigate page pays for dashboard.plans.
+    from dashboard.analysis import investigate
+
+    return investigate.explain(_config, target, datname, investigate.request(text, analyze, values))
+
+
+def sample_values(target: str, datname: str, text: str) -> tuple[str | None, ...]:
+    """investigate.sample_values (raises ValueError with the reason), cached 5 minutes."""
+    return _sample_values(config(), _config_version(), target, datname, text)
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Reading the columns' statistics ...")
+def _sample_values(_config: config_mod.Config, version: tuple, target: str, datname: str, text: str):
+    from dashboard.analysis import investigate
+
+    return investigate.sample_values(_config, target, datname, text)

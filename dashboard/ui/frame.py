@@ -28,6 +28,7 @@ OVERVIEW_PAGE = sources.page("overview").script
 QUERIES_PAGE = sources.page("queries").script
 QUERY_PAGE = sources.page("query").script
 INDEXES_PAGE = sources.page("indexes").script
+INVESTIGATE_PAGE = sources.page("investigate").script
 ALERTS_PAGE = sources.page("alerts").script
 SERVICES_PAGE = sources.page("services").script
 
