@@ -2,19 +2,21 @@
 
 It connects read-only to each database (the target's DSN with the database swapped), advises on
 that database's recorded workload, checks its index health and stores the report, so the pages
-show suggestions without connecting to the monitored servers themselves.
+show suggestions without connecting to the monitored servers themselves. It keeps each statement's
+plan too, a new row when its shape changed (dashboard.store.plan_history), for Investigate.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy import select
 
 from dashboard.advisor.advise import Options
-from dashboard.advisor.database import AdviseError, Workload, advice_report
+from dashboard.advisor.database import AdviseError, Workload, advise_database
 from dashboard.core.advice import AdviceReport
 from dashboard.core.config import AdvisorSettings, PostgresTarget
 from dashboard.core.redaction import password_of, redact
@@ -49,8 +51,9 @@ def advise_target(
     outcome: dict[str, str | None] = {}
     for datname in databases(store, target):
         started = time.perf_counter()
+        plans: dict[str, Any] = {}
         try:
-            report = advice_report(
+            report, plans = advise_database(
                 make_conninfo(target.dsn, dbname=datname),
                 password_env=target.password_env,
                 options=options,
@@ -67,5 +70,18 @@ def advise_target(
             report = AdviceReport.failed(message)
             outcome[datname] = message
         duration_ms = (time.perf_counter() - started) * 1000
-        store.write_advice(KIND, target.name, datname, now or int(time.time()), report, duration_ms)
+        at = now or int(time.time())
+        store.write_advice(KIND, target.name, datname, at, report, duration_ms)
+        _keep_plans(store, target, datname, at, plans)
     return outcome
+
+
+def _keep_plans(store: Store, target: PostgresTarget, datname: str, now: int, plans: dict[str, Any]) -> None:
+    """Add the plans to the statements' plan history. A failure is logged: the report stands."""
+    try:
+        changed = store.write_plans(KIND, target.name, datname, now, plans)
+    except Exception:
+        log.exception("%s/%s: keeping the plans of %s failed", KIND, target.name, datname)
+        return
+    if changed:
+        log.info("%s/%s: %d new plan shapes in %s", KIND, target.name, changed, datname)

@@ -143,6 +143,8 @@ class Advice:
     suggestions: list[Suggestion]  # ranked
     skipped: list[SkippedStatement]
     hypopg: bool
+    # The plan of each statement planned as the database is (no hypothetical index), by its text.
+    plans: dict[str, Plan] = field(default_factory=dict)
 
 
 class Advisor:
@@ -153,6 +155,7 @@ class Advisor:
         self.planner = Planner(session)
         self.relations: dict[str, Relation] = {}  # by 'schema.name', as statements resolved them
         self.checked: dict[str, ForeignStatement] = {}  # by the text given: what the guard let through
+        self.plans: dict[str, Plan] = {}  # by the text given: its plan without hypothetical indexes
 
     def advise(self, statements: list[StatementInput]) -> Advice:
         proposals: list[Proposal] = []
@@ -182,7 +185,8 @@ class Advisor:
                 -sum(p.before.cost - (p.after or p.before).cost for p in s.proposals),
             )
         )
-        return Advice(suggestions, skipped, self.planner.hypopg)
+        plans = {s.text: self.plans[s.text] for s in statements if s.text in self.plans}
+        return Advice(suggestions, skipped, self.planner.hypopg, plans)
 
     # -- one statement ---------------------------------------------------------------------
     def _statement(self, statement: StatementInput) -> tuple[list[Proposal], str]:
@@ -210,6 +214,7 @@ class Advisor:
             before = self.planner.plan(foreign)
         except PlanError as err:
             return [], f"the planner cannot plan it: {err}"
+        self.plans[statement.text] = before
         if before.cost < self.options.min_cost:
             using = f" using {', '.join(sorted(before.indexes))}" if before.indexes else ""
             return [], f"already cheap: planner cost {before.cost:,.1f}{using}"

@@ -9,6 +9,7 @@ indexes live only in this session and are dropped at its end. Nothing is ever cr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from pglast.stream import maybe_double_quote_name
@@ -121,6 +122,30 @@ def advice_report(
     allow_privileged: bool = False,
 ) -> AdviceReport:
     """The database's report: suggestions, skipped statements, index health (unless `health` is False)."""
+    report, _ = advise_database(
+        dsn,
+        queries=queries,
+        password_env=password_env,
+        options=options,
+        workload=workload,
+        health=health,
+        allow_privileged=allow_privileged,
+    )
+    return report
+
+
+def advise_database(
+    dsn: str,
+    *,
+    queries: list[str] | None = None,
+    password_env: str | None = None,
+    options: Options | None = None,
+    workload: Workload | None = None,
+    health: bool = True,
+    allow_privileged: bool = False,
+) -> tuple[AdviceReport, dict[str, Any]]:
+    """`advice_report`, and the plan of each statement it planned (text -> EXPLAIN's JSON, without
+    hypothetical indexes): the daemon keeps them as the statements' plan history."""
     with connect(dsn, password_env, allow_privileged) as session:
         conn = session.conn
         if queries:
@@ -136,7 +161,7 @@ def advice_report(
         allowed = access(conn)
         advice = Advisor(session, options).advise(statements)
         checked = _health(conn) if health and not session.lost else None
-    return AdviceReport(
+    report = AdviceReport(
         suggestions=[s.to_record() for s in advice.suggestions],
         skipped=advice.skipped,
         hypopg=advice.hypopg,
@@ -145,6 +170,7 @@ def advice_report(
         needs=allowed.needs or None,
         health=checked,
     )
+    return report, {text: plan.tree for text, plan in advice.plans.items()}
 
 
 def _health(conn: Connection) -> IndexHealthReport:

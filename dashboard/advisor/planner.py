@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
@@ -32,6 +33,8 @@ class Plan:
     cost: float
     indexes: frozenset[str]  # index names the plan uses
     text: str  # EXPLAIN's text form, for people
+    # EXPLAIN's JSON as the server gave it (plan history keeps it); not part of a plan's identity.
+    tree: Any = field(default=None, compare=False, repr=False)
 
     def uses(self, index_name: str) -> bool:
         return index_name in self.indexes
@@ -70,7 +73,7 @@ class Planner:
             ) from None
         except psycopg.Error as err:
             raise PlanError(first_line(err)) from None
-        return Plan(float(tree[0]["Plan"]["Total Cost"]), frozenset(_index_names(tree)), text)
+        return Plan(float(tree[0]["Plan"]["Total Cost"]), frozenset(_index_names(tree)), text, tree)
 
     @contextmanager
     def hypothetical(self, candidates: Sequence[Candidate]) -> Iterator[list[str]]:

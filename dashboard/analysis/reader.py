@@ -29,13 +29,15 @@ from dashboard.core.alerts import Alert
 from dashboard.core.config import Config
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
-from dashboard.store import alerting, reads
+from dashboard.store import alerting, plan_history, reads
 from dashboard.store.engine import make_engine, missing_sqlite_file
 from dashboard.store.migrations import current_version, refuse_newer
+from dashboard.store.plan_history import StoredPlan
 from dashboard.store.reads import StatementFilter, Window
 from dashboard.store.schema import metadata
 
 ALERT_TABLES_SINCE = 2  # the store's schema version that added them
+PLAN_HISTORY_SINCE = 3  # ... that added statement_plans
 
 
 class Reads(Protocol):
@@ -63,6 +65,7 @@ class Reads(Protocol):
     def alerts(self) -> list[Alert]: ...
     def alert_history(self, window: Window, fingerprint: str | None = None) -> pd.DataFrame: ...
     def alert_journal(self, key: str) -> str | None: ...
+    def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]: ...
 
 
 class StoreReads(Reads):
@@ -107,7 +110,15 @@ class StoreReads(Reads):
     @property
     def _alert_engine(self) -> Engine:
         """The store once it has the alert tables (version 2: a daemon of this version ran)."""
-        return self._engine if self.ready and self._version >= ALERT_TABLES_SINCE else _empty_store()
+        return self._since(ALERT_TABLES_SINCE)
+
+    def _since(self, version: int) -> Engine:
+        """The store once its schema is at `version` (a daemon that new migrated it), else the empty
+        store. Looked up again while it is older: the daemon may migrate it while the app runs."""
+        if self.ready and self._version < version:
+            with self._engine.connect() as conn:
+                self._version = current_version(conn) or 0
+        return self._engine if self.ready and self._version >= version else _empty_store()
 
     def alerts(self) -> list[Alert]:
         """Every alert pending or firing as of the daemon's last evaluation."""
@@ -119,6 +130,10 @@ class StoreReads(Reads):
     def alert_journal(self, key: str) -> str | None:
         with self._alert_engine.connect() as conn:
             return alerting.journal(conn, key)
+
+    def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]:
+        """plan_history.plan_history: the statement's plan shapes, newest first (none before version 3)."""
+        return plan_history.plan_history(self._since(PLAN_HISTORY_SINCE), target_id, datname, text)
 
     def statuses(self) -> pd.DataFrame:
         """reads.target_statuses: one row per target the store holds."""
@@ -213,6 +228,11 @@ class Reader:
         frame = self.store.series(ids, tuple(sorted(names)), window, level, intervals)
         frame["target"] = frame["target_id"].map({t.id: t.name for t in targets})
         return frame
+
+    def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]:
+        """The plan shapes the advisor kept of a statement (its text, in one database of a target),
+        newest first; none from a store older than the plan history."""
+        return self.store.plan_history(int(target_id), datname, text)
 
     # -- targets ------------------------------------------------------------------------------------
     def statuses(self, kind: str | None = None) -> pd.DataFrame:

@@ -19,7 +19,10 @@ def _tables_only(conn: Connection) -> None:
 
 
 # STEPS[n] upgrades a store at version n to version n + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _tables_only}  # 2: the alert tables
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _tables_only,  # 2: the alert tables
+    2: _tables_only,  # 3: statement_plans
+}
 
 
 class SchemaError(RuntimeError):

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
@@ -184,6 +184,30 @@ advice = Table(
     Column("duration_ms", Float),
     Column("report", Text, nullable=False),
     PrimaryKeyConstraint("target_id", "datname"),
+)
+
+
+# Each statement's plan over time, as the advisor planned it (no hypothetical index): one row per
+# run of one plan shape, its last_seen, cost and plan moving while the shape holds (plan_history.py).
+statement_plans = Table(
+    "statement_plans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("datname", String(200), nullable=False),
+    Column("text_hash", String(64), nullable=False),  # sha256 hex of the text, as statements.query holds it
+    Column("shape_hash", String(64), nullable=False),  # of the plan's nodes and structure, not its figures
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),  # the latest run's estimate
+    Column("plan", Text, nullable=False),  # EXPLAIN's JSON, the latest of this shape
+)
+Index(
+    "ix_statement_plans_statement",
+    statement_plans.c.target_id,
+    statement_plans.c.datname,
+    statement_plans.c.text_hash,
+    statement_plans.c.last_seen,
 )
 
 

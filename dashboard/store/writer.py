@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, update
@@ -20,7 +20,7 @@ from dashboard.core.alerts import Alert
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
-from dashboard.store import alerting, upserts
+from dashboard.store import alerting, plan_history, upserts
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
 from dashboard.store.schema import (
@@ -31,6 +31,7 @@ from dashboard.store.schema import (
     alert_events,
     series,
     slowlog,
+    statement_plans,
     statements,
     target_status,
     targets,
@@ -304,7 +305,15 @@ class Store:
             row = {"target_id": tid, "datname": datname, "ts": ts, "duration_ms": duration_ms, "report": text}
             conn.execute(advice.insert().values(**row))
 
-    # -- retention --------------------------------------------------------------------------
+    def write_plans(self, kind: str, name: str, datname: str, now: int, plans: Mapping[str, Any]) -> int:
+        """Keep the advisor's plans (statement text -> EXPLAIN's JSON) of one database of a target,
+        one transaction: a new row per changed shape (plan_history.record); returns how many."""
+        if not plans:
+            return 0
+        with self._lock, self.engine.begin() as conn:
+            tid = self.target_id(kind, name, conn)
+            return plan_history.record(conn, tid, datname, now, plans)
+
     # -- alerts (dashboard.alerts): the daemon's evaluation is their only writer -------------------
     def save_alerts(self, active: Sequence[Alert], changes: Sequence[Alert], now: int) -> None:
         """The alerts pending or firing now, replacing the last set, and each change of state."""
@@ -322,6 +331,7 @@ class Store:
         with self.engine.begin() as conn:
             alerting.save_journal(conn, key, value)
 
+    # -- retention --------------------------------------------------------------------------
     def prune(self, retention: Retention, now: int) -> dict[str, int]:
         """Drop detail older than the retention of its level; returns rows deleted per table."""
         keep = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
@@ -340,4 +350,9 @@ class Store:
                 alert_events.delete().where(alert_events.c.ts < now - int(retention.hourly))
             )
             deleted["alert_events"] = result.rowcount
+            # And so are plans: a shape last seen before that, and statements no longer planned.
+            result = conn.execute(
+                statement_plans.delete().where(statement_plans.c.last_seen < now - int(retention.hourly))
+            )
+            deleted["statement_plans"] = result.rowcount
         return deleted
