@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.analysis import investigate
+from dashboard.analysis import investigate, plan_history
 from dashboard.analysis.investigate import Choice, Link, Subject
+from dashboard.analysis.plan_history import Version
 from dashboard.analysis.sqltext import one_line
 from dashboard.plans import document
 from dashboard.plans.compare import compare
@@ -223,6 +224,46 @@ def load_box(current: Plan | None) -> None:
     plan_view.comparison(compare(other.plan, current), (f"Saved: {name}", "This plan"))
 
 
+def history_box(subject: Subject) -> None:
+    """The statement's plan as the daemon's advisor kept it, one version per shape, and two dates
+    compared: the plan it had before it got slower, against the one it has now."""
+    found = [v for v in plan_history.history(reader, subject.id) if v.plan is not None]
+    if not found:
+        return
+    flips = sum(v.changed for v in found)
+    title = f"Plan history: {len(found)} plan{'s' if len(found) != 1 else ''}" + (
+        f", changed {flips} time{'s' if flips != 1 else ''}" if flips else ", the same shape throughout"
+    )
+    shown = st.expander(title, icon=":material/history:", key="inv.history", on_change="rerun")
+    if not shown.open:
+        return
+    with shown:
+        st.caption(
+            "Estimated generic plans, kept by the daemon's index advisor each time it plans this statement "
+            "(one entry per plan shape): a change of plan is a classic reason a statement got slower."
+        )
+        labels = [_version_label(v) for v in found]
+        st.markdown("\n".join(f"- {ui.md_escape(label)}" for label in labels))
+        if len(found) < 2:
+            return
+        cols = st.columns(2)
+        older = cols[0].selectbox("Plan of", range(len(found)), index=1, format_func=labels.__getitem__,
+                                  key="inv.history.a")  # fmt: skip
+        newer = cols[1].selectbox("against the plan of", range(len(found)), index=0,
+                                  format_func=labels.__getitem__, key="inv.history.b")  # fmt: skip
+        a, b = found[older], found[newer]
+        plan_view.comparison(compare(a.plan, b.plan), (_when(a), _when(b)))
+
+
+def _version_label(v: Version) -> str:
+    mark = " (the plan changed)" if v.changed else ""
+    return f"{ui.utc(v.first_seen)} to {ui.utc(v.last_seen)}: cost {v.cost:,.0f}{mark}"
+
+
+def _when(v: Version) -> str:
+    return f"from {ui.utc(v.first_seen)}"
+
+
 def saved_facts(doc: PlanDocument) -> None:
     """Where and when a saved plan was taken (as its file says), and its statement."""
     facts = [doc.target or "", doc.database or "", _version(doc.server_version)]
@@ -310,4 +351,6 @@ else:
             )
         result(explained, shown_inputs[0])
         current = explained.plan
+    if subject is not None:
+        history_box(subject)
 load_box(current)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from dashboard.plans.compare import compare
 from dashboard.plans.document import PlanDocument
 from dashboard.plans.tree import read_plan
 from dashboard.servers.throwaway import ThrowawayPostgres
+from dashboard.store import Store
 from dashboard.ui import frame as ui
 from dashboard.ui import plan_view
 from tests.support.advised import REF, REF_INDEX, TARGET, statement_id
@@ -379,3 +381,35 @@ def drawn(page: Page, url: str) -> float:
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(state="attached", timeout=30_000)
     page.locator(CELLS).filter(has_text="Seq Scan on public.orders").first.wait_for(state="attached")
     return time.monotonic() - started
+
+
+def test_a_recorded_statements_plan_history_compares_two_dates(monkeypatch, tmp_path, pg, advised) -> None:
+    """The advisor kept the statement's plan (a sequential scan); a later run found another shape (an
+    index since created): the history lists both, marks the change, and compares the two dates."""
+    copy = tmp_path / "store.db"
+    shutil.copy(advised["url"].removeprefix("sqlite:///"), copy)
+    config = tmp_path / "observatory.yaml"
+    config.write_text(Path(advised["config"]).read_text().replace(advised["url"], f"sqlite:///{copy}"))
+    with psycopg.connect(pg.dsn(dbname=advised["datname"])) as conn:
+        conn.execute("CREATE INDEX ON orders (ref)")  # the index someone created later
+        (later,) = conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM orders WHERE ref = 'R-7'").fetchone()
+        conn.rollback()
+    store = Store(f"sqlite:///{copy}")
+    try:
+        added = store.write_plans(
+            "postgres", TARGET, advised["datname"], int(time.time()) + 3600, {REF: later}
+        )
+    finally:
+        store.close()
+    assert added == 1
+    at = open_page(monkeypatch, config, "investigate", id=str(statement_id(advised, REF)))
+    no_exception(at)
+    (history,) = [e for e in at.expander if e.label.startswith("Plan history")]
+    assert history.label == "Plan history: 2 plans, changed 1 time"
+    at.session_state["inv.history"] = True
+    at.run()
+    no_exception(at)
+    (listed,) = [m.value.splitlines() for m in at.markdown if "UTC to " in m.value]
+    assert len(listed) == 2 and "the plan changed" in listed[0] and "the plan changed" not in listed[1]
+    became = "Seq Scan on orders became Index Scan using orders\\_ref\\_idx"  # no VERBOSE
+    assert any(became in m.value for m in at.markdown), texts(at.markdown)

@@ -27,6 +27,7 @@ from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.alerts import Alert
 from dashboard.core.details import Details
 from dashboard.core.records import StatementInfo
+from dashboard.store.plan_history import StoredPlan
 from dashboard.store.reads import StatementFilter, Window
 
 TTL = 30  # seconds: about one collection interval
@@ -139,6 +140,9 @@ class CachedReads(Reads):
     def alert_journal(self, key: str) -> str | None:
         return _alert_journal(self.url, key)
 
+    def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]:
+        return _plan_history(self.url, target_id, datname, text)
+
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statuses(url: str) -> pd.DataFrame:
@@ -203,6 +207,11 @@ def _alert_history(url: str, start: int, end: int, fingerprint: str | None) -> p
 @st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
 def _alert_journal(url: str, key: str) -> str | None:
     return _store(url).alert_journal(key)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _plan_history(url: str, target_id: int, datname: str, text: str) -> list[StoredPlan]:
+    return _store(url).plan_history(target_id, datname, text)
 
 
 # -- what a page builds from the reads ----------------------------------------------------------
