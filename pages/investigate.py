@@ -66,7 +66,8 @@ def fill_form(link: Link, subject: Subject | None, choices: list[Choice]) -> boo
     st.session_state[TARGET] = target
     st.session_state[DB] = link.db or own_db or chosen.database or ""
     st.session_state[TEXT] = subject.text if subject is not None else link.sql or ""
-    st.session_state[ANALYZE] = link.analyze and chosen.analyze
+    # ANALYZE comes ticked from a link only for a recorded statement: a `?sql=` link is anyone's text.
+    st.session_state[ANALYZE] = link.analyze and chosen.analyze and subject is not None
     return subject is not None and not link.analyze  # never run ANALYZE on opening a link
 
 

@@ -10,6 +10,9 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -250,3 +253,127 @@ def test_the_cli_refuses_with_a_reason_and_no_traceback(shop: dict) -> None:
     assert "s3cret-pw" not in unreachable.stderr + unreachable.stdout
     with psycopg.connect(shop["owner"]) as conn:
         assert conn.execute("SELECT to_regclass('items')").fetchone()[0] == "items"
+
+
+# -- what a statement reaches without naming it, under ANALYZE ------------------------------------
+PROGRAM_RAN = Path(f"/tmp/observatory-explain-{uuid.uuid4().hex[:8]}")
+TRAPS = f"""
+CREATE EXTENSION file_fdw; CREATE EXTENSION "uuid-ossp";
+CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 10);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE);
+INSERT INTO child SELECT g, g FROM generate_series(1, 10) g;
+CREATE SEQUENCE trap_seq;
+CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql
+  AS $$BEGIN PERFORM nextval('trap_seq'); RETURN OLD; END$$;
+CREATE TRIGGER bump BEFORE DELETE ON child FOR EACH ROW EXECUTE FUNCTION bump();
+CREATE VIEW quiet_kill AS SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+  WHERE application_name = 'victim';
+CREATE VIEW quiet_reset AS SELECT pg_stat_reset()::text AS reset, setval('trap_seq', 99) AS moved;
+CREATE TABLE guarded (id int); INSERT INTO guarded VALUES (1);
+ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+CREATE POLICY lock_on_read ON guarded USING (pg_try_advisory_lock(42) IS NOT NULL);
+CREATE TABLE noted (id int); CREATE RULE tell AS ON DELETE TO noted DO ALSO NOTIFY noted;
+CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE uptime (line text) SERVER files OPTIONS (program 'touch {PROGRAM_RAN}; echo up');
+CREATE TABLE accounts (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), kind text);
+INSERT INTO accounts (kind) SELECT 'user' FROM generate_series(1, 100);
+"""
+
+
+@pytest.fixture(scope="module")
+def traps(pg: ThrowawayPostgres) -> Iterator[dict]:
+    """Views, a policy, a rule, a cascade and a foreign table that run things a rollback does not
+    undo, made by a superuser; a victim session of the least-privilege role listening."""
+    name = new_database(pg, "traps")
+    with psycopg.connect(pg.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute(TRAPS)
+    victim = psycopg.connect(advisor_dsn(pg, name), application_name="victim", autocommit=True)
+    victim.execute("LISTEN noted")
+    yield {"reader": advisor_dsn(pg, name), "owner": pg.dsn(dbname=name), "victim": victim}
+    victim.close()
+
+
+def _trap_state(traps: dict) -> tuple:
+    with psycopg.connect(traps["owner"]) as conn:
+        return conn.execute(
+            "SELECT (SELECT last_value FROM trap_seq), (SELECT count(*) FROM child),"
+            " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'),"
+            " (SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'parent')"
+        ).fetchone()
+
+
+@pytest.mark.parametrize(
+    "who, sql, reason",
+    [
+        (
+            "reader",
+            "SELECT * FROM quiet_kill",
+            r"pg_terminate_backend\(integer,bigint\) \(public\.quiet_kill\)",
+        ),
+        ("owner", "SELECT * FROM quiet_reset", r"setval\(regclass,bigint\) \(public\.quiet_reset\)"),
+        ("reader", "SELECT * FROM guarded", r"pg_try_advisory_lock\(bigint\) \(public\.guarded\)"),
+        ("owner", "DELETE FROM parent WHERE id = 3", r"public\.bump\(\) \(trigger bump on public\.child\)"),
+        ("owner", "DELETE FROM noted", r"rule tell on public\.noted \(rewrites the write\)"),
+        ("reader", "SELECT * FROM uptime", r"foreign table public\.uptime \(read elsewhere\)"),
+    ],
+)
+def test_analyze_refuses_what_runs_unnamed(traps: dict, who: str, sql: str, reason: str) -> None:
+    """Built-ins inside a view or a policy (no dependency records them), a trigger reached through
+    a cascade, a rule, a foreign table's program: refused before anything runs, nothing changed."""
+    before = _trap_state(traps)
+    explained = explain(traps[who], ExplainRequest(sql, analyze=True, hypothetical=False), policy=EVERYTHING,
+                        allow_privileged=who == "owner")  # fmt: skip
+    assert explained.plan is None and re.search(reason, explained.error or ""), explained.error
+    assert "not run: it reaches" in explained.error
+    assert _trap_state(traps) == before
+    assert traps["victim"].execute("SELECT 1").fetchone() == (1,)
+    assert list(traps["victim"].notifies(timeout=0.01)) == [] and not PROGRAM_RAN.exists()
+    estimated = explain(traps[who], ExplainRequest(sql, hypothetical=False), allow_privileged=who == "owner")
+    assert estimated.error is None and not PROGRAM_RAN.exists(), estimated.error  # its plan is safe
+    if "noted" in sql:  # EXPLAIN gives the rule's NOTIFY beside the plan
+        assert estimated.notes == ["A rule makes it 2 statements: shown is the first one's plan."]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM accounts WHERE kind = 'system'",  # a constant named like a built-in
+        "SELECT id FROM accounts WHERE kind = 'user' LIMIT 5",  # a volatile DEFAULT, not run by a read
+        "SELECT count(*) FROM accounts TABLESAMPLE SYSTEM (50)",
+        "SELECT * FROM accounts ORDER BY random() LIMIT 1",
+        "SELECT * FROM parent WHERE id = 1 FOR UPDATE",  # locks rows (no trigger fires): rolled back
+        "WITH gone AS (DELETE FROM accounts WHERE kind = 'user' RETURNING *) SELECT count(*) FROM gone",
+    ],
+)
+def test_analyze_runs_what_a_rollback_undoes(traps: dict, sql: str) -> None:
+    before = _trap_state(traps)
+    explained = _as_owner(traps, ExplainRequest(sql, analyze=True, hypothetical=False))
+    assert explained.error is None and explained.plan.analyzed, explained.error
+    assert _trap_state(traps)[:3] == before[:3]  # sequence, rows and locks as they were
+    with psycopg.connect(traps["owner"]) as conn:
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 100
+
+
+def test_analyze_of_a_row_lock_needs_the_writes_setting(traps: dict) -> None:
+    request = ExplainRequest("SELECT * FROM parent WHERE id = 1 FOR UPDATE", analyze=True)
+    refused = explain(traps["reader"], request, policy=AnalyzePolicy(analyze=True))
+    assert "it writes or locks rows (a writing WITH, or FOR UPDATE/SHARE)" in (refused.error or "")
+
+
+def test_hostile_values_run_as_data_and_change_nothing(shop: dict) -> None:
+    sql = "DELETE FROM items WHERE note = $1"
+    values = ("x'); DROP TABLE items; --",)
+    done = _as_owner(shop, ExplainRequest(sql, analyze=True, values=values))
+    assert done.error is None and done.plan.analyzed, done.error
+    with psycopg.connect(shop["owner"]) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 50_000
+
+
+def test_a_zero_timeout_still_limits_the_statement(shop: dict) -> None:
+    """statement_timeout = 0 means no limit to PostgreSQL: the door never asks for less than 0.5 s."""
+    started = time.monotonic()
+    request = ExplainRequest("SELECT pg_sleep(3)", analyze=True, hypothetical=False)
+    explained = explain(shop["reader"], request, policy=EVERYTHING, timeout_s=0)
+    assert (
+        explained.error.startswith("Cancelled: it ran longer than 0.5 s") and time.monotonic() - started < 2
+    )

@@ -34,6 +34,7 @@ from dashboard.plans.findings import Facts, Finding, find
 from dashboard.plans.tree import Plan, read_plan
 
 APPLICATION = "observatory-investigate"
+MIN_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ def explain(
             error="EXPLAIN ANALYZE is off for this target: it runs the statement. Allow it with "
             "explain_analyze: true in the target's config (writes also need explain_analyze_writes: true)",
         )
-    limits = Limits(statement_ms=int(timeout_s * 1000), deadline_s=timeout_s + 5)
+    # statement_timeout = 0 would mean no limit at all; under half a second the session's own
+    # checks would not finish.
+    timeout_s = max(timeout_s, MIN_TIMEOUT_S)
+    limits = Limits(statement_ms=round(timeout_s * 1000), deadline_s=timeout_s + 5)
     try:
         session = GuardedSession.connect(
             dsn, password_env, limits=limits, allow_privileged=allow_privileged, application_name=APPLICATION
@@ -142,7 +146,14 @@ def _explained(
             statement.text, None, error=f"{first_line(err)}: {denied(session.conn, True)}", **base
         )
     except psycopg.Error as err:
+        if session.lost:  # the deadline struck, and the server did not stop: the session was ended
+            lost = f"Cancelled: it ran past {timeout_s + 5:g} s and the server did not stop it: disconnected"
+            return Explained(statement.text, None, error=lost, **base)
         return Explained(statement.text, None, error=f"The server refused it: {first_line(err)}", **base)
+    plans = [t for t in tree if isinstance(t, dict)] if isinstance(tree, list) else [tree]
+    if len(tree) > 1 and plans:  # a rule (DO ALSO) adds statements of its own: NOTIFY, an INSERT ...
+        notes.append(f"A rule makes it {len(tree)} statements: shown is the first one's plan.")
+        tree = plans[:1]
     plan = read_plan(tree)
     proposal = _proposal(session, planned, request, notes) if request.hypothetical else None
     facts = _facts(session, plan, proposal, notes)

@@ -97,7 +97,10 @@ class Run:
 
 # Volatile built-ins an executed statement may call: they read a clock or draw a random number, or
 # wait (statement_timeout ends that). Sequences advance (nextval is not rolled back) only for writes.
-VOLATILE_OK = ("pg_sleep", "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid")
+VOLATILE_OK = (
+    *("pg_sleep", "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid"),
+    *("system", "bernoulli"),  # TABLESAMPLE's methods: they pick which blocks or rows to read
+)
 VOLATILE_OK_WRITING = (*VOLATILE_OK, "nextval", "currval", "lastval")
 
 sql = SqlFiles(Path(__file__).with_name("sql"))
@@ -233,24 +236,28 @@ class GuardedSession:
     def _refuse_side_effects(
         self, statement: ForeignStatement, cur: psycopg.Cursor, schemas: list[str], writes: bool
     ) -> None:
-        """Before running a statement: besides what others wrote, nothing with side effects a
-        rollback does not undo (VOLATILE functions, triggers), the few harmless ones aside."""
+        """Before running a statement: what planning it would run is checked as for any plan, then
+        what running it would, for effects a rollback does not undo (untrusted_calls.executed.sql)."""
+        self.refuse_untrusted(statement, cur, schemas)
         params = {
             "names": sorted(statement.names),
+            "calls": sorted(statement.called),
             "relations": sorted(statement.relations),
             "schemas": schemas,
-            "writes": writes,
+            "writes": statement.changes in ("delete", "write"),  # triggers fire, foreign keys cascade
+            "fills": statement.changes == "write",  # defaults, checks and index expressions run
             "volatile_ok": list(VOLATILE_OK_WRITING if writes else VOLATILE_OK),
         }
         try:
             found = cur.execute(_untrusted_calls("executed"), params).fetchall()
         except psycopg.Error as err:
-            raise Refused(f"cannot check what it calls: {first_line(err)}") from None
+            raise Refused(f"cannot check what it runs: {first_line(err)}") from None
         if found:
-            names = ", ".join(fn if via == "called" else f"{fn} (via {via})" for fn, via in found[:5])
+            names = ", ".join(what if via == "called" else f"{what} ({via})" for what, via in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
             raise Unsafe(
-                f"not run: it calls {names}, which could have effects a rollback does not undo "
-                "(or was written by a database user); its estimated plan (without ANALYZE) is safe"
+                f"not run: it reaches {names}{more}, with effects a rollback does not undo (or written "
+                "by a database user); its estimated plan (without ANALYZE) is safe"
             )
 
     # -- the door ------------------------------------------------------------------------------
@@ -336,7 +343,7 @@ class GuardedSession:
         """A read-only transaction, rolled back whatever happens inside it, in which the statement
         was just found to reach no user's function: the check and the plan are milliseconds apart.
         Read-write (still rolled back) only to run a statement that writes, when `run.writes`."""
-        writes = run is not None and run.analyze and run.writes and statement.kind != "select"
+        writes = run is not None and run.analyze and run.writes and bool(statement.changes)
         with self.conn.cursor() as cur:
             cur.execute(OWN_MARKER + f"BEGIN TRANSACTION READ {'WRITE' if writes else 'ONLY'}")
             try:
@@ -444,9 +451,10 @@ def _refuse_run(statement: ForeignStatement, run: Run) -> None:
         raise Refused(f"{len(run.values)} values given for {wanted} placeholders ($1..${wanted})")
     if not run.analyze:
         return
-    if statement.kind != "select" and not run.writes:
+    if statement.changes and not run.writes:
+        what = statement.kind.upper() if statement.kind != "select" else "a writing WITH, or FOR UPDATE/SHARE"
         raise Refused(
-            f"it writes ({statement.kind.upper()}): EXPLAIN ANALYZE would run it. Allowed only with "
+            f"it writes or locks rows ({what}): EXPLAIN ANALYZE would run it. Allowed only with "
             "explain_analyze_writes: true for the target (the transaction is rolled back)"
         )
     if statement.params and run.values is None:

@@ -65,6 +65,17 @@ class ForeignStatement:
     params: int  # the highest $n placeholder
     names: frozenset[str]  # every string of the parse tree: identifiers, operators, literals
     relations: frozenset[str]  # relations as written, for to_regclass(): 'orders', '"S"."Order"'
+    literals: frozenset[str] = frozenset()  # strings found only as constants ('system', 'user')
+    # What running it changes, wherever it is written (a writing CTE too): '' nothing, 'lock' rows
+    # (FOR UPDATE/SHARE), 'delete' rows, 'write' rows' values (INSERT, UPDATE, MERGE: defaults,
+    # checks and index expressions are computed).
+    changes: str = ""
+
+    @property
+    def called(self) -> frozenset[str]:
+        """The names a call or an operator could be written with: every string but the constants.
+        (A constant only names a function when SQL runs it as text: refused before this.)"""
+        return self.names - self.literals
 
 
 def check_text(text: object) -> str:
@@ -119,7 +130,10 @@ def _with_casts(text: str, raw: ast.RawStmt, spans: list[Span], read: ForeignSta
         again = ()
     if len(again) != 1 or _located_nowhere(again[0].stmt) != _located_nowhere(raw.stmt):
         raise Refused("its typed placeholders (such as interval $1) could not be rewritten as casts")
-    return ForeignStatement(_one(rewritten, again[0]), read.kind, read.params, read.names, read.relations)
+    return ForeignStatement(
+        _one(rewritten, again[0]), read.kind, read.params, read.names, read.relations, read.literals,
+        read.changes,
+    )  # fmt: skip
 
 
 def _located_nowhere(node: ast.Node) -> object:
@@ -221,6 +235,13 @@ def _name(node: ast.Node) -> str:
     return "".join(f" {c}" if c.isupper() else c for c in name).strip().upper()
 
 
+_CHANGES = {
+    ast.LockingClause: "lock",
+    ast.DeleteStmt: "delete",
+    ast.InsertStmt: "write",
+    ast.UpdateStmt: "write",
+    ast.MergeStmt: "write",
+}
 _FROM_ITEMS = (ast.RangeVar, ast.RangeSubselect, ast.RangeFunction, ast.CommonTableExpr, ast.SubLink)
 
 
@@ -228,9 +249,11 @@ def _walk(root: ast.Node) -> dict:
     """Names, relations and placeholders of the tree, with its bounds checked; iterative, so no
     depth exhausts Python's stack."""
     names: set[str] = set()
+    constants: set[str] = set()  # strings inside constants (A_Const)
     relations: set[str] = set()
     params = from_items = 0
     creates_table = False
+    changes: set[str] = set()
     typed: list[Span] = []  # `interval $1`: see placeholders.py
     stack: list[tuple[object, int]] = [(root, 0)]
     while stack:
@@ -244,6 +267,8 @@ def _walk(root: ast.Node) -> dict:
             raise Refused(f"its expressions nest over {MAX_TREE_DEPTH} deep: too deep to analyse")
         if isinstance(item, ast.String):
             names.add(item.sval)
+        elif isinstance(item, ast.A_Const) and isinstance(item.val, ast.String):
+            constants.add(item.val.sval)
         elif isinstance(item, ast.RangeVar):
             relations.add(written_name(item))
         elif isinstance(item, ast.ParamRef):
@@ -252,18 +277,45 @@ def _walk(root: ast.Node) -> dict:
             creates_table = True
         elif span := typed_placeholder(item):
             typed.append(span)
+        if type(item) in _CHANGES:
+            changes.add(_CHANGES[type(item)])
         if isinstance(item, _FROM_ITEMS):
             from_items += 1
             if from_items > MAX_FROM_ITEMS:
                 raise Refused(f"over {MAX_FROM_ITEMS} tables, subqueries and CTEs: too many to plan safely")
         stack.extend((getattr(item, slot), depth + 1) for slot in item.__slots__)
+    # A constant's string is a name too (the check of what planning runs stays careful), and a
+    # literal only when no identifier, operator or type is written the same.
+    literals = constants - _non_constant_strings(root, constants)
     return {
         "params": params,
         "names": frozenset(names),
+        "literals": frozenset(literals),
+        "changes": max(changes, key=("lock", "delete", "write").index, default=""),
         "relations": frozenset(relations),
         "creates_table": creates_table,
         "typed_placeholders": typed,
     }
+
+
+def _non_constant_strings(root: ast.Node, among: set[str]) -> set[str]:
+    """Which of `among` also appear as a string outside any constant."""
+    found: set[str] = set()
+    if not among:
+        return found
+    stack: list[object] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, ast.A_Const):
+            continue  # its own string is the constant
+        elif isinstance(item, ast.String):
+            if item.sval in among:
+                found.add(item.sval)
+        elif isinstance(item, ast.Node):
+            stack.extend(getattr(item, slot) for slot in item.__slots__)
+    return found
 
 
 def written_name(relation: ast.RangeVar) -> str:
