@@ -21,6 +21,8 @@ import pytest
 
 from dashboard.plans.compare import Comparison, compare
 from dashboard.plans.document import PlanDocument, dumps, file_name, loads
+from dashboard.plans.facts import read_facts
+from dashboard.plans.findings import find
 from dashboard.plans.tree import MAX_BYTES, Plan, PlanUnreadable, read_plan
 from dashboard.servers.throwaway import ThrowawayPostgres
 from tests.support.postgres import new_database
@@ -532,8 +534,11 @@ def test_each_field_of_any_type_loads_or_gives_a_reason(conn: psycopg.Connection
 
 def test_a_real_plan_with_any_field_spoiled_loads_or_gives_a_reason(conn: psycopg.Connection) -> None:
     """Fields of a real executed plan swapped at random (seeded) for values of every JSON type:
-    each loads and compares, or is refused in words; never another exception."""
+    each loads, compares and goes through find() (with the catalog's facts and without), or is
+    refused in words; never another exception."""
     good = plan_of(conn, JOIN, analyze=True)
+    facts = read_facts(conn, good)
+    assert sorted(facts.tables) == ["public.customers", "public.invoices"]
     values = [None, True, 0, -1, 1e308, "", "Seq Scan", [], {}, [1], {"Node Type": 1}]
     chance = random.Random(14)
     refused = 0
@@ -549,6 +554,8 @@ def test_a_real_plan_with_any_field_spoiled_loads_or_gives_a_reason(conn: psycop
             refused += 1
             continue
         assert compare(good, plan).summary and compare(plan, good).summary
+        for found in (find(plan), find(plan, facts)):
+            assert all(f.node is None or 0 <= f.node < len(plan.nodes) for f in found)
     assert 0 < refused < 400
 
 

@@ -1,5 +1,6 @@
-"""The catalog facts a plan's findings need: each table's size and statistics age, and the memory
-settings, read in one round trip from the database the plan ran in.
+"""The catalog facts a plan's findings need: each table's size, statistics age and whether it has
+statistics at all, the memory settings, and whether the server is a standby, read in one round trip
+from the database the plan ran in.
 
 The connection's search_path is pinned to `pg_catalog, pg_temp`, so the query names nothing
 outside pg_catalog; the plan's relation names (untrusted text) travel as one array parameter and
@@ -28,8 +29,8 @@ def plan_relations(plan: Plan) -> list[str]:
 
 def read_facts(conn: Connection, plan: Plan) -> Facts:
     """Facts on every relation of the plan the catalog knows (a name it does not is left out), the
-    server's work_mem and hash_mem_multiplier, and its clock. `suggestions` stay empty: the caller
-    adds the advisor's."""
+    server's work_mem and hash_mem_multiplier, its clock, and whether it is a standby. `suggestions`
+    stay empty: the caller adds the advisor's."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql("plan_facts"), {"names": plan_relations(plan)}).fetchall()
     tables = {row["relation"]: _table(row) for row in rows if row["relation"] is not None}
@@ -39,6 +40,7 @@ def read_facts(conn: Connection, plan: Plan) -> Facts:
         work_mem_kb=first["work_mem_kb"],
         hash_mem_multiplier=first["hash_mem_multiplier"],
         now=first["now"],
+        in_recovery=bool(first["in_recovery"]),
     )
 
 
@@ -51,4 +53,5 @@ def _table(row: dict) -> TableFacts:
         live=row["live"],
         modified_since_analyze=row["modified_since_analyze"],
         last_analyze=row["last_analyze"],
+        has_statistics=bool(row["has_statistics"]),
     )

@@ -8,7 +8,9 @@ parallel workers that never came, JIT costing more than it saves, a lossy bitmap
 
 An estimated plan (no ANALYZE) shows only what estimates can: a sequential scan expected to keep few
 rows of a large table, and stale statistics. Everything a plan holds is someone's text: names and
-conditions are quoted as given (the UI escapes them) and the words are plain, no markup.
+conditions are quoted as given (the UI escapes them) and the words are plain, no markup; a figure
+is read only as EXPLAIN writes it (a JSON number of sane size), so a pasted plan never makes find()
+raise.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ SEQ_SCAN_MIN_PAGES = 1_000
 # ... and when it keeps at most this share of the rows it reads: past about 5 %, an index scan
 # touches most pages anyway and the planner is right to read them in order.
 SEQ_SCAN_KEEP_SHARE = 0.05
+# A scan (or its filter) is a finding from this much of its own time, over all loops: below a
+# millisecond an index saves less than the statement's round trip costs. A LIMIT that stops a scan
+# after a few hundred rows takes about 0.05 ms, whatever the table's size.
+SCAN_MIN_MS = 1.0
 # Actual rows this many times the estimate, or this many times fewer, change join methods, join
 # order and memory sizing: plan choices are made on estimates.
 MISESTIMATE_RATIO = 10.0
@@ -63,9 +69,13 @@ BITMAP_BYTES_PER_PAGE = 64  # a bitmap's exact entry for one heap page, with its
 WORK_MEM_MAX_MB = 1_024
 # Built-in defaults, for settings a plan does not report (EXPLAIN SETTINGS lists only changed ones).
 DEFAULT_WORK_MEM_KB = 4_096
+WORK_MEM_RANGE_KB = (64, 2_147_483_647)  # what PostgreSQL takes: a plan's setting outside is no setting
 DEFAULT_HASH_MEM_MULTIPLIER = 2.0
 DEFAULT_JIT_ABOVE_COST = 100_000.0
 CONDITION_CHARS = 200  # conditions quoted in a finding are cut to this length
+# The largest figure (rows, blocks, kB, ms) read from a node's details: EXPLAIN measures none near it
+# (1e15 ms is 31,000 years). A larger one, a string, NaN or infinity is someone's text, not a figure.
+FIGURE_MAX = 1e15
 
 SEVERITIES = ("high", "medium", "low")
 KINDS = (  # a plan-wide order for findings of the same severity and weight: root causes first
@@ -93,6 +103,10 @@ class TableFacts:
     live: int | None
     modified_since_analyze: int | None
     last_analyze: datetime | None  # the later of last_analyze and last_autoanalyze
+    # pg_stats holds statistics on its columns (or, on 14+, ANALYZE or VACUUM found it empty); None
+    # when not known. The counters above are empty after pg_stat_reset, a crash and on a standby:
+    # a table may be analyzed with no last_analyze.
+    has_statistics: bool | None = None
 
     @property
     def rows(self) -> float:
@@ -109,6 +123,7 @@ class Facts:
     suggestions: dict[str, str] = field(default_factory=dict)  # relation -> the advisor's CREATE INDEX
     now: datetime | None = None
     hash_mem_multiplier: float | None = None  # hashes get work_mem times this (PostgreSQL 13+)
+    in_recovery: bool = False  # a standby: ANALYZE, CREATE INDEX, CREATE STATISTICS run on the primary
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ class _Context:
         return _first(given, self.facts.work_mem_kb, DEFAULT_WORK_MEM_KB)
 
     def hash_mem_multiplier(self) -> float:
-        given = _float(self.plan.settings.get("hash_mem_multiplier"))
+        given = _setting_number(self.plan.settings.get("hash_mem_multiplier"), 1.0, 1000.0)
         return _first(given, self.facts.hash_mem_multiplier, DEFAULT_HASH_MEM_MULTIPLIER)
 
 
@@ -180,36 +195,57 @@ class _Context:
 
 @dataclass(frozen=True)
 class _Scan:
-    """What a scan read and kept, over all loops (estimated: per the table's size)."""
+    """What a scan read and kept, over all loops (estimated: per the table's size, and the part of it
+    the planner expects to read before a Limit above stops the scan)."""
 
     read: float
     kept: float
     table_rows: float  # the table's size, or what one loop read when the catalog is not known
     estimated: bool
+    part: float = 1.0  # estimated: the part of the table read before a Limit stops it
 
 
 def _seq_scan_figures(ctx: _Context, node: PlanNode) -> _Scan | None:
-    """A sequential scan of a large table whose filter keeps few rows; None for any other node."""
+    """A sequential scan that read many rows (or pages) and kept few; None for any other node.
+
+    Executed, it is judged by the rows it read, not the table's size (a Limit may have stopped it
+    after a few rows), and only when it took SCAN_MIN_MS. Estimated, by the rows the planner expects
+    it to read: the whole table, or the part of it before a Limit above has its rows."""
     if node.node_type != "Seq Scan" or not node.relation or "Filter" not in node.detail:
         return None
     table = ctx.table(node)
     if ctx.plan.analyzed:
         if not node.loops or node.actual_rows is None:
             return None
+        if node.own_ms is not None and node.own_ms < SCAN_MIN_MS:  # fast whatever it read
+            return None
         kept = node.actual_rows * node.loops
         read = kept + _num(node, "Rows Removed by Filter") * node.loops
+        pages = _pages_read(node)  # per loop, like the rows: many loops are the nested loop's finding
+        if pages is not None:
+            pages /= node.loops
+        elif table is not None and not _may_stop_early(ctx.plan, node):
+            pages = table.pages  # no BUFFERS, and nothing stopped it: it read the whole table
+        large = read / node.loops >= SEQ_SCAN_MIN_ROWS or (pages or 0.0) >= SEQ_SCAN_MIN_PAGES
         size = table.rows if table else read / node.loops
         scan = _Scan(read=read, kept=kept, table_rows=size, estimated=False)
     else:
         if table is None:  # an estimate gives rows kept, not read: the table's size says that
             return None
-        size = table.rows
-        kept = node.est_rows * _parallel_divisor(ctx, node)
-        scan = _Scan(read=size, kept=kept, table_rows=size, estimated=True)
-    large = scan.table_rows >= SEQ_SCAN_MIN_ROWS or (table is not None and table.pages >= SEQ_SCAN_MIN_PAGES)
+        part = _part_run(ctx.plan, node)
+        kept = node.est_rows * _parallel_divisor(ctx, node) * part
+        scan = _Scan(read=table.rows * part, kept=kept, table_rows=table.rows, estimated=True, part=part)
+        large = scan.read >= SEQ_SCAN_MIN_ROWS or table.pages * part >= SEQ_SCAN_MIN_PAGES
     if not large or scan.read <= 0 or scan.kept / scan.read > SEQ_SCAN_KEEP_SHARE:
         return None
     return scan
+
+
+def _pages_read(node: PlanNode) -> float | None:
+    """The blocks the node read over all loops, from BUFFERS (cached or not); None without BUFFERS."""
+    keys = ("shared_hit", "shared_read", "local_hit", "local_read")
+    found = [node.buffers[k] for k in keys if k in node.buffers]
+    return float(sum(found)) if found else None
 
 
 def _seq_scan(ctx: _Context, node: PlanNode) -> Ranked:
@@ -217,7 +253,18 @@ def _seq_scan(ctx: _Context, node: PlanNode) -> Ranked:
     if scan is None:
         return
     condition = _condition(node, "Filter")
-    if scan.estimated:
+    if scan.estimated and scan.part < 1:
+        title = (
+            f"Sequential scan of {node.relation} ({_rows(scan.table_rows)} rows) expected to read "
+            f"{_rows(scan.read)} to keep {_rows(scan.kept)}"
+        )
+        detail = (
+            f"The planner expects to read about {_rows(scan.read)} of the {_rows(scan.table_rows)} rows of "
+            f"{node.relation} before the Limit above has its rows, and keep {_rows(scan.kept)} "
+            f"({_pct(scan.kept / scan.read)}) with the filter {condition}; this scan is "
+            f"{_pct(ctx.share(node))} of the plan's cost."
+        )
+    elif scan.estimated:
         title = (
             f"Sequential scan of {node.relation} ({_rows(scan.table_rows)} rows) "
             f"expected to keep {_rows(scan.kept)}"
@@ -242,6 +289,8 @@ def _seq_scan(ctx: _Context, node: PlanNode) -> Ranked:
 def _filter(ctx: _Context, node: PlanNode) -> Ranked:
     if not ctx.plan.analyzed or not node.relation or not node.loops or node.actual_rows is None:
         return
+    if node.own_ms is not None and node.own_ms < SCAN_MIN_MS:  # discarding them cost next to nothing
+        return
     removed = _num(node, "Rows Removed by Filter") * node.loops
     kept = node.actual_rows * node.loops
     if removed < FILTER_MIN_ROWS or removed / (removed + kept) < FILTER_REMOVED_SHARE:
@@ -265,7 +314,10 @@ def _index_fix(ctx: _Context, node: PlanNode) -> str:
     (and, for an index scan, its condition's after them)."""
     suggestion = ctx.facts.suggestions.get(node.relation or "")
     if suggestion:
-        return f"{suggestion} (the index advisor's proposal): PostgreSQL then reads only the rows it keeps."
+        return (
+            f"{suggestion} (the index advisor's proposal): PostgreSQL then reads only the rows it keeps."
+            + _on_primary(ctx)
+        )
     condition = _condition(node, "Filter")
     columns = _columns(node, "Filter")
     if node.index:
@@ -276,7 +328,7 @@ def _index_fix(ctx: _Context, node: PlanNode) -> str:
     on = f"An index on {_table_name(node)} ({', '.join(columns)})" if columns else "An index"
     return (
         f"{on} covering {what} lets PostgreSQL find the rows it keeps instead of reading and "
-        "discarding the rest."
+        "discarding the rest." + _on_primary(ctx)
     )
 
 
@@ -297,6 +349,7 @@ def _parallel_divisor(ctx: _Context, node: PlanNode) -> float:
 _NO_ROW_COUNT = {"Bitmap Index Scan", "BitmapAnd", "BitmapOr", "ModifyTable"}
 # Nodes that read their whole input before returning a row: a Limit above them stops nothing below.
 _BLOCKING = {"Sort", "Hash", "SetOp"}
+_BLOCKING_STRATEGIES = ("Plain", "Hashed", "Mixed")  # aggregates but the sorted (streaming) one
 
 
 def _misestimate(ctx: _Context, node: PlanNode) -> Ranked:
@@ -315,12 +368,12 @@ def _misestimate(ctx: _Context, node: PlanNode) -> Ranked:
     way = "more" if under else "fewer"
     per = f" per loop, over {_rows(loops)} loops" if loops > 1 else ""
     title = (
-        f"Row estimate {ratio:,.0f}x off at {node.label}: "
+        f"Row estimate {_amount(ratio)}x off at {node.label}: "
         f"{_rows(node.est_rows)} expected, {_rows(node.actual_rows or 0)} found"
     )
     detail = (
         f"The planner expected {_rows(node.est_rows)} rows and {node.label} gave "
-        f"{_rows(node.actual_rows or 0)}{per}: {ratio:,.0f} times {way}. Join methods, join order "
+        f"{_rows(node.actual_rows or 0)}{per}: {_amount(ratio)} times {way}. Join methods, join order "
         "and memory are chosen from this estimate."
     )
     conditions = _condition_text(node)
@@ -362,14 +415,38 @@ def _may_stop_early(plan: Plan, node: PlanNode) -> bool:
             return True
         if parent.detail.get("Join Type") in ("Semi", "Anti") and relationship == "Inner":
             return True
-        blocking = parent.node_type in _BLOCKING or parent.detail.get("Strategy") in ("Plain", "Hashed")
-        if blocking:
+        if _blocks(parent):
             return False
         child = parent
     return False
 
 
+def _blocks(node: PlanNode) -> bool:
+    """The node reads all its input before it returns a row: nothing above it stops what is below."""
+    return node.node_type in _BLOCKING or node.detail.get("Strategy") in _BLOCKING_STRATEGIES
+
+
+def _part_run(plan: Plan, node: PlanNode) -> float:
+    """The part of its work the planner expects the node to do, 0-1: a Limit above it (with nothing
+    between that reads all its input first) stops it once it has its rows. The Limit's cost says
+    which part: its child's startup cost plus that part of the rest (OFFSET included). An InitPlan
+    or SubPlan runs whole each time, whatever stops its parent."""
+    part, child = 1.0, node
+    for parent in _ancestors(plan, node):
+        if child.detail.get("Parent Relationship") in ("InitPlan", "SubPlan") or _blocks(parent):
+            break
+        run = child.total_cost - child.startup_cost
+        if parent.node_type == "Limit" and run > 0:
+            part *= min(max((parent.total_cost - child.startup_cost) / run, 0.0), 1.0)
+        child = parent
+    return part
+
+
 def _estimate_fix(ctx: _Context, node: PlanNode) -> str:
+    return _estimate_fix_text(ctx, node) + _on_primary(ctx)
+
+
+def _estimate_fix_text(ctx: _Context, node: PlanNode) -> str:
     table = ctx.table(node)
     name = _table_name(node) if node.relation else None
     if name is None:
@@ -399,12 +476,31 @@ def _estimate_fix(ctx: _Context, node: PlanNode) -> str:
     )
 
 
+def _on_primary(ctx: _Context) -> str:
+    """On a standby, where ANALYZE and every DDL fail (read-only): where to run the fix instead."""
+    if not ctx.facts.in_recovery:
+        return ""
+    return (
+        " This server is a standby, which is read-only: create indexes and statistics and run ANALYZE "
+        "on the primary; replication brings them here."
+    )
+
+
 def _stale(table: TableFacts) -> str | None:
-    """Why the table's statistics are stale, or None when they are not."""
+    """Why the table's statistics are stale, or None when they are not (or nothing says so).
+
+    The counters (last_analyze, n_mod_since_analyze, n_live_tup) start empty after pg_stat_reset,
+    a crash or a failover, and stay empty on a standby: with no last ANALYZE, a table whose columns
+    have statistics was analyzed at an unknown time, and the changes counted are those since the
+    reset, a lower bound."""
     changed = table.modified_since_analyze or 0
-    if table.last_analyze is None:
+    if table.last_analyze is None and not table.has_statistics:
         if max(table.rows, changed) >= STALE_MIN_ROWS:
             return "never analyzed"
+        return None
+    if table.last_analyze is None:  # n_live_tup restarted at the reset too: the share is a guess
+        if changed >= STALE_MIN_ROWS and changed / max(table.rows, 1.0) > STALE_MODIFIED_SHARE:
+            return f"at least {_rows(changed)} rows changed since its last ANALYZE"
         return None
     live = max(float(table.live or 0), 1.0)
     if changed >= STALE_MIN_ROWS and changed / live > STALE_MODIFIED_SHARE:
@@ -417,6 +513,15 @@ def _stale(table: TableFacts) -> str | None:
 
 def _statistics_age(ctx: _Context, table: TableFacts) -> str:
     """One sentence on how old the table's statistics are."""
+    if table.last_analyze is None and table.has_statistics:
+        why = (
+            "this server is a standby, whose statistics counters stay empty"
+            if ctx.facts.in_recovery
+            else "the statistics counters were reset since (pg_stat_reset, a crash or a failover)"
+        )
+        changed = table.modified_since_analyze
+        since = f"; {_rows(changed)} rows changed since the reset" if changed else ""
+        return f"{table.relation} has statistics, but when it was last analyzed is unknown: {why}{since}."
     if table.last_analyze is None:
         return f"{table.relation} was never analyzed: the planner has no statistics on its columns."
     age = f"{_age(ctx.facts.now - table.last_analyze)} ago" if ctx.facts.now else f"at {table.last_analyze}"
@@ -442,12 +547,17 @@ def _stale_stats(ctx: _Context) -> Ranked:
         name = _table_name(node)
         title = f"Statistics of {table.relation} are stale: {why}"
         detail = _statistics_age(ctx, table) + " The planner's estimates for it come from those statistics."
+        where = (
+            " on the primary: this server is a standby, where ANALYZE cannot run, and the statistics "
+            "reach it by replication"
+            if ctx.facts.in_recovery
+            else ""
+        )
         fix = (
-            f"ANALYZE {name}. Autovacuum analyzes a table once autovacuum_analyze_threshold (default 50) "
-            "rows plus autovacuum_analyze_scale_factor (default 10 %) of its rows changed: for a table that "
-            "changes in "
-            f"bursts, ALTER TABLE {name} SET (autovacuum_analyze_scale_factor = 0.02), and check that "
-            "autovacuum is enabled for it."
+            f"ANALYZE {name}{where}. Autovacuum analyzes a table once autovacuum_analyze_threshold "
+            "(default 50) rows plus autovacuum_analyze_scale_factor (default 10 %) of its rows changed: "
+            f"for a table that changes in bursts, ALTER TABLE {name} SET "
+            "(autovacuum_analyze_scale_factor = 0.02), and check that autovacuum is enabled for it."
         )
         yield _finding(ctx, "stale_stats", node, "medium", title, detail, fix)
 
@@ -485,7 +595,9 @@ def _spill(ctx: _Context, node: PlanNode) -> Ranked:
 def _sort_spill(node: PlanNode) -> _Spill | None:
     if node.node_type != "Sort":
         return None
-    runs = [node.detail, *[w for w in node.detail.get("Workers", []) if isinstance(w, dict)]]
+    workers = node.detail.get("Workers")
+    workers = [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
+    runs = [node.detail, *workers]
     on_disk = [_float(r.get("Sort Space Used")) or 0.0 for r in runs if r.get("Sort Space Type") == "Disk"]
     disk = max(on_disk, default=0.0)
     if disk <= 0:
@@ -544,17 +656,18 @@ def _hashagg_spill(node: PlanNode) -> _Spill | None:
 
 def _work_mem_fix(fit_kb: float, work_mem_kb: float, hashed: bool) -> str:
     mb = _round_up_mb(fit_kb)
-    if mb > WORK_MEM_MAX_MB:
-        return (
-            f"It needs about {_kb(fit_kb)} of work_mem: too much to give one operation. Make it handle "
-            "fewer rows: a tighter filter, an index that returns the rows in order, a LIMIT, or fewer "
-            "columns."
-        )
-    also = " (or raise hash_mem_multiplier)" if hashed else ""
     grew = ""
     if mb * 1024 <= work_mem_kb:  # it should have fitted: it grew past the estimate while running
         mb = _round_up_mb(2 * work_mem_kb)
         grew = "It outgrew what the planner expected (see the row estimates); "
+    if mb > WORK_MEM_MAX_MB:
+        need = f"more than {_kb(work_mem_kb)}" if grew else f"about {_kb(fit_kb)}"
+        return (
+            f"{grew}It needs {need} of work_mem: too much to give one operation. Make it handle "
+            "fewer rows: a tighter filter, an index that returns the rows in order, a LIMIT, or fewer "
+            "columns."
+        )
+    also = " (or raise hash_mem_multiplier)" if hashed else ""
     return (
         f"{grew}SET work_mem = '{mb}MB'{also} for this statement, now {_kb(work_mem_kb)}: "
         "every sort and hash of every connection may take that much, so raise it for the statement, "
@@ -575,10 +688,18 @@ def _lossy_bitmap(ctx: _Context, node: PlanNode) -> Ranked:
         f"{_rows(recheck)} rows were thrown away (Rows Removed by Index Recheck); {_rows(exact)} "
         "blocks stayed exact."
     )
-    fix = (
-        f"SET work_mem = '{_round_up_mb(need_kb)}MB' for this statement (now {_kb(ctx.work_mem_kb())}): "
-        f"an exact bitmap of {_rows(exact + lossy)} blocks takes about {_kb(need_kb)}."
-    )
+    mb = _round_up_mb(need_kb)
+    if mb > WORK_MEM_MAX_MB:
+        fix = (
+            f"An exact bitmap of {_rows(exact + lossy)} blocks takes about {_kb(need_kb)}: too much "
+            "work_mem to give one operation. A more selective condition, or an index on more of its "
+            "columns, makes the bitmap smaller."
+        )
+    else:
+        fix = (
+            f"SET work_mem = '{mb}MB' for this statement (now {_kb(ctx.work_mem_kb())}): "
+            f"an exact bitmap of {_rows(exact + lossy)} blocks takes about {_kb(need_kb)}."
+        )
     severity = _cap(_by_share(ctx.share(node)), "medium")
     yield _finding(ctx, "lossy_bitmap", node, severity, title, detail, fix)
 
@@ -659,12 +780,12 @@ def _nested_loop_fix(ctx: _Context, outer: PlanNode, inner: PlanNode) -> str:
     if scanned.node_type == "Seq Scan":
         return (
             f"Each run reads {scanned.relation} whole: an index on its join column lets each run find its "
-            "rows directly, or a hash join reads it once."
+            "rows directly, or a hash join reads it once." + _on_primary(ctx)
         )
     return (
         "A hash or merge join reads the inner side once: run the statement with SET enable_nestloop = off "
         "to compare; if that is faster, the planner underrates the rows feeding this loop (ANALYZE, "
-        "extended statistics on the outer side's filtered columns)."
+        "extended statistics on the outer side's filtered columns)." + _on_primary(ctx)
     )
 
 
@@ -698,7 +819,7 @@ def _jit(ctx: _Context) -> Ranked:
     if not ctx.plan.analyzed or not isinstance(timing, dict) or not execution:
         return
     total = _float(timing.get("Total")) or 0.0
-    share = total / execution
+    share = min(total / execution, 1.0)  # compiling is part of the execution time
     if total < JIT_MIN_MS or share < JIT_MIN_SHARE:
         return
     parts = ", ".join(
@@ -712,16 +833,17 @@ def _jit(ctx: _Context) -> Ranked:
         f"{_ms(execution)} the statement ran: compiling pays off only for statements that run long."
     )
     cost = ctx.plan.total_cost
-    above = _first(_float(ctx.plan.settings.get("jit_above_cost")), DEFAULT_JIT_ABOVE_COST)
+    given = _setting_number(ctx.plan.settings.get("jit_above_cost"), -1.0, 1e300)
+    above = _first(given, DEFAULT_JIT_ABOVE_COST)
     fix = (
-        f"The plan's cost, {cost:,.0f}, is above jit_above_cost ({above:,.0f}): raise jit_above_cost above "
-        "the cost of statements like this one, or SET jit = off for them."
+        f"The plan's cost, {_amount(cost)}, is above jit_above_cost ({_amount(above)}): raise "
+        "jit_above_cost above the cost of statements like this one, or SET jit = off for them."
     )
     options = jit.get("Options") if isinstance(jit.get("Options"), dict) else {}
     if options.get("Inlining") or options.get("Optimization"):
         fix += (
             " Inlining and optimization are the expensive part: raising jit_inline_above_cost and "
-            f"jit_optimize_above_cost above {cost:,.0f} keeps the cheap compilation only."
+            f"jit_optimize_above_cost above {_amount(cost)} keeps the cheap compilation only."
         )
     severity = "high" if share >= 0.5 else "medium"
     yield _finding(ctx, "jit", None, severity, title, detail, fix, weight=share)
@@ -790,34 +912,47 @@ def _first(*values: float | None) -> float:
 
 
 def _float(value: object) -> float | None:
-    if isinstance(value, bool):
+    """A figure of a node's details (rows, blocks, kB, ms) as EXPLAIN writes it: a JSON number from 0
+    to FIGURE_MAX. Anything else (a string, NaN, infinity, a negative or absurd number) is None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    if not 0 <= value <= FIGURE_MAX:  # NaN fails this too
+        return None
+    return float(value)
+
+
+def _setting_number(value: str | None, low: float, high: float) -> float | None:
+    """A numeric setting as EXPLAIN SETTINGS prints it (a string), when PostgreSQL would take it."""
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and low <= number <= high else None
 
 
 _UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 
 
 def _setting_kb(value: str | None) -> float | None:
-    """A memory setting as EXPLAIN SETTINGS prints it ('64kB', '4MB', '1GB'), in kB."""
+    """A memory setting as EXPLAIN SETTINGS prints it ('64kB', '4MB', '1GB'), in kB, when
+    PostgreSQL would take it as work_mem."""
     if not value:
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(kB|MB|GB|TB)?\s*", value)
+    match = re.fullmatch(r"\s*(\d{1,20}(?:\.\d{1,20})?)\s*(kB|MB|GB|TB)?\s*", value)
     if match is None:
         return None
-    return float(match[1]) * _UNITS_KB[match[2] or "kB"]
+    kb = float(match[1]) * _UNITS_KB[match[2] or "kB"]
+    return kb if WORK_MEM_RANGE_KB[0] <= kb <= WORK_MEM_RANGE_KB[1] else None
 
 
 def _round_up_mb(kb: float) -> int:
-    """A work_mem that holds `kb`: the next power of two in MB (1, 2, 4, 8 ... MB)."""
-    mb = max(kb / 1024, 1.0)
+    """A work_mem that holds `kb`: the next power of two in MB (1, 2, 4, 8 ... MB). Past
+    WORK_MEM_MAX_MB no size is advised: any larger need gives twice WORK_MEM_MAX_MB."""
+    mb = kb / 1024
+    if not mb <= WORK_MEM_MAX_MB:  # NaN too
+        return 2 * WORK_MEM_MAX_MB
+    if mb <= 1:
+        return 1
     return 2 ** math.ceil(math.log2(mb) - 1e-9)
 
 
@@ -843,7 +978,10 @@ def _cut(text: str) -> str:
 
 _QUALIFIED = r'\.("(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _BARE = re.compile(  # '(a = 1)', '((pad)::text ~~ ...)': the column before an operator
-    r'\(\(?("(?:[^"]|"")+"|[A-Za-z_][\w$]*)\)?(?:::[\w" ]+?)?\s+(?:=|<>|<=|>=|<|>|~~\*?|!~~\*?|IS)\s'
+    # A cast's type is words with one space between ('character varying'): no run of spaces both it
+    # and the \s+ after it could take, which made a pasted condition of spaces take quadratic time.
+    r'\(\(?("(?:[^"]|"")+"|[A-Za-z_][\w$]*)\)?(?:::[\w"]+(?: [\w"]+)*)?'
+    r"\s+(?:=|<>|<=|>=|<|>|~~\*?|!~~\*?|IS)\s"
 )
 
 
@@ -880,6 +1018,8 @@ def _table_name(node: PlanNode) -> str:
 
 
 def _rows(n: float) -> str:
+    if n >= 1e15:  # an estimate of a cross join, or loops times a hostile figure
+        return f"{n:.1e}"
     if n >= 1e9:
         return f"{n / 1e9:.1f} billion"
     if n >= 1e6:
@@ -902,7 +1042,14 @@ def _ms(ms: float | None) -> str:
     return f"{ms:.1f} ms" if ms >= 1 else f"{ms:.3f} ms"
 
 
+def _amount(n: float) -> str:
+    """A cost or a ratio: whole, with thousands separators, up to 1e15."""
+    return f"{n:,.0f}" if n < 1e15 else f"{n:.1e}"
+
+
 def _kb(kb: float) -> str:
+    if kb >= 1024**3:
+        return f"{_amount(kb / 1024**3)} TB" if kb >= 1024**4 else f"{kb / 1024**3:.1f} TB"
     if kb >= 1024**2:
         return f"{kb / 1024**2:.1f} GB"
     if kb >= 1024:
