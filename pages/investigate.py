@@ -169,7 +169,7 @@ def show_plan(plan: Plan, findings: list, *, key: str) -> None:
     st.subheader("Findings")
     plan_view.findings(plan, findings)
     st.subheader(f"Where the {'time' if plan.analyzed else 'cost'} goes")
-    plan_view.icicle(plan, key=f"{key}:icicle")
+    plan_view.icicle(plan)
     st.subheader("The plan, node by node")
     plan_view.tree_table(plan, findings, key=f"{key}:tree")
 

@@ -83,11 +83,16 @@ def alerts(at) -> str:
     return "\n".join(texts(kind) for kind in (at.error, at.warning, at.info))
 
 
-def icicle(at) -> dict:
-    (chart,) = at.get("plotly_chart")
-    (trace,) = json.loads(chart.proto.spec)["data"]
-    assert trace["type"] == "icicle" and trace["branchvalues"] == "total"
-    return trace
+def icicle(at) -> str:
+    """The icicle's HTML (one element on the page)."""
+    (body,) = [e.proto.body for e in at.get("html") if 'class="icicle"' in e.proto.body]
+    return body
+
+
+def icicle_blocks(body: str) -> dict[str, tuple[str, float]]:
+    """node id -> (parent id, value drawn), from the icicle's HTML."""
+    found = re.findall(r'data-node="(\d+)" data-parent="(\d*)" data-value="([^"]+)"', body)
+    return {node: (parent, float(value)) for node, parent, value in found}
 
 
 def markup_free(at) -> str:
@@ -136,11 +141,12 @@ def test_a_pasted_statement_is_explained_then_analyzed(monkeypatch, tmp_path, sh
     assert "actual_rows" not in tree  # estimated: no actual rows, loops or buffers
     assert tree["hot"].iloc[0] == plan_view.HOT and 0.99 < tree["share"].sum() < 1.01
     # One icicle, each parent at least as large as its children together.
-    trace = icicle(at)
-    values = dict(zip(trace["ids"], trace["values"], strict=True))
-    for node, parent in zip(trace["ids"], trace["parents"], strict=True):
-        children = [values[c] for c, p in zip(trace["ids"], trace["parents"], strict=True) if p == node]
-        assert values[node] >= sum(children) - 1e-9, (node, parent)
+    blocks = icicle_blocks(icicle(at))
+    values = {node: value for node, (_, value) in blocks.items()}
+    for node in blocks:
+        children = [value for (parent, value) in blocks.values() if parent == node]
+        assert values[node] >= sum(children) - 1e-9, node
+    assert "0" in blocks and set(blocks) <= {str(i) for i in tree["id"]}  # a node too thin is left out
     assert values["0"] == pytest.approx(float(metrics["Total cost"].replace(",", "")), rel=0.01)
     assert [b.proto.label for b in at.get("download_button")] == ["Download the plan (JSON)"]
     assert at.query_params["sql"] == JOIN and at.query_params["target"] == "shop"
@@ -217,7 +223,8 @@ def test_a_saved_plan_opens_without_a_server(monkeypatch, tmp_path) -> None:
     no_exception(at)
     markup_free(at)
     assert at.dataframe[0].value["node"].tolist() == [f"Seq Scan on {HOSTILE_TABLE} t"]
-    assert "<img" not in json.dumps(icicle(at)["labels"])
+    body = icicle(at)
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
 
 
 # -- a recorded statement -------------------------------------------------------------------------
@@ -237,7 +244,7 @@ def test_a_recorded_statement_opens_from_query_detail(monkeypatch, advised) -> N
     assert metrics["Execution time"] == "not run"
     assert REF_INDEX in sql_blocks(at)
     assert "With the index the advisor proposes" in texts(at.subheader)
-    assert at.get("plotly_chart") and at.dataframe
+    assert icicle(at) and at.dataframe
     # ANALYZE is not allowed on this target: the box is disabled, and the caption says how to allow it.
     (box,) = at.checkbox
     assert box.disabled and not box.value
@@ -273,7 +280,8 @@ def test_a_refused_statement_shows_why_and_no_plan(monkeypatch, tmp_path, pg, sh
     no_exception(at)
     (error,) = [e.value for e in at.error]
     assert error.startswith(ui.md_escape("Not explained: ")), error
-    assert not at.dataframe and not at.get("plotly_chart") and not at.metric
+    assert not at.dataframe and not any('class="icicle"' in e.proto.body for e in at.get("html"))
+    assert not at.metric
     with psycopg.connect(pg.dsn(dbname=database_of(shop))) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (300_000,)
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'").fetchone() == (1,)
@@ -305,7 +313,7 @@ def test_hostile_names_are_shown_as_text(monkeypatch, tmp_path, hostile) -> None
     assert ui.md_escape(f"public.{HOSTILE_TABLE}") in shown  # a finding or the node caption
     nodes = at.dataframe[0].value["node"].tolist()
     assert any(HOSTILE_TABLE in n for n in nodes), nodes  # a grid cell is text: as written
-    labels = json.dumps(icicle(at))
+    labels = icicle(at)
     assert "<img" not in labels and "&lt;img" in labels and "<script" not in labels
     for element in at.get("html"):  # the node's details: escaped
         assert "<script" not in element.proto.body and "<img" not in element.proto.body
@@ -325,6 +333,13 @@ def test_the_icicle_holds_init_plans(pg, shop) -> None:
         assert values[node.id] >= sum(values[c] for c in node.children)
         assert values[node.id] >= plan.inclusive(node)
     assert values[0] > plan.inclusive(plan.root)  # the InitPlan's scan outgrew the Limit
+    boxes = {b.node.id: b for b in plan_view.icicle_boxes(plan)}
+    assert boxes[0].left == 0 and boxes[0].width == 1
+    for b in boxes.values():  # each block under its parent, as wide as its share of the parent's value
+        if b.node.parent is not None:
+            up = boxes[b.node.parent]
+            assert up.left - 1e-9 <= b.left and b.left + b.width <= up.left + up.width + 1e-9
+            assert b.width == pytest.approx(up.width * values[b.node.id] / values[up.node.id])
 
 
 def test_deep_links_read() -> None:
@@ -349,14 +364,14 @@ def test_the_page_draws_a_plan_in_chromium(
 ) -> None:
     """Opened from Query detail's link: the estimated plan at once, its icicle and tree drawn. Timed
     twice: the server's first run of the page (its modules imported, the plan asked for), then a new
-    session (modules loaded, the plan from the cache, Plotly's JavaScript from the browser's)."""
+    session (modules loaded, the plan from the cache)."""
     url, advised = investigate_app
     sid = statement_id(advised, REF)
     context = browser.new_context(viewport={"width": 1440, "height": 3000})
     took = [drawn(context.new_page(), f"{url}/investigate?id={sid}") for _ in range(2)]
     page = context.pages[-1]
-    assert page.locator("[data-testid='stPlotlyChart']").count() == 1  # one figure
-    assert page.locator("[data-testid='stPlotlyChart'] canvas").count() == 0  # SVG, no WebGL
+    assert page.locator("div.icicle").count() == 1  # one icicle, HTML: no chart library to load
+    assert page.locator("div.icicle .block").count() >= 1
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("Sequential scan of public.orders").count() >= 1
     shoot(page, "investigate")
@@ -379,7 +394,7 @@ def drawn(page: Page, url: str) -> float:
     page.goto(url)
     page.get_by_role("heading", name="Investigate").wait_for()
     settle(page)
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(state="attached", timeout=30_000)
+    page.locator("div.icicle .block").first.wait_for(state="attached", timeout=30_000)
     page.locator(CELLS).filter(has_text="Seq Scan on public.orders").first.wait_for(state="attached")
     return time.monotonic() - started
 

@@ -2,11 +2,11 @@
 icicle, the JSON, and two plans side by side.
 
 Every text of a plan is foreign (relation, index and alias names come from the server's catalog, a
-loaded plan file from anyone): in Markdown it goes through `md_escape`, in the icicle (Plotly reads
-`<b>`, `<a href>` ... in its texts) through `html.escape`, in tables as cell text.
+loaded plan file from anyone): in Markdown it goes through `md_escape`, in the icicle's HTML through
+`html.escape`, in tables as cell text.
 
-Plotly is imported when a plan is drawn, not with this module: only a page with a plan pays for it.
-One figure a plan, no WebGL (REFERENCES: the cost is per figure).
+The icicle is positioned blocks of HTML: a chart library would cost the page over a second to load
+(measured: Plotly's icicle took 1.4 s of 3.7).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -193,69 +194,85 @@ def node_detail(node: PlanNode) -> str:
 # -- where the time goes --------------------------------------------------------------------------
 def icicle_values(plan: Plan) -> list[float]:
     """Each node's inclusive time (or cost), raised where needed so that a parent is never smaller
-    than its children together (an InitPlan's time is outside its parent's; Plotly drops a node
-    whose children outgrow it under branchvalues='total')."""
+    than its children together (an InitPlan's time is outside its parent's)."""
     values = [max(plan.inclusive(n), 0.0) for n in plan.nodes]
     for n in reversed(plan.nodes):  # children come after their parent: bottom-up
         below = sum(values[c] for c in n.children)
         if below > 0 and values[n.id] < below * (1 + 1e-9):
-            values[n.id] = below * (1 + 1e-9)  # and a hair more: Plotly sums again in JavaScript
+            values[n.id] = below * (1 + 1e-9)  # and a hair more, against rounding
     return values
 
 
-def icicle_figure(plan: Plan):
-    """One Plotly icicle: the root on top, each node as wide as its inclusive time (or cost),
-    coloured by its own share."""
-    import plotly.graph_objects as go
+ICICLE_ROW_PX = 26
+ICICLE_MIN_WIDTH = 0.002  # a node narrower than 0.2 % of the plan is too thin to draw or to read
 
+
+@dataclass(frozen=True)
+class Box:
+    """A node's place in the icicle: from `left` over `width` (fractions of the whole) at its depth."""
+
+    node: PlanNode
+    left: float
+    width: float
+    value: float  # its inclusive time or cost, as drawn (icicle_values)
+    share: float  # its own share of the plan
+
+
+def icicle_boxes(plan: Plan) -> list[Box]:
+    """Each node drawn under its parent, as wide as its inclusive time (or cost) makes it, children
+    left to right in plan order; nodes too thin to see are left out."""
     values = icicle_values(plan)
-    shares = [plan.share(n) for n in plan.nodes]
-    fmt = ui.fmt_ms if plan.analyzed else (lambda v: f"{v:,.1f}")
-    labels = [html.escape(f"#{n.id} {n.label}", quote=False) for n in plan.nodes]
-    hover = [
-        [
-            html.escape(f"#{n.id} {n.label}", quote=False),
-            fmt(plan.own(n)),
-            fmt(plan.inclusive(n)),
-            f"{share:.1%}",
-        ]
-        for n, share in zip(plan.nodes, shares, strict=True)
+    place = {0: (0.0, 1.0)}
+    for n in plan.nodes:  # parents come before their children
+        start, width = place[n.id]
+        for c in n.children:
+            part = values[c] / values[n.id] if values[n.id] > 0 else 1 / len(n.children)
+            place[c] = (start, width * part)
+            start += width * part
+    return [
+        Box(n, *place[n.id], values[n.id], plan.share(n))
+        for n in plan.nodes
+        if place[n.id][1] >= ICICLE_MIN_WIDTH
     ]
-    figure = go.Figure(
-        go.Icicle(
-            ids=[str(n.id) for n in plan.nodes],
-            parents=["" if n.parent is None else str(n.parent) for n in plan.nodes],
-            labels=labels,
-            values=values,
-            branchvalues="total",
-            customdata=hover,
-            texttemplate="%{label}<br>%{customdata[2]}",
-            hovertemplate=(
-                "%{customdata[0]}<br>own: %{customdata[1]} (%{customdata[3]})"
-                "<br>with children: %{customdata[2]}<extra></extra>"
-            ),
-            marker={"colors": shares, "colorscale": "OrRd", "cmin": 0, "cmax": 1},
-            tiling={"orientation": "v"},
-            sort=False,
-            root={"color": "rgba(0,0,0,0)"},
+
+
+def icicle_html(plan: Plan) -> str:
+    """The icicle as positioned blocks of HTML: no chart library to load, a tooltip on each block.
+    Every text is escaped; the darker a block, the more of the plan it spends itself."""
+    fmt = ui.fmt_ms if plan.analyzed else (lambda v: f"{v:,.1f}")
+    blocks = []
+    for b in icicle_boxes(plan):
+        light = 96 - 50 * b.share
+        text = f"#{b.node.id} {b.node.label}"
+        own, whole = fmt(plan.own(b.node)), fmt(plan.inclusive(b.node))
+        tip = f"{text}\nown: {own} ({b.share:.1%})\nwith its children: {whole}"
+        style = (
+            f"left:{b.left:.4%};width:{b.width:.4%};top:{b.node.depth * ICICLE_ROW_PX}px;"
+            f"background:hsl(16,85%,{light:.0f}%);color:{'#fff' if light < 62 else '#262730'}"
         )
-    )
-    depth = max(n.depth for n in plan.nodes) + 1
-    figure.update_layout(
-        margin={"l": 0, "r": 0, "t": 4, "b": 4},
-        height=min(max(ICICLE_LEVEL_PX * depth + 16, 140), 640),
-        uniformtext={"minsize": 10, "mode": "hide"},
-    )
-    return figure
+        parent = "" if b.node.parent is None else str(b.node.parent)
+        blocks.append(
+            f'<div class="block" data-node="{b.node.id}" data-parent="{parent}" data-value="{b.value!r}" '
+            f'style="{style}" title="{html.escape(tip)}">{html.escape(text, quote=False)}</div>'
+        )
+    height = (max(n.depth for n in plan.nodes) + 1) * ICICLE_ROW_PX
+    return f'<style>{ICICLE_CSS}</style><div class="icicle" style="height:{height}px">{"".join(blocks)}</div>'
 
 
-def icicle(plan: Plan, *, key: str | None = None) -> None:
+ICICLE_CSS = (
+    ".icicle{position:relative;width:100%;font:12px/24px sans-serif}"
+    ".icicle .block{position:absolute;height:24px;box-sizing:border-box;border:1px solid #fff;"
+    "padding:0 4px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;border-radius:3px}"
+)
+
+
+def icicle(plan: Plan) -> None:
     what = "time (ms, all loops)" if plan.analyzed else "estimated cost"
     st.caption(
         f"Each node as wide as its {what} with its children; the darker, the more it spends itself. "
-        "Click a node to zoom in."
+        "Point at a node for its figures."
     )
-    st.plotly_chart(icicle_figure(plan), key=key, config={"displayModeBar": False, "displaylogo": False})
+    st.html(icicle_html(plan))
 
 
 # -- the JSON -------------------------------------------------------------------------------------
