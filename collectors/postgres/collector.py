@@ -19,6 +19,8 @@ from collectors.base import StateSource, TargetCollector
 from collectors.deltas import LastCounters, counter_delta
 from collectors.postgres.arrays import Int8Array, float8_rows, register_int8_array
 from collectors.postgres.errors import explain_connection_error
+from collectors.postgres.health import PARTS
+from collectors.postgres.parts import Part, due
 from collectors.postgres.reads import _Reads
 from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
@@ -69,6 +71,7 @@ class _State:
     sigs: dict[StatementKey, int] = field(default_factory=dict)
     slow_at: int | None = None  # when sizes and names were last read
     names: dict[str, dict[int, str]] = field(default_factory=dict)  # database|role -> oid -> name
+    parts_at: dict[str, int] = field(default_factory=dict)  # health part -> when it was last read
 
 
 @dataclass
@@ -155,10 +158,12 @@ class PostgresCollector(TargetCollector):
         version, schema = int(self._server["version_num"]), self._server["pgss_schema"]
         pgss = self._pgss_problem(self._server)  # as the last read saw it: it changes rarely
         slow = state.slow_at is None or cycle.ts - state.slow_at >= SLOW_EVERY
+        health = due(PARTS, state.parts_at, self.target.health, cycle.ts)
         reads = _Reads(conn, version, schema)
         try:
             with conn.pipeline():  # one round trip for the cycle's reads
                 reads.send("server", "database", "activity", *(("database_sizes", "names") if slow else ()))
+                reads.send(*(part.name for part in health))
                 if not pgss:  # 13 cannot count evictions: it reads every entry each cycle
                     reads.send_statements(state.sigs if version >= 140000 else {})
         except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
@@ -175,12 +180,13 @@ class PostgresCollector(TargetCollector):
             cycle.points += _size_points(reads.rows("database_sizes"))
             state.names = _names(reads.rows("names"))
             state.slow_at = cycle.ts
+        snapshots = self._health(reads, health, state, cycle)
         if not server["can_read_all"]:
             status.hints.append(HINT_GRANT.format(role=server["rolname"]))
         if read is None:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
-            details = PostgresDetails(postmaster_start=server["postmaster_start"])
+            details = PostgresDetails(postmaster_start=server["postmaster_start"], **snapshots)
         else:
             self._statements(read, server, state, cycle)
             details = PostgresDetails(
@@ -188,10 +194,23 @@ class PostgresCollector(TargetCollector):
                 pgss_reset=read.info.get("stats_reset"),
                 dealloc=read.info.get("dealloc"),
                 pgss_snapshot=read.ts,
+                **snapshots,
             )
         if status.state == "ok" and not server["can_read_all"]:
             status.state = "degraded"
         status.details = state.details = details
+
+    @staticmethod
+    def _health(reads: _Reads, health: list[Part], state: _State, cycle: Cycle) -> dict[str, Any]:
+        """The health parts read this cycle: their points into the cycle; every part's snapshot,
+        this cycle's or the last one kept (a part not due keeps what it last read)."""
+        snapshots = {p.name: getattr(state.details, p.name) for p in PARTS}
+        for part in health:
+            found = part.read(reads.rows(part.name), cycle.ts)
+            cycle.points += found.points
+            snapshots[part.name] = found.snapshot
+            state.parts_at[part.name] = cycle.ts
+        return {name: snap for name, snap in snapshots.items() if snap is not None}
 
     @staticmethod
     def _pgss_problem(server: dict[str, Any]) -> str | None:

@@ -98,6 +98,15 @@ class _Target(_Strict):
         return v
 
 
+class HealthIntervals(_Strict):
+    """How often each health part of a PostgreSQL target is read (at the first cycle after)."""
+
+    sessions: Duration = 15.0  # sessions: blocking, long-running queries, idle in transaction
+    replication: Duration = 30.0
+    server_stats: Duration = 60.0  # checkpoints, WAL, temp files, transaction ID age, sequences
+    settings: Duration = 3600.0
+
+
 class PostgresTarget(_Target):
     dsn: Annotated[str, Secret.URL] = Field(min_length=1)
     statement_timeout: Duration = 5.0
@@ -112,6 +121,7 @@ class PostgresTarget(_Target):
     explain_analyze: bool = False
     explain_analyze_writes: bool = False
     explain_timeout: Duration = 10.0  # a statement EXPLAIN (ANALYZE) runs longer is cancelled
+    health: HealthIntervals = HealthIntervals()
 
 
 class RedisQueues(_Strict):

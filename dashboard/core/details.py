@@ -15,6 +15,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dashboard.core.health import ReplicationNow, ServerNow, SessionsNow, SettingsNow
+
 
 class Details(BaseModel):
     """The base of every source's details: how they are stored and read back."""
@@ -52,6 +54,11 @@ class PostgresDetails(Details):
     pgss_reset: int | float | None = None
     dealloc: int | None = None  # entries pg_stat_statements evicted (14+): a rise is an eviction
     pgss_snapshot: int | None = None  # the cycle whose statement counters are stored
+    # The health parts' last readings (collectors/postgres/health/), each kept until it is read again.
+    sessions: SessionsNow | None = None
+    replication: ReplicationNow | None = None
+    server_stats: ServerNow | None = None
+    settings: SettingsNow | None = None
 
 
 class RedisDetails(Details):

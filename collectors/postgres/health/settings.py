@@ -1,0 +1,15 @@
+"""The settings health part (collectors/postgres/parts.py). SKELETON: being written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.postgres.parts import Part, PartRead
+from dashboard.core.health import SettingsNow
+
+
+def read(rows: list[dict[str, Any]], now: int) -> PartRead:
+    return PartRead([], SettingsNow(ts=now))
+
+
+PART = Part("settings", read)

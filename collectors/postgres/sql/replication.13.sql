@@ -1,0 +1,2 @@
+-- The replication health part: SKELETON, being written.
+SELECT 1 AS placeholder WHERE false

@@ -1,0 +1,2 @@
+-- The server_stats health part: SKELETON, being written.
+SELECT 1 AS placeholder WHERE false
