@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from collectors.deltas import counter_delta
 from dashboard.core.health import Snapshot
 from dashboard.core.records import Point
 
@@ -22,7 +23,21 @@ class PartRead(NamedTuple):
 
 class Part(NamedTuple):
     name: str  # its SQL file, its key under `health:` and its field of PostgresDetails
-    read: Callable[[list[dict[str, Any]], int], PartRead]  # (rows, now) -> what the cycle keeps
+    # (rows, now) -> what the cycle keeps; with `counters`, (rows, now, last): `last` is the
+    # collector's cumulative values by (series, labels), for counter_point() to take deltas from.
+    read: Callable[..., PartRead]
+    counters: bool = False
+
+
+def counter_point(
+    name: str, value: float, labels: str, last: dict[tuple[str, str], float], *, reset: bool = False
+) -> Point:
+    """A counter's point with its delta since the last reading (None the first time, or after the
+    server's counters went back: a restart or a stats reset), and `last` moved on."""
+    key = (name, labels)
+    delta = counter_delta(last.get(key), value, reset=reset)
+    last[key] = value
+    return Point(name, value, "counter", labels, delta)
 
 
 def due(parts: tuple[Part, ...], last: dict[str, int], intervals: Any, now: int) -> list[Part]:
