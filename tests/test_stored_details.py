@@ -155,7 +155,7 @@ def test_postgres_baseline_follows_the_captured_rows(pg: ThrowawayPostgres, stor
     assert not any(p.name == "pg.statements.calls" for p in first.points)
 
 
-HEALTH_PARTS = ("sessions", "replication", "server_stats", "settings")
+HEALTH_PARTS = ("sessions", "replication", "server_stats", "settings", "tables")
 
 
 def test_collectors_write_todays_keys(pg: ThrowawayPostgres, store: Store) -> None:
@@ -185,9 +185,7 @@ def test_collectors_write_todays_keys(pg: ThrowawayPostgres, store: Store) -> No
         # Since then, a PostgreSQL cycle also keeps its health parts' snapshots (after the rest).
         added = [k for k in written if k not in captured]
         assert list(written)[: len(captured)] == list(captured), (kind, name)
-        assert added == (
-            ["sessions", "replication", "server_stats", "settings"] if kind == "postgres" else []
-        )
+        assert added == (list(HEALTH_PARTS) if kind == "postgres" else [])
         assert all(isinstance(written[k], dict) and isinstance(written[k]["ts"], int) for k in added)
         shared = {k: type(written[k]) for k in captured}
         assert shared == {k: type(v) for k, v in captured.items()}

@@ -15,7 +15,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dashboard.core.health import ReplicationNow, ServerNow, SessionsNow, SettingsNow
+from dashboard.core.health import ReplicationNow, ServerNow, SessionsNow, SettingsNow, TablesNow
 
 
 class Details(BaseModel):
@@ -59,6 +59,7 @@ class PostgresDetails(Details):
     replication: ReplicationNow | None = None
     server_stats: ServerNow | None = None
     settings: SettingsNow | None = None
+    tables: TablesNow | None = None
 
 
 class RedisDetails(Details):

@@ -10,5 +10,6 @@ from dashboard.core.health.server import ServerNow
 from dashboard.core.health.sessions import SessionsNow
 from dashboard.core.health.settings import SettingsNow
 from dashboard.core.health.snapshot import Snapshot
+from dashboard.core.health.tables import TablesNow
 
-__all__ = ["ReplicationNow", "ServerNow", "SessionsNow", "SettingsNow", "Snapshot"]
+__all__ = ["ReplicationNow", "ServerNow", "SessionsNow", "SettingsNow", "Snapshot", "TablesNow"]
