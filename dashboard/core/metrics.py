@@ -120,3 +120,37 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     # A page decodes the same few label sets once per point (tens of thousands on the Redis page).
     pairs = (part.split("=", 1) for part in text.split(",") if "=" in part)
     return tuple((_unescape(k), _unescape(v)) for k, v in pairs)
+
+
+# PostgreSQL replication (collectors/postgres/health/replication.py): per replica {replica=...}
+# (its application_name), per slot {slot=...}, and a replica's own replay delay.
+PG_REPLICATION = "pg.replication."
+PG_REPLICATION_REPLICAS = PG_REPLICATION + "replicas"  # replicas this server streams to
+PG_REPLICATION_LAG_S = PG_REPLICATION + "lag_s"  # {replica}: replay lag, 0 once caught up
+PG_REPLICATION_LAG_BYTES = PG_REPLICATION + "lag_bytes"  # {replica}: WAL not yet replayed there
+PG_REPLICATION_SLOT_RETAINED_BYTES = PG_REPLICATION + "slot_retained_bytes"  # {slot}
+PG_REPLICATION_SLOTS_INACTIVE = PG_REPLICATION + "slots_inactive"
+PG_REPLICATION_REPLAY_DELAY_S = PG_REPLICATION + "replay_delay_s"  # on a replica
+
+# PostgreSQL sessions health part (collectors/postgres/health/sessions.py): client sessions now.
+PG_CONNECTIONS_MAX = "pg.connections.max"  # max_connections, read with pg.connections{state}
+PG_CONNECTIONS_BY_CLIENT = "pg.connections.by_client"  # {datname,usename,application}: top 20 + (other)
+PG_SESSIONS = "pg.sessions."  # + one of the below, {datname=...}
+PG_SESSIONS_BLOCKED = PG_SESSIONS + "blocked"  # waiting for a lock another session holds
+PG_SESSIONS_LONG_RUNNING = PG_SESSIONS + "long_running"  # active longer than the threshold (60 s)
+PG_SESSIONS_IDLE_IN_TRANSACTION = PG_SESSIONS + "idle_in_transaction"
+PG_SESSIONS_IDLE_IN_TRANSACTION_OLDEST_S = PG_SESSIONS + "idle_in_transaction_oldest_s"  # transaction age
+
+# PostgreSQL server statistics (collectors/postgres/health/server_stats.py): counters of the
+# checkpointer, background writer and WAL, and transaction ID age per database {datname=...}.
+PG_CHECKPOINTS_TIMED = "pg.checkpoints.timed"
+PG_CHECKPOINTS_REQUESTED = "pg.checkpoints.requested"  # max_wal_size reached, CHECKPOINT, backups
+PG_CHECKPOINTS_WRITE_MS = "pg.checkpoints.write_ms"
+PG_CHECKPOINTS_SYNC_MS = "pg.checkpoints.sync_ms"
+PG_CHECKPOINTS_BUFFERS = "pg.checkpoints.buffers"  # buffers written by checkpoints
+PG_BGWRITER_BUFFERS_CLEAN = "pg.bgwriter.buffers_clean"  # buffers written by the background writer
+PG_BGWRITER_MAXWRITTEN_CLEAN = "pg.bgwriter.maxwritten_clean"  # its rounds stopped at bgwriter_lru_maxpages
+PG_BGWRITER_BUFFERS_BACKEND = "pg.bgwriter.buffers_backend"  # buffers backends wrote themselves (13-16)
+PG_WAL_BYTES = "pg.wal.bytes"
+PG_XID_AGE = "pg.xid.age"  # age(datfrozenxid)
+PG_XID_HEADROOM = "pg.xid.headroom"  # 2^31 - 1 - age: transactions left before wraparound

@@ -22,7 +22,9 @@ import urllib.request
 from types import TracebackType
 from typing import Self
 
+import psycopg
 import redis
+from psycopg.conninfo import make_conninfo
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -452,3 +454,97 @@ class ThrowawayAlertmanager(HttpServer):
 
     def _ready(self) -> bool:
         return http_ok(f"{self.url}/-/ready")
+
+
+class ThrowawayReplica(ThrowawayPostgres):
+    """A streaming replica of a running ThrowawayPostgres: `pg_basebackup -R` of the primary into a
+    temp dir of its own, started on its own port, stopped and removed after like the primary.
+
+    The primary needs nothing more than it has: wal_level replica and max_wal_senders 10 are
+    PostgreSQL's defaults, and its pg_hba.conf trusts local replication connections. The replica
+    connects as `application_name` (what the primary's pg_stat_replication calls it), through the
+    physical slot `slot` when one is named (created by pg_basebackup). `start` returns once the
+    primary sees it streaming.
+    """
+
+    def __init__(
+        self,
+        primary: ThrowawayPostgres,
+        *,
+        application_name: str = "replica",
+        slot: str | None = None,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(port=port, settings=settings, base_dir=primary.base_dir)
+        self.primary = primary
+        self.bindir = primary.bindir  # the same major version: a base backup needs it
+        self.application_name = application_name
+        self.slot = slot
+
+    def start(self) -> Self:
+        self._tmp = tempfile.mkdtemp(prefix="obs-replica-", dir=self.base_dir or "/tmp")
+        self.data_dir = os.path.join(self._tmp, "data")
+        sock_dir = os.path.join(self._tmp, "sock")
+        os.mkdir(sock_dir)
+        if self._as_root:
+            pw = pwd.getpwnam("postgres")
+            for path in (self._tmp, sock_dir):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+        self._running = True  # from here on stop() has something to clean up
+        try:
+            self._base_backup()
+            self._write_standby_config(sock_dir)
+            started = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", self.data_dir, "-l", self._log)
+            if started.returncode:
+                raise RuntimeError(
+                    f"the replica failed to start on port {self.port}:\n{started.stderr}\n"
+                    f"--- server log tail ---\n{_tail(self._log)}"
+                )
+            self.wait_streaming()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _base_backup(self) -> None:
+        # -R writes primary_conninfo (with this application_name) and standby.signal; -X stream
+        # copies the WAL written meanwhile; -c fast: no wait for the next checkpoint.
+        conninfo = make_conninfo(
+            host="127.0.0.1", port=self.primary.port, user="postgres", application_name=self.application_name
+        )
+        slot = ("-C", "-S", self.slot) if self.slot else ()
+        done = self._run(
+            "pg_basebackup",
+            "-D",
+            self.data_dir,
+            "-d",
+            conninfo,
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-N",
+            *slot,
+        )
+        if done.returncode:
+            raise RuntimeError(f"pg_basebackup failed:\n{done.stdout}\n{done.stderr}")
+
+    def _write_standby_config(self, sock_dir: str) -> None:
+        """The primary's settings came with the backup; these override them (the last line wins)."""
+        settings = {"port": str(self.port), "unix_socket_directories": sock_dir, "hot_standby": "on",
+                    **self._settings}  # fmt: skip
+        conf = "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in settings.items())
+        with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
+            fh.write(conf)
+
+    def wait_streaming(self, timeout: float = 30.0) -> None:
+        """Until the primary's pg_stat_replication shows this replica streaming."""
+        deadline = time.monotonic() + timeout
+        query = "SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'"
+        with psycopg.connect(self.primary.dsn(), autocommit=True) as conn:
+            while conn.execute(query, (self.application_name,)).fetchone() is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the replica is not streaming:\n{_tail(self._log)}")
+                time.sleep(0.05)
