@@ -208,7 +208,7 @@ class PostgresCollector(TargetCollector):
         for part in health:
             rows = reads.rows(part.name)
             found = part.read(rows, cycle.ts, state.counters) if part.counters else part.read(rows, cycle.ts)
-            cycle.points += _part_counters(found.points, state.counters)
+            cycle.points += found.points
             snapshots[part.name] = found.snapshot
             state.parts_at[part.name] = cycle.ts
         return {name: snap for name, snap in snapshots.items() if snap is not None}
@@ -293,30 +293,6 @@ class PostgresCollector(TargetCollector):
                 state.counters[key] = value
                 points.append(Point(key[0], value, "counter", labels, delta))
         return points
-
-
-def _part_counters(points: list[Point], last: dict[tuple[str, str], float]) -> list[Point]:
-    """A health part's points, its counters given as cumulative values turned into deltas since the
-    last reading (kept in `last`, as _database_points keeps pg_stat_database's). A counter named
-    `<group>.stats_reset` holds the time the group's statistics were reset: kept, not written, and
-    another time than before resets every `<group>.*` counter of the same labels."""
-    resets: set[tuple[str, str]] = set()
-    for p in points:
-        if p.kind == "counter" and p.name.endswith(".stats_reset"):
-            key = (p.name, p.labels)
-            if last.get(key) not in (None, p.value):
-                resets.add((p.name.removesuffix("stats_reset"), p.labels))
-            last[key] = p.value or 0.0
-    out = []
-    for p in points:
-        if p.kind != "counter" or p.value is None or p.delta is not None:
-            out.append(p)
-        elif not p.name.endswith(".stats_reset"):
-            key, group = (p.name, p.labels), p.name[: p.name.rfind(".") + 1]
-            delta = counter_delta(last.get(key), p.value, reset=(group, p.labels) in resets)
-            last[key] = p.value
-            out.append(Point(p.name, p.value, "counter", p.labels, delta, p.ts))
-    return out
 
 
 def _totals(sums: list[float]) -> list[Point]:

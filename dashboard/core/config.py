@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from dashboard.core.health.settings import parse_size
+
 DEFAULT_FILE = "observatory.yaml"
 ENV_FILE = "OBSERVATORY_CONFIG"
 
@@ -105,6 +107,7 @@ class HealthIntervals(_Strict):
     replication: Duration = 30.0
     server_stats: Duration = 60.0  # checkpoints, WAL, temp files, transaction ID age, sequences
     settings: Duration = 3600.0
+    tables: Duration = 300.0  # sizes stat every file of a table: pgwatch reads them every 5 minutes
 
 
 class PostgresTarget(_Target):
@@ -122,6 +125,9 @@ class PostgresTarget(_Target):
     explain_analyze_writes: bool = False
     explain_timeout: Duration = 10.0  # a statement EXPLAIN (ANALYZE) runs longer is cancelled
     health: HealthIntervals = HealthIntervals()
+    # The server's memory ("16GB"; units of 1024), for the Settings page's sizing when no
+    # node_exporter series (node_memory_MemTotal_bytes) of a Prometheus target gives it.
+    ram: Annotated[int | None, BeforeValidator(lambda v: v if v is None else parse_size(v))] = None
 
 
 class RedisQueues(_Strict):

@@ -2,7 +2,7 @@
 
 pg_stat_user_tables is per database: this reads the database the target's DSN names, its 50
 largest tables. Points per table {table}: sizes, live and dead rows and transaction ID age as
-gauges; scans, row changes and cache reads as counters (the collector takes their deltas).
+gauges; scans, row changes and cache reads as counters, with their deltas since the last read.
 Snapshot (TablesNow): the same tables with their last vacuum and analyze, for the Tables page.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.postgres.parts import Part, PartRead
+from collectors.postgres.parts import Part, PartRead, counter_point
 from dashboard.core import metrics
 from dashboard.core.health.tables import TableNow, TablesNow
 from dashboard.core.records import Point
@@ -37,12 +37,13 @@ COUNTERS = {
 }
 
 
-def read(rows: list[dict[str, Any]], now: int) -> PartRead:
+def read(rows: list[dict[str, Any]], now: int, last: dict[tuple[str, str], float]) -> PartRead:
     points: list[Point] = []
     for row in rows:
         labels = metrics.encode({"table": row["table_name"]})
         points += [Point(name, float(row[col] or 0), "gauge", labels) for col, name in GAUGES.items()]
-        points += [Point(name, float(row[col] or 0), "counter", labels) for col, name in COUNTERS.items()]
+        # A table dropped and created again under its name starts from 0: a lower value is a reset.
+        points += [counter_point(name, float(row[col] or 0), labels, last) for col, name in COUNTERS.items()]
     return PartRead(points, _snapshot(rows, now))
 
 
@@ -68,4 +69,4 @@ def _snapshot(rows: list[dict[str, Any]], now: int) -> TablesNow:
     return TablesNow(ts=now, datname=rows[0]["datname"] if rows else None, tables=tables)
 
 
-PART = Part("tables", read)
+PART = Part("tables", read, counters=True)

@@ -1,0 +1,53 @@
+-- The server_stats health part (17+): as server_stats.14.sql, but pg_stat_checkpointer holds the
+-- checkpoint counters pg_stat_bgwriter had, and buffers_backend is gone (pg_stat_io counts writes
+-- per backend type). Transaction ID age per database, and in this database the tables with the
+-- oldest relfrozenxid and the sequences past half their range. One row, the lists as JSON.
+WITH seq AS (
+  -- A sequence's limit is its own maximum (minimum when it counts down), or the maximum of the
+  -- integer column it feeds (serial, identity) when that is nearer: PgHero's check.
+  -- pg_sequences shows last_value only to roles that may read the sequence: the others are counted.
+  SELECT s.schemaname, s.sequencename, s.data_type::text AS data_type, s.last_value,
+         has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
+         CASE WHEN s.increment_by > 0
+              THEN LEAST(s.max_value, CASE col.atttypid WHEN 'int2'::regtype THEN 32767
+                                                      WHEN 'int4'::regtype THEN 2147483647 END)
+              ELSE GREATEST(s.min_value, CASE col.atttypid WHEN 'int2'::regtype THEN -32768
+                                                         WHEN 'int4'::regtype THEN -2147483648 END)
+         END AS limit_value,
+         col.table_name, col.column_name
+    FROM pg_sequences s
+    JOIN pg_namespace n ON n.nspname = s.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
+    LEFT JOIN LATERAL (
+      SELECT a.atttypid, a.attname AS column_name, d.refobjid::regclass::text AS table_name
+        FROM pg_depend d
+        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+         AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+       LIMIT 1
+    ) col ON true
+)
+SELECT k.num_timed AS checkpoints_timed, k.num_requested AS checkpoints_requested,
+       k.write_time AS checkpoint_write_ms, k.sync_time AS checkpoint_sync_ms,
+       k.buffers_written AS buffers_checkpoint, b.buffers_clean, NULL::bigint AS buffers_backend,
+       b.maxwritten_clean, extract(epoch FROM k.stats_reset)::bigint AS checkpointer_reset,
+       extract(epoch FROM b.stats_reset)::bigint AS bgwriter_reset,
+       w.wal_bytes, extract(epoch FROM w.stats_reset)::bigint AS wal_reset,
+       (SELECT json_agg(json_build_object('datname', datname, 'xid_age', age(datfrozenxid),
+                                          'mxid_age', mxid_age(datminmxid)) ORDER BY datname)
+          FROM pg_database) AS databases,
+       (SELECT json_agg(t ORDER BY t.xid_age DESC) FROM (
+          -- The ten oldest first, then a TOAST table's own table (by reltoastrelid, not indexed).
+          SELECT coalesce(p.oid, c.oid)::regclass::text AS table_name, c.relkind = 't' AS toast,
+                 c.xid_age, pg_relation_size(c.oid) AS size_bytes
+            FROM (SELECT oid, relkind, age(relfrozenxid) AS xid_age FROM pg_class
+                   WHERE relkind IN ('r', 'm', 't') ORDER BY 3 DESC LIMIT 10) c
+            LEFT JOIN pg_class p ON p.reltoastrelid = c.oid) t) AS tables,
+       (SELECT json_agg(q ORDER BY q.used DESC) FROM (
+          SELECT schemaname, sequencename, data_type, table_name, column_name, last_value, limit_value,
+                 round(last_value::numeric / limit_value, 4) AS used
+            FROM seq WHERE last_value::numeric / limit_value > 0.5 LIMIT 100) q) AS sequences,
+       (SELECT count(*) FROM seq WHERE NOT readable) AS sequences_unreadable,
+       (SELECT count(*) FROM seq) AS sequences_total,
+       current_database() AS datname, current_user AS rolname
+  FROM pg_stat_checkpointer k, pg_stat_bgwriter b, pg_stat_wal w
