@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from dashboard.cli import advise, alerts, collect, explain, serve, status
+from dashboard.cli import advise, alerts, collect, explain, health, serve, status
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of
 
@@ -22,6 +22,7 @@ COMMANDS = {
     "collect": collect.run,
     "status": status.run,
     "alerts": alerts.run,
+    "health": health.run,
     "serve": serve.serve,
     "up": serve.up,
 }
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     alerts_cmd.add_argument("action", nargs="?", choices=["check"], help="check rule files")
     alerts_cmd.add_argument("files", nargs="*", metavar="FILE", help="rule files to check")
     alerts_cmd.add_argument("--json", action="store_true")
+    health_cmd = sub.add_parser(
+        "health", parents=[common], help="a PostgreSQL target's health findings with their fixes"
+    )
+    health_cmd.add_argument("--target", required=True, help="the PostgreSQL target's name")
+    health_cmd.add_argument("--json", action="store_true")
     advise = sub.add_parser(
         "advise", parents=[common], help="suggest indexes for one database and check its index health"
     )

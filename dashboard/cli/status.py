@@ -12,12 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.cli.common import open_reader, store_error
+from dashboard.cli.text import printable
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dashboard.analysis.reader import Reader
 
 
 def run(args: argparse.Namespace, config: config_mod.Config) -> int:
@@ -25,6 +32,7 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     try:
         # Every target of every source: the store's, then the configured ones never collected.
         frame = reader.statuses()
+        headlines = _headlines(reader, frame)
     except SQLAlchemyError as err:  # the server went away, a store another version wrote
         raise store_error(config, "cannot read", err) from None
     finally:
@@ -42,6 +50,9 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
             "failures": int(_known(r["failures"]) or 0),
             "server_version": _known(r["server_version"]),
             "samples": int(r["samples"]),
+            **(
+                {"health": headlines[r["name"]]} if r["kind"] == "postgres" and r["name"] in headlines else {}
+            ),
         }
         for r in frame.to_dict("records")
     ]
@@ -56,7 +67,23 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"  error: {r['last_error']}")
         for hint in r["hints"]:
             print(f"  hint: {hint}")
+        for area, worst in (r.get("health") or {}).items():
+            if worst:
+                print(f"  health: {area}: {worst['level']}: {printable(worst['subject'])}: "
+                      f"{printable(worst['problem'])}")  # fmt: skip
     return 0
+
+
+def _headlines(reader: Reader, frame: pd.DataFrame) -> dict[str, dict[str, dict | None]]:
+    """Each stored PostgreSQL target's worst health finding per area (`observatory health` lists all)."""
+    from dashboard.analysis import health
+    from dashboard.analysis.targets import Target
+
+    found = {}
+    for r in frame[(frame["kind"] == "postgres") & frame["target_id"].notna()].to_dict("records"):
+        worst = health.headline(health.findings(reader, Target(int(r["target_id"]), r["name"])))
+        found[r["name"]] = {area: f._asdict() if f else None for area, f in worst.items()}
+    return found
 
 
 def _known(value: object) -> object:
