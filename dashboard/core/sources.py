@@ -57,6 +57,7 @@ SOURCES: tuple[Source, ...] = (
         (
             Page("../pages/overview.py", "Overview", ":material/dashboard:", position=0),
             Page("../pages/queries.py", "Queries", ":material/list:", position=10),
+            Page("../pages/tables.py", "Tables", ":material/table_chart:", "tables", position=19),
             Page("../pages/indexes.py", "Indexes", ":material/bolt:", "indexes", position=20),
             Page("../pages/connections.py", "Connections", ":material/lan:", "connections", position=21),
             Page("../pages/replication.py", "Replication", ":material/sync:", "replication", position=22),
