@@ -19,7 +19,10 @@ from playwright.sync_api import Page
 from sqlalchemy import select
 
 from collectors.postgres.health import sessions as part
-from dashboard.analysis import connections
+from dashboard.analysis import connections, health
+from dashboard.analysis.reader import Reader
+from dashboard.analysis.targets import Target
+from dashboard.core import config as config_mod
 from dashboard.core import metrics
 from dashboard.core.details import PostgresDetails
 from dashboard.core.health.sessions import SessionsNow
@@ -295,3 +298,22 @@ def test_page_in_chromium(page: Page, blocked, tmp_path_factory) -> None:
         assert page.locator("[data-testid='stException']").count() == 0
         assert settled < 15, settled
         shoot(page, "connections")
+
+
+def test_health_names_the_root_blocker_first(blocked) -> None:
+    """`observatory health`'s connections area: the holder is an error, naming whom it blocks and
+    the statement that ends it; the sleeper, not blocked, is a long-running warning."""
+    reader = Reader.open(config_mod.load(blocked["config"]))
+    try:
+        found = [f for f in health.findings(reader, Target(1, TARGET)) if f.area == "connections"]
+    finally:
+        reader.store.close()
+    holder, sleeper = blocked["pids"]["holder"], blocked["pids"]["sleeper"]
+    first = found[0]
+    assert (first.level, first.subject.split(" (")[0]) == ("error", f"pid {holder}")
+    assert first.problem.startswith("blocks 1 session, idle in transaction for ")
+    assert first.fix == f"end its transaction, or SELECT pg_terminate_backend({holder});"
+    assert any(
+        f.level == "warning" and f.subject == f"pid {sleeper}" and "running for" in f.problem for f in found
+    )
+    assert health.headline(found)["connections"] == first

@@ -37,6 +37,7 @@ def findings(reader: Reader, target: Target) -> list[Finding]:
     if not isinstance(details, PostgresDetails):
         return []
     found = [
+        *_connections(details),
         *_replication(details, target),
         *_server(details),
         *_settings(reader, target, details),
@@ -53,6 +54,33 @@ def headline(found: list[Finding]) -> dict[str, Finding | None]:
         if current is None or (current.level == "warning" and f.level == "error"):
             worst[f.area] = f
     return worst
+
+
+def _connections(details: PostgresDetails) -> list[Finding]:
+    """Root blockers (each holding others up), long-running queries, old idle transactions."""
+    now = details.sessions
+    if now is None:
+        return []
+    by_pid = {s.pid: s for s in now.sessions}
+    found = []
+    for pid in now.roots:
+        root = by_pid.get(pid)
+        held = sum(pid in s.roots for s in now.sessions)
+        who = f"pid {pid}" + (f" ({root.usename}, {root.application or 'no application'})" if root else "")
+        state = f", {root.state} for {root.state_s or 0:,.0f} s" if root and root.state else ""
+        problem = f"blocks {held} session{'s' if held != 1 else ''}{state}"
+        fix = f"end its transaction, or SELECT pg_terminate_backend({pid});"
+        found.append(Finding("connections", "error", who, problem, fix))
+    for s in now.sessions:
+        if s.long_running and not s.blocked_by:
+            problem = f"a query running for {s.query_s or 0:,.0f} s"
+            fix = "find why in Investigate (its plan), or cancel it: SELECT pg_cancel_backend"
+            found.append(Finding("connections", "warning", f"pid {s.pid}", problem, f"{fix}({s.pid});"))
+        if s.idle_in_transaction and s.pid not in now.roots:
+            problem = f"idle in transaction for {s.state_s or 0:,.0f} s: it holds its locks and stops vacuum"
+            fix = "fix the application's transaction handling; idle_in_transaction_session_timeout ends them"
+            found.append(Finding("connections", "warning", f"pid {s.pid}", problem, fix))
+    return found
 
 
 def _replication(details: PostgresDetails, target: Target) -> list[Finding]:
