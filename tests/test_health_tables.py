@@ -44,7 +44,8 @@ def test_dead_rows_appear_after_a_mass_update_and_clear_after_vacuum(
         conn.execute(f"VACUUM ANALYZE {TABLE}")
         _flush(conn)
     # The least-privilege role: pg_monitor reads every table's statistics and sizes.
-    config = make_config(store.url, [{"name": "t", "dsn": advisor_dsn(pg, name), "interval": "60s"}])
+    target = {"name": "t", "dsn": advisor_dsn(pg, name), "interval": "60s", "health": {"indexes": "5m"}}
+    config = make_config(store.url, [target])
     now = int(time.time())
     collect_once(config, store, now)
     before = _row(store, TABLE)
@@ -56,6 +57,8 @@ def test_dead_rows_appear_after_a_mass_update_and_clear_after_vacuum(
         conn.execute(f"UPDATE {TABLE} SET qty = qty + 1")  # every row gets a dead version
         for _ in range(3):
             conn.execute(f"SELECT count(*) FROM {TABLE} WHERE qty > 5").fetchone()  # sequential scans
+        for i in range(5):
+            conn.execute(f"SELECT qty FROM {TABLE} WHERE id = %s", (i + 1,)).fetchone()  # its primary key
         _flush(conn)
     collect_once(config, store, now + 300)
     updated = _row(store, TABLE)
@@ -81,3 +84,12 @@ def test_dead_rows_appear_after_a_mass_update_and_clear_after_vacuum(
     assert updated_rows == [20000.0, 0.0]
     scans = mine[mine["name"] == "pg.table.seq_scan"].sort_values("ts")["sum"].tolist()
     assert scans[0] >= 3 and scans[1] >= 0
+
+    # The indexes part: the primary key's size, and its scans as deltas (5 lookups, then none).
+    index = metrics.encode({"index": 'public."Order Lines_pkey"', "table": f"public.{TABLE}"})
+    frame = series_frame(
+        store.engine, [tid], ["pg.index.scans", "pg.index.size_bytes"], Window(now - 1, now + 601), "raw"
+    )
+    pkey = frame[frame["labels"] == index]
+    assert pkey[pkey["name"] == "pg.index.scans"].sort_values("ts")["sum"].tolist()[:2] == [5.0, 0.0]
+    assert (pkey[pkey["name"] == "pg.index.size_bytes"]["sum"] > 0).all()

@@ -204,7 +204,7 @@ class PostgresCollector(TargetCollector):
     def _health(reads: _Reads, health: list[Part], state: _State, cycle: Cycle) -> dict[str, Any]:
         """The health parts read this cycle: their points into the cycle; every part's snapshot,
         this cycle's or the last one kept (a part not due keeps what it last read)."""
-        snapshots = {p.name: getattr(state.details, p.name) for p in PARTS}
+        snapshots = {p.name: getattr(state.details, p.name, None) for p in PARTS}
         for part in health:
             rows = reads.rows(part.name)
             found = part.read(rows, cycle.ts, state.counters) if part.counters else part.read(rows, cycle.ts)

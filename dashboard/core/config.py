@@ -107,6 +107,7 @@ class HealthIntervals(_Strict):
     replication: Duration = 30.0
     server_stats: Duration = 60.0  # checkpoints, WAL, temp files, transaction ID age, sequences
     settings: Duration = 3600.0
+    indexes: Duration = 900.0  # pgwatch reads index statistics every 15 minutes
     tables: Duration = 300.0  # sizes stat every file of a table: pgwatch reads them every 5 minutes
 
 

@@ -1,0 +1,31 @@
+"""The indexes health part (collectors/postgres/parts.py), every 15 minutes by default.
+
+pg_stat_user_indexes is per database: this reads the database the target's DSN names, its 100
+largest indexes. Points per index {index, table}: its size (gauge), and its scans and the entries
+they read (counters, with their deltas since the last read): an index scanned by nothing for weeks
+is unused, whatever happened before the last statistics reset. No snapshot: the series say it all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.postgres.parts import Part, PartRead, counter_point
+from dashboard.core import metrics
+from dashboard.core.records import Point
+
+SIZE = "pg.index.size_bytes"
+COUNTERS = {"idx_scan": "pg.index.scans", "idx_tup_read": "pg.index.tuples_read"}
+
+
+def read(rows: list[dict[str, Any]], now: int, last: dict[tuple[str, str], float]) -> PartRead:
+    points: list[Point] = []
+    for row in rows:
+        labels = metrics.encode({"index": row["index_name"], "table": row["table_name"]})
+        points.append(Point(SIZE, float(row["size_bytes"] or 0), "gauge", labels))
+        # An index dropped and created again under its name starts from 0: a lower value is a reset.
+        points += [counter_point(name, float(row[col] or 0), labels, last) for col, name in COUNTERS.items()]
+    return PartRead(points, None)
+
+
+PART = Part("indexes", read, counters=True)
