@@ -3,12 +3,17 @@ dead rows after a mass UPDATE and their clearing after VACUUM, sizes, and scans 
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import psycopg
+import pytest
 
+from collectors.postgres import reads as reads_module
 from dashboard.core import metrics
 from dashboard.core.health.tables import TablesNow
+from dashboard.core.sqlfiles import SqlFiles
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import Window, series_frame, target_details
@@ -93,3 +98,21 @@ def test_dead_rows_appear_after_a_mass_update_and_clear_after_vacuum(
     pkey = frame[frame["labels"] == index]
     assert pkey[pkey["name"] == "pg.index.scans"].sort_values("ts")["sum"].tolist()[:2] == [5.0, 0.0]
     assert (pkey[pkey["name"] == "pg.index.size_bytes"]["sum"] > 0).all()
+
+
+def test_a_part_that_fails_is_a_hint_and_the_cycle_stands(
+    pg: ThrowawayPostgres, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part whose query the server refuses (here: its SQL replaced by one that divides by zero)
+    is named in a hint; the statements, the other parts and the target's state are unaffected."""
+    folder = tmp_path / "sql"
+    shutil.copytree(Path(reads_module.__file__).with_name("sql"), folder)
+    (folder / "sessions.13.sql").write_text("SELECT 1 / 0 AS broken")
+    monkeypatch.setattr(reads_module, "SQL", SqlFiles(folder))
+    name = new_database(pg, "broken")
+    config = make_config(store.url, [{"name": "t", "dsn": advisor_dsn(pg, name), "interval": "60s"}])
+    (cycle,) = collect_once(config, store, int(time.time()))
+    assert cycle.status.state == "ok", cycle.status
+    assert "health part sessions could not be read: division by zero" in cycle.status.hints
+    details = target_details(store.engine, store.target_id("postgres", "t"))
+    assert details.sessions is None and details.tables is not None and details.settings is not None

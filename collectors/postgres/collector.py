@@ -163,7 +163,6 @@ class PostgresCollector(TargetCollector):
         try:
             with conn.pipeline():  # one round trip for the cycle's reads
                 reads.send("server", "database", "activity", *(("database_sizes", "names") if slow else ()))
-                reads.send(*(part.name for part in health))
                 if not pgss:  # 13 cannot count evictions: it reads every entry each cycle
                     reads.send_statements(state.sigs if version >= 140000 else {})
         except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via ..."
@@ -200,17 +199,27 @@ class PostgresCollector(TargetCollector):
             status.state = "degraded"
         status.details = state.details = details
 
-    @staticmethod
-    def _health(reads: _Reads, health: list[Part], state: _State, cycle: Cycle) -> dict[str, Any]:
-        """The health parts read this cycle: their points into the cycle; every part's snapshot,
-        this cycle's or the last one kept (a part not due keeps what it last read)."""
+    def _health(self, reads: _Reads, health: list[Part], state: _State, cycle: Cycle) -> dict[str, Any]:
+        """The health parts due this cycle, each on its own after the cycle's pipeline: one that
+        fails (a timeout on a huge catalog, a view this version lacks) is a hint, and the rest of
+        the cycle stands. Their points go into the cycle; every part's snapshot is returned, this
+        cycle's or the last one kept (a part not due, or failed, keeps what it last read)."""
         snapshots = {p.name: getattr(state.details, p.name, None) for p in PARTS}
         for part in health:
-            rows = reads.rows(part.name)
+            state.parts_at[part.name] = cycle.ts  # read, or tried: next at its interval
+            try:
+                rows = reads.fetch(part.name)
+            except psycopg.Error as err:
+                if reads.conn.broken:  # the server is gone: the cycle fails, the target is down
+                    raise
+                reason = self._redact(
+                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                )
+                cycle.status.hints.append(f"health part {part.name} could not be read: {reason}")
+                continue
             found = part.read(rows, cycle.ts, state.counters) if part.counters else part.read(rows, cycle.ts)
             cycle.points += found.points
             snapshots[part.name] = found.snapshot
-            state.parts_at[part.name] = cycle.ts
         return {name: snap for name, snap in snapshots.items() if snap is not None}
 
     @staticmethod

@@ -54,6 +54,12 @@ class _Reads:
     def rows(self, name: str) -> list[Any]:
         return self._cursors[name].fetchall()
 
+    def fetch(self, name: str) -> list[dict[str, Any]]:
+        """One query on its own, rows as dicts (text results, as the pipeline's)."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self._sql(name))
+            return cur.fetchall()
+
     def query(self, name: str, params: dict[str, Any] | None = None, *, row_factory=dict_row) -> list[Any]:
         with self.conn.cursor(row_factory=row_factory, binary=True) as cur:
             cur.execute(self._sql(name), params)
