@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,12 @@ import redis
 
 from collectors.jobs.advisor import advise_target
 from collectors.jobs.alerts import AlertsJob, notifier_for
+from collectors.postgres.collector import PostgresCollector
 from dashboard.advisor.database import Workload as AdviseWorkload
 from dashboard.advisor.database import advice_report
 from dashboard.core.alerts import Alert
-from dashboard.core.config import PostgresTarget
+from dashboard.core.config import Config, PostgresTarget
+from dashboard.core.health import SessionsNow
 from dashboard.demo import run as demo
 from dashboard.demo.alert_sink import AlertSink
 from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
@@ -195,6 +198,31 @@ UNSELECTIVE = "SELECT count(*), sum(total) FROM orders WHERE status = $1"
 LATEST_INVOICES = "SELECT number, amount, issued_at, paid_at FROM invoices ORDER BY issued_at DESC LIMIT $1"
 
 
+def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config) -> SessionsNow:
+    """The demo's lock drill (a batch idle in its transaction on a row, a price sync waiting), as the
+    PostgreSQL collector's sessions part reads it while it holds."""
+    drill = threading.Thread(target=workload.lock_drill, kwargs={"hold_s": 5.0})
+    drill.start()
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'price-sync' AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 5
+            while not conn.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        store = Store(config.store)
+        try:
+            cycle = PostgresCollector(target, store).collect(int(time.time()))
+        finally:
+            store.close()
+    finally:
+        drill.join()
+    assert cycle.status.details is not None and cycle.status.details.sessions is not None, cycle.status
+    return cycle.status.details.sessions
+
+
 def _investigate_latest_invoices(target: PostgresTarget) -> Explained:
     """What "Explain this statement" does on the demo's invoice listing: values from pg_stats, then
     EXPLAIN ANALYZE as the demo's role (the demo allows it; the role cannot write anyway)."""
@@ -243,6 +271,7 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
         finally:
             store.close()
         investigated = _investigate_latest_invoices(target)
+        drilled = _lock_drill_seen(workload, target, config)
 
     assert outcome == {"erp": None}, outcome
     report = stored.report
@@ -269,6 +298,11 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
     assert report.health and "orders_status_idx" in {f.index for f in report.health.redundant}
     # A date range as applications write it: pg_stat_statements records `interval $1`.
     suggested("public.events", ("created_at",), ACTIVITY)
+    # The lock drill, as the Connections page shows it: the batch is the root, the sync waits behind it.
+    by_pid = drilled.by_pid()
+    (root,) = [by_pid[pid] for pid in drilled.roots]
+    assert root.application == "nightly-batch" and root.idle_in_transaction
+    assert any(s.application == "price-sync" and root.pid in s.blocked_by for s in drilled.sessions)
     # Investigate, on the same cluster: the listing sorts the whole invoices table for 20 rows.
     assert investigated.error is None and investigated.plan.analyzed, investigated.error
     scan = next(n for n in investigated.plan.nodes if n.relation == "public.invoices")

@@ -707,6 +707,15 @@ REPORTING_MIX = {
 }  # fmt: skip
 
 
+LOCK_HOLD_S = 20.0  # a lock drill's batch holds its row this long: past a 15 s sessions read
+
+
+def _quietly(conn: psycopg.Connection, sql: str, params: tuple) -> None:
+    """Run a statement that may be cancelled or fail when the demo stops."""
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(sql, params)
+
+
 # -- the workload -----------------------------------------------------------------------------
 class ErpWorkload:
     """Background clients against the ERP (and analytics) database; start() and stop()."""
@@ -720,6 +729,7 @@ class ErpWorkload:
         analytics_dsn: str | None = None,
         period: float = 360.0,
         housekeeping_every: float = 30.0,
+        lock_every: float | None = None,
         max_rows: dict[str, int] | None = None,
         seed: int = 7,
     ) -> None:
@@ -732,6 +742,7 @@ class ErpWorkload:
         self.rate = rate
         self.period = period
         self.housekeeping_every = housekeeping_every
+        self.lock_every = lock_every
         self.max_rows_override = max_rows or {}
         self.seed = seed
         self.stopping = threading.Event()
@@ -754,6 +765,8 @@ class ErpWorkload:
         self._threads.append(
             threading.Thread(target=self._housekeeping, name="demo-housekeeping", daemon=True)
         )
+        if self.lock_every:
+            self._threads.append(threading.Thread(target=self._lock_drills, name="demo-locks", daemon=True))
         for thread in self._threads:
             thread.start()
         return self
@@ -823,6 +836,34 @@ class ErpWorkload:
                 "errors": dict(self._errors),
                 "intensity": round(self.intensity(), 2),
             }
+
+    # -- a lock held too long ------------------------------------------------------------------
+    def _lock_drills(self) -> None:
+        """Every `lock_every` seconds, what the Connections page is for: a batch job locks a product
+        row and sits idle in its transaction for LOCK_HOLD_S, and a price sync waits behind it."""
+        while not self.stopping.wait(self.lock_every or 0):
+            try:
+                self.lock_drill(until=self.stopping)
+            except psycopg.Error as err:
+                if not self.stopping.is_set():
+                    self.note_error("lock drill", err)
+
+    def lock_drill(self, hold_s: float = LOCK_HOLD_S, until: threading.Event | None = None) -> None:
+        """One drill: the row held `hold_s` seconds (or until `until` is set)."""
+        dsn = role_dsn(self.dsn, APP_ROLE)
+        product = self.shared.products
+        with psycopg.connect(dsn, application_name="nightly-batch") as batch:
+            batch.execute("SELECT stock FROM products WHERE id = %s FOR UPDATE", (product,))
+            with psycopg.connect(dsn, application_name="price-sync", autocommit=True) as sync:
+                waiter = threading.Thread(
+                    target=_quietly,
+                    args=(sync, "UPDATE products SET price = price WHERE id = %s", (product,)),
+                )
+                waiter.start()
+                (until or threading.Event()).wait(hold_s)  # idle in transaction: the sync waits
+                batch.rollback()
+                waiter.join(timeout=10)
+        self.count("lock drill")
 
     # -- housekeeping -----------------------------------------------------------------------
     def _housekeeping(self) -> None:

@@ -61,6 +61,7 @@ SCRAPE_INTERVAL = "5s"  # Prometheus' own; the collector reads it every 15 s
 # ones get no index (the 64-row tax_rates lookup takes about 10 µs). BEGIN, COMMIT and other
 # statements without a plan are never in the advisor's workload.
 ADVISOR = {"min_calls": 10, "min_mean_ms": 0}
+LOCK_EVERY = 90.0  # a batch job holds a row lock for 20 s every 90 s: the Connections page's blocking
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")  # two built-in rules with a shorter `for`
 
 
@@ -123,7 +124,9 @@ def _start(
     sizes = create_schema(pg.dsn(dbname="erp"), SCALE)
     create_analytics_schema(pg.dsn(dbname="analytics"), SCALE)
     _forget_setup(pg)
-    workload = ErpWorkload(pg.dsn(dbname="erp"), clients=4, analytics_dsn=pg.dsn(dbname="analytics"))
+    workload = ErpWorkload(
+        pg.dsn(dbname="erp"), clients=4, analytics_dsn=pg.dsn(dbname="analytics"), lock_every=LOCK_EVERY
+    )
     cleanups.append(("workload", workload.stop))
     workload.start()
     say(f"workload running: {sizes.customers} customers, roles app and reporting, application_name demo-app")
