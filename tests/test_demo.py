@@ -198,7 +198,7 @@ UNSELECTIVE = "SELECT count(*), sum(total) FROM orders WHERE status = $1"
 LATEST_INVOICES = "SELECT number, amount, issued_at, paid_at FROM invoices ORDER BY issued_at DESC LIMIT $1"
 
 
-def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config) -> SessionsNow:
+def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config: Config) -> SessionsNow:
     """The demo's lock drill (a batch idle in its transaction on a row, a price sync waiting), as the
     PostgreSQL collector's sessions part reads it while it holds."""
     drill = threading.Thread(target=workload.lock_drill, kwargs={"hold_s": 5.0})
