@@ -30,7 +30,10 @@ def test_health_lists_each_areas_findings_and_status_its_worst(pg: ThrowawayPost
         conn.execute("SELECT setval('tickets', 31000)")  # 95 % of 32,767
         conn.execute("SELECT pg_stat_force_next_flush()")
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    targets = [{"name": "db1", "dsn": advisor_dsn(pg, name), "interval": "60s"}]
+    targets = [
+        {"name": "db1", "dsn": advisor_dsn(pg, name), "interval": "60s"},
+        {"name": "gone", "dsn": "postgresql://nobody@127.0.0.1:1/x", "interval": "60s"},  # never read
+    ]
     store = Store(url)
     try:
         collect_once(make_config(url, targets), store, int(time.time()))
@@ -56,4 +59,7 @@ def test_health_lists_each_areas_findings_and_status_its_worst(pg: ThrowawayPost
     assert "  health: server: error: public.tickets: 95% of its range used" in text
 
     unknown = observatory("health", "--target", "nope", config=config)
-    assert unknown.returncode == 2 and "no PostgreSQL target nope in the store (db1)" in unknown.stdout
+    assert unknown.returncode == 2 and "no PostgreSQL target nope in the store (db1, gone)" in unknown.stdout
+    unread = observatory("health", "--target", "gone", config=config)  # down since it was configured
+    assert unread.returncode == 2 and "gone has no health readings yet" in unread.stdout
+    assert "as read at 20" in listed.stdout

@@ -241,6 +241,16 @@ def test_a_chain_of_three_and_a_circle() -> None:
     assert table["role"].tolist() == ["root blocker", "blocked, blocks others", "blocked", "root blocker",
                                       "blocked", "waiting in a circle", "waiting in a circle"]  # fmt: skip
     assert "prepared transaction" in table["query"].iloc[3]
+    # `observatory health`: each root an error; the prepared one with the statements that end it.
+    found = health.connection_findings(now)
+    assert [f.subject.split(" (")[0] for f in found if f.level == "error"] == [
+        "pid 1",
+        "a prepared transaction",
+    ]
+    assert (
+        "COMMIT PREPARED or ROLLBACK PREPARED" in found[1].fix
+        and "pg_terminate_backend(0)" not in found[1].fix
+    )
 
 
 def _row(pid: int, blocked_by: list[int], state: str, wait: str | None) -> dict:

@@ -11,8 +11,10 @@ import psycopg
 import pytest
 
 from collectors.postgres import reads as reads_module
+from collectors.postgres.collector import forget_absent
 from dashboard.core import metrics
 from dashboard.core.health.tables import TablesNow
+from dashboard.core.records import Point
 from dashboard.core.sqlfiles import SqlFiles
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
@@ -116,3 +118,15 @@ def test_a_part_that_fails_is_a_hint_and_the_cycle_stands(
     assert "health part sessions could not be read: division by zero" in cycle.status.hints
     details = target_details(store.engine, store.target_id("postgres", "t"))
     assert details.sessions is None and details.tables is not None and details.settings is not None
+
+
+def test_a_table_back_in_the_top_50_starts_from_a_new_baseline() -> None:
+    """The baseline of a counter the part no longer returns is dropped: a table that leaves the
+    top 50 and comes back a month later gets no month of scans in one point."""
+    last = {
+        ("pg.table.seq_scan", "table=a"): 7.0,
+        ("pg.table.seq_scan", "table=b"): 1.0,
+        ("pg.db.x", ""): 3.0,
+    }
+    read = [Point("pg.table.seq_scan", 9.0, "counter", "table=a", 2.0)]
+    assert forget_absent(last, read) == {("pg.table.seq_scan", "table=a"): 7.0, ("pg.db.x", ""): 3.0}

@@ -173,13 +173,14 @@ class PostgresCollector(TargetCollector):
         restarted = state.details.postmaster_start not in (None, server["postmaster_start"])
         # Every query runs before the state moves on: a cycle that fails changes nothing.
         read = None if pgss else self._read_statements(reads, server, state, cycle.ts, restarted)
+        fetched = self._fetch_parts(reads, health, cycle)
         cycle.points += self._database_points(reads.rows("database"), state)
         cycle.points += _activity_points(reads.rows("activity"))
         if slow:
             cycle.points += _size_points(reads.rows("database_sizes"))
             state.names = _names(reads.rows("names"))
             state.slow_at = cycle.ts
-        snapshots = self._health(reads, health, state, cycle)
+        snapshots = self._health(fetched, state, cycle)
         if not server["can_read_all"]:
             status.hints.append(HINT_GRANT.format(role=server["rolname"]))
         if read is None:
@@ -199,28 +200,47 @@ class PostgresCollector(TargetCollector):
             status.state = "degraded"
         status.details = state.details = details
 
-    def _health(self, reads: _Reads, health: list[Part], state: _State, cycle: Cycle) -> dict[str, Any]:
-        """The health parts due this cycle, each on its own after the cycle's pipeline: one that
-        fails (a timeout on a huge catalog, a view this version lacks) is a hint, and the rest of
-        the cycle stands. Their points go into the cycle; every part's snapshot is returned, this
-        cycle's or the last one kept (a part not due, or failed, keeps what it last read)."""
-        snapshots = {p.name: getattr(state.details, p.name, None) for p in PARTS}
+    def _fetch_parts(self, reads: _Reads, health: list[Part], cycle: Cycle) -> dict[Part, list | None]:
+        """The rows of each health part due, each read on its own after the cycle's pipeline and
+        before the state moves on. One the server refuses (a timeout on a huge catalog, a view
+        this version lacks) is a hint and None; a lost connection fails the cycle."""
+        fetched: dict[Part, list | None] = {}
         for part in health:
-            state.parts_at[part.name] = cycle.ts  # read, or tried: next at its interval
             try:
-                rows = reads.fetch(part.name)
+                fetched[part] = reads.fetch(part.name)
             except psycopg.Error as err:
                 if reads.conn.broken:  # the server is gone: the cycle fails, the target is down
                     raise
-                reason = self._redact(
-                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                )
-                cycle.status.hints.append(f"health part {part.name} could not be read: {reason}")
+                self._part_failed(cycle, part, err)
+                fetched[part] = None
+            except ValueError as err:  # no SQL of the part for this server's version
+                self._part_failed(cycle, part, err)
+                fetched[part] = None
+        return fetched
+
+    def _health(self, fetched: dict[Part, list | None], state: _State, cycle: Cycle) -> dict[str, Any]:
+        """The parts' readings into the cycle and the state. A part whose rows cannot be read
+        (a bug, a value of an unexpected shape) is a hint too, its counters left as they were.
+        Returns every part's snapshot: this cycle's, or the last one kept."""
+        snapshots = {p.name: getattr(state.details, p.name, None) for p in PARTS}
+        for part, rows in fetched.items():
+            state.parts_at[part.name] = cycle.ts  # read, or tried: next at its interval
+            if rows is None:
                 continue
-            found = part.read(rows, cycle.ts, state.counters) if part.counters else part.read(rows, cycle.ts)
+            last = dict(state.counters)  # moved on only if the part reads cleanly
+            try:
+                found = part.read(rows, cycle.ts, last) if part.counters else part.read(rows, cycle.ts)
+            except Exception as err:  # one part's surprise must not take the target down
+                self._part_failed(cycle, part, err)
+                continue
+            state.counters = forget_absent(last, found.points)
             cycle.points += found.points
             snapshots[part.name] = found.snapshot
         return {name: snap for name, snap in snapshots.items() if snap is not None}
+
+    def _part_failed(self, cycle: Cycle, part: Part, err: BaseException) -> None:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        cycle.status.hints.append(f"health part {part.name} could not be read: {self._redact(reason)}")
 
     @staticmethod
     def _pgss_problem(server: dict[str, Any]) -> str | None:
@@ -302,6 +322,15 @@ class PostgresCollector(TargetCollector):
                 state.counters[key] = value
                 points.append(Point(key[0], value, "counter", labels, delta))
         return points
+
+
+def forget_absent(last: dict[tuple[str, str], float], points: list[Point]) -> dict[tuple[str, str], float]:
+    """`last` without the counters a part no longer returns (a table out of its top 50, a table
+    dropped): one that comes back starts from a new baseline, instead of a delta that would put
+    all the activity of its absence in one point."""
+    read = {(p.name, p.labels) for p in points if p.kind == "counter"}
+    names = {name for name, _ in read}
+    return {key: value for key, value in last.items() if key[0] not in names or key in read}
 
 
 def _totals(sums: list[float]) -> list[Point]:

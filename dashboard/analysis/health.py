@@ -15,9 +15,11 @@ from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
 from dashboard.core.details import PostgresDetails
 from dashboard.core.health.server import WRAPAROUND_WARN_LEFT
+from dashboard.core.health.sessions import PREPARED, SessionsNow
 from dashboard.core.health.tables import DEAD_RATIO_WARN, TablesNow
 
 AREAS = ("connections", "replication", "server", "settings", "tables")
+PARTS = ("sessions", "replication", "server_stats", "settings", "tables")  # PostgresDetails' snapshots
 DEAD_MIN_ROWS = 10_000  # dead rows matter on tables this large: a small one is vacuumed in a blink
 NEVER_ANALYZED_MIN_ROWS = 1_000
 Level = Literal["error", "warning"]
@@ -37,13 +39,22 @@ def findings(reader: Reader, target: Target) -> list[Finding]:
     if not isinstance(details, PostgresDetails):
         return []
     found = [
-        *_connections(details),
+        *(connection_findings(details.sessions) if details.sessions else []),
         *_replication(details, target),
         *_server(details),
         *_settings(reader, target, details),
         *_tables(details.tables),
     ]
     return sorted(found, key=lambda f: (f.level != "error", AREAS.index(f.area)))
+
+
+def read_at(reader: Reader, target: Target) -> int | None:
+    """When the oldest of the target's health readings was taken; None when none was ever read."""
+    details = reader.store.details(int(target.id))
+    if not isinstance(details, PostgresDetails):
+        return None
+    times = [getattr(details, part).ts for part in PARTS if getattr(details, part, None) is not None]
+    return min(times) if times else None
 
 
 def headline(found: list[Finding]) -> dict[str, Finding | None]:
@@ -56,14 +67,17 @@ def headline(found: list[Finding]) -> dict[str, Finding | None]:
     return worst
 
 
-def _connections(details: PostgresDetails) -> list[Finding]:
+def connection_findings(now: SessionsNow) -> list[Finding]:
     """Root blockers (each holding others up), long-running queries, old idle transactions."""
-    now = details.sessions
-    if now is None:
-        return []
     by_pid = {s.pid: s for s in now.sessions}
     found = []
     for pid in now.roots:
+        if pid == PREPARED:  # no session: a transaction PREPAREd for two-phase commit and left
+            held = sum(pid in s.roots for s in now.sessions)
+            problem = f"a prepared transaction blocks {held} session{'s' if held != 1 else ''}"
+            fix = "find it in pg_prepared_xacts, then COMMIT PREPARED or ROLLBACK PREPARED its gid"
+            found.append(Finding("connections", "error", "a prepared transaction", problem, fix))
+            continue
         root = by_pid.get(pid)
         held = sum(pid in s.roots for s in now.sessions)
         who = f"pid {pid}" + (f" ({root.usename}, {root.application or 'no application'})" if root else "")

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
         if r["last_error"]:
             print(f"  error: {r['last_error']}")
         for hint in r["hints"]:
-            print(f"  hint: {hint}")
+            print(f"  hint: {printable(hint)}")
         for area, worst in (r.get("health") or {}).items():
             if worst:
                 print(f"  health: {area}: {worst['level']}: {printable(worst['subject'])}: "

@@ -25,7 +25,8 @@ class Details(BaseModel):
 
     def to_stored(self) -> str:
         """The JSON: the keys the details were built or loaded with, in the model's order."""
-        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        # As UTF-8 text: \u escapes would make a statement's non-ASCII text six times as long.
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_unset=True), ensure_ascii=False)
 
     @classmethod
     def from_stored(cls, text: str | None) -> Self | None:

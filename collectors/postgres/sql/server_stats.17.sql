@@ -6,7 +6,10 @@ WITH seq AS (
   -- A sequence's limit is its own maximum (minimum when it counts down), or the maximum of the
   -- integer column it feeds (serial, identity) when that is nearer: PgHero's check.
   -- pg_sequences shows last_value only to roles that may read the sequence: the others are counted.
-  SELECT s.schemaname, s.sequencename, s.data_type::text AS data_type, s.last_value,
+  -- Used: the share of the way from where it starts (its minimum, or its maximum when it counts
+  -- down) to its limit; a CYCLE sequence never runs out.
+  SELECT s.schemaname, s.sequencename, s.data_type::text AS data_type, s.last_value, s.cycle,
+         CASE WHEN s.increment_by > 0 THEN s.min_value ELSE s.max_value END AS start_value,
          has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
          CASE WHEN s.increment_by > 0
               THEN LEAST(s.max_value, CASE col.atttypid WHEN 'int2'::regtype THEN 32767
@@ -45,8 +48,10 @@ SELECT k.num_timed AS checkpoints_timed, k.num_requested AS checkpoints_requeste
             LEFT JOIN pg_class p ON p.reltoastrelid = c.oid) t) AS tables,
        (SELECT json_agg(q ORDER BY q.used DESC) FROM (
           SELECT schemaname, sequencename, data_type, table_name, column_name, last_value, limit_value,
-                 round(last_value::numeric / limit_value, 4) AS used
-            FROM seq WHERE last_value::numeric / limit_value > 0.5 LIMIT 100) q) AS sequences,
+                 round(used, 4) AS used
+            FROM (SELECT *, (last_value - start_value)::numeric / nullif(limit_value - start_value, 0) AS used
+                    FROM seq WHERE NOT cycle) u
+           WHERE used > 0.5 LIMIT 100) q) AS sequences,
        (SELECT count(*) FROM seq WHERE NOT readable) AS sequences_unreadable,
        (SELECT count(*) FROM seq) AS sequences_total,
        current_database() AS datname, current_user AS rolname

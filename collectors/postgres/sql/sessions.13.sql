@@ -17,7 +17,8 @@ WITH a AS MATERIALIZED (
     FROM pg_stat_activity
    WHERE pid <> pg_backend_pid()
 ), setting AS (
-  SELECT coalesce(nullif(current_setting('observatory.long_running_s', true), '')::float8, 60) AS long_s
+  SELECT coalesce(CASE WHEN current_setting('observatory.long_running_s', true) ~ '^\s*[0-9]+(\.[0-9]+)?\s*$'
+                       THEN current_setting('observatory.long_running_s', true)::float8 END, 60) AS long_s
 ), c AS MATERIALIZED (  -- client sessions, not the observatory's
   SELECT a.*,
          coalesce(cardinality(blocked_by), 0) > 0 AS blocked,
@@ -25,7 +26,9 @@ WITH a AS MATERIALIZED (
          state LIKE 'idle in transaction%' AS idle_tx
     FROM a
    WHERE backend_type = 'client backend'
-     AND application NOT IN ('observatory', 'observatory-advisor', 'observatory-investigate')
+     -- The observatory's own, by name and role: another role naming itself so is not hidden.
+     AND NOT (usename = current_user
+              AND application IN ('observatory', 'observatory-advisor', 'observatory-investigate'))
 ), picked AS (
   (SELECT pid FROM c WHERE blocked ORDER BY query_s DESC NULLS LAST LIMIT 50)
   UNION (SELECT pid FROM c WHERE long_running ORDER BY query_s DESC NULLS LAST LIMIT 50)

@@ -26,5 +26,6 @@ SELECT t.table_name, t.seq_scan, t.seq_tup_read, t.idx_scan, t.n_tup_ins, t.n_tu
   FROM t
   JOIN pg_class c ON c.oid = t.relid
   LEFT JOIN pg_statio_user_tables io ON io.relid = t.relid
+ WHERE c.relkind <> 'p'  -- a partitioned table has no storage (and relfrozenxid 0): its partitions do
  ORDER BY t.total_bytes DESC, t.table_name
  LIMIT 50
