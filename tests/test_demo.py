@@ -201,7 +201,7 @@ LATEST_INVOICES = "SELECT number, amount, issued_at, paid_at FROM invoices ORDER
 def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config: Config) -> SessionsNow:
     """The demo's lock drill (a batch idle in its transaction on a row, a price sync waiting), as the
     PostgreSQL collector's sessions part reads it while it holds."""
-    drill = threading.Thread(target=workload.lock_drill, kwargs={"hold_s": 5.0})
+    drill = threading.Thread(target=workload.lock_drill, kwargs={"hold_s": 8.0})
     drill.start()
     try:
         with psycopg.connect(target.dsn, autocommit=True) as conn:
@@ -212,6 +212,7 @@ def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config: Conf
             deadline = time.monotonic() + 5
             while not conn.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
                 time.sleep(0.05)
+        time.sleep(4)  # past the app role's own lock_timeout (3 s): the sync still waits
         store = Store(config.store)
         try:
             cycle = PostgresCollector(target, store).collect(int(time.time()))

@@ -61,7 +61,7 @@ SCRAPE_INTERVAL = "5s"  # Prometheus' own; the collector reads it every 15 s
 # ones get no index (the 64-row tax_rates lookup takes about 10 µs). BEGIN, COMMIT and other
 # statements without a plan are never in the advisor's workload.
 ADVISOR = {"min_calls": 10, "min_mean_ms": 0}
-LOCK_EVERY = 90.0  # a batch job holds a row lock for 20 s every 90 s: the Connections page's blocking
+LOCK_EVERY = 90.0  # a batch job holds a row lock for 40 s every 90 s: the Connections page's blocking
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")  # two built-in rules with a shorter `for`
 
 
