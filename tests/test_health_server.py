@@ -17,7 +17,7 @@ from playwright.sync_api import Page
 from psycopg.rows import dict_row
 
 from collectors.postgres.health import server_stats
-from collectors.postgres.reads import SQL
+from collectors.postgres.reads import _Reads
 from dashboard.analysis import settings as sizing
 from dashboard.analysis.reader import Reader, StoreReads
 from dashboard.core import metrics
@@ -420,9 +420,10 @@ def test_settings_page_in_chromium(
 
 
 def test_the_13_query_reads_the_wal_position(pg: ThrowawayPostgres, database: str) -> None:
-    """server_stats.13.sql (no pg_stat_wal before 14) runs here too: the WAL position is its counter."""
+    """server_stats with 13's counters (no pg_stat_wal before 14) runs here too: the WAL position is
+    its counter."""
     with psycopg.connect(pg.dsn(dbname=database), autocommit=True, row_factory=dict_row) as conn:
-        rows = conn.execute(SQL("server_stats", 130000)).fetchall()
+        rows = _Reads(conn, 130000, None).fetch("server_stats")  # as the collector reads it on 13
         lsn = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS b").fetchone()["b"]
     found = server_stats.read(rows, 1000, {})
     wal = next(p for p in found.points if p.name == metrics.PG_WAL_BYTES)

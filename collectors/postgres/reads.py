@@ -2,11 +2,14 @@
 pipeline and read back by name.
 
 The texts are loaded by `SqlFiles` (which marks them as the observatory's own, so they are never
-counted as workload); ``{pgss}`` names the schema pg_stat_statements is installed in.
+counted as workload); ``{pgss}`` names the schema pg_stat_statements is installed in, and any other
+``{name}`` is replaced by sql/name.*.sql for the server's version: a query whose only difference
+between versions is one part keeps that part in its own files.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ class _Reads:
         self.sigs_sent = False  # whether the statements read left out the unchanged entries
 
     def _sql(self, name: str) -> sql.Composed | sql.SQL:
-        return _compose(SQL.get(name, self.version), self.schema)
+        return _compose(SQL.get(name, self.version), self.schema, self.version)
 
     def send(self, *names: str) -> None:
         for name in names:
@@ -66,9 +69,18 @@ class _Reads:
             return cur.fetchall()
 
 
-def _compose(text: str | None, schema: str | None) -> sql.Composed | sql.SQL:
+def _compose(text: str | None, schema: str | None, version: int) -> sql.Composed | sql.SQL:
     if text is None:
         raise ValueError("no SQL for this server version")
-    if "{pgss}" in text:
-        return sql.SQL(text).format(pgss=sql.Identifier(schema or "public"))
-    return sql.SQL(text)
+    names = set(_PLACEHOLDER.findall(text))
+    if not names:
+        return sql.SQL(text)
+    parts: dict[str, sql.Composable] = {
+        name: sql.SQL(SQL.fragment(name, version)) for name in names if name != "pgss"
+    }
+    if "pgss" in names:
+        parts["pgss"] = sql.Identifier(schema or "public")
+    return sql.SQL(text).format(**parts)
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")

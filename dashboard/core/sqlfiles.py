@@ -29,9 +29,10 @@ class SqlFiles:
             raise FileNotFoundError(f"no {name}.sql for server version {version_num} in {self.folder}")
         return text
 
-    def fragment(self, name: str) -> str:
-        """The unmarked text of `name`, to embed in another query."""
-        return self(name)[len(OWN_MARKER) :]
+    def fragment(self, name: str, version_num: int | None = None) -> str:
+        """The unmarked text of `name` (its variant for the server's version), to embed in another
+        query."""
+        return self(name, version_num)[len(OWN_MARKER) :]
 
     def get(self, name: str, version_num: int | None = None) -> str | None:
         """Like calling it, but None when no variant serves that version."""

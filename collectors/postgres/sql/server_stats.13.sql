@@ -1,6 +1,7 @@
--- The server_stats health part (13): checkpointer and background writer counters, WAL written,
--- transaction ID age per database, and in this database the tables with the oldest relfrozenxid
--- and the sequences past half their range. One row, the lists as JSON.
+-- The server_stats health part: the cumulative counters of the checkpointer, the background writer
+-- and WAL (server_counters.<version>.sql: their views moved between versions), transaction ID age
+-- per database, and in this database the tables with the oldest relfrozenxid and the sequences past
+-- half their range. One row, the lists as JSON.
 WITH seq AS (
   -- A sequence's limit is its own maximum (minimum when it counts down), or the maximum of the
   -- integer column it feeds (serial, identity) when that is nearer: PgHero's check.
@@ -28,16 +29,11 @@ WITH seq AS (
          AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
        LIMIT 1
     ) col ON true
+),
+counters AS (
+{server_counters}
 )
-SELECT b.checkpoints_timed, b.checkpoints_req AS checkpoints_requested,
-       b.checkpoint_write_time AS checkpoint_write_ms, b.checkpoint_sync_time AS checkpoint_sync_ms,
-       b.buffers_checkpoint, b.buffers_clean, b.buffers_backend, b.maxwritten_clean,
-       extract(epoch FROM b.stats_reset)::bigint AS checkpointer_reset,
-       extract(epoch FROM b.stats_reset)::bigint AS bgwriter_reset,
-       -- No pg_stat_wal before 14: the WAL position (never reset) counts the bytes written. A
-       -- replica writes none of its own, and pg_current_wal_lsn() raises there.
-       CASE WHEN NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END AS wal_bytes,
-       NULL::bigint AS wal_reset,
+SELECT counters.*,
        (SELECT json_agg(json_build_object('datname', datname, 'xid_age', age(datfrozenxid),
                                           'mxid_age', mxid_age(datminmxid)) ORDER BY datname)
           FROM pg_database) AS databases,
@@ -57,4 +53,4 @@ SELECT b.checkpoints_timed, b.checkpoints_req AS checkpoints_requested,
        (SELECT count(*) FROM seq WHERE NOT readable) AS sequences_unreadable,
        (SELECT count(*) FROM seq) AS sequences_total,
        current_database() AS datname, current_user AS rolname
-  FROM pg_stat_bgwriter b
+  FROM counters
