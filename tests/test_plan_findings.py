@@ -478,9 +478,8 @@ def test_workers_planned_but_not_launched(db: dict[str, str]) -> None:
 def test_jit_costing_more_than_the_statement(db: dict[str, str]) -> None:
     with psycopg.connect(db["dsn"]) as conn:
         available = conn.execute("SELECT pg_jit_available()").fetchone()[0]
-    if not available and os.environ.get("CI") != "true":
-        pytest.skip("this server has no JIT (llvmjit): CI's has")
-    assert available, "CI's PostgreSQL must have JIT (postgresql-15 with llvmjit)"
+    # Debian's postgresql-15 ships llvmjit: a server without it cannot show this finding, a failure.
+    assert available, "this PostgreSQL has no JIT (postgresql-15 with llvmjit is what install.sh installs)"
     jit_everything = (
         "jit = on",
         "jit_above_cost = 0",
