@@ -126,8 +126,10 @@ class ThrowawayPostgres(_Managed):
         major, minor = [*out.stdout.split()[2].split("."), "0"][:2]
         return int(major) * 10000 + int("".join(c for c in minor if c.isdigit()) or 0)
 
-    def start(self) -> Self:
-        self._tmp = tempfile.mkdtemp(prefix="obs-pg-", dir=self.base_dir or "/tmp")
+    def _make_dirs(self, prefix: str) -> str:
+        """The cluster's folder (its data and socket folders inside), owned by postgres when run as
+        root; returns the socket folder. From here on stop() has something to clean up."""
+        self._tmp = tempfile.mkdtemp(prefix=prefix, dir=self.base_dir or "/tmp")
         self.data_dir = os.path.join(self._tmp, "data")
         sock_dir = os.path.join(self._tmp, "sock")
         os.mkdir(sock_dir)
@@ -135,7 +137,11 @@ class ThrowawayPostgres(_Managed):
             pw = pwd.getpwnam("postgres")
             for path in (self._tmp, sock_dir):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
-        self._running = True  # from here on stop() has something to clean up
+        self._running = True
+        return sock_dir
+
+    def start(self) -> Self:
+        sock_dir = self._make_dirs("obs-pg-")
         try:
             # trust everywhere except the password_roles lines written to pg_hba.conf below.
             flags = ("--auth=trust", "--username=postgres", "-E", "UTF8", "--no-locale")
@@ -483,15 +489,7 @@ class ThrowawayReplica(ThrowawayPostgres):
         self.slot = slot
 
     def start(self) -> Self:
-        self._tmp = tempfile.mkdtemp(prefix="obs-replica-", dir=self.base_dir or "/tmp")
-        self.data_dir = os.path.join(self._tmp, "data")
-        sock_dir = os.path.join(self._tmp, "sock")
-        os.mkdir(sock_dir)
-        if self._as_root:
-            pw = pwd.getpwnam("postgres")
-            for path in (self._tmp, sock_dir):
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-        self._running = True  # from here on stop() has something to clean up
+        sock_dir = self._make_dirs("obs-replica-")
         try:
             self._base_backup()
             self._write_standby_config(sock_dir)
