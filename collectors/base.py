@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dashboard.core.details import Details
 from dashboard.core.records import Cycle, StatementKey, Status
@@ -42,6 +42,20 @@ class Collector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sampling(Protocol):
+    """A collector that also samples between its cycles (PostgreSQL's wait events), on a
+    connection of its own that only the sampling thread uses."""
+
+    kind: ClassVar[str]
+    name: str
+    sample_every: float
+
+    def sample_waits(self) -> bool: ...
+
+    def close_sampler(self) -> None: ...
 
 
 class TargetCollector(ABC):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from collectors.base import Collector
+from collectors.base import Collector, Sampling
 from collectors.cycle_writer import CycleWriter
 from collectors.jobs.advisor import advise_target
 from collectors.jobs.alerts import AlertsJob, notifier_for, prometheus_query
@@ -246,6 +246,11 @@ class Scheduler:
             for t in self.config.targets.postgres
             if t.advise
         ]
+        jobs += [
+            threading.Thread(target=self._sample_loop, args=(c,), name=f"sample/{c.name}", daemon=True)
+            for c in self.collectors
+            if isinstance(c, Sampling)
+        ]
         return jobs
 
     def _retention_loop(self) -> None:
@@ -258,6 +263,17 @@ class Scheduler:
         while not self.stop_event.is_set():
             self.evaluate_alerts()
             self.stop_event.wait(self.config.alerts.evaluation_interval)
+
+    def _sample_loop(self, collector: Sampling) -> None:
+        """Wait events and lock waits between the cycles, while this process collects the target."""
+        try:
+            while not self.stop_event.wait(collector.sample_every):
+                if self.locks.holds(collector.kind, collector.name):
+                    collector.sample_waits()
+        except Exception:
+            log.exception("%s/%s: wait sampler crashed", collector.kind, collector.name)
+        finally:
+            collector.close_sampler()
 
     def _advise_loop(self, target: PostgresTarget) -> None:
         self.stop_event.wait(min(30.0, target.interval * 2))  # after the first cycles recorded statements

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard.analysis import connections
+from dashboard.analysis import connections, waits
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
 from dashboard.core import metrics
@@ -205,6 +205,75 @@ def timeline(reader: Reader, target: Target, window: Window) -> tuple[connection
     return connections.figures(frame), states, clients
 
 
+# -- waits and blocking history ------------------------------------------------------------------
+WAIT_COLUMNS = {
+    "type": st.column_config.TextColumn("wait type", width="small"),
+    "event": st.column_config.TextColumn("wait event", width="small"),
+    "datname": st.column_config.TextColumn("database", width="small"),
+    "sessions": st.column_config.NumberColumn(
+        "average active sessions", format="%.2f", help="sessions in this wait, on average over the window"
+    ),
+    "share": st.column_config.ProgressColumn("share", format="percent", min_value=0.0, max_value=1.0),
+    "meaning": st.column_config.TextColumn("what it means", width="large"),
+}
+CHAIN_COLUMNS = {
+    "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "lasted_s": st.column_config.NumberColumn("lasted", help="at least this long", **SECONDS),
+    "waited": st.column_config.NumberColumn("sessions waited", format="%d", width="small"),
+    "most_at_once": st.column_config.NumberColumn("most at once", format="%d", width="small"),
+    "root": st.column_config.TextColumn("root blocker pid", width="small"),
+    "root_state": st.column_config.TextColumn("its state", width="small"),
+    "root_query": st.column_config.TextColumn(
+        "its statement", width="large", help="its current or last one: not always the one that took the lock"
+    ),
+    "waiting_query": st.column_config.TextColumn("first statement that waited", width="large"),
+    "application": st.column_config.TextColumn("root's application", width="small"),
+    "usename": st.column_config.TextColumn("root's user", width="small"),
+    "datname": st.column_config.TextColumn("database", width="small"),
+}
+
+
+@cached.view
+def wait_view(reader: Reader, target: Target, window: Window) -> tuple[list, pd.DataFrame]:
+    frame = waits.series(reader, target, window)
+    chart = charts.stacked_area(
+        waits.by_type(frame), "Active sessions by wait type", "sessions", colors=waits.TYPE_COLORS
+    )
+    return [chart], waits.top_events(frame)
+
+
+def wait_events(target: Target, window: Window) -> None:
+    st.subheader("What sessions wait on")
+    shown, top = wait_view(target, window)
+    if top.empty:
+        st.caption(
+            "No wait events sampled in this window: the collector's daemon samples them every 5 s "
+            "(`health: {waits: 5s}`)."
+        )
+        return
+    st.caption(
+        "Active sessions by what they wait on, sampled every few seconds and averaged: above the "
+        "number of cores, sessions queue for CPU; Lock means they wait for each other."
+    )
+    plots.show(shown, window)
+    ui.table(top, WAIT_COLUMNS, max_height=420)
+
+
+def blocking_history(reader: Reader, target: Target, window: Window) -> None:
+    st.subheader("Blocking history")
+    found = waits.chains(reader, target, window)
+    after = waits.history_after(reader, target)
+    if not found:
+        st.caption(f"No session waited behind another for {after:g} s or more in this window.")
+        return
+    count, longest, app = waits.chain_summary(found)
+    st.caption(
+        f"{count} blocking chain{'s' if count != 1 else ''} lasted {after:g} s or more, the longest "
+        f"{duration(longest)}; the most often at the root: application {_name(app)}. The latest first."
+    )
+    ui.table(waits.chain_table(found), CHAIN_COLUMNS, max_height=420)
+
+
 def applications(now: SessionsNow | None, shown: list, window: Window) -> None:
     st.subheader("Applications and users")
     if now is not None and now.clients:
@@ -221,8 +290,10 @@ def draw(reader: Reader, target: Target, window: Window) -> None:
     f, states, clients = timeline(target, window)
     figures_row(now, f)
     sessions_now(now)
+    blocking_history(reader, target, window)
     st.subheader("Over time")
     plots.show(states, window)
+    wait_events(target, window)
     applications(now, clients, window)
 
 

@@ -18,10 +18,12 @@ from psycopg.rows import dict_row, tuple_row
 from collectors.base import StateSource, TargetCollector
 from collectors.deltas import LastCounters, counter_delta
 from collectors.postgres.arrays import Int8Array, float8_rows, register_int8_array
+from collectors.postgres.chains import ChainTracker
 from collectors.postgres.errors import explain_connection_error
 from collectors.postgres.health import PARTS
 from collectors.postgres.parts import Part, due
 from collectors.postgres.reads import _Reads
+from collectors.postgres.waits import Sample, WaitSampler, sample_of, wait_points
 from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
 from dashboard.core.details import PostgresDetails
@@ -97,6 +99,9 @@ class PostgresCollector(TargetCollector):
         self._state: _State | None = None
         self._server: dict[str, Any] | None = None  # server.sql's row, as last read on this connection
         self._secrets = [s for s in (password_of(target.dsn), *env_values(target.password_env)) if s]
+        self._sampler = WaitSampler(self._open, lambda conn: _Reads(conn, 0, None).fetch("waits")[0])
+        self._chains = ChainTracker(target.blocking_history_after)
+        self.sample_every: float = target.health.waits
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -108,9 +113,25 @@ class PostgresCollector(TargetCollector):
     def forget_state(self) -> None:
         self._state = None
 
+    def sample_waits(self) -> bool:
+        """One sample of wait events and lock waits for the next cycle, on the sampler's own
+        connection (the daemon's sampling job calls it every health.waits); whether it was taken."""
+        return self._sampler.sample()
+
+    def close_sampler(self) -> None:
+        """Close the sampler's connection (from the thread that samples)."""
+        self._sampler.close()
+
     def _connect(self) -> psycopg.Connection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
+        self._conn = self._open()
+        self._server = None  # read again: this may be another server behind the same address
+        register_int8_array(self._conn)
+        return self._conn
+
+    def _open(self) -> psycopg.Connection:
+        """A new connection to the target, set up as every one of the collector's."""
         t = self.target
         self._secrets += [s for s in env_values(t.password_env) if s not in self._secrets]
         conninfo = postgres_conninfo(
@@ -126,10 +147,7 @@ class PostgresCollector(TargetCollector):
                 " -c search_path=pg_catalog,pg_temp"
             ),
         )
-        self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
-        self._server = None  # read again: this may be another server behind the same address
-        register_int8_array(self._conn)
-        return self._conn
+        return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
 
     def _load_state(self) -> _State:
         if self._state is None:
@@ -174,6 +192,7 @@ class PostgresCollector(TargetCollector):
         # Every query runs before the state moves on: a cycle that fails changes nothing.
         read = None if pgss else self._read_statements(reads, server, state, cycle.ts, restarted)
         fetched = self._fetch_parts(reads, health, cycle)
+        samples = self._sampler.drain() or self._sample_now(reads, cycle)
         cycle.points += self._database_points(reads.rows("database"), state)
         cycle.points += _activity_points(reads.rows("activity"))
         if slow:
@@ -181,6 +200,7 @@ class PostgresCollector(TargetCollector):
             state.names = _names(reads.rows("names"))
             state.slow_at = cycle.ts
         snapshots = self._health(fetched, state, cycle)
+        self._waits(samples, cycle)
         if not server["can_read_all"]:
             status.hints.append(HINT_GRANT.format(role=server["rolname"]))
         if read is None:
@@ -238,9 +258,28 @@ class PostgresCollector(TargetCollector):
             snapshots[part.name] = found.snapshot
         return {name: snap for name, snap in snapshots.items() if snap is not None}
 
+    def _sample_now(self, reads: _Reads, cycle: Cycle) -> list[Sample]:
+        """One sample of waits on the cycle's connection, when the sampler took none since the
+        last cycle (no daemon: `collect --once`; or it could not reach the server)."""
+        try:
+            return [sample_of(reads.fetch("waits")[0])]
+        except psycopg.Error as err:
+            if reads.conn.broken:
+                raise
+            cycle.status.hints.append(f"wait events could not be sampled: {self._redact(_first_line(err))}")
+            return []
+
+    def _waits(self, samples: list[Sample], cycle: Cycle) -> None:
+        """The samples' wait events as the cycle's points; the blocking chains they ended, and
+        those still going, that lasted long enough to keep."""
+        cycle.points += wait_points(samples)
+        for sample in samples:
+            cycle.chains += self._chains.observe(sample)
+        cycle.chains += self._chains.ongoing()
+
     def _part_failed(self, cycle: Cycle, part: Part, err: BaseException) -> None:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        cycle.status.hints.append(f"health part {part.name} could not be read: {self._redact(reason)}")
+        reason = self._redact(_first_line(err))
+        cycle.status.hints.append(f"health part {part.name} could not be read: {reason}")
 
     @staticmethod
     def _pgss_problem(server: dict[str, Any]) -> str | None:
@@ -322,6 +361,10 @@ class PostgresCollector(TargetCollector):
                 state.counters[key] = value
                 points.append(Point(key[0], value, "counter", labels, delta))
         return points
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def forget_absent(last: dict[tuple[str, str], float], points: list[Point]) -> dict[tuple[str, str], float]:

@@ -28,6 +28,7 @@ from dashboard.core.advice import StoredAdvice
 from dashboard.core.alerts import Alert
 from dashboard.core.config import Config
 from dashboard.core.details import Details
+from dashboard.core.health.chains import BlockingChain
 from dashboard.core.records import StatementInfo
 from dashboard.store import alerting, plan_history, reads
 from dashboard.store.engine import make_engine, missing_sqlite_file
@@ -38,6 +39,7 @@ from dashboard.store.schema import metadata
 
 ALERT_TABLES_SINCE = 2  # the store's schema version that added them
 PLAN_HISTORY_SINCE = 3  # ... that added statement_plans
+BLOCKING_CHAINS_SINCE = 4  # ... that added blocking_chains
 
 
 class Reads(Protocol):
@@ -66,6 +68,7 @@ class Reads(Protocol):
     def alert_history(self, window: Window, fingerprint: str | None = None) -> pd.DataFrame: ...
     def alert_journal(self, key: str) -> str | None: ...
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]: ...
+    def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]: ...
 
 
 class StoreReads(Reads):
@@ -134,6 +137,10 @@ class StoreReads(Reads):
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]:
         """plan_history.plan_history: the statement's plan shapes, newest first (none before version 3)."""
         return plan_history.plan_history(self._since(PLAN_HISTORY_SINCE), target_id, datname, text)
+
+    def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]:
+        """reads.blocking_chains: the chains kept in the window, latest first (none before version 4)."""
+        return reads.blocking_chains(self._since(BLOCKING_CHAINS_SINCE), target_id, window, limit)
 
     def statuses(self) -> pd.DataFrame:
         """reads.target_statuses: one row per target the store holds."""
@@ -233,6 +240,10 @@ class Reader:
         """The plan shapes the advisor kept of a statement (its text, in one database of a target),
         newest first; none from a store older than the plan history."""
         return self.store.plan_history(int(target_id), datname, text)
+
+    def blocking_chains(self, target_id: int, window: Window, limit: int = 200) -> list[BlockingChain]:
+        """The blocking chains kept for a target that overlap the window, the latest first."""
+        return self.store.blocking_chains(int(target_id), window, limit)
 
     # -- targets ------------------------------------------------------------------------------------
     def statuses(self, kind: str | None = None) -> pd.DataFrame:

@@ -104,6 +104,8 @@ class HealthIntervals(_Strict):
     """How often each health part of a PostgreSQL target is read (at the first cycle after)."""
 
     sessions: Duration = 15.0  # sessions: blocking, long-running queries, idle in transaction
+    # Wait events and lock waits, sampled between the cycles by the daemon (collectors/postgres/waits.py)
+    waits: Duration = 5.0
     replication: Duration = 30.0
     server_stats: Duration = 60.0  # checkpoints, WAL, temp files, transaction ID age, sequences
     settings: Duration = 3600.0
@@ -126,6 +128,9 @@ class PostgresTarget(_Target):
     explain_analyze_writes: bool = False
     explain_timeout: Duration = 10.0  # a statement EXPLAIN (ANALYZE) runs longer is cancelled
     health: HealthIntervals = HealthIntervals()
+    # A blocking chain that lasts this long is kept as history (the Connections page); sampled every
+    # health.waits, so one lasting this plus that interval is kept for sure.
+    blocking_history_after: Duration = 5.0
     # The server's memory ("16GB"; units of 1024), for the Settings page's sizing when no
     # node_exporter series (node_memory_MemTotal_bytes) of a Prometheus target gives it.
     ram: Annotated[int | None, BeforeValidator(lambda v: v if v is None else parse_size(v))] = None

@@ -141,6 +141,10 @@ PG_SESSIONS_LONG_RUNNING = PG_SESSIONS + "long_running"  # active longer than th
 PG_SESSIONS_IDLE_IN_TRANSACTION = PG_SESSIONS + "idle_in_transaction"
 PG_SESSIONS_IDLE_IN_TRANSACTION_OLDEST_S = PG_SESSIONS + "idle_in_transaction_oldest_s"  # transaction age
 
+# PostgreSQL wait events (collectors/postgres/waits.py), sampled every health.waits between cycles.
+PG_WAITS_SESSIONS = "pg.waits.sessions"  # {datname,type,event}: active sessions in it, averaged
+PG_WAITS_SAMPLES = "pg.waits.samples"  # how many samples the cycle's averages are of
+
 # PostgreSQL server statistics (collectors/postgres/health/server_stats.py): counters of the
 # checkpointer, background writer and WAL, and transaction ID age per database {datname=...}.
 PG_CHECKPOINTS_TIMED = "pg.checkpoints.timed"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
 from dashboard.core.details import Details
+from dashboard.core.health.chains import BlockingChain
 
 State = Literal["ok", "degraded", "down"]
 T = TypeVar("T")
@@ -138,6 +139,7 @@ class Cycle:
     vanished: list[StatementKey] = field(default_factory=list)  # evicted since last snapshot
     points: list[Point] = field(default_factory=list)
     slowlog: list[SlowlogEntry] = field(default_factory=list)  # entries new since the last cycle
+    chains: list[BlockingChain] = field(default_factory=list)  # that ended or go on, long enough to keep
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ def _tables_only(conn: Connection) -> None:
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _tables_only,  # 2: the alert tables
     2: _tables_only,  # 3: statement_plans
+    3: _tables_only,  # 4: blocking_chains
 }
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import pandas as pd
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, literal, select
 
 from dashboard.core import sources
 from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
+from dashboard.core.health.chains import BlockingChain
 from dashboard.core.records import StatementInfo
 from dashboard.store.rates import RAW_SECONDS, widths
 from dashboard.store.schema import (
@@ -34,6 +36,7 @@ from dashboard.store.schema import (
     target_status,
     targets,
 )
+from dashboard.store.schema import blocking_chains as blocking_chains_table
 
 CHART_BUCKETS = 1500  # most points a chart line gets
 TOTALS_BUCKETS = 120  # most buckets a per-statement aggregation scans
@@ -344,6 +347,27 @@ def slowlog_entries(
     )  # fmt: skip
     with engine.connect() as conn:
         return pd.read_sql(query, conn)
+
+
+def blocking_chains(engine: Engine, target_id: int, window: Window, limit: int = 200) -> list[BlockingChain]:
+    """The blocking chains of a target that overlap the window, the latest first (at most `limit`);
+    a row this version cannot read is left out."""
+    c = blocking_chains_table.c
+    query = (
+        select(c.chain)
+        .where(c.target_id == int(target_id), c.last_seen >= window.start, c.started <= window.end)
+        .order_by(c.started.desc(), c.root_pid)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        texts = conn.execute(query).scalars().all()
+    chains = []
+    for text in texts:
+        try:
+            chains.append(BlockingChain.model_validate_json(text))
+        except ValidationError:
+            continue
+    return chains
 
 
 def target_details(engine: Engine, target_id: int) -> Details | None:

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
@@ -208,6 +208,21 @@ Index(
     statement_plans.c.datname,
     statement_plans.c.text_hash,
     statement_plans.c.last_seen,
+)
+
+
+# Blocking chains that lasted (dashboard/core/health/chains.py): one row per chain, rewritten each
+# cycle while it lasts. Keyed by its root and its start, which never move once it is seen.
+blocking_chains = Table(
+    "blocking_chains",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("root_pid", Integer, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("waited", Integer, nullable=False),  # sessions that waited behind it, to sort by
+    Column("chain", Text, nullable=False),  # BlockingChain's JSON
+    PrimaryKeyConstraint("target_id", "started", "root_pid"),
 )
 
 

@@ -29,6 +29,7 @@ from dashboard.store.schema import (
     STMT,
     advice,
     alert_events,
+    blocking_chains,
     series,
     slowlog,
     statement_plans,
@@ -158,6 +159,7 @@ class Store:
         written = self._write_statement_deltas(conn, tid, cycle, ids)
         written += self._write_points(conn, tid, cycle.ts, cycle.points)
         written += self._write_slowlog(conn, tid, cycle)
+        self._write_chains(conn, tid, cycle)
         self._write_status(conn, tid, cycle, written)
 
     def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
@@ -265,6 +267,22 @@ class Store:
             conn.execute(stmt, rows)
         return len(rows)
 
+    @staticmethod
+    def _write_chains(conn: Connection, tid: int, cycle: Cycle) -> None:
+        """Each chain as it stands now: one that goes on replaces the row the last cycle wrote."""
+        c = blocking_chains.c
+        for chain in cycle.chains:
+            key = {"target_id": tid, "started": chain.started, "root_pid": chain.root.pid}
+            conn.execute(blocking_chains.delete().where(*(c[name] == value for name, value in key.items())))
+            conn.execute(
+                blocking_chains.insert().values(
+                    **key,
+                    last_seen=chain.last_seen,
+                    waited=chain.waited,
+                    chain=chain.model_dump_json(),
+                )
+            )
+
     def _write_status(self, conn: Connection, tid: int, cycle: Cycle, written: int) -> None:
         st = cycle.status
         ok = st.state != "down"
@@ -355,4 +373,9 @@ class Store:
                 statement_plans.delete().where(statement_plans.c.last_seen < now - int(retention.hourly))
             )
             deleted["statement_plans"] = result.rowcount
+            # Blocking chains are incidents: kept as long as the hourly figures around them.
+            result = conn.execute(
+                blocking_chains.delete().where(blocking_chains.c.last_seen < now - int(retention.hourly))
+            )
+            deleted["blocking_chains"] = result.rowcount
         return deleted

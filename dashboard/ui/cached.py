@@ -26,6 +26,7 @@ from dashboard.core import config as config_mod
 from dashboard.core.advice import AdviceReport, StoredAdvice
 from dashboard.core.alerts import Alert
 from dashboard.core.details import Details
+from dashboard.core.health.chains import BlockingChain
 from dashboard.core.records import StatementInfo
 from dashboard.store.plan_history import StoredPlan
 from dashboard.store.reads import StatementFilter, Window
@@ -143,6 +144,9 @@ class CachedReads(Reads):
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]:
         return _plan_history(self.url, target_id, datname, text)
 
+    def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]:
+        return _blocking_chains(self.url, int(target_id), window.start, window.end, limit)
+
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statuses(url: str) -> pd.DataFrame:
@@ -212,6 +216,11 @@ def _alert_journal(url: str, key: str) -> str | None:
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _plan_history(url: str, target_id: int, datname: str, text: str) -> list[StoredPlan]:
     return _store(url).plan_history(target_id, datname, text)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _blocking_chains(url: str, target_id: int, start: int, end: int, limit: int) -> list[BlockingChain]:
+    return _store(url).blocking_chains(target_id, Window(start, end), limit)
 
 
 # -- what a page builds from the reads ----------------------------------------------------------

@@ -130,10 +130,11 @@ def _with_roots(sessions: list[Session]) -> list[Session]:
     that wait for no one (a prepared transaction, pid 0, is one). Sessions blocking each other in a
     circle (a deadlock, until the server ends one) have none."""
     above = {s.pid: s.blocked_by for s in sessions if s.blocked}
-    return [s.model_copy(update={"roots": _roots(s.pid, above)}) if s.blocked else s for s in sessions]
+    return [s.model_copy(update={"roots": chain_roots(s.pid, above)}) if s.blocked else s for s in sessions]
 
 
-def _roots(pid: int, above: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+def chain_roots(pid: int, above: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    """The roots of the chains a blocked `pid` waits in; `above` holds what each blocked pid waits for."""
     roots: list[int] = []
     seen, todo = {pid}, list(above[pid])
     while todo:
