@@ -136,3 +136,14 @@ def test_guarded_sql_benchmark(pg: ThrowawayPostgres) -> None:
     assert result["ratio_median"] > 0 and "overhead_median_ms" in result
     outcomes = {b["case"]: b["outcome"] for b in result["bounds"]}
     assert [o.startswith("refused") for o in outcomes.values()] == [False, False, False, True, True], outcomes
+
+
+def test_wait_sampler_benchmark(pg: ThrowawayPostgres) -> None:
+    from bench import wait_sampler
+
+    result = wait_sampler.measure(pg.dsn(dbname=new_database(pg, "waitbench")), sessions=12, repeat=4)
+    # 3 of 12 wait, behind up to 3 of the 10 holders: the sample saw every one of them in a chain.
+    assert result["waiting"] == 3 and result["sessions_in_chains"] == 6
+    assert result["sample"]["median_ms"] > 0 and result["baseline"]["median_ms"] > 0
+    assert abs(result["ratio"] - result["sample"]["median_ms"] / result["baseline"]["median_ms"]) < 0.01
+    assert "ratio (b)/(a)" in wait_sampler.report(result)
