@@ -327,3 +327,26 @@ def test_health_names_the_root_blocker_first(blocked) -> None:
         f.level == "warning" and f.subject == f"pid {sleeper}" and "running for" in f.problem for f in found
     )
     assert health.headline(found)["connections"] == first
+
+
+def test_long_running_after_in_the_config_wins_over_the_role_setting(
+    pg: ThrowawayPostgres, store: Store
+) -> None:
+    db = new_database(pg, "longcfg")
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {ADVISOR_ROLE} IN DATABASE {db} SET observatory.long_running_s = '1000'")
+    sleeper = psycopg.connect(pg.dsn(dbname=db), autocommit=True, application_name="nightly")
+    thread = threading.Thread(target=Scene._run, args=(sleeper, "SELECT pg_sleep(30)"))
+    thread.start()
+    try:
+        time.sleep(1.5)
+        target = {"name": "long", "dsn": advisor_dsn(pg, db), "long_running_after": "1s"}
+        (cycle,) = collect_once(make_config(store.url, [target]), store)
+    finally:
+        sleeper.cancel_safe()
+        thread.join(timeout=10)
+        sleeper.close()
+    assert cycle.status.state == "ok", cycle.status
+    now = cycle.status.details.sessions
+    assert now.long_running_s == 1.0
+    assert [s.application for s in now.long_running()] == ["nightly"]

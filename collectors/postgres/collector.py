@@ -145,6 +145,8 @@ class PostgresCollector(TargetCollector):
                 # Functions and operators in its SQL are pg_catalog's (pg_stat_statements is named
                 # with its schema): a user's closer match on the search_path never runs here.
                 " -c search_path=pg_catalog,pg_temp"
+                # Read by sessions.13.sql; set here, it wins over the role's setting.
+                + (f" -c observatory.long_running_s={t.long_running_after:g}" if t.long_running_after else "")
             ),
         )
         return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)

@@ -131,6 +131,9 @@ class PostgresTarget(_Target):
     # A blocking chain that lasts this long is kept as history (the Connections page); sampled every
     # health.waits, so one lasting this plus that interval is kept for sure.
     blocking_history_after: Duration = 5.0
+    # An active statement counts as long-running past this (None: the role's or database's
+    # observatory.long_running_s setting, else 60 s, as PgHero).
+    long_running_after: Duration | None = None
     # The server's memory ("16GB"; units of 1024), for the Settings page's sizing when no
     # node_exporter series (node_memory_MemTotal_bytes) of a Prometheus target gives it.
     ram: Annotated[int | None, BeforeValidator(lambda v: v if v is None else parse_size(v))] = None
