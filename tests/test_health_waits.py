@@ -19,10 +19,11 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
+from collectors.postgres.waits import Sample, wait_points
 from collectors.scheduler import Scheduler
 from dashboard.analysis import waits
 from dashboard.core import metrics
-from dashboard.core.records import Cycle
+from dashboard.core.records import Cycle, Status
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.engine import make_engine
@@ -271,3 +272,14 @@ def test_connections_page_shows_waits_and_history(monkeypatch, history) -> None:
     assert abs(top["share"].sum() - 1.0) < 1e-9
     captions = "\n".join(c.value for c in at.caption)
     assert "1 blocking chain lasted 1 s or more" in captions
+
+
+def test_a_sampled_cycle_without_waits_counts_as_zero(store: Store) -> None:
+    """Averages over the window divide by every cycle that sampled, idle ones included."""
+    busy = Sample(1000.0, [{"datname": "db", "type": "Lock", "event": "tuple", "sessions": 2}], [])
+    for ts, sample in ((1000, busy), (1015, Sample(1015.0, [], []))):
+        store.write_cycle(Cycle("postgres", "w", ts, Status(), points=wait_points([sample])))
+    frame = series_frame(store.engine, [store.target_id("postgres", "w")], waits.SERIES, EVERYTHING, "raw")
+    top = waits.top_events(frame)
+    assert top[["type", "event", "sessions", "share"]].values.tolist() == [["Lock", "tuple", 1.0, 1.0]]
+    assert waits.by_type(frame).values.tolist() == [[1000, "Lock", 2.0], [1015, "Lock", 0.0]]

@@ -96,7 +96,7 @@ def top_events(frame: pd.DataFrame, limit: int = 15) -> pd.DataFrame:
     columns = ["type", "event", "datname", "sessions", "share", "meaning"]
     if waits.empty:
         return pd.DataFrame(columns=columns)
-    buckets = waits["ts"].nunique()
+    buckets = frame.loc[frame["name"] == metrics.PG_WAITS_SAMPLES, "ts"].nunique()  # sampled: idle ones too
     top = waits.groupby(["type", "event", "datname"], as_index=False)["value"].sum()
     top["sessions"] = top["value"] / buckets
     total = top["sessions"].sum()
