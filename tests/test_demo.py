@@ -27,6 +27,7 @@ from dashboard.advisor.database import advice_report
 from dashboard.core.alerts import Alert
 from dashboard.core.config import Config, PostgresTarget
 from dashboard.core.health import SessionsNow
+from dashboard.core.health.chains import BlockingChain
 from dashboard.demo import run as demo
 from dashboard.demo.alert_sink import AlertSink
 from dashboard.demo.erp import ErpWorkload, create_analytics_schema, create_schema
@@ -198,9 +199,12 @@ UNSELECTIVE = "SELECT count(*), sum(total) FROM orders WHERE status = $1"
 LATEST_INVOICES = "SELECT number, amount, issued_at, paid_at FROM invoices ORDER BY issued_at DESC LIMIT $1"
 
 
-def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config: Config) -> SessionsNow:
+def _lock_drill_seen(
+    workload: ErpWorkload, target: PostgresTarget, config: Config
+) -> tuple[SessionsNow, list[BlockingChain]]:
     """The demo's lock drill (a batch idle in its transaction on a row, a price sync waiting), as the
-    PostgreSQL collector's sessions part reads it while it holds."""
+    PostgreSQL collector's sessions part reads it while it holds, and the blocking chain it keeps
+    once the block lasted the target's blocking_history_after."""
     drill = threading.Thread(target=workload.lock_drill, kwargs={"hold_s": 8.0})
     drill.start()
     try:
@@ -212,16 +216,20 @@ def _lock_drill_seen(workload: ErpWorkload, target: PostgresTarget, config: Conf
             deadline = time.monotonic() + 5
             while not conn.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
                 time.sleep(0.05)
-        time.sleep(4)  # past the app role's own lock_timeout (3 s): the sync still waits
         store = Store(config.store)
         try:
-            cycle = PostgresCollector(target, store).collect(int(time.time()))
+            collector = PostgresCollector(target, store)
+            for _ in range(3):  # as the daemon's sampler, between cycles
+                time.sleep(2)  # past the app role's own lock_timeout (3 s): the sync still waits
+                assert collector.sample_waits()
+            cycle = collector.collect(int(time.time()))
+            collector.close_sampler()
         finally:
             store.close()
     finally:
         drill.join()
     assert cycle.status.details is not None and cycle.status.details.sessions is not None, cycle.status
-    return cycle.status.details.sessions
+    return cycle.status.details.sessions, cycle.chains
 
 
 def _investigate_latest_invoices(target: PostgresTarget) -> Explained:
@@ -272,7 +280,7 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
         finally:
             store.close()
         investigated = _investigate_latest_invoices(target)
-        drilled = _lock_drill_seen(workload, target, config)
+        drilled, chains = _lock_drill_seen(workload, target, config)
 
     assert outcome == {"erp": None}, outcome
     report = stored.report
@@ -304,6 +312,10 @@ def test_demo_advisor_proves_its_suggestions_on_its_first_run(tmp_path: Path) ->
     (root,) = [by_pid[pid] for pid in drilled.roots]
     assert root.application == "nightly-batch" and root.idle_in_transaction
     assert any(s.application == "price-sync" and root.pid in s.blocked_by for s in drilled.sessions)
+    # ... and as its blocking history keeps it, past the demo's 5 s.
+    (chain,) = chains
+    assert chain.root.pid == root.pid and chain.root.application == "nightly-batch"
+    assert [w.application for w in chain.waiting] == ["price-sync"] and chain.lasted_s >= 5
     # Investigate, on the same cluster: the listing sorts the whole invoices table for 20 rows.
     assert investigated.error is None and investigated.plan.analyzed, investigated.error
     scan = next(n for n in investigated.plan.nodes if n.relation == "public.invoices")
