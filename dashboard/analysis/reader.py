@@ -69,6 +69,7 @@ class Reads(Protocol):
     def alert_journal(self, key: str) -> str | None: ...
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]: ...
     def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]: ...
+    def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame: ...
 
 
 class StoreReads(Reads):
@@ -183,6 +184,10 @@ class StoreReads(Reads):
 
     def details(self, target_id: int) -> Details | None:
         return reads.target_details(self.engine, target_id)
+
+    def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
+        """reads.statement_window_totals: every statement that ran in the window, with its spread."""
+        return reads.statement_window_totals(self.engine, ids, window, level)
 
 
 @functools.cache

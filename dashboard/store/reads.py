@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, literal, select
+from sqlalchemy import Engine, Float, case, cast, func, literal, select
 
 from dashboard.core import sources
 from dashboard.core.advice import AdviceReport, StoredAdvice
@@ -390,6 +390,46 @@ def first_ts(engine: Engine) -> int | None:
         return conn.execute(select(func.min(targets.c.created_at))).scalar()
 
 
+def statement_window_totals(
+    engine: Engine, target_ids: Sequence[int], window: Window, level: str
+) -> pd.DataFrame:
+    """Every statement of the targets that ran in the window (not ranked, not capped: the weekly
+    review compares them all), one row each: statement_id, target_id, datname, first_seen,
+    stddev_ms (as the server last reported it), the sums of calls, exec_ms, rows and shared_read,
+    and the moments of its per-bucket means m = exec_ms / calls over the buckets with calls:
+    `buckets` (how many), `calls_sq` (the sum of calls squared) and `exec_sq_per_call` (the sum of
+    calls * m^2 = exec_ms^2 / calls), from which a caller gets the calls-weighted spread of the
+    bucket means without reading every bucket."""
+    table = STMT[level]
+    c = table.c
+    ran = c.calls > 0
+    calls = cast(c.calls, Float)  # squares of big counts overflow BIGINT; a float is exact enough here
+    query = (
+        select(
+            c.statement_id,
+            *[func.sum(c[name]).label(name) for name in ("calls", "exec_ms", "rows", "shared_read")],
+            func.sum(case((ran, 1), else_=0)).label("buckets"),
+            func.sum(calls * calls).label("calls_sq"),
+            func.sum(case((ran, c.exec_ms * c.exec_ms / calls), else_=0.0)).label("exec_sq_per_call"),
+        )
+        .where(
+            c.target_id.in_([int(i) for i in target_ids]),
+            c.ts >= _aligned_start(window, level),
+            c.ts <= window.end,
+        )
+        .group_by(c.statement_id)
+        .having(func.sum(c.calls) > 0)
+    )
+    s = statements.c
+    meta_query = select(s.id.label("statement_id"), s.target_id, s.datname, s.first_seen, s.stddev_ms).where(
+        s.target_id.in_([int(i) for i in target_ids])
+    )
+    with engine.connect() as conn:
+        sums = pd.read_sql(query, conn)
+        meta_rows = pd.read_sql(meta_query, conn)
+    return meta_rows.merge(sums, on="statement_id")
+
+
 __all__ = [
     "CHART_BUCKETS",
     "ORDERS",
@@ -408,6 +448,7 @@ __all__ = [
     "statement_series",
     "statement_texts",
     "statement_totals",
+    "statement_window_totals",
     "target_details",
     "target_statuses",
 ]

@@ -147,6 +147,9 @@ class CachedReads(Reads):
     def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]:
         return _blocking_chains(self.url, int(target_id), window.start, window.end, limit)
 
+    def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
+        return _statement_window_totals(self.url, tuple(ids), window.start, window.end, level)
+
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statuses(url: str) -> pd.DataFrame:
@@ -221,6 +224,11 @@ def _plan_history(url: str, target_id: int, datname: str, text: str) -> list[Sto
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _blocking_chains(url: str, target_id: int, start: int, end: int, limit: int) -> list[BlockingChain]:
     return _store(url).blocking_chains(target_id, Window(start, end), limit)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _statement_window_totals(url: str, ids: tuple, start: int, end: int, level: str) -> pd.DataFrame:
+    return _store(url).statement_window_totals(ids, Window(start, end), level)
 
 
 # -- what a page builds from the reads ----------------------------------------------------------

@@ -1,0 +1,274 @@
+"""The weekly review's statements (dashboard/analysis/review/statements.py): two ISO weeks of hourly
+cycles written through the real store, in which chosen statements regress, improve, appear and
+vanish among noise that must not be reported."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dashboard.analysis.reader import Reader, StoreReads
+from dashboard.analysis.review import statements as review_statements
+from dashboard.analysis.review.model import Period, Settings
+from dashboard.analysis.targets import Target
+from dashboard.core.records import Cycle, StatementDelta, StatementEntry, StatementKey, Status
+from dashboard.store import Store, reads, schema
+from tests.support.stores import make_config
+
+BASELINE = Period.iso_week("2026-W45")
+PERIOD = Period.iso_week("2026-W46")
+HOUR = 3600
+DAY = 86400
+WEEK_HOURS = 168
+HOSTILE = "SELECT '<script>alert(1)</script>' /* </td></tr> {{ x }} {% raw %} */ FROM t WHERE id = $1"
+LONG = "SELECT " + ", ".join(f'col_{i} AS "<b>{i}</b>"' for i in range(6000)) + " FROM wide"
+
+
+@dataclass
+class Statement:
+    """What one statement did: (hour start, calls, mean ms) runs, its text and the server's stddev."""
+
+    n: int
+    text: str | None
+    stddev_ms: float
+    runs: list[tuple[int, int, float]] = field(default_factory=list)
+    target: str = "erp"
+
+    @property
+    def key(self) -> StatementKey:
+        return StatementKey(queryid=self.n * 7_919 - 2**61, dbid=5, userid=10, toplevel=True)
+
+    def ran(self, period: Period, hours=range(WEEK_HOURS), calls: int = 0, mean=lambda h: 0.0) -> None:
+        for h in hours:
+            self.runs.append((period.start + h * HOUR, calls, mean(h)))
+
+    def calls(self, period: Period) -> int:
+        return sum(c for ts, c, _ in self.runs if period.start <= ts < period.end)
+
+    def exec_ms(self, period: Period) -> float:
+        return sum(c * m for ts, c, m in self.runs if period.start <= ts < period.end)
+
+    def mean(self, period: Period) -> float:
+        return self.exec_ms(period) / self.calls(period)
+
+    def daily(self) -> list[float | None]:
+        days = range(BASELINE.start, PERIOD.end, DAY)
+        sums = [[(c, c * m) for ts, c, m in self.runs if d <= ts < d + DAY] for d in days]
+        return [sum(e for _, e in s) / sum(c for c, _ in s) if s else None for s in sums]
+
+
+def jitter(rng: np.random.Generator, base: float, spread: float):
+    draws = base * (1 + rng.uniform(-spread, spread, size=WEEK_HOURS))
+    return lambda h: float(draws[h])
+
+
+def scenario() -> dict[str, Statement]:
+    rng = np.random.default_rng(16)
+    s = {
+        "regress": Statement(1, HOSTILE, 4.0),
+        "regress_big": Statement(2, "UPDATE orders SET state = $1 WHERE id = $2", 15.0),
+        "improve": Statement(3, "SELECT * FROM items WHERE sku = $1", 8.0),
+        "improve_small": Statement(4, "SELECT count(*) FROM carts", 1.0),
+        "new": Statement(5, LONG, 1.0),
+        "new_big": Statement(6, "INSERT INTO audit VALUES ($1, $2)", 1.0),
+        "gone": Statement(7, None, 2.0),
+        "jitter": Statement(8, "SELECT * FROM sessions WHERE token = $1", 3.0),
+        "batch": Statement(9, "DELETE FROM queue WHERE done", 10.0),
+        "rare": Statement(10, "SELECT * FROM reports WHERE id = $1", 1.0),
+        "tiny": Statement(11, "SELECT 1", 0.5),
+        "returning": Statement(12, "VACUUM ANALYZE t", 1.0),
+        "elsewhere": Statement(13, "SELECT * FROM other", 1.0, target="other"),
+    }
+    # Chosen changes, each hour's mean jittering 5 % (seeded).
+    s["regress"].ran(BASELINE, calls=500, mean=jitter(rng, 10.0, 0.05))
+    s["regress"].ran(PERIOD, calls=500, mean=jitter(rng, 16.0, 0.05))  # +60 %
+    s["regress_big"].ran(BASELINE, calls=200, mean=jitter(rng, 40.0, 0.05))
+    s["regress_big"].ran(PERIOD, calls=200, mean=jitter(rng, 80.0, 0.05))  # +100 %, costs the most
+    s["improve"].ran(BASELINE, calls=300, mean=jitter(rng, 20.0, 0.05))
+    s["improve"].ran(PERIOD, calls=300, mean=jitter(rng, 10.0, 0.05))  # -50 %
+    not_day_3 = [h for h in range(WEEK_HOURS) if h // 24 != 3]  # a day without calls: None in the sparkline
+    s["improve_small"].ran(BASELINE, hours=not_day_3, calls=100, mean=jitter(rng, 5.0, 0.05))
+    s["improve_small"].ran(PERIOD, calls=100, mean=jitter(rng, 2.0, 0.05))  # -60 %, saves less
+    s["new"].ran(PERIOD, calls=50, mean=lambda h: 3.0)
+    s["new_big"].ran(PERIOD, hours=range(48, WEEK_HOURS), calls=400, mean=lambda h: 4.0)
+    s["gone"].ran(BASELINE, calls=80, mean=lambda h: 7.0)
+    # Noise. (1) Many calls, the hourly mean jittering +-25 % around the same level.
+    s["jitter"].ran(BASELINE, calls=2000, mean=jitter(rng, 10.0, 0.25))
+    s["jitter"].ran(PERIOD, calls=2000, mean=jitter(rng, 10.0, 0.25))
+    # (1') A nightly batch: three hours a week of 20,000 calls each, its hourly mean jittering +-25 %:
+    # its weekly means differ by more than 30 %, which three jittery hours cannot tell from chance.
+    nights = [2, 74, 122]
+    s["batch"].ran(BASELINE, hours=nights, calls=20_000, mean=jitter(rng, 50.0, 0.25))
+    s["batch"].ran(PERIOD, hours=nights, calls=20_000, mean=jitter(rng, 1.35 * 50.0, 0.25))
+    # (2) +50 % on too few calls; (3) +10 % on a huge count: significant, too small a change.
+    s["rare"].ran(BASELINE, hours=range(0, 160, 2), calls=1, mean=lambda h: 30.0)
+    s["rare"].ran(PERIOD, hours=range(0, 160, 2), calls=1, mean=lambda h: 45.0)
+    s["tiny"].ran(BASELINE, calls=50_000, mean=lambda h: 1.0)
+    s["tiny"].ran(PERIOD, calls=50_000, mean=lambda h: 1.1)
+    # Ran before the baseline and again in the period: neither new nor gone.
+    s["returning"].ran(Period.iso_week("2026-W44"), hours=[5], calls=100, mean=lambda h: 9.0)
+    s["returning"].ran(PERIOD, hours=[5], calls=100, mean=lambda h: 9.0)
+    # Another PostgreSQL target, not asked about: never reported.
+    s["elsewhere"].ran(BASELINE, calls=100, mean=lambda h: 1.0)
+    s["elsewhere"].ran(PERIOD, calls=100, mean=lambda h: 5.0)
+    return s
+
+
+def cycles(statements: dict[str, Statement]) -> Iterator[Cycle]:
+    """One cycle per target and hour with calls, half past the hour."""
+    hours: dict[tuple[str, int], list[tuple[Statement, int, float]]] = defaultdict(list)
+    for st in statements.values():
+        for ts, calls, mean in st.runs:
+            hours[(st.target, ts)].append((st, calls, mean))
+    for (target, ts), ran in sorted(hours.items(), key=lambda item: item[0][1]):
+        entries, deltas, texts = [], [], {}
+        for st, calls, mean in ran:
+            d = [0.0] * len(schema.STATEMENT_COUNTERS)
+            d[0], d[1], d[3], d[5] = calls, calls * mean, calls * 2, calls * 3
+            entries.append(
+                StatementEntry(st.key, tuple(d), datname="shop", rolname="app", stddev_ms=st.stddev_ms)
+            )
+            deltas.append(StatementDelta(st.key, tuple(d)))
+            if st.text is not None:
+                texts[st.key] = st.text
+        yield Cycle("postgres", target, ts + 1800, Status(), entries=entries, deltas=deltas, texts=texts)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Reader, list[Target], dict[str, Statement]]:
+    url = f"sqlite:///{Path(tmp_path_factory.mktemp('review')) / 'store.db'}"
+    statements = scenario()
+    store = Store(url)
+    store.write_cycles(list(cycles(statements)))
+    erp = Target(store.target_id("postgres", "erp"), "erp", "postgres")
+    store.close()
+    reader = Reader(StoreReads.open(url), make_config(url), now=lambda: PERIOD.end + HOUR)
+    return reader, [erp, Target(erp.id + 100, "cache", "redis")], statements
+
+
+def names(rows, statements: dict[str, Statement]) -> list[str]:
+    by_text = {st.text or review_statements.NO_TEXT: name for name, st in statements.items()}
+    return [by_text[row.query] for row in rows]
+
+
+def test_exactly_the_chosen_statements_are_reported_in_order_of_cost(world) -> None:
+    reader, targets, s = world
+    regressions, improvements, new, gone = review_statements.compare(
+        reader, targets, PERIOD, BASELINE, Settings()
+    )
+    assert names(regressions, s) == ["regress_big", "regress"]
+    assert names(improvements, s) == ["improve", "improve_small"]
+    assert names(new, s) == ["new_big", "new"]
+    assert names(gone, s) == ["gone"]
+    for row in (*regressions, *improvements):
+        st = s[names([row], s)[0]]
+        assert row.calls == (st.calls(BASELINE), st.calls(PERIOD))
+        assert row.mean_ms == pytest.approx((st.mean(BASELINE), st.mean(PERIOD)), rel=1e-9)
+        assert row.rows_per_call == (2.0, 2.0) and row.read_per_call == (3.0, 3.0)
+        assert row.total_ms == pytest.approx((st.mean(PERIOD) - st.mean(BASELINE)) * st.calls(PERIOD))
+        assert row.change == pytest.approx(st.mean(PERIOD) / st.mean(BASELINE))
+        assert (row.target, row.datname) == ("erp", "shop")
+        expected = st.daily()
+        assert [m is None for m in row.daily_mean_ms] == [m is None for m in expected]
+        assert [m for m in row.daily_mean_ms if m] == pytest.approx([m for m in expected if m], rel=1e-9)
+    assert regressions[0].change == pytest.approx(2.0, abs=0.02) and regressions[1].z >= 3
+    assert all(row.total_ms < 0 and row.z <= -3 for row in improvements)
+    assert improvements[1].daily_mean_ms[3] is None and len(improvements[1].daily_mean_ms) == 14
+    assert [(t.calls, t.mean_ms, t.total_ms) for t in new] == [
+        (400 * 120, 4.0, 192_000.0),
+        (50 * 168, 3.0, 25_200.0),
+    ]
+    assert (gone[0].calls, gone[0].mean_ms, gone[0].total_ms) == (80 * 168, 7.0, 80 * 168 * 7.0)
+
+
+def test_hostile_and_missing_texts_pass_through_unchanged(world) -> None:
+    reader, targets, _ = world
+    regressions, _, new, gone = review_statements.compare(reader, targets, PERIOD, BASELINE, Settings())
+    assert regressions[1].query == HOSTILE
+    assert new[1].query == LONG and len(LONG) > 100_000
+    assert gone[0].query == "(text not collected)"
+
+
+def test_each_noise_is_left_out_by_its_own_rule(world) -> None:
+    """Loosen one rule at a time: the noise it kept out shows up, so each rule does the work."""
+    reader, targets, s = world
+
+    def flagged(**settings) -> set[str]:
+        regressions, improvements, _, _ = review_statements.compare(
+            reader, targets, PERIOD, BASELINE, Settings(**settings)
+        )
+        return set(names(regressions, s)) | set(names(improvements, s))
+
+    chosen = {"regress", "regress_big", "improve", "improve_small"}
+    assert "rare" in flagged(min_calls=50) - chosen  # 80 calls a week: only min_calls kept it out
+    assert "tiny" in flagged(min_change=0.05) - chosen  # +10 % on 8.4 million calls: a sure change
+    assert "batch" in flagged(z=0.5) - chosen  # +30 % and more, but three jittery hours
+    assert flagged(top=2) == chosen and len(flagged(top=1)) == 2
+
+
+def test_the_hour_to_hour_spread_keeps_noise_out_that_the_calls_alone_would_flag(world) -> None:
+    reader, targets, s = world
+    batch = s["batch"]
+    a, b = batch.mean(BASELINE), batch.mean(PERIOD)
+    assert b / a >= 1.3  # a change large enough to report ...
+    z_calls_only = (b - a) / math.hypot(
+        batch.stddev_ms / math.sqrt(batch.calls(BASELINE)), batch.stddev_ms / math.sqrt(batch.calls(PERIOD))
+    )
+    assert z_calls_only > 50  # ... and sure, if its 60,000 calls were independent draws
+    regressions, improvements, _, _ = review_statements.compare(reader, targets, PERIOD, BASELINE, Settings())
+    assert "batch" not in names(regressions, s) and "jitter" not in names(improvements + regressions, s)
+
+
+def test_a_few_busy_hours_count_as_few_however_many_quiet_hours_had_calls() -> None:
+    """Kish's effective number of hours: one hour of a million calls and 100 hours of one call are
+    about one hour of evidence, so the spread of the means is barely divided."""
+    import pandas as pd
+
+    calls = np.array([1_000_000] + [1] * 100, dtype=float)
+    means = np.array([10.0] + [20.0] * 100)
+    frame = pd.DataFrame({
+        "statement_id": [1], "target_id": [1], "datname": ["d"], "first_seen": [0], "stddev_ms": [None],
+        "calls": [calls.sum()], "exec_ms": [(calls * means).sum()], "rows": [0], "shared_read": [0],
+        "buckets": [101], "calls_sq": [(calls**2).sum()], "exec_sq_per_call": [(calls * means**2).sum()],
+    })  # fmt: skip
+    se = review_statements._figures(frame)["se"].iloc[0]
+    weighted_sd = math.sqrt(np.average((means - np.average(means, weights=calls)) ** 2, weights=calls))
+    assert se > 10 * weighted_sd / math.sqrt(101)  # not what dividing by sqrt(hours with calls) gives
+    assert se == pytest.approx(weighted_sd / math.sqrt((calls.sum() ** 2 / (calls**2).sum()) - 1))
+
+
+def test_no_postgres_targets_and_an_empty_store_give_empty_lists(world, tmp_path: Path) -> None:
+    reader, targets, _ = world
+    assert review_statements.compare(reader, targets[1:], PERIOD, BASELINE, Settings()) == ((), (), (), ())
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(url).close()
+    empty = Reader(StoreReads.open(url), make_config(url), now=lambda: PERIOD.end)
+    found = review_statements.compare(empty, [Target(1, "erp")], PERIOD, BASELINE, Settings())
+    assert found == ((), (), (), ())
+
+
+def test_the_window_read_sums_buckets_and_their_moments_on_both_backends(backend_store: Store) -> None:
+    from tests.support.cycles import T0, cycle
+
+    for ts, moved in [
+        (T0 + 60, {1: 2}),
+        (T0 + 120, {1: 3, 2: 4}),
+        (T0 + HOUR + 60, {1: 5}),
+        (T0 + 9 * HOUR, {2: 1}),
+    ]:
+        backend_store.write_cycle(cycle(ts, moved))  # 2 ms a call
+    frame = reads.statement_window_totals(
+        backend_store.engine, [1], reads.Window(T0, T0 + 2 * HOUR - 1), "hourly"
+    )
+    row = frame.sort_values("calls").iloc[-1]
+    assert (row["calls"], row["exec_ms"], row["buckets"]) == (10, 20.0, 2)
+    assert (row["calls_sq"], row["exec_sq_per_call"]) == (5**2 + 5**2, 10.0**2 / 5 + 10.0**2 / 5)
+    assert sorted(frame["calls"]) == [4, 10]  # the statement's call at 09:00 is outside the window
+    assert row["first_seen"] == T0 + 60 and row["datname"] == "erp"
+    assert row["stddev_ms"] is None or math.isnan(row["stddev_ms"])  # the cycles reported none
