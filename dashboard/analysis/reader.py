@@ -70,6 +70,7 @@ class Reads(Protocol):
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]: ...
     def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]: ...
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame: ...
+    def alert_states(self, before: int) -> pd.DataFrame: ...
 
 
 class StoreReads(Reads):
@@ -188,6 +189,10 @@ class StoreReads(Reads):
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         """reads.statement_window_totals: every statement that ran in the window, with its spread."""
         return reads.statement_window_totals(self.engine, ids, window, level)
+
+    def alert_states(self, before: int) -> pd.DataFrame:
+        """alerting.last_events: each alert's last change of state before `before` (its state then)."""
+        return alerting.last_events(self._alert_engine, before)
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, case, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from dashboard.core.alerts import Alert
 from dashboard.store.schema import alert_events, alert_journal, alerts_now
@@ -94,3 +94,17 @@ def journal(conn: Connection, key: str) -> str | None:
 def save_journal(conn: Connection, key: str, value: str) -> None:
     conn.execute(alert_journal.delete().where(alert_journal.c.key == key))
     conn.execute(alert_journal.insert().values(key=key, value=value))
+
+
+def last_events(engine: Engine, before: int) -> pd.DataFrame:
+    """Each alert's last change of state before `before` (ts < before), the state it was in then:
+    the same columns as `history`. Events are written in time order, so an alert's highest id is
+    its latest event (two of one evaluation, pending then firing, share a ts)."""
+    latest = (
+        select(func.max(alert_events.c.id))
+        .where(alert_events.c.ts < before)
+        .group_by(alert_events.c.fingerprint)
+    )
+    query = select(alert_events).where(alert_events.c.id.in_(latest)).order_by(alert_events.c.id)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in alert_events.c])

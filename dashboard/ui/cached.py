@@ -150,6 +150,9 @@ class CachedReads(Reads):
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         return _statement_window_totals(self.url, tuple(ids), window.start, window.end, level)
 
+    def alert_states(self, before: int) -> pd.DataFrame:
+        return _alert_states(self.url, int(before))
+
 
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statuses(url: str) -> pd.DataFrame:
@@ -229,6 +232,11 @@ def _blocking_chains(url: str, target_id: int, start: int, end: int, limit: int)
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statement_window_totals(url: str, ids: tuple, start: int, end: int, level: str) -> pd.DataFrame:
     return _store(url).statement_window_totals(ids, Window(start, end), level)
+
+
+@st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)
+def _alert_states(url: str, before: int) -> pd.DataFrame:
+    return _store(url).alert_states(before)
 
 
 # -- what a page builds from the reads ----------------------------------------------------------
