@@ -63,6 +63,7 @@ class Scheduler:
         collectors: Sequence[Collector] | None = None,
         clock: Callable[[], float] = time.time,
         notifier: Any = None,
+        jobs: Sequence[Callable[[threading.Event], None]] = (),
     ) -> None:
         self.config = config
         self.store = store
@@ -76,6 +77,9 @@ class Scheduler:
         self.held_elsewhere: dict[tuple[str, str], str] = {}  # run_once: the targets left out, and why
         notifier = notifier if notifier is not None else notifier_for(config, store, clock)
         self.alerts = AlertsJob(config, store, prometheus_query(self._prometheus_query, clock), notifier)
+        # Jobs the composer adds (the CLI: the weekly review's sending), each run in a thread of its
+        # own until the daemon stops: the collectors cannot import what they need (the analyses).
+        self.jobs = list(jobs)
 
     def _prometheus_query(self, target: str, expr: str, ts: int) -> list[dict[str, Any]]:
         collector = self._by_target.get(("prometheus", target))
@@ -247,6 +251,10 @@ class Scheduler:
             if t.advise
         ]
         jobs += [
+            threading.Thread(target=job, args=(self.stop_event,), name=_name(job), daemon=True)
+            for job in self.jobs
+        ]
+        jobs += [
             threading.Thread(target=self._sample_loop, args=(c,), name=f"sample/{c.name}", daemon=True)
             for c in self.collectors
             if isinstance(c, Sampling)
@@ -288,6 +296,10 @@ class Scheduler:
             except Exception:
                 log.exception("postgres/%s: advisor crashed", target.name)
             self.stop_event.wait(target.advise_interval)
+
+
+def _name(job: Callable) -> str:
+    return getattr(job, "__name__", type(job).__name__)
 
 
 def _log_cycle(collector: Collector, cycle: Cycle) -> None:

@@ -281,6 +281,36 @@ class AlertSettings(_Strict):
     external_url: str | None = None  # the app's address, for links in notifications (generatorURL)
 
 
+_WEEKLY = re.compile(r"^\s*(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)\s*$", re.I)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ReviewSettings(_Strict):
+    """The weekly review (dashboard.analysis.review): what a change must be to be reported, and
+    when the daemon sends the last week's report to `receivers`."""
+
+    min_change: float = Field(0.30, gt=0)  # a mean time this much higher (or lower), at least
+    min_calls: int = Field(100, ge=1)  # in each week, for a statement to be compared
+    z: float = Field(3.0, gt=0)  # standard errors from no change, at least
+    schedule: str | None = None  # "mon 08:00": weekday and time (UTC) to send the last week's review
+    receivers: list[WebhookReceiver | SlackReceiver] = []
+
+    @field_validator("schedule")
+    @classmethod
+    def _weekly(cls, v: str | None) -> str | None:
+        if v is not None and not _WEEKLY.match(v):
+            raise ValueError(f"{v!r} is not a weekly time: write a weekday and a UTC time, e.g. 'mon 08:00'")
+        return v
+
+    @property
+    def when(self) -> tuple[int, int, int] | None:
+        """The schedule as (ISO weekday 1-7, hour, minute), or None."""
+        match = _WEEKLY.match(self.schedule or "")
+        if not match:
+            return None
+        return WEEKDAYS.index(match.group(1).lower()) + 1, int(match.group(2)), int(match.group(3))
+
+
 class Retention(_Strict):
     raw: Duration = 2 * 86400.0
     hourly: Duration = 90 * 86400.0
@@ -292,6 +322,7 @@ class Config(_Strict):
     retention: Retention = Retention()
     advisor: AdvisorSettings = AdvisorSettings()
     alerts: AlertSettings = AlertSettings()
+    review: ReviewSettings = ReviewSettings()
     targets: Targets = Targets()
     source: str = "embedded defaults"  # where this config came from, for messages
 

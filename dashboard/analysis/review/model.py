@@ -1,0 +1,198 @@
+"""The weekly performance review as records: what the Weekly review page and `observatory report`
+both show, built once by `dashboard.analysis.review.build` from the store (no Streamlit).
+
+Named tuples: the page caches a Review (cached.view pickles it) and the report's templates read
+their fields by name. Times are Unix seconds (UTC); means in ms; `None` is "not measured".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import NamedTuple
+
+WEEK = 7 * 86400
+_ISO_WEEK = re.compile(r"^\s*(\d{4})-?W(\d{2})\s*$", re.I)
+
+
+class Period(NamedTuple):
+    """A half-open window [start, end) with its name ("2026-W47", or "2026-11-16 to 2026-11-23")."""
+
+    start: int
+    end: int
+    label: str
+
+    @classmethod
+    def iso_week(cls, text: str) -> Period:
+        """The ISO week `text` names ("2026-W47"), Monday 00:00 UTC to the next Monday; ValueError
+        when it names none."""
+        match = _ISO_WEEK.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not an ISO week: write it like 2026-W47")
+        year, week = int(match.group(1)), int(match.group(2))
+        try:
+            monday = dt.date.fromisocalendar(year, week, 1)
+        except ValueError as err:
+            raise ValueError(f"{text!r} is not an ISO week: {err}") from None
+        start = int(dt.datetime.combine(monday, dt.time(), dt.UTC).timestamp())
+        return cls(start, start + WEEK, f"{year}-W{week:02d}")
+
+    @classmethod
+    def week_of(cls, ts: float) -> Period:
+        """The ISO week holding `ts`."""
+        year, week, _ = dt.datetime.fromtimestamp(ts, dt.UTC).isocalendar()
+        return cls.iso_week(f"{year}-W{week:02d}")
+
+    @classmethod
+    def between(cls, start: int, end: int) -> Period:
+        """Any window, named by its UTC dates."""
+        if end <= start:
+            raise ValueError("a period must end after it starts")
+        day = lambda ts: dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+        return cls(start, end, f"{day(start)} to {day(end)}")
+
+    def before(self) -> Period:
+        """The period of the same length just before: the default baseline."""
+        length = self.end - self.start
+        if length == WEEK and re.match(r"^\d{4}-W\d{2}$", self.label):
+            return Period.week_of(self.start - 1)
+        return Period.between(self.start - length, self.start)
+
+    @property
+    def seconds(self) -> int:
+        return self.end - self.start
+
+
+class Settings(NamedTuple):
+    """How large and how sure a change must be to be reported (README: "Weekly review")."""
+
+    min_change: float = 0.30  # a mean time 30 % higher (or lower) at least
+    min_calls: int = 100  # in each period: fewer, and the mean is not compared
+    z: float = 3.0  # the change must be this many standard errors away from none
+    top: int = 10  # rows per list
+
+
+class StatementChange(NamedTuple):
+    """One statement in both periods (a regression or an improvement)."""
+
+    statement_id: int
+    target: str
+    datname: str | None
+    query: str
+    calls: tuple[int, int]  # baseline, period
+    mean_ms: tuple[float, float]
+    rows_per_call: tuple[float, float]
+    read_per_call: tuple[float, float]  # shared blocks read (not found in the buffer cache) per call
+    total_ms: float  # in the period: what the change costs or saves, to rank by
+    change: float  # period mean / baseline mean
+    z: float  # standard errors between the two means (method: review/statements.py)
+    daily_mean_ms: tuple[float | None, ...] = ()  # both periods day by day, the sparkline
+
+
+class StatementTotal(NamedTuple):
+    """A statement that appeared (first seen in the period) or vanished (ran in the baseline only)."""
+
+    statement_id: int
+    target: str
+    datname: str | None
+    query: str
+    calls: int
+    mean_ms: float
+    total_ms: float
+
+
+class SeriesChange(NamedTuple):
+    """A service (Prometheus) or Redis figure over both periods."""
+
+    kind: str  # prometheus, redis, postgres
+    target: str
+    name: str  # "api_p95_ms", "hit rate", "ops/s", "used memory"
+    unit: str
+    baseline: float | None
+    value: float | None
+    better: bool | None  # the change is good news (None: no direction, or no change)
+
+
+class Objective(NamedTuple):
+    """One of the seed's targets in one week: met or not."""
+
+    name: str  # "API p95", "DB query p95", "cache hit rate", "CPU", "memory", "error rate", "availability"
+    target: str  # "< 200 ms"
+    week: str  # "2026-W47"
+    value: float | None  # None: not measured that week
+    met: bool | None
+    unit: str = ""
+
+
+class IndexEffect(NamedTuple):
+    """A statement that uses a new index: before and after."""
+
+    statement_id: int
+    query: str
+    mean_ms: tuple[float | None, float | None]
+    read_per_call: tuple[float | None, float | None]
+
+
+class IndexOutcome(NamedTuple):
+    """An index created in the period: did it help?"""
+
+    target: str
+    datname: str | None
+    index: str
+    table: str
+    created: int  # between the two catalog reads that did not and did see it: the later one
+    definition: str | None
+    ours: bool  # the advisor had suggested it before it was created
+    statements: tuple[IndexEffect, ...]
+    writes_ms: tuple[float | None, float | None]  # the table's writing statements' mean time
+    verdict: str  # "helped", "no effect", "hurt", "not used yet"
+
+
+class AlertFired(NamedTuple):
+    name: str
+    severity: str
+    summary: str
+    fired: int
+    resolved: int | None  # None: still firing at the period's end
+    firing_s: int
+
+
+class TableGrowth(NamedTuple):
+    target: str
+    table: str
+    bytes: tuple[float | None, float | None]  # at the end of the baseline, of the period
+    growth_bytes: float
+
+
+class OpenSuggestion(NamedTuple):
+    target: str
+    datname: str
+    create_sql: str
+    benefit: str  # "cost 12,219 -> 608 for 3 statements"
+
+
+class UnusedIndex(NamedTuple):
+    target: str
+    index: str
+    table: str
+    bytes: float
+    reason: str
+
+
+class Review(NamedTuple):
+    period: Period
+    baseline: Period
+    settings: Settings
+    generated: int
+    objectives: tuple[Objective, ...]  # the last 8 weeks, the period's last
+    regressions: tuple[StatementChange, ...]
+    improvements: tuple[StatementChange, ...]
+    new: tuple[StatementTotal, ...]
+    gone: tuple[StatementTotal, ...]
+    series: tuple[SeriesChange, ...]
+    indexes: tuple[IndexOutcome, ...]
+    alerts: tuple[AlertFired, ...]
+    suggestions: tuple[OpenSuggestion, ...]
+    unused: tuple[UnusedIndex, ...]
+    growth: tuple[TableGrowth, ...]
+    notes: tuple[str, ...] = ()  # what could not be measured, and why
