@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from dashboard.cli import advise, alerts, collect, explain, health, serve, status
+from dashboard.cli import advise, alerts, collect, explain, health, report, serve, status
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import RedactingStream, SecretFilter, known_secrets, password_of
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "status": status.run,
     "alerts": alerts.run,
     "health": health.run,
+    "report": report.run,
     "serve": serve.serve,
     "up": serve.up,
 }
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     health_cmd.add_argument("--target", required=True, help="the PostgreSQL target's name")
     health_cmd.add_argument("--json", action="store_true")
+    report.define(sub, common)
     advise = sub.add_parser(
         "advise", parents=[common], help="suggest indexes for one database and check its index health"
     )

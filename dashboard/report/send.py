@@ -1,0 +1,145 @@
+"""Posting the review to the alert receivers of the configuration (`send`), for a schedule the
+daemon keeps (`review: {schedule: "mon 08:00", receivers: [...]}`).
+
+- webhook: one JSON document, {"kind": "observatory.review", period, baseline, generated, summary,
+  url, markdown, html}: the summary to show, the Markdown to paste, the self-contained HTML file as
+  the attachment (a webhook receiver takes what it wants of it);
+- Slack: the summary as the message text (an incoming webhook takes no file), escaped as Slack needs;
+- Alertmanager: left out, it takes alerts, not documents (reported as not delivered, with why).
+
+No e-mail: the configuration has no SMTP settings (dashboard/core/config.py); add them first.
+
+Delivery goes through the alerts' own `Sender` (dashboard/alerts/dispatch.py): the same retries,
+the same redirect refusal, URL passwords and Slack URLs kept out of every log line.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from dashboard.alerts.dispatch import Job, Outcome, Retry, Sender
+from dashboard.alerts.payloads import clip, rfc3339, slack_escape
+from dashboard.analysis.review.model import Review
+from dashboard.analysis.sqltext import one_line
+from dashboard.core.config import AlertmanagerReceiver, Config, Receiver, SlackReceiver
+from dashboard.core.redaction import password_of, secret_from_env
+from dashboard.report import render
+from dashboard.report.text import change_pct, ms
+
+KIND = "observatory.review"
+SUMMARY_LINES = 5  # regressions and improvements named in the summary
+SLACK_MAX = 3900  # characters of a Slack message's text (it truncates past 4,000)
+DEFAULT_RETRY = Retry(attempts=3, base=2.0, timeout=15.0)  # a review is not urgent, but it is big
+
+
+class Delivery(NamedTuple):
+    receiver: str  # how logs name it: its kind and host or variable, never a secret
+    delivered: bool
+    reason: str = ""  # why not, when it was not sent at all
+
+
+def send(
+    review: Review,
+    receivers: Sequence[Receiver],
+    config: Config,
+    *,
+    retry: Retry = DEFAULT_RETRY,
+    timeout: float = 120.0,
+) -> list[Delivery]:
+    """Post `review` to each receiver, retrying as alert notifications do; wait up to `timeout`
+    seconds in all, and say which were delivered."""
+    outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    found: list[Delivery] = []
+    senders: list[Sender] = []
+    webhook: dict | None = None
+    for number, receiver in enumerate(receivers):
+        if isinstance(receiver, AlertmanagerReceiver):
+            found.append(Delivery("alertmanager", False, "Alertmanager takes alerts, not reports"))
+            continue
+        sender = _sender(number, receiver, outcomes, retry)
+        if isinstance(receiver, SlackReceiver):
+            body = slack_body(review)
+        else:
+            webhook = webhook or webhook_body(review, config)
+            body = webhook
+        sender.submit(Job(KIND, body))
+        senders.append(sender)
+    deadline = time.monotonic() + timeout
+    while not all(s.idle for s in senders) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for sender in senders:
+        sender.close(0)
+    delivered = set()
+    while not outcomes.empty():
+        outcome = outcomes.get_nowait()
+        if outcome.delivered:
+            delivered.add(outcome.receiver)
+    return found + [Delivery(s.label, s.name in delivered) for s in senders]
+
+
+def summary(review: Review) -> str:
+    """A few lines of plain text: the counts, the objectives missed, the largest changes."""
+    latest = [o for o in review.objectives if o.week == review.period.label]
+    missed = [o.name for o in latest if o.met is False]
+    lines = [
+        f"Weekly performance review {review.period.label} (vs {review.baseline.label})",
+        f"{len(review.regressions)} regressions, {len(review.improvements)} improvements, "
+        f"{len(review.new)} new heavy statements, {len(review.gone)} gone; "
+        f"{len(review.alerts)} alerts fired; {len(review.indexes)} new indexes, "
+        f"{len(review.suggestions)} open suggestions, {len(review.unused)} unused indexes",
+        f"SLOs: {sum(o.met is True for o in latest)} met, {len(missed)} missed"
+        + (f" ({', '.join(missed)})" if missed else "")
+        + f", {sum(o.met is None for o in latest)} not measured",
+    ]
+    for title, changes in (("Regressed", review.regressions), ("Improved", review.improvements)):
+        for c in changes[:SUMMARY_LINES]:
+            lines.append(
+                f"{title} {change_pct(c.change)}: {ms(c.mean_ms[0])} -> {ms(c.mean_ms[1])}, "
+                f"{c.target}: {one_line(c.query, 100)}"
+            )
+    return "\n".join(" ".join(line.split()) for line in lines)
+
+
+def webhook_body(review: Review, config: Config) -> dict:
+    def period(p) -> dict:
+        return {"label": p.label, "start": rfc3339(p.start), "end": rfc3339(p.end)}
+
+    return {
+        "kind": KIND,
+        "version": 1,
+        "period": period(review.period),
+        "baseline": period(review.baseline),
+        "generated": rfc3339(review.generated),
+        "summary": summary(review),
+        "url": config.alerts.external_url,
+        "markdown": render.markdown(review),
+        "html": render.html(review),
+    }
+
+
+def slack_body(review: Review) -> dict:
+    return {"text": slack_escape(clip(summary(review), SLACK_MAX))}
+
+
+def _sender(number: int, receiver: Receiver, outcomes: queue.SimpleQueue[Outcome], retry: Retry) -> Sender:
+    """The receiver's worker; named by its place in the list (two may share a host)."""
+    if isinstance(receiver, SlackReceiver):
+        variable = receiver.slack.url_env
+        url = functools.partial(secret_from_env, variable, "url_env")  # read when it is sent
+        return Sender(f"review-{number}", f"slack ({variable})", url, outcomes, retry, [])
+    target = receiver.webhook
+    label = f"webhook ({_origin(target)})"
+    return Sender(f"review-{number}", label, lambda: target, outcomes, retry, [password_of(target) or ""])
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:
+        return "an invalid URL"
