@@ -177,10 +177,17 @@ def sequences(server: ServerNow) -> None:
     ui.table(rows, SEQUENCE_COLUMNS, max_height=400)
 
 
-def oldest_tables(server: ServerNow) -> None:
+def oldest_tables(target: Target, server: ServerNow) -> None:
     if not server.tables:
         return
-    st.markdown(f"**Tables with the oldest relfrozenxid** in database {ui.md_escape(server.datname)}")
+    n = len(server.tables)
+    box = st.expander(
+        f"Tables with the oldest relfrozenxid in database {ui.md_escape(server.datname)} ({n})",
+        key=f"oldest:{target.id}",
+        on_change="rerun",
+    )
+    if not box.open:  # drawn on demand: a grid costs the browser time to lay out (issue 11)
+        return
     rows = pd.DataFrame(
         {
             "table": [t.table_name + (" (TOAST)" if t.toast else "") for t in server.tables],
@@ -188,11 +195,14 @@ def oldest_tables(server: ServerNow) -> None:
             "size": [ui.fmt_bytes(t.size_bytes) for t in server.tables],
         }
     )
-    ui.table(rows, TABLE_COLUMNS, max_height=400)
-    st.caption("VACUUM (FREEZE) of the oldest ones raises the database's headroom.")
+    with box:
+        ui.table(rows, TABLE_COLUMNS, max_height=400)
+        st.caption("VACUUM (FREEZE) of the oldest ones raises the database's headroom.")
 
 
-def server_section(view: sizing.ServerView, server: ServerNow | None, shown: list, window) -> None:
+def server_section(
+    target: Target, view: sizing.ServerView, server: ServerNow | None, shown: list, window
+) -> None:
     st.subheader("Server")
     server_figures(view, server)
     if view.requested >= 2 and view.requested / max(view.timed + view.requested, 1) > sizing.REQUESTED_SHARE:
@@ -213,7 +223,7 @@ def server_section(view: sizing.ServerView, server: ServerNow | None, shown: lis
     for line in sizing.wraparound_warnings(server):
         st.error(ui.md_escape(line) + " \\- VACUUM (FREEZE) its oldest tables.", icon=":material/warning:")
     sequences(server)
-    oldest_tables(server)
+    oldest_tables(target, server)
 
 
 def draw(reader: Reader, target: Target, window) -> None:
@@ -222,7 +232,7 @@ def draw(reader: Reader, target: Target, window) -> None:
         st.info(NOT_READ, icon=":material/info:")
     else:
         settings_section(target, settings, ram, view, temp)
-    server_section(view, server, shown, window)
+    server_section(target, view, server, shown, window)
 
 
 st.title("Settings")

@@ -1,12 +1,18 @@
 """Tables & maintenance: per PostgreSQL target, the connected database's largest and fastest-growing
 tables, dead rows against vacuum and analyze, tables read mostly by sequential scans, wraparound
 headroom and partitioning candidates, and the largest tables over time. Reads the store only: the
-collector's tables and server_stats parts and its recorded statements fill it."""
+collector's tables and server_stats parts and its recorded statements fill it.
+
+At first the page draws the figures, the charts and the warnings; each table (largest, growing,
+dead rows, sequential scans, wraparound, partitioning) is drawn once its expander is opened (issue
+11: a page's first grid costs a first visit the grid's code, each grid the browser's layout; with
+six of them the page took twice the one-line page's time)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboard.analysis import tables
 from dashboard.analysis.reader import Reader
@@ -77,6 +83,13 @@ HEADROOM_COLUMNS = {
 }
 
 
+def on_demand(target: Target, section: str, label: str) -> DeltaGenerator | None:
+    """An expander whose body is drawn once it is opened (the project's idiom: its `open` state,
+    a rerun when it changes); None while it is closed. Its key names the section and the target."""
+    box = st.expander(label, key=f"tables:{section}:{target.name}", on_change="rerun")
+    return box if box.open else None
+
+
 @cached.view
 def target_view(reader: Reader, target: Target, window) -> tuple[tables.TablesView, list[charts.Chart]]:
     """The target's tables, made once for every session (cached.view)."""
@@ -86,6 +99,12 @@ def target_view(reader: Reader, target: Target, window) -> tuple[tables.TablesVi
         charts.lines(found.size_over_time, "Total size of the largest tables", "MiB"),
     ]
     return found, [c for c in shown if not c.empty]
+
+
+@cached.view
+def partition_view(reader: Reader, target: Target, window) -> tables.Partitioning:
+    """The partitioning candidates, made when the section is first opened (cached.view)."""
+    return tables.candidates(reader, target, window)
 
 
 def figures(view: tables.TablesView) -> None:
@@ -118,25 +137,31 @@ def figures(view: tables.TablesView) -> None:
     )
 
 
-def largest(view: tables.TablesView) -> None:
-    st.markdown("**Largest tables**")
+def largest(target: Target, view: tables.TablesView) -> None:
+    st.subheader("Size and growth")
     frame = view.tables.head(tables.LARGEST)
-    per_day = view.growth.set_index("table")["per_day"] if len(view.growth) else pd.Series(dtype=float)
-    shown = frame.assign(per_day=frame["table"].map(per_day))
-    ui.table(shown[list(SIZE_COLUMNS)], SIZE_COLUMNS, max_height=420)
-    st.caption(
-        f"The {len(frame)} largest of the {len(view.tables)} tables read, by total size (table, indexes "
-        "and TOAST); growth is that of the total size over the window, per day."
-    )
-    st.markdown("**Fastest-growing tables**")
+    box = on_demand(target, "largest", f"The {len(frame)} largest of the {len(view.tables)} tables read")
+    if box is not None:
+        per_day = view.growth.set_index("table")["per_day"] if len(view.growth) else pd.Series(dtype=float)
+        shown = frame.assign(per_day=frame["table"].map(per_day))
+        with box:
+            ui.table(shown[list(SIZE_COLUMNS)], SIZE_COLUMNS, max_height=420)
+            st.caption(
+                "By total size (table, indexes and TOAST); growth is that of the total size over the "
+                "window, per day."
+            )
     growing = view.growth[view.growth["per_day"] > 0].head(tables.GROWING)
     if growing.empty:
         st.caption("No table grew in this window (it takes two readings, 5 minutes apart by default).")
         return
-    ui.table(growing[list(GROWTH_COLUMNS)], GROWTH_COLUMNS, max_height=400)
+    n = len(growing)
+    box = on_demand(target, "growth", f"Fastest-growing tables ({n} grew)")
+    if box is not None:
+        with box:
+            ui.table(growing[list(GROWTH_COLUMNS)], GROWTH_COLUMNS, max_height=400)
 
 
-def dead_rows(view: tables.TablesView) -> None:
+def dead_rows(target: Target, view: tables.TablesView) -> None:
     st.subheader("Dead rows and vacuum")
     frame = view.tables
     flagged = frame[frame["dead_flag"]]
@@ -153,26 +178,30 @@ def dead_rows(view: tables.TablesView) -> None:
             icon=":material/cleaning_services:",
         )
         sql_block.show(tables.vacuum_sql(frame))
+    box = on_demand(target, "dead", f"Dead rows, last vacuum and analyze of the {len(frame)} tables")
+    if box is None:
+        return
     shown = tables.dead_rows(frame)
     shown = shown.assign(
         flag=shown["dead_flag"].map({True: "⚠ vacuum", False: ""}),
         vacuum=shown["vacuumed"].map(ago),
         analyze=shown["analyzed"].map(ago),
     )
-    ui.table(shown[list(DEAD_COLUMNS)], DEAD_COLUMNS, max_height=420)
-    st.caption(
-        f"Highest dead ratio first; flagged over {DEAD_RATIO_WARN:.0%}. Autovacuum runs on a table once "
-        "its dead rows pass autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor (0.2) x its "
-        "rows; analyze once the rows changed since the last one pass the analyze threshold. Rows "
-        "counts are the statistics' estimates."
-    )
+    with box:
+        ui.table(shown[list(DEAD_COLUMNS)], DEAD_COLUMNS, max_height=420)
+        st.caption(
+            f"Highest dead ratio first; flagged over {DEAD_RATIO_WARN:.0%}. Autovacuum runs on a table "
+            "once its dead rows pass autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor (0.2) x "
+            "its rows; analyze once the rows changed since the last one pass the analyze threshold. Rows "
+            "counts are the statistics' estimates."
+        )
 
 
 def ago(ts: object) -> str:
     return "never" if ts is None or ts != ts else ui.ago(float(ts))  # type: ignore[arg-type]
 
 
-def sequential(view: tables.TablesView) -> None:
+def sequential(target: Target, view: tables.TablesView) -> None:
     st.subheader("Read mostly by sequential scans")
     frame = view.sequential
     if frame.empty:
@@ -181,15 +210,19 @@ def sequential(view: tables.TablesView) -> None:
             "in this window."
         )
         return
-    ui.table(frame[list(SEQ_COLUMNS)], SEQ_COLUMNS, max_height=400)
     st.caption(
         f"Tables of {tables.SEQ_SCAN_MIN_ROWS:,} live rows or more whose scans in this window were over "
         f"{tables.SEQ_SCAN_SHARE:.0%} sequential, most rows read first. Many rows per scan on a large "
         "table usually means a missing index: the Indexes page's advisor names it."
     )
+    n = len(frame)
+    box = on_demand(target, "sequential", f"The {n} table{'s' * (n != 1)}: scans and rows read")
+    if box is not None:
+        with box:
+            ui.table(frame[list(SEQ_COLUMNS)], SEQ_COLUMNS, max_height=400)
 
 
-def wraparound(view: tables.TablesView) -> None:
+def wraparound(target: Target, view: tables.TablesView) -> None:
     st.subheader("Wraparound headroom")
     databases = tables.database_headroom(view.server)
     oldest = tables.table_headroom(view.tables)
@@ -203,6 +236,15 @@ def wraparound(view: tables.TablesView) -> None:
             "VACUUM (FREEZE) on the oldest tables before PostgreSQL stops accepting writes.",
             icon=":material/warning:",
         )
+    st.caption(f"PgHero warns with fewer than {WRAPAROUND_WARN_LEFT / 1e9:g} billion transactions left.")
+    box = on_demand(target, "wraparound", "Transactions left per database, and the oldest tables")
+    if box is None:
+        return
+    with box:
+        headroom_tables(databases, oldest)
+
+
+def headroom_tables(databases: pd.DataFrame, oldest: pd.DataFrame) -> None:
     cols = st.columns(2)
     with cols[0]:
         st.markdown("**Per database**")
@@ -219,12 +261,18 @@ def wraparound(view: tables.TablesView) -> None:
         st.markdown("**Oldest tables**")
         shown = oldest.assign(flag=oldest["xid_flag"].map({True: "⚠ low", False: ""}))
         ui.table(shown[["table", "xid_age", "xid_left", "used", "flag"]], HEADROOM_COLUMNS, max_height=300)
-    st.caption(f"PgHero warns with fewer than {WRAPAROUND_WARN_LEFT / 1e9:g} billion transactions left.")
 
 
-def partitioning(view: tables.TablesView) -> None:
+def partitioning(target: Target, window) -> None:
     st.subheader("Partitioning candidates")
-    found = view.partitioning
+    box = on_demand(target, "partitioning", "Large tables the top statements filter by a time range")
+    if box is None:
+        return
+    with box:
+        candidates(partition_view(target, window))
+
+
+def candidates(found: tables.Partitioning) -> None:
     st.caption(
         f"A table is a candidate when it is among the {tables.PARTITION_TOP_SIZES} largest and one of the "
         f"window's {tables.PARTITION_STATEMENTS} most expensive statements of its database (by total time) "
@@ -270,15 +318,15 @@ def draw(reader: Reader, target: Target, window) -> None:
         st.caption("The database has no table of its own.")
         return
     figures(view)
-    largest(view)
-    dead_rows(view)
     if shown:
         plots.show(shown, window)
     else:
         st.caption("No table series in this window yet.")
-    sequential(view)
-    wraparound(view)
-    partitioning(view)
+    largest(target, view)
+    dead_rows(target, view)
+    sequential(target, view)
+    wraparound(target, view)
+    partitioning(target, window)
 
 
 st.title("Tables & maintenance")

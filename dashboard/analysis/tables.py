@@ -456,14 +456,15 @@ def top_statements(reader: Reader, target: Target, window: Window, datname: str 
 
 # -- the page's view ----------------------------------------------------------------------------
 class TablesView(NamedTuple):
-    """What the page shows of one target (pickled by the page's cache: plain records only)."""
+    """What the page shows of one target at first (pickled by the page's cache: plain records only).
+    The partitioning candidates are apart (`candidates`): the page reads them once that section is
+    opened, and they cost a sqlglot parse of each top statement."""
 
     snapshot: TablesNow | None
     server: ServerNow | None
     tables: pd.DataFrame  # table_frame
     growth: pd.DataFrame
     sequential: pd.DataFrame
-    partitioning: Partitioning
     dead_over_time: pd.DataFrame  # long frames (ts, series, value) of the charted tables
     size_over_time: pd.DataFrame
 
@@ -478,7 +479,6 @@ def view(reader: Reader, target: Target, window: Window) -> TablesView:
             table_frame(TablesNow(ts=0)),
             pd.DataFrame(columns=GROWTH_COLUMNS),
             pd.DataFrame(columns=SEQUENTIAL_COLUMNS),
-            Partitioning([], 0, 0),
             empty,
             empty,
         )
@@ -487,14 +487,21 @@ def view(reader: Reader, target: Target, window: Window) -> TablesView:
     largest = tables["table"].head(CHART_TABLES).tolist()
     dead = _gauge(frame, DEAD).groupby("table")["value"].max()
     most_dead = dead[dead > 0].sort_values(ascending=False).head(CHART_TABLES).index.tolist()
-    top = top_statements(reader, target, window, snapshot.datname)
     return TablesView(
         snapshot,
         server,
         tables,
         growth(frame),
         sequential(frame, tables),
-        partitioning(tables, top),
         over_time(frame, DEAD, most_dead),
         over_time(frame, TOTAL_BYTES, largest, 1 / 2**20),
     )
+
+
+def candidates(reader: Reader, target: Target, window: Window) -> Partitioning:
+    """The partitioning candidates of the target's last tables snapshot, judged on the window's top
+    statements of its database (none before the first snapshot)."""
+    snapshot, _ = snapshots(reader, target)
+    if snapshot is None:
+        return Partitioning([], 0, 0)
+    return partitioning(table_frame(snapshot), top_statements(reader, target, window, snapshot.datname))
