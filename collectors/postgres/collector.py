@@ -27,6 +27,7 @@ from collectors.postgres.waits import Sample, WaitSampler, sample_of, wait_point
 from dashboard.core import metrics
 from dashboard.core.config import PostgresTarget
 from dashboard.core.details import PostgresDetails
+from dashboard.core.health.indexes import IndexesNow
 from dashboard.core.records import (
     Cycle,
     Deferred,
@@ -257,8 +258,17 @@ class PostgresCollector(TargetCollector):
                 continue
             state.counters = forget_absent(last, found.points)
             cycle.points += found.points
-            snapshots[part.name] = found.snapshot
+            if isinstance(found.snapshot, IndexesNow):  # kept as history by the store, not in the details
+                cycle.indexes = self._catalog(found.snapshot)
+            else:
+                snapshots[part.name] = found.snapshot
         return {name: snap for name, snap in snapshots.items() if snap is not None}
+
+    def _catalog(self, found: IndexesNow) -> IndexesNow:
+        """The index catalog named by its database, read from the server when it lists no index."""
+        if found.datname is None and self._server is not None:
+            return found.model_copy(update={"datname": self._server["datname"]})
+        return found
 
     def _sample_now(self, reads: _Reads, cycle: Cycle) -> list[Sample]:
         """One sample of waits on the cycle's connection, when the sampler took none since the

@@ -40,6 +40,7 @@ from dashboard.store.schema import metadata
 ALERT_TABLES_SINCE = 2  # the store's schema version that added them
 PLAN_HISTORY_SINCE = 3  # ... that added statement_plans
 BLOCKING_CHAINS_SINCE = 4  # ... that added blocking_chains
+INDEX_HISTORY_SINCE = 5  # ... that added index_catalog and index_suggestions
 
 
 class Reads(Protocol):
@@ -70,6 +71,9 @@ class Reads(Protocol):
     def plan_history(self, target_id: int, datname: str, text: str) -> list[StoredPlan]: ...
     def blocking_chains(self, target_id: int, window: Window, limit: int) -> list[BlockingChain]: ...
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame: ...
+    def index_catalog(self, ids: Sequence[int]) -> pd.DataFrame: ...
+    def index_suggestions(self, ids: Sequence[int]) -> pd.DataFrame: ...
+    def plans_since(self, target_id: int, datname: str, since: int) -> pd.DataFrame: ...
     def alert_states(self, before: int) -> pd.DataFrame: ...
 
 
@@ -189,6 +193,18 @@ class StoreReads(Reads):
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         """reads.statement_window_totals: every statement that ran in the window, with its spread."""
         return reads.statement_window_totals(self.engine, ids, window, level)
+
+    def index_catalog(self, ids: Sequence[int]) -> pd.DataFrame:
+        """reads.index_catalog_rows: every index the catalog reads saw (none before version 5)."""
+        return reads.index_catalog_rows(self._since(INDEX_HISTORY_SINCE), ids)
+
+    def index_suggestions(self, ids: Sequence[int]) -> pd.DataFrame:
+        """reads.index_suggestion_rows: every index the advisor suggested (none before version 5)."""
+        return reads.index_suggestion_rows(self._since(INDEX_HISTORY_SINCE), ids)
+
+    def plans_since(self, target_id: int, datname: str, since: int) -> pd.DataFrame:
+        """reads.plans_since: a database's plan rows current at or after `since` (none before version 3)."""
+        return reads.plans_since(self._since(PLAN_HISTORY_SINCE), target_id, datname, since)
 
     def alert_states(self, before: int) -> pd.DataFrame:
         """alerting.last_events: each alert's last change of state before `before` (its state then)."""

@@ -10,6 +10,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 from dashboard.core.details import Details
 from dashboard.core.health.chains import BlockingChain
+from dashboard.core.health.indexes import IndexesNow
 
 State = Literal["ok", "degraded", "down"]
 T = TypeVar("T")
@@ -140,6 +141,7 @@ class Cycle:
     points: list[Point] = field(default_factory=list)
     slowlog: list[SlowlogEntry] = field(default_factory=list)  # entries new since the last cycle
     chains: list[BlockingChain] = field(default_factory=list)  # that ended or go on, long enough to keep
+    indexes: IndexesNow | None = None  # the index catalog, when the cycle read it (store: index_catalog)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     1: _tables_only,  # 2: the alert tables
     2: _tables_only,  # 3: statement_plans
     3: _tables_only,  # 4: blocking_chains
+    4: _tables_only,  # 5: index_catalog, index_catalog_reads, index_suggestions
 }
 
 

@@ -30,8 +30,12 @@ from dashboard.store.schema import (
     STATEMENT_COUNTERS,
     STMT,
     advice,
+    index_catalog,
+    index_catalog_reads,
+    index_suggestions,
     series,
     slowlog,
+    statement_plans,
     statements,
     target_status,
     targets,
@@ -430,6 +434,59 @@ def statement_window_totals(
     return meta_rows.merge(sums, on="statement_id")
 
 
+def index_catalog_rows(engine: Engine, target_ids: Sequence[int]) -> pd.DataFrame:
+    """Every index the targets' catalog reads saw (index_catalog), one row each: target_id, datname,
+    index_name, table_name, definition, keys (a list), first_seen, previous_read (None: there at
+    the first read, so not known to be new), last_seen, and its database's last_read (an index
+    whose last_seen is older is gone)."""
+    c, r = index_catalog.c, index_catalog_reads.c
+    query = (
+        select(c.target_id, c.datname, c.index_name, c.table_name, c.definition,
+               c.key_columns.label("keys"), c.first_seen, c.previous_read, c.last_seen, r.last_read)
+        .join(index_catalog_reads, (r.target_id == c.target_id) & (r.datname == c.datname))
+        .where(c.target_id.in_([int(i) for i in target_ids]))
+        .order_by(c.target_id, c.datname, c.first_seen, c.index_name)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    frame["keys"] = frame["keys"].map(lambda text: json.loads(text) if text else [])
+    return frame
+
+
+def index_suggestion_rows(engine: Engine, target_ids: Sequence[int]) -> pd.DataFrame:
+    """Every index the advisor suggested for the targets (index_suggestions): target_id, datname,
+    table_name, keys (a list, as the suggestion shows them), create_sql, proven, first_suggested,
+    last_suggested."""
+    c = index_suggestions.c
+    query = select(
+        c.target_id,
+        c.datname,
+        c.table_name,
+        c.key_columns.label("keys"),
+        c.create_sql,
+        c.proven,
+        c.first_suggested,
+        c.last_suggested,
+    ).where(c.target_id.in_([int(i) for i in target_ids]))
+    with engine.connect() as conn:
+        frame = pd.read_sql(query.order_by(c.first_suggested), conn)
+    frame["keys"] = frame["keys"].map(json.loads)
+    return frame
+
+
+def plans_since(engine: Engine, target_id: int, datname: str, since: int) -> pd.DataFrame:
+    """The advisor's plan rows of one database of a target still current at or after `since`
+    (last_seen >= since): text_hash, first_seen, last_seen, plan (EXPLAIN's JSON), oldest first."""
+    c = statement_plans.c
+    query = (
+        select(c.text_hash, c.first_seen, c.last_seen, c.plan)
+        .where(c.target_id == int(target_id), c.datname == datname, c.last_seen >= int(since))
+        .order_by(c.last_seen, c.id)
+    )
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
 __all__ = [
     "CHART_BUCKETS",
     "ORDERS",
@@ -439,7 +496,10 @@ __all__ = [
     "Window",
     "choose_level",
     "first_ts",
+    "index_catalog_rows",
+    "index_suggestion_rows",
     "latest_advice",
+    "plans_since",
     "series_frame",
     "slowlog_entries",
     "statement_filters",

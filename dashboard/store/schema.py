@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
@@ -223,6 +223,54 @@ blocking_chains = Table(
     Column("waited", Integer, nullable=False),  # sessions that waited behind it, to sort by
     Column("chain", Text, nullable=False),  # BlockingChain's JSON
     PrimaryKeyConstraint("target_id", "started", "root_pid"),
+)
+
+
+# Indexes as the collector's catalog reads saw them (dashboard/core/health/indexes.py), one row per
+# index of a target's database: when it was first and last seen, so "created in the period" is known.
+# `previous_read` is the catalog read before the one that first saw it: the index was created
+# between the two. NULL: it was there at the first read ever (or the reading was capped), age unknown.
+index_catalog = Table(
+    "index_catalog",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("datname", String(200), nullable=False),
+    Column("index_name", String(400), nullable=False),  # schema-qualified, quoted where needed
+    Column("table_name", String(400), nullable=False),
+    Column("definition", Text),  # pg_get_indexdef
+    Column("key_columns", Text),  # JSON list of its key columns or expressions
+    Column("first_seen", BigInteger, nullable=False),
+    Column("previous_read", BigInteger),
+    Column("last_seen", BigInteger, nullable=False),
+    PrimaryKeyConstraint("target_id", "datname", "index_name"),
+)
+
+# When each database's catalog was first and last read: the baseline, and the read before a new index.
+index_catalog_reads = Table(
+    "index_catalog_reads",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("datname", String(200), nullable=False),
+    Column("first_read", BigInteger, nullable=False),
+    Column("last_read", BigInteger, nullable=False),
+    PrimaryKeyConstraint("target_id", "datname"),
+)
+
+# Every index the advisor suggested (dashboard.core.advice.IndexSuggestion), from its first report
+# that did to its last: the `advice` table keeps only the latest report, this says "ours" later.
+index_suggestions = Table(
+    "index_suggestions",
+    metadata,
+    Column("target_id", Integer, ForeignKey("targets.id"), nullable=False),
+    Column("datname", String(200), nullable=False),
+    Column("table_name", String(400), nullable=False),  # as the suggestion names it: schema.table
+    # JSON list of its columns, as the suggestion shows them ("created_at DESC", "lower(email)")
+    Column("key_columns", String(1000), nullable=False),
+    Column("create_sql", Text, nullable=False),
+    Column("proven", Boolean, nullable=False),
+    Column("first_suggested", BigInteger, nullable=False),
+    Column("last_suggested", BigInteger, nullable=False),
+    PrimaryKeyConstraint("target_id", "datname", "table_name", "key_columns"),
 )
 
 

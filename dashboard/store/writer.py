@@ -19,6 +19,7 @@ from dashboard.core.advice import AdviceReport
 from dashboard.core.alerts import Alert
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
+from dashboard.core.health.indexes import IndexesNow
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
 from dashboard.store import alerting, plan_history, upserts
 from dashboard.store.engine import make_engine
@@ -30,6 +31,9 @@ from dashboard.store.schema import (
     advice,
     alert_events,
     blocking_chains,
+    index_catalog,
+    index_catalog_reads,
+    index_suggestions,
     series,
     slowlog,
     statement_plans,
@@ -160,6 +164,7 @@ class Store:
         written += self._write_points(conn, tid, cycle.ts, cycle.points)
         written += self._write_slowlog(conn, tid, cycle)
         self._write_chains(conn, tid, cycle)
+        self._write_catalog(conn, tid, cycle)
         self._write_status(conn, tid, cycle, written)
 
     def _known_ids(self, conn: Connection, tid: int) -> dict[StatementKey, int]:
@@ -283,6 +288,11 @@ class Store:
                 )
             )
 
+    @staticmethod
+    def _write_catalog(conn: Connection, tid: int, cycle: Cycle) -> None:
+        if cycle.indexes is not None and cycle.indexes.datname is not None:
+            _record_catalog(conn, tid, cycle.indexes, cycle.ts)
+
     def _write_status(self, conn: Connection, tid: int, cycle: Cycle, written: int) -> None:
         st = cycle.status
         ok = st.state != "down"
@@ -322,6 +332,7 @@ class Store:
             conn.execute(advice.delete().where(advice.c.target_id == tid, advice.c.datname == datname))
             row = {"target_id": tid, "datname": datname, "ts": ts, "duration_ms": duration_ms, "report": text}
             conn.execute(advice.insert().values(**row))
+            _record_suggestions(conn, tid, datname, ts, report)
 
     def write_plans(self, kind: str, name: str, datname: str, now: int, plans: Mapping[str, Any]) -> int:
         """Keep the advisor's plans (statement text -> EXPLAIN's JSON) of one database of a target,
@@ -378,4 +389,77 @@ class Store:
                 blocking_chains.delete().where(blocking_chains.c.last_seen < now - int(retention.hourly))
             )
             deleted["blocking_chains"] = result.rowcount
+            # Indexes gone that long ago, and suggestions not made again since.
+            result = conn.execute(
+                index_catalog.delete().where(index_catalog.c.last_seen < now - int(retention.hourly))
+            )
+            deleted["index_catalog"] = result.rowcount
+            result = conn.execute(
+                index_suggestions.delete().where(
+                    index_suggestions.c.last_suggested < now - int(retention.hourly)
+                )
+            )
+            deleted["index_suggestions"] = result.rowcount
         return deleted
+
+
+def _record_catalog(conn: Connection, tid: int, found: IndexesNow, ts: int) -> None:
+    """The indexes a catalog read saw: each known one's last_seen moves on; a new one (or one absent
+    from the last read, or with another definition: made again) is first seen now, created since
+    the last read. At the first read ever they are a baseline, not creations (previous_read NULL)."""
+    r, c = index_catalog_reads.c, index_catalog.c
+    mine = (c.target_id == tid, c.datname == found.datname)
+    previous = conn.execute(
+        select(r.last_read).where(r.target_id == tid, r.datname == found.datname)
+    ).scalar()
+    known = {
+        row.index_name: row
+        for row in conn.execute(select(c.index_name, c.definition, c.last_seen).where(*mine))
+    }
+    # A capped reading leaves the smallest out: one entering it later is not known to be new.
+    since = previous if found.complete else None
+    seen, new = [], []
+    for index in found.indexes:
+        row = known.get(index.index_name)
+        values = {"table": index.table_name, "keys_json": json.dumps(list(index.keys))}
+        gone = row is not None and previous is not None and row.last_seen < previous
+        if row is None or gone or row.definition != index.definition:
+            new.append({"target_id": tid, "datname": found.datname, "index_name": index.index_name,
+                        "definition": index.definition, "table_name": values["table"],
+                        "key_columns": values["keys_json"], "first_seen": ts,
+                        "previous_read": since, "last_seen": ts})  # fmt: skip
+        else:
+            seen.append({"name": index.index_name, "seen": ts, **values})
+    if seen:
+        moved = {
+            "last_seen": bindparam("seen"),
+            "table_name": bindparam("table"),
+            "key_columns": bindparam("keys_json"),
+        }
+        conn.execute(
+            update(index_catalog).where(*mine, c.index_name == bindparam("name")).values(moved), seen
+        )
+    if new:
+        conn.execute(index_catalog.delete().where(*mine, c.index_name.in_([n["index_name"] for n in new])))
+        conn.execute(index_catalog.insert(), new)
+    if previous is None:
+        read = {"target_id": tid, "datname": found.datname, "first_read": ts, "last_read": ts}
+        conn.execute(index_catalog_reads.insert().values(read))
+    else:
+        where = (r.target_id == tid, r.datname == found.datname)
+        conn.execute(update(index_catalog_reads).where(*where).values(last_read=max(previous, ts)))
+
+
+def _record_suggestions(conn: Connection, tid: int, datname: str, ts: int, report: AdviceReport) -> None:
+    """Keep the report's suggestions in their history: a new one first suggested now, one made
+    before suggested again now (what says later that an index created was ours)."""
+    c = index_suggestions.c
+    for found in report.suggestions:
+        key = {"target_id": tid, "datname": datname, "table_name": found.table}
+        key["key_columns"] = json.dumps(found.columns)
+        where = [c[name] == value for name, value in key.items()]
+        values = {"create_sql": found.create_sql, "proven": found.proven, "last_suggested": ts}
+        if conn.execute(select(c.first_suggested).where(*where)).first() is None:
+            conn.execute(index_suggestions.insert().values(**key, **values, first_suggested=ts))
+        else:
+            conn.execute(update(index_suggestions).where(*where).values(**values))

@@ -150,6 +150,15 @@ class CachedReads(Reads):
     def statement_window_totals(self, ids: Sequence[int], window: Window, level: str) -> pd.DataFrame:
         return _statement_window_totals(self.url, tuple(ids), window.start, window.end, level)
 
+    def index_catalog(self, ids: Sequence[int]) -> pd.DataFrame:
+        return _index_catalog(self.url, tuple(ids))
+
+    def index_suggestions(self, ids: Sequence[int]) -> pd.DataFrame:
+        return _index_suggestions(self.url, tuple(ids))
+
+    def plans_since(self, target_id: int, datname: str, since: int) -> pd.DataFrame:
+        return _plans_since(self.url, int(target_id), datname, int(since))
+
     def alert_states(self, before: int) -> pd.DataFrame:
         return _alert_states(self.url, int(before))
 
@@ -232,6 +241,21 @@ def _blocking_chains(url: str, target_id: int, start: int, end: int, limit: int)
 @st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
 def _statement_window_totals(url: str, ids: tuple, start: int, end: int, level: str) -> pd.DataFrame:
     return _store(url).statement_window_totals(ids, Window(start, end), level)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _index_catalog(url: str, ids: tuple) -> pd.DataFrame:
+    return _store(url).index_catalog(ids)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _index_suggestions(url: str, ids: tuple) -> pd.DataFrame:
+    return _store(url).index_suggestions(ids)
+
+
+@st.cache_data(ttl=TTL, max_entries=ENTRIES, show_spinner=False)
+def _plans_since(url: str, target_id: int, datname: str, since: int) -> pd.DataFrame:
+    return _store(url).plans_since(target_id, datname, since)
 
 
 @st.cache_data(ttl=ALERTS_TTL, max_entries=ENTRIES, show_spinner=False)

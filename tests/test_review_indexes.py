@@ -1,0 +1,168 @@
+"""Did the index help? Real collector cycles and real advisor runs on the throwaway PostgreSQL, into a
+real SQLite store: the advisor suggests an index, we create it and one it did not suggest, the
+workload runs again, and the weekly review judges both (dashboard/analysis/review/indexes.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import psycopg
+
+from collectors.jobs.advisor import advise_target
+from dashboard.analysis.reader import Reader, StoreReads
+from dashboard.analysis.review import indexes
+from dashboard.analysis.review.model import Period
+from dashboard.core.health.indexes import IndexesNow, IndexSeen
+from dashboard.core.records import Cycle, Status
+from dashboard.servers.throwaway import ThrowawayPostgres
+from dashboard.store import Store
+from dashboard.store.reads import index_catalog_rows
+from tests.support.postgres import advisor_dsn, new_database
+from tests.support.stores import collect_once, make_config
+
+REF = "SELECT * FROM orders WHERE ref = $1"
+STEP = 900  # the indexes part's default interval
+
+
+def _schema(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION hypopg")
+        conn.execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, ref text NOT NULL, customer int NOT NULL,"
+            " status text NOT NULL, total numeric NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO orders SELECT g, 'R-' || g, g % 500, (ARRAY['new','paid','shipped'])[g % 3 + 1], g"
+            " FROM generate_series(1, 100000) g"
+        )
+        conn.execute("CREATE INDEX orders_customer_idx ON orders (customer)")  # there before the first read
+        # Never scanned and over 1 MB: the advisor's index health calls it unused.
+        conn.execute("CREATE TABLE archive (id int, note text)")
+        conn.execute("INSERT INTO archive SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
+        conn.execute("CREATE INDEX archive_note_idx ON archive (note)")
+        conn.execute("VACUUM ANALYZE")
+
+
+def _workload(dsn: str, rows: range) -> None:
+    """30 lookups by ref (a sequential scan of 100,000 rows without an index) and 20 updates of one
+    row each. Each update also sleeps 50 ms once, so that its mean time is not at the mercy of this
+    machine's timing noise (commits, page writes and other tests' load move it by milliseconds):
+    the writes before and after compare as they should, unchanged."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(30):
+            conn.execute("SELECT * FROM orders WHERE ref = %s", (f"R-{i * 3001 + 7}",)).fetchall()
+        for row in rows:
+            conn.execute(
+                "UPDATE orders SET total = total + %s WHERE id = %s AND (SELECT pg_sleep(0.05)) IS NOT NULL",
+                (1, row),
+            )
+
+
+def test_the_suggested_index_helped_and_the_other_is_not_used_yet(
+    pg: ThrowawayPostgres, store: Store
+) -> None:
+    name = new_database(pg, "review_indexes")
+    owner = pg.dsn(dbname=name)
+    _schema(owner)
+    config = make_config(store.url, [{"name": "t", "dsn": advisor_dsn(pg, name), "interval": "60s"}])
+    target = config.targets.postgres[0]
+    t0 = int(time.time()) - 4 * STEP
+    reader = Reader(StoreReads.open(store.url), config, now=lambda: t0 + 4 * STEP)
+    t1, t2, t3 = t0 + STEP, t0 + 2 * STEP, t0 + 3 * STEP
+    collect_once(config, store, t0)  # the catalog's first read: what it sees are not creations
+    _workload(owner, range(1, 21))
+    collect_once(config, store, t1)
+    assert advise_target(store, target, now=t1)[name] is None
+    targets = reader.targets("postgres")
+    (suggestion,) = indexes.open_suggestions(reader, targets)
+    assert suggestion.create_sql == "CREATE INDEX CONCURRENTLY ON public.orders (ref);"
+    assert suggestion.benefit.startswith("cost ") and suggestion.benefit.count(" for 1 statement") == 1
+
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute("CREATE INDEX orders_ref_idx ON orders (ref)")  # as the advisor suggested
+        conn.execute("CREATE INDEX orders_status_idx ON orders (status)")  # nobody asked for it
+        conn.execute("ANALYZE orders")
+    collect_once(config, store, t2)  # the catalog read that sees them
+    # The latest report still suggests it, but an index in the last read serves it: not open.
+    assert indexes.open_suggestions(reader, targets) == ()
+    _workload(owner, range(21, 41))
+    collect_once(config, store, t3)
+    assert advise_target(store, target, now=t3)[name] is None  # plans the lookup again: by the index
+
+    period, baseline = Period.between(t0, t3 + 60), Period.between(t0 - 3 * STEP, t0)
+    found = {o.index: o for o in indexes.outcomes(reader, targets, period, baseline)}
+    # The primary key and orders_customer_idx were there at the first read: not created in the period.
+    assert sorted(found) == ["public.orders_ref_idx", "public.orders_status_idx"]
+
+    ref = found["public.orders_ref_idx"]
+    assert (ref.target, ref.datname, ref.table, ref.created) == ("t", name, "public.orders", t2)
+    assert ref.definition == "CREATE INDEX orders_ref_idx ON public.orders USING btree (ref)"
+    assert ref.ours is True
+    (effect,) = ref.statements
+    assert effect.query == REF
+    before, after = effect.mean_ms
+    assert before is not None and after is not None and after < before / 5, effect
+    writes_before, writes_after = ref.writes_ms
+    assert writes_before is not None and writes_after is not None
+    assert writes_after <= writes_before * 1.2, ref.writes_ms  # the same updates, by primary key
+    assert ref.verdict == "helped"
+
+    status = found["public.orders_status_idx"]
+    assert (status.ours, status.statements, status.verdict) == (False, (), "not used yet")
+    assert status.writes_ms == ref.writes_ms  # the same table, the same writes
+
+    # A period after the creation holds none; the unused index is the advisor's, with its size.
+    later = Period.between(t3 + 60, t3 + 120)
+    assert indexes.outcomes(reader, targets, later, period) == ()
+    (idle,) = [u for u in indexes.unused(reader, targets) if u.index == "public.archive_note_idx"]
+    assert (idle.target, idle.table, idle.bytes > 1_000_000) == ("t", "public.archive", True)
+
+
+def _catalog(datname: str, *names: str, ts: int) -> IndexesNow:
+    return IndexesNow(
+        ts=ts,
+        datname=datname,
+        indexes=tuple(IndexSeen(index_name=n, table_name="public.t", definition=f"def {n}") for n in names),
+    )
+
+
+def test_the_catalog_history_tells_creations_from_the_baseline_and_from_indexes_made_again(
+    store_url: str,
+) -> None:
+    """Through the real writer, on both store backends: the first read is a baseline; a new index
+    is created since the read before; one dropped and made again is a new creation; an empty
+    database's first index counts."""
+    store = Store(store_url)
+    for ts, names in ((100, ("public.a",)), (200, ("public.a", "public.b")), (300, ("public.b",))):
+        store.write_cycle(Cycle("postgres", "t", ts, Status(), indexes=_catalog("db", *names, ts=ts)))
+    store.write_cycle(
+        Cycle("postgres", "t", 400, Status(), indexes=_catalog("db", "public.a", "public.b", ts=400))
+    )
+    store.write_cycle(Cycle("postgres", "t", 100, Status(), indexes=_catalog("empty", ts=100)))
+    store.write_cycle(Cycle("postgres", "t", 200, Status(), indexes=_catalog("empty", "public.c", ts=200)))
+    rows = index_catalog_rows(store.engine, [store.target_id("postgres", "t")])
+    got = {
+        (r.datname, r.index_name): (r.first_seen, None if pd.isna(r.previous_read) else r.previous_read)
+        for r in rows.itertuples()
+    }
+    assert got == {
+        ("db", "public.a"): (400, 300),  # gone at 300, back at 400: made again
+        ("db", "public.b"): (200, 100),
+        ("empty", "public.c"): (200, 100),
+    }
+    store.close()
+
+
+def test_the_verdict_follows_the_thresholds() -> None:
+    """After / before ratios of the statements that use the index, of their blocks read, of the
+    table's writes: 20 % faster (or half the blocks) with writes at most 20 % slower helped."""
+    verdict = indexes._verdict
+    assert verdict(False, None, None, None) == "not used yet"
+    assert verdict(True, None, None, 1.0) == "not measured"
+    assert verdict(True, 0.79, None, 1.19) == "helped"
+    assert verdict(True, 0.95, 0.4, None) == "helped"  # half the blocks read is enough
+    assert verdict(True, 0.9, None, 1.0) == "no effect"
+    assert verdict(True, 0.9, None, 1.3) == "hurt"  # writes lost 30 %, reads gained 10 %
+    assert verdict(True, 0.5, None, 1.3) == "no effect"  # both moved: reads gained more
+    assert verdict(True, 1.25, None, 1.0) == "hurt"  # the statements that use it got slower
