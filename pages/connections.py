@@ -90,8 +90,7 @@ def figures_row(now: SessionsNow | None, f: connections.Figures) -> None:
     cols[2].metric(
         f"Running longer than {now.long_running_s:g} s",
         now.long_running_total,
-        help="active statements (PgHero's threshold: 60 s); `long_running_after` under the target "
-        "changes it",
+        help="active statements (PgHero's threshold: 60 s); `long_running_after` under the target changes it",
         border=True,
     )
     oldest = max((s.xact_s or 0.0 for s in now.idle_in_transaction()), default=None)

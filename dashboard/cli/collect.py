@@ -13,9 +13,12 @@ from dashboard.core import sources
 
 def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     from collectors.scheduler import Scheduler
+    from dashboard.report.weekly_job import WeeklyReview
 
     store = open_store(config)
-    scheduler = Scheduler(config, store)
+    # The weekly review's sending is the daemon's too (review.schedule), handed to it from here:
+    # the collectors do not import the analyses.
+    scheduler = Scheduler(config, store, jobs=[WeeklyReview(config, store)])
     if not scheduler.collectors:
         *others, last = [f"targets.{source.kind}" for source in sources.SOURCES]
         keys = f"{', '.join(others)} or {last}" if others else last

@@ -87,6 +87,7 @@ BY_KIND = {source.kind: source for source in SOURCES}
 # Pages over every source's data, registered by no one source.
 COMMON_PAGES: tuple[Page, ...] = (
     Page("../pages/alerts.py", "Alerts", ":material/notifications:", "alerts", position=5),
+    Page("../pages/review.py", "Weekly review", ":material/summarize:", "review", position=6),
     Page("../pages/investigate.py", "Investigate", ":material/troubleshoot:", "investigate", position=25),
 )
 

@@ -1,0 +1,195 @@
+"""Weekly review: a week against the one before (or any two weeks): the objectives week by week,
+statements that regressed or improved (significant, not noise), new and gone ones, service, Redis
+and PostgreSQL figures, whether the indexes created helped, alerts fired, open suggestions, unused
+indexes, growing tables; and the same as a report to download (HTML, Markdown).
+
+Reads the store only, through dashboard.analysis.review.build: `observatory report` prints the same.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard.analysis.reader import Reader
+from dashboard.analysis.review import Period, Review, build, default_period, frames, settings_of
+from dashboard.ui import cached
+from dashboard.ui import frame as ui
+
+WEEKS_OFFERED = 12
+SECONDS = {"format": "%.1f s", "width": "small"}
+MS = {"format": "%.2f ms", "width": "small"}
+PERCENT = {"format": "percent", "width": "small"}
+LINK = st.column_config.LinkColumn("id", display_text=r"id=(\d+)", width="small")
+CHANGE_COLUMNS = {
+    "link": LINK,
+    "target": st.column_config.TextColumn("target", width="small"),
+    "datname": st.column_config.TextColumn("database", width="small"),
+    "query": st.column_config.TextColumn("statement", width="large"),
+    "calls_before": st.column_config.NumberColumn("calls before", format="%d", width="small"),
+    "calls": st.column_config.NumberColumn("calls", format="%d", width="small"),
+    "mean_before": st.column_config.NumberColumn("mean before", **MS),
+    "mean": st.column_config.NumberColumn("mean", **MS),
+    "change": st.column_config.NumberColumn("change", **PERCENT),
+    "z": st.column_config.NumberColumn(
+        "z", format="%.1f", width="small", help="standard errors between the two means (3 or more: not noise)"
+    ),
+    "rows_per_call": st.column_config.TextColumn("rows per call", width="small"),
+    "read_per_call": st.column_config.TextColumn("blocks read per call", width="small"),
+    "total_ms": st.column_config.NumberColumn("time this week", format="%.0f ms", width="small"),
+    "trend": st.column_config.LineChartColumn("mean per day", y_min=0, width="small"),
+}
+TOTALS = ("link", "target", "datname", "query", "calls", "mean", "total_ms")
+TOTAL_COLUMNS = {k: CHANGE_COLUMNS[k] for k in TOTALS}
+
+
+@cached.view
+def review_of(reader: Reader, period: Period, baseline: Period) -> Review:
+    return build(reader, period, baseline, settings_of(reader.config))
+
+
+def pick_periods(now: float) -> tuple[Period, Period]:
+    """The week reviewed (the last complete one by default) and its baseline (the week before)."""
+    this = Period.week_of(now)
+    weeks = [this]
+    for _ in range(WEEKS_OFFERED - 1):
+        weeks.append(weeks[-1].before())
+    names = {w.label: w for w in weeks}
+    label = lambda name: f"{name} (so far)" if name == this.label else name  # noqa: E731
+    cols = st.columns(2)
+    default = default_period(now).label
+    offered = list(names)
+    chosen = names[cols[0].selectbox("Week", offered, index=offered.index(default), format_func=label)]
+    others = [w for w in weeks if w.start < chosen.start] or [chosen.before()]
+    base_names = {w.label: w for w in others}
+    against = cols[1].selectbox("Against", list(base_names), index=0, help="the week before, by default")
+    baseline = base_names[against]
+    return chosen, baseline
+
+
+def linked(frame):
+    return frame.assign(link=[f"query?id={sid}" for sid in frame["statement_id"]])
+
+
+def statements(review: Review) -> None:
+    st.subheader("Statements")
+    s = review.settings
+    st.caption(
+        f"A regression is a mean time at least {s.min_change:.0%} higher, over {s.min_calls} calls or "
+        f"more in each week, and {s.z:g} standard errors or more from no change (README: Weekly review); "
+        "ranked by the time the change cost or saved this week."
+    )
+    for title, found, none in (
+        ("Regressed", review.regressions, "No statement got significantly slower."),
+        ("Improved", review.improvements, "No statement got significantly faster."),
+    ):
+        st.markdown(f"**{title}**")
+        if found:
+            ui.table(linked(frames.changes(found)), CHANGE_COLUMNS, max_height=420)
+        else:
+            st.caption(none)
+    for title, found, none in (
+        ("New this week, heaviest first", review.new, "No statement ran for the first time this week."),
+        ("Gone: ran the week before, not this one", review.gone, "No statement stopped running."),
+    ):
+        st.markdown(f"**{title}**")
+        if found:
+            ui.table(linked(frames.totals(found)), TOTAL_COLUMNS, max_height=320)
+        else:
+            st.caption(none)
+
+
+def objectives(review: Review) -> None:
+    st.subheader("Objectives, week by week")
+    card = frames.scorecard(review.objectives)
+    if card.empty:
+        st.caption("No objective measured: configure Prometheus series with targets, and Redis targets.")
+        return
+    ui.table(card, max_height=360)
+    st.caption("✓ met, ✗ missed, – not measured that week (its source was not collected).")
+
+
+def figures(review: Review) -> None:
+    st.subheader("Services, Redis and PostgreSQL")
+    table = frames.series(review)
+    if table.empty:
+        st.caption("Nothing to compare: no figure was collected in both weeks.")
+        return
+    ui.table(table, {"change": st.column_config.NumberColumn("change", **PERCENT)}, max_height=420)
+
+
+def indexes(review: Review) -> None:
+    st.subheader("Did the index help?")
+    table = frames.indexes(review)
+    if table.empty:
+        st.caption("No index was created this week (as the catalog showed between two readings).")
+    else:
+        ui.table(table, {"created": st.column_config.DatetimeColumn("created (UTC)")}, max_height=320)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Index suggestions still open**")
+        found = frames.suggestions(review)
+        ui.table(found, max_height=320) if not found.empty else st.caption("None.")
+    with right:
+        st.markdown("**Indexes that went unused**")
+        found = frames.unused(review)
+        ui.table(found, max_height=320) if not found.empty else st.caption("None.")
+
+
+def alerts(review: Review) -> None:
+    st.subheader("Alerts fired")
+    table = frames.alerts(review)
+    if table.empty:
+        st.caption("No alert fired this week.")
+        return
+    ui.table(table, {"firing_s": st.column_config.NumberColumn("firing for", **SECONDS)}, max_height=320)
+
+
+def growth(review: Review) -> None:
+    st.subheader("Largest tables: growth")
+    table = frames.growth(review)
+    if table.empty:
+        st.caption("No table sizes in both weeks.")
+        return
+    ui.table(table, max_height=320)
+
+
+def downloads(review: Review) -> None:
+    """The report, made when a button is clicked (deferred: its templates and charts cost only then)."""
+    cols = st.columns(4)
+    name = f"review-{review.period.label}"
+    cols[0].download_button(
+        "Report (HTML)", lambda: _render("html", review), f"{name}.html", "text/html", on_click="ignore"
+    )
+    cols[1].download_button(
+        "Report (Markdown)",
+        lambda: _render("markdown", review),
+        f"{name}.md",
+        "text/markdown",
+        on_click="ignore",
+    )
+
+
+def _render(how: str, review: Review) -> str:
+    from dashboard.report import render
+
+    return getattr(render, how)(review)
+
+
+st.title("Weekly review")
+period, baseline = pick_periods(time.time())
+review = review_of(period, baseline)
+st.caption(
+    f"{review.period.label} against {review.baseline.label}, every target · times in UTC · the sidebar's "
+    "time window does not apply here"
+)
+for note in review.notes:
+    st.info(ui.md_escape(note), icon=":material/info:")
+downloads(review)
+objectives(review)
+statements(review)
+figures(review)
+indexes(review)
+alerts(review)
+growth(review)
