@@ -58,7 +58,8 @@ def pick_periods(now: float) -> tuple[Period, Period]:
     names = {w.label: w for w in weeks}
     label = lambda name: f"{name} (so far)" if name == this.label else name  # noqa: E731
     cols = st.columns(2)
-    default = default_period(now).label
+    asked = st.query_params.get("week")  # a link to a week's review: /review?week=2026-W46
+    default = asked if asked in names else default_period(now).label
     offered = list(names)
     chosen = names[cols[0].selectbox("Week", offered, index=offered.index(default), format_func=label)]
     others = [w for w in weeks if w.start < chosen.start] or [chosen.before()]
@@ -69,7 +70,9 @@ def pick_periods(now: float) -> tuple[Period, Period]:
 
 
 def linked(frame):
-    return frame.assign(link=[f"query?id={sid}" for sid in frame["statement_id"]])
+    """The statement's id as a link to its Query detail, first; the rest as the frame orders it."""
+    link = [f"query?id={sid}" for sid in frame["statement_id"]]
+    return frame.drop(columns="statement_id").assign(link=link)[["link", *frame.columns[1:]]]
 
 
 def statements(review: Review) -> None:
@@ -128,13 +131,17 @@ def indexes(review: Review) -> None:
         ui.table(table, {"created": st.column_config.DatetimeColumn("created (UTC)")}, max_height=320)
     left, right = st.columns(2)
     with left:
-        st.markdown("**Index suggestions still open**")
-        found = frames.suggestions(review)
-        ui.table(found, max_height=320) if not found.empty else st.caption("None.")
+        _listed("Index suggestions still open", frames.suggestions(review))
     with right:
-        st.markdown("**Indexes that went unused**")
-        found = frames.unused(review)
-        ui.table(found, max_height=320) if not found.empty else st.caption("None.")
+        _listed("Indexes that went unused", frames.unused(review))
+
+
+def _listed(title: str, table) -> None:
+    st.markdown(f"**{title}**")
+    if table.empty:
+        st.caption("None.")
+    else:
+        ui.table(table, max_height=320)
 
 
 def alerts(review: Review) -> None:

@@ -15,7 +15,7 @@ from dashboard.analysis.review import Period, build
 from dashboard.core import config as config_mod
 from dashboard.store import Store
 from tests.support.apptest import no_exception, open_page
-from tests.support.browser import serve, settle, shoot
+from tests.support.browser import CELLS, serve, settle, shoot
 from tests.support.cli import observatory
 from tests.test_review_statements import BASELINE, HOSTILE, PERIOD, cycles, scenario
 
@@ -55,10 +55,14 @@ def test_page_reports_the_chosen_statements(monkeypatch, review_store) -> None:
         review = build(reader, PERIOD, BASELINE)
     finally:
         reader.store.close()
-    assert regressed["statement_id"].tolist() == [c.statement_id for c in review.regressions]
-    assert improved["statement_id"].tolist() == [c.statement_id for c in review.improvements]
-    assert new["statement_id"].tolist() == [s.statement_id for s in review.new]
-    assert gone["statement_id"].tolist() == [s.statement_id for s in review.gone]
+
+    def ids(table) -> list[int]:
+        return [int(link.removeprefix("query?id=")) for link in table["link"]]
+
+    assert ids(regressed) == [c.statement_id for c in review.regressions]
+    assert ids(improved) == [c.statement_id for c in review.improvements]
+    assert ids(new) == [s.statement_id for s in review.new]
+    assert ids(gone) == [s.statement_id for s in review.gone]
     # Every target: the "other" target's statement regressed too (+400 %).
     assert sorted(regressed["target"]) == ["erp", "erp", "other"] and len(improved) == 2 and len(gone) == 1
     assert regressed["link"].str.fullmatch(r"query\?id=\d+").all()
@@ -86,13 +90,18 @@ def test_page_in_chromium(page: Page, review_store, tmp_path_factory) -> None:
     with serve(review_store["config"], tmp_path_factory) as url:
         page.set_viewport_size({"width": 1440, "height": 3000})
         started = time.monotonic()
-        page.goto(f"{url}/review")
+        page.goto(f"{url}/review?week={PERIOD.label}")
         page.get_by_role("heading", name="Weekly review").first.wait_for()
         settle(page)
         page.get_by_text("Against").first.wait_for()
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.get_by_role("button", name="Report (HTML)").count() == 1
+        page.locator(CELLS).first.wait_for(state="attached")
+        cells = page.locator(CELLS).all_text_contents()
+        assert "UPDATE orders SET state = $1 WHERE id = $2" in cells, cells[:30]
+        assert any(c.startswith("SELECT '<script>alert(1)</script>'") for c in cells)  # as text
         assert page.locator("script:has-text('alert(1)')").count() == 0
+        assert page.get_by_text("DeltaGenerator").count() == 0  # no stray expression drawn by magic
         print(f"\nWeekly review settled in {time.monotonic() - started:.2f} s")
         shoot(page, "review")
 

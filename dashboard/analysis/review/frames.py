@@ -103,6 +103,7 @@ def series(review: Review) -> pd.DataFrame:
             "verdict": {True: "better", False: "worse", None: ""}[s.better],
         }
         for s in review.series
+        if s.baseline is not None or s.value is not None  # collected in at least one of the weeks
     ]
     return _frame(rows, ["source", "target", "figure", "before", "now", "unit", "change", "verdict"])
 
