@@ -59,7 +59,7 @@ def pick_periods(now: float) -> tuple[Period, Period]:
     label = lambda name: f"{name} (so far)" if name == this.label else name  # noqa: E731
     cols = st.columns(2)
     asked = st.query_params.get("week")  # a link to a week's review: /review?week=2026-W46
-    default = asked if asked in names else default_period(now).label
+    default = asked if asked in names else _default(now, this).label
     offered = list(names)
     chosen = names[cols[0].selectbox("Week", offered, index=offered.index(default), format_func=label)]
     others = [w for w in weeks if w.start < chosen.start] or [chosen.before()]
@@ -67,6 +67,15 @@ def pick_periods(now: float) -> tuple[Period, Period]:
     against = cols[1].selectbox("Against", list(base_names), index=0, help="the week before, by default")
     baseline = base_names[against]
     return chosen, baseline
+
+
+def _default(now: float, this: Period) -> Period:
+    """The last complete week; this week so far when the store holds nothing of that one (a new
+    installation: its first review is of the days it has)."""
+    last = default_period(now)
+    if review_of(last, last.before()).empty and not review_of(this, last).empty:
+        return this
+    return last
 
 
 def linked(frame):

@@ -13,6 +13,8 @@ from playwright.sync_api import Page
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.review import Period, build
 from dashboard.core import config as config_mod
+from dashboard.core import metrics
+from dashboard.core.records import Cycle, Point, Status
 from dashboard.store import Store
 from tests.support.apptest import no_exception, open_page
 from tests.support.browser import CELLS, serve, settle, shoot
@@ -116,3 +118,26 @@ def test_report_command_lists_the_same_regressions(review_store, tmp_path: Path)
     text = out.read_text()
     assert PERIOD.label in text and BASELINE.label in text
     assert "UPDATE orders SET state" in text  # the costliest regression
+
+
+def test_a_new_installation_reviews_its_first_days(monkeypatch, tmp_path: Path) -> None:
+    """With nothing stored of last week, the page opens on this week so far, not on an empty week."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    try:
+        now = int(time.time())
+        for ts in (now - 120, now - 60):
+            points = [
+                Point(metrics.REDIS_KEYSPACE_HITS, None, "counter", delta=90.0),
+                Point(metrics.REDIS_KEYSPACE_MISSES, None, "counter", delta=10.0),
+            ]
+            store.write_cycle(Cycle("redis", "cache", ts, Status(), points=points))
+    finally:
+        store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\n")
+    at = open_page(monkeypatch, str(config), "review")
+    no_exception(at)
+    this = Period.week_of(time.time())
+    assert at.selectbox[0].value == this.label
+    assert at.selectbox[1].value == this.before().label

@@ -63,6 +63,10 @@ SCRAPE_INTERVAL = "5s"  # Prometheus' own; the collector reads it every 15 s
 ADVISOR = {"min_calls": 10, "min_mean_ms": 0}
 LOCK_EVERY = 90.0  # a batch job holds a row lock for 40 s every 90 s: the Connections page's blocking
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")  # two built-in rules with a shorter `for`
+# A DBA applies one of the advisor's suggestions this long after the start: the invoice listing's
+# index. The Weekly review's "Did the index help?" then shows it, with the listing before and after.
+APPLY_INDEX_AFTER = 360.0
+APPLIED_INDEX = "CREATE INDEX CONCURRENTLY invoices_issued_at_idx ON invoices (issued_at)"
 
 
 def say(message: str) -> None:
@@ -130,6 +134,10 @@ def _start(
     cleanups.append(("workload", workload.stop))
     workload.start()
     say(f"workload running: {sizes.customers} customers, roles app and reporting, application_name demo-app")
+    dba = threading.Timer(APPLY_INDEX_AFTER, _apply_suggestion, args=(pg.dsn(dbname="erp"),))
+    dba.daemon = True
+    cleanups.append(("the DBA's index", dba.cancel))
+    dba.start()
     cache = ThrowawayRedis()
     cleanups.append(("Redis", cache.stop))
     cache.start()
@@ -155,6 +163,16 @@ def _start(
     thread.start()
     _announce(args, app, directory)
     return app, thread, (workload, redis_load)
+
+
+def _apply_suggestion(dsn: str) -> None:
+    """What a DBA does with the Indexes page's advice: create the invoice listing's index."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(APPLIED_INDEX)
+        say("a DBA created invoices_issued_at_idx, as the Indexes page suggested: see the Weekly review")
+    except psycopg.Error as err:
+        say(f"the DBA's index could not be created: {str(err).strip().splitlines()[0]}")
 
 
 def _prepare_cluster(pg: ThrowawayPostgres) -> None:
@@ -251,6 +269,8 @@ def _write_config(
                     "dsn": pg.dsn(user=MONITOR_ROLE, dbname=DATABASES[0]),
                     "interval": INTERVAL,
                     "advise_interval": "2m",  # the Indexes page follows the workload within minutes
+                    # The catalog's indexes every minute: a new index is in the Weekly review soon after.
+                    "health": {"indexes": "1m"},
                     # Investigate may run statements (rolled back): the role cannot write anyway.
                     "explain_analyze": True,
                 }

@@ -196,3 +196,13 @@ class Review(NamedTuple):
     unused: tuple[UnusedIndex, ...]
     growth: tuple[TableGrowth, ...]
     notes: tuple[str, ...] = ()  # what could not be measured, and why
+
+    @property
+    def empty(self) -> bool:
+        """Nothing measured in the period: no statement ran, no figure was read, nothing fired."""
+        period = self.period.label
+        return not (
+            self.regressions or self.improvements or self.new or self.gone or self.indexes or self.alerts
+            or any(s.value is not None for s in self.series)
+            or any(o.week == period and o.value is not None for o in self.objectives)
+        )  # fmt: skip
