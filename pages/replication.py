@@ -1,10 +1,15 @@
 """Replication: per PostgreSQL target, its role; on a primary its replicas' lag over time against
 PgHero's 5 s and its slots (inactive ones, retained WAL, lost WAL, with what to do); on a replica
-its own replay delay. Reads the store only: the collector's replication part fills it."""
+its own replay delay. Reads the store only: the collector's replication part fills it.
+
+At first the page draws the figures, the findings, one line per replica and per slot, and the
+charts; the replicas' and the slots' tables are drawn once their expander is opened (issue 11: each
+grid costs the browser its layout)."""
 
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboard.analysis import replication
 from dashboard.analysis.reader import Reader
@@ -54,6 +59,13 @@ SLOT_COLUMNS = {
     ),
     "temporary": st.column_config.CheckboxColumn("temporary", width="small"),
 }
+
+
+def on_demand(target: Target, section: str, label: str) -> DeltaGenerator | None:
+    """An expander whose body is drawn once it is opened (the project's idiom: its `open` state,
+    a rerun when it changes); None while it is closed. Its key names the section and the target."""
+    box = st.expander(label, key=f"replication:{section}:{target.name}", on_change="rerun")
+    return box if box.open else None
 
 
 @cached.view
@@ -108,15 +120,32 @@ def figures(now: ReplicationNow) -> None:
     )
 
 
-def tables(now: ReplicationNow) -> None:
+def lines(texts: list[str]) -> None:
+    """Plain-text lines as a Markdown list, each escaped (names are the servers')."""
+    st.markdown("\n".join(f"- {ui.md_escape(t)}" for t in texts))
+
+
+def tables(target: Target, now: ReplicationNow) -> None:
+    """One line per replica and per slot; their tables once opened."""
     if now.replicas:
+        n = len(now.replicas)
         st.markdown("**Replicas**")
-        ui.table(replication.replicas_table(now), REPLICA_COLUMNS, max_height=400)
+        lines([replication.replica_line(r) for r in now.replicas])
+        box = on_demand(target, "replicas", f"The {n} replica{'s' * (n != 1)}: lags and WAL behind")
+        if box is not None:
+            with box:
+                ui.table(replication.replicas_table(now), REPLICA_COLUMNS, max_height=400)
     elif now.role == "primary":
         st.caption("No replica streams from this server now.")
     if now.slots:
+        n, inactive = len(now.slots), len(now.inactive_slots)
         st.markdown("**Replication slots**")
-        ui.table(replication.slots_table(now), SLOT_COLUMNS, max_height=400)
+        lines([replication.slot_line(s) for s in now.slots])
+        label = f"The {n} slot{'s' * (n != 1)}: WAL retained, safe WAL and xmin age ({inactive} inactive)"
+        box = on_demand(target, "slots", label)
+        if box is not None:
+            with box:
+                ui.table(replication.slots_table(now), SLOT_COLUMNS, max_height=400)
     else:
         st.caption("No replication slot.")
 
@@ -131,7 +160,7 @@ def draw(reader: Reader, target: Target, window) -> None:
         findings(replication.standby_findings(now, target.name))
         findings(replication.replica_findings(now) + gone)
         findings(replication.slot_findings(now))
-        tables(now)
+        tables(target, now)
     if shown:
         plots.show(shown, window)
         st.caption(

@@ -2,12 +2,20 @@
 RAM, autovacuum, checkpoints and the planner, each with the value it should have and why; then the
 server: checkpoints requested against timed, WAL written, wraparound headroom per database and the
 sequences nearest their maximum. Reads the store only: the collector's settings and server_stats
-parts fill it."""
+parts fill it.
+
+At first the page draws the memory advice, the server's figures and charts, and a line for each
+finding (a setting to raise or lower, a sequence near its maximum, low wraparound headroom); the
+other tables (autovacuum, checkpoints and the planner, sequences, the oldest tables, every setting)
+are drawn once their expander is opened, its label counting what there is to review (issue 11: each
+grid costs the browser its layout; with four of them the page took twice the one-line page's time).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboard.analysis import settings as sizing
 from dashboard.analysis.reader import Reader
@@ -60,6 +68,13 @@ TABLE_COLUMNS = {
 }
 
 
+def on_demand(target: Target, section: str, label: str) -> DeltaGenerator | None:
+    """An expander whose body is drawn once it is opened (the project's idiom: its `open` state,
+    a rerun when it changes); None while it is closed. Its key names the section and the target."""
+    box = st.expander(label, key=f"settings:{section}:{target.name}", on_change="rerun")
+    return box if box.open else None
+
+
 @cached.view
 def target_view(reader: Reader, target: Target, window) -> tuple:
     """The target's snapshots, RAM, advice and server charts, made once for every session."""
@@ -92,6 +107,25 @@ def advice_table(advice: list[sizing.Advice]) -> None:
         st.markdown("\n".join(lines))
 
 
+def deferred_advice(target: Target, section: str, title: str, advice: list[sizing.Advice]) -> None:
+    """A group of settings drawn once opened: the values the rules say are wrong are warned of at
+    first, in one line; the expander's label counts every setting to review (consider included)."""
+    wrong = sizing.warned(advice)
+    if wrong:
+        changes = "; ".join(
+            f"{STATUS[a.status]} **{ui.md_escape(a.setting)}** from {ui.md_escape(a.now)} to "
+            f"**{ui.md_escape(a.advised)}**"
+            for a in wrong
+        )
+        st.warning(f"{title}: {changes} (why: in the section below).", icon=":material/tune:")
+    n = len(sizing.to_review(advice))
+    label = f"{title} ({n} to review)" if n else f"{title} ({len(advice)} read, none to change)"
+    box = on_demand(target, section, label)
+    if box is not None:
+        with box:
+            advice_table(advice)
+
+
 def ram_line(ram: sizing.Ram) -> None:
     if ram.bytes is None:
         st.info(
@@ -112,12 +146,11 @@ def settings_section(
         st.warning(f"Changed, waiting for a restart: {names}", icon=":material/restart_alt:")
     st.markdown("**Memory**")
     advice_table(sizing.memory_advice(settings, ram.bytes, temp))
-    st.markdown("**Autovacuum**")
-    advice_table(sizing.autovacuum_advice(settings))
-    st.markdown("**Checkpoints and the planner**")
-    advice_table(sizing.checkpoint_advice(settings, view.timed, view.requested))
-    box = st.expander("Every setting read", key=f"settings:{target.id}", on_change="rerun")
-    if box.open:
+    deferred_advice(target, "autovacuum", "Autovacuum settings", sizing.autovacuum_advice(settings))
+    checkpoints = sizing.checkpoint_advice(settings, view.timed, view.requested)
+    deferred_advice(target, "checkpoints", "Checkpoint and planner settings", checkpoints)
+    box = on_demand(target, "every", f"Every setting read ({len(settings.settings)})")
+    if box is not None:
         with box:
             rows = pd.DataFrame([s.model_dump() for s in settings.settings])
             ui.table(rows[list(SETTING_COLUMNS)], SETTING_COLUMNS, max_height=600)
@@ -145,7 +178,7 @@ def server_figures(view: sizing.ServerView, server: ServerNow | None) -> None:
     )
 
 
-def sequences(server: ServerNow) -> None:
+def sequences(target: Target, server: ServerNow) -> None:
     st.markdown(
         f"**Sequences past {SEQUENCE_LISTED:.0%} of their range** in database {ui.md_escape(server.datname)}"
     )
@@ -163,6 +196,13 @@ def sequences(server: ServerNow) -> None:
             "change the column and the sequence to bigint (ALTER SEQUENCE ... AS bigint).",
             icon=":material/warning:",
         )
+    n = len(server.sequences)
+    label = f"The {n} sequence{'s' * (n != 1)}: last value, limit and share used"
+    box = on_demand(
+        target, "sequences", label + (f" ({len(flagged)} past {SEQUENCE_FLAGGED:.0%})" if flagged else "")
+    )
+    if box is None:
+        return
     rows = pd.DataFrame(
         {
             "sequence": [f"{s.schemaname}.{s.sequencename}" for s in server.sequences],
@@ -174,19 +214,20 @@ def sequences(server: ServerNow) -> None:
             "flag": ["over 90 %" if s.flagged else "" for s in server.sequences],
         }
     )
-    ui.table(rows, SEQUENCE_COLUMNS, max_height=400)
+    with box:
+        ui.table(rows, SEQUENCE_COLUMNS, max_height=400)
 
 
 def oldest_tables(target: Target, server: ServerNow) -> None:
     if not server.tables:
         return
     n = len(server.tables)
-    box = st.expander(
+    box = on_demand(
+        target,
+        "oldest",
         f"Tables with the oldest relfrozenxid in database {ui.md_escape(server.datname)} ({n})",
-        key=f"oldest:{target.id}",
-        on_change="rerun",
     )
-    if not box.open:  # drawn on demand: a grid costs the browser time to lay out (issue 11)
+    if box is None:
         return
     rows = pd.DataFrame(
         {
@@ -222,7 +263,7 @@ def server_section(
         return
     for line in sizing.wraparound_warnings(server):
         st.error(ui.md_escape(line) + " \\- VACUUM (FREEZE) its oldest tables.", icon=":material/warning:")
-    sequences(server)
+    sequences(target, server)
     oldest_tables(target, server)
 
 

@@ -27,7 +27,7 @@ from dashboard.store.engine import make_engine
 from dashboard.store.reads import Window, series_frame, target_statuses
 from dashboard.ui import frame as ui
 from tests.support.apptest import charts, no_exception, open_page, texts
-from tests.support.browser import chart_frame_tags, chart_texts, charts_drawn, serve, settle, shoot
+from tests.support.browser import CELLS, chart_frame_tags, chart_texts, charts_drawn, serve, settle, shoot
 from tests.support.stores import collect_once, make_config
 
 REPLICA = "replica_1 **bold** [link](http://x.test) :red[red] <b>b</b>"  # its application_name
@@ -163,6 +163,9 @@ def test_the_replica_streams_on_the_primarys_snapshot(scenario) -> None:
     assert point(main, metrics.PG_REPLICATION_REPLICAS) == 1
     assert point(main, metrics.PG_REPLICATION_LAG_BYTES, LAG) <= SLACK
     assert point(main, metrics.PG_REPLICATION_REPLAY_DELAY_S) is None  # a primary replays nothing
+    # The page's line for it (its table is drawn once opened), as text: the page escapes it.
+    assert views.replica_line(replica).startswith(f"{REPLICA}: streaming, async, replay lag ")
+    assert views.replica_line(replica).endswith(" of WAL not replayed")
 
 
 def test_lag_appears_while_replay_is_paused(scenario) -> None:
@@ -195,6 +198,7 @@ def test_slots_active_inactive_and_retained_wal(scenario) -> None:
     assert slots[SLOT].active and not slots[STALE].active
     assert slots[STALE].slot_type == "physical" and slots[STALE].wal_status == "reserved"
     assert slots[STALE].retained_bytes > slots[SLOT].retained_bytes >= 0  # the stale one keeps more
+    assert views.slot_line(slots[SLOT]).startswith(f"{SLOT} (physical): active, WAL ")
     assert point(main, metrics.PG_REPLICATION_SLOTS_INACTIVE) == 1
     stale = metrics.encode({"slot": STALE})
     assert point(main, metrics.PG_REPLICATION_SLOT_RETAINED_BYTES, stale) == slots[STALE].retained_bytes
@@ -288,6 +292,17 @@ def test_the_page(monkeypatch, scenario) -> None:
     assert "<b>" not in warnings and "**bold**" not in warnings
     assert ui.md_escape("standby") in errors  # down: its banner
     assert [m.value for m in at.metric if m.label == "WAL receiver"] == ["streaming"]  # its last reading
+    # Each slot is a line at first; their table is drawn once its expander is opened (issue 11).
+    assert not at.dataframe
+    assert [e.label for e in at.expander] == ["The 2 slots: WAL retained, safe WAL and xmin age (2 inactive)"]
+    listed = texts(at.markdown)
+    assert ui.md_escape(f"{STALE} (physical): inactive, WAL lost") in listed
+    assert ui.md_escape(f"{SLOT} (physical): inactive, WAL") in listed
+    assert "No replica streams from this server now." in texts(at.caption)  # the replica stopped
+    at.session_state["replication:slots:main"] = True
+    at.run()
+    no_exception(at)
+    assert texts(at.warning) == warnings and texts(at.error) == errors  # the same lines, opened or not
     slots = next(d.value for d in at.dataframe if "slot" in d.value.columns)
     assert slots.set_index("slot")["active"].to_dict() == {SLOT: False, STALE: False}
     drawn = {c["title"]: c for c in charts(at)}
@@ -336,5 +351,16 @@ def test_the_page_in_chromium(page: Page, scenario, tmp_path_factory) -> None:
         assert markdown.locator("a[href*='x.test'], b, .stMarkdownColoredText").count() == 0
         bold = markdown.locator("strong", has_text="bold").all_inner_texts()
         assert [t.replace(ui.WORD_JOINER, "") for t in bold] == [REPLICA]  # the page's own bold, whole
+        # The slots' table is drawn once its expander is opened: a line each until then.
+        assert page.locator(CELLS).count() == 0
+        body = page.locator("body").inner_text().replace(ui.WORD_JOINER, "")
+        assert f"{STALE} (physical): inactive, WAL lost" in body
+        page.locator("[data-testid='stExpander']").filter(has_text="The 2 slots").locator("summary").click()
+        page.locator(CELLS).filter(has_text=STALE).first.wait_for(state="attached")
+        settle(page)
+        cells = page.locator(CELLS).all_text_contents()
+        assert {SLOT, STALE, "physical", "lost"} <= set(cells), cells
+        assert markdown.locator("a[href*='x.test'], b, .stMarkdownColoredText").count() == 0
+        assert page.locator("[data-testid='stException']").count() == 0
         shoot(page, "replication")
     assert settled < 20

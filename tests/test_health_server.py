@@ -7,6 +7,7 @@ the least-privilege one (pg_monitor + pg_read_all_data) and pg_monitor alone.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +40,14 @@ from tests.support.stores import collect_once, make_config
 GB, MB = 2**30, 2**20
 EVERYTHING = Window(0, 4_000_000_000)
 HOSTILE = "**bold** :red[x] <b>"  # a sequence name that must show as written
+SECTIONS = (
+    "autovacuum",
+    "checkpoints",
+    "every",
+    "sequences",
+    "oldest",
+)  # the Settings page's, drawn once opened
+ADVICE = ("setting", "now", "advised", "status", "reason", "source")  # an advice grid's columns
 
 
 def sequences_database(pg: ThrowawayPostgres) -> str:
@@ -284,6 +293,17 @@ def test_autovacuum_and_checkpoint_rules() -> None:
     assert busy["random_page_cost"].status == "ok"
     calm = by_setting(sizing.checkpoint_advice(settings, timed=12, requested=1))
     assert calm["max_wal_size"].status == "ok"
+    # What the page counts in a folded section's label, and what it warns of at first.
+    listed = sizing.autovacuum_advice(settings)
+    assert [a.setting for a in sizing.to_review(listed)] == [
+        "autovacuum",
+        "autovacuum_vacuum_scale_factor",
+        "autovacuum_vacuum_cost_delay",
+    ]
+    assert [a.setting for a in sizing.warned(listed)] == [a.setting for a in sizing.to_review(listed)]
+    hinted = sizing.checkpoint_advice(make_settings(random_page_cost=("4", None, "real")), 1, 0)
+    assert [(a.setting, a.status) for a in sizing.to_review(hinted)] == [("random_page_cost", "consider")]
+    assert sizing.warned(hinted) == []  # a hint is counted, not warned of
 
 
 def test_sizes_as_postgresql_writes_them() -> None:
@@ -378,7 +398,25 @@ def settings_store(pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFacto
 def test_settings_page_in_apptest(settings_store: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(monkeypatch, settings_store["config"], "settings")
     no_exception(at)
-    memory = at.dataframe[0].value.set_index("setting")
+    # At first the memory advice is the only grid; the other sections are drawn once opened (issue
+    # 11), their labels counting what to review, and a value to change is warned of in a line.
+    assert [tuple(d.value.columns) for d in at.dataframe] == [ADVICE]
+    labels = [e.label for e in at.expander]
+    assert len(labels) == len(SECTIONS), labels
+    assert re.fullmatch(r"Autovacuum settings \(\d+ to review\)", labels[0]), labels
+    assert re.fullmatch(
+        r"Checkpoint and planner settings \((\d+ to review|\d+ read, none to change)\)", labels[1]
+    )
+    assert re.fullmatch(r"Every setting read \(\d+\)", labels[2]), labels
+    assert labels[3] == "The 4 sequences: last value, limit and share used (2 past 90%)", labels
+    assert labels[4].startswith("Tables with the oldest relfrozenxid in database "), labels
+    warned = texts(at.warning)
+    assert (
+        "Autovacuum settings: ⬇ lower **autovacuum\\_vacuum\\_scale\\_factor** from 0\\.2 to **0\\.05**"
+        in warned
+    )
+    memory = next(d.value for d in at.dataframe if "shared_buffers" in set(d.value["setting"]))
+    memory = memory.set_index("setting")
     assert memory.loc["shared_buffers", "advised"] == "4GB"
     assert memory.loc["shared_buffers", "status"] == "⬆ raise"
     assert "25 % of RAM" in memory.loc["shared_buffers", "reason"]
@@ -391,7 +429,25 @@ def test_settings_page_in_apptest(settings_store: dict, monkeypatch: pytest.Monk
     )
     flagged = texts(at.error)
     assert "public\\.s" in flagged and "orders\\_id\\_seq" in flagged
-    sequences = at.dataframe[3].value
+    for section in SECTIONS:
+        at.session_state[f"settings:{section}:erp"] = True
+    at.run()
+    no_exception(at)
+    assert texts(at.error) == flagged and texts(at.warning) == warned  # the same lines, opened or not
+    advice = {
+        a.index[0]: a for a in (d.value.set_index("setting") for d in at.dataframe if "advised" in d.value)
+    }
+    assert list(advice) == ["shared_buffers", "autovacuum", "max_wal_size"]  # memory, autovacuum, checkpoints
+    autovacuum = advice["autovacuum"]
+    assert autovacuum.loc["autovacuum_vacuum_scale_factor", "advised"] == "0.05"
+    assert autovacuum.loc["autovacuum_vacuum_scale_factor", "status"] == "⬇ lower"
+    assert "random_page_cost" in advice["max_wal_size"].index
+    every = next(d.value for d in at.dataframe if "boot_val" in d.value)
+    assert len(every) >= 40 and "shared_buffers" in set(every["name"])
+    oldest = next(d.value for d in at.dataframe if "xid_age" in d.value)
+    assert 0 < len(oldest) <= 10
+    sequences = next(d.value for d in at.dataframe if "limit_value" in d.value)
+    assert sequences["sequence"].tolist()[:2] == ["public.s", "public.orders_id_seq"]  # fullest first
     assert ui.md_escape(f"public.{HOSTILE}") not in flagged  # 61 %: listed, not flagged
     assert f"public.{HOSTILE}" in set(sequences["sequence"])  # a table cell: shown as written
     assert "Sequences past 50% of their range" in texts(at.markdown)
@@ -412,7 +468,16 @@ def test_settings_page_in_chromium(
         assert drawn == 3
         page.locator(CELLS).first.wait_for(state="attached")
         cells = page.locator(CELLS).all_text_contents()
-        assert {"shared_buffers", "4GB", "autovacuum_vacuum_scale_factor"} <= set(cells), cells
+        assert {"shared_buffers", "4GB"} <= set(cells), cells  # the memory advice, at first
+        assert "autovacuum_vacuum_scale_factor" not in cells  # its section is drawn once opened
+        assert page.get_by_text("Autovacuum settings: ⬇ lower").count() == 1  # warned of meanwhile
+        page.locator("[data-testid='stExpander']").filter(has_text="Autovacuum settings (").locator(
+            "summary"
+        ).click()
+        page.locator(CELLS).filter(has_text="autovacuum_vacuum_scale_factor").first.wait_for(state="attached")
+        settle(page)
+        cells = page.locator(CELLS).all_text_contents()
+        assert {"shared_buffers", "4GB", "autovacuum_vacuum_scale_factor", "0.05"} <= set(cells), cells
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.get_by_text("Past 90% of their maximum").count() == 1
         shoot(page, "settings")

@@ -17,7 +17,7 @@ from dashboard.analysis.reader import Reader
 from dashboard.analysis.targets import Target
 from dashboard.core import metrics
 from dashboard.core.details import PostgresDetails
-from dashboard.core.health.replication import ReplicationNow, Slot
+from dashboard.core.health.replication import Replica, ReplicationNow, Slot
 from dashboard.store.reads import Window
 
 LAG_HEALTHY_S = 5.0  # PgHero: a replica is healthy below 5 s of lag
@@ -179,6 +179,31 @@ def standby_findings(now: ReplicationNow, target: str) -> list[Finding]:
         fix = "check its disk and CPU, and long queries that conflict with replay"
         found.append(Finding("warning", target, problem, fix))
     return found
+
+
+# -- one line each --------------------------------------------------------------------------------
+def replica_line(replica: Replica) -> str:
+    """A replica in one line, as text: its state, sync state, replay lag and WAL not replayed."""
+    parts = [replica.state or "state unknown", replica.sync_state or "sync unknown"]
+    lag = replica.lag_s
+    parts.append("replay lag –" if lag is None else f"replay lag {lag:,.2f} s")
+    if replica.replay_bytes is not None:
+        parts.append(f"{size(replica.replay_bytes)} of WAL not replayed")
+    return f"{replica.name}: {', '.join(parts)}"
+
+
+def slot_line(slot: Slot) -> str:
+    """A slot in one line, as text: its type (and database), active or not, WAL status, retained WAL
+    and the age of the rows it keeps from vacuum."""
+    kind = f"{slot.slot_type}, {slot.database}" if slot.database else slot.slot_type
+    parts = ["active" if slot.active else "inactive", f"WAL {slot.wal_status or 'status unknown'}"]
+    if slot.retained_bytes is not None:
+        parts.append(f"{size(slot.retained_bytes)} retained")
+    if slot.xmin_age:
+        parts.append(f"xmin age {slot.xmin_age:,}")
+    if slot.temporary:
+        parts.append("temporary")
+    return f"{slot.name} ({kind}): {', '.join(parts)}"
 
 
 # -- tables ---------------------------------------------------------------------------------------

@@ -515,6 +515,20 @@ def wraparound_warnings(server: ServerNow) -> list[str]:
     ]
 
 
+WARNED: tuple[Status, ...] = ("raise", "lower")  # a value the rules say is wrong; "consider" is a hint
+
+
+def to_review(advice: Sequence[Advice]) -> list[Advice]:
+    """The settings the rules would change (raise, lower or consider), in the order given."""
+    return [a for a in advice if a.advised is not None]
+
+
+def warned(advice: Sequence[Advice]) -> list[Advice]:
+    """The settings whose value the rules say is wrong (raise or lower): the page warns of them
+    even while their table is folded away."""
+    return [a for a in advice if a.advised is not None and a.status in WARNED]
+
+
 def advice_frame(advice: Sequence[Advice]) -> pd.DataFrame:
     """The advice as a table, in the order given."""
     return pd.DataFrame(advice, columns=list(Advice._fields))
