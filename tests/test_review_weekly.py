@@ -296,3 +296,18 @@ def test_growth_of_the_largest_tables(reader: Reader) -> None:
     ]
     redis_only = [t for t in reader.targets() if t.kind == "redis"]
     assert weekly.growth(reader, redis_only, PERIOD, BASELINE) == ()
+
+
+def test_statements_without_a_plan_are_left_out_of_the_p95() -> None:
+    """BEGIN and COMMIT outnumber the queries of a busy server, in microseconds each."""
+    frame = pd.DataFrame(
+        {
+            "query": ["BEGIN", "COMMIT", "SELECT * FROM orders WHERE id = $1", None],
+            "calls": [20_000, 20_000, 1_000, 100],
+            "exec_ms": [20.0, 40.0, 40_000.0, 500.0],
+        }
+    )
+    assert weekly.p95_of_means(frame) == 0.002  # the utility statements' microseconds
+    kept = weekly.planned(frame)
+    assert kept["query"].tolist() == ["SELECT * FROM orders WHERE id = $1", None]  # no text: kept
+    assert weekly.p95_of_means(kept) == 40.0

@@ -399,7 +399,8 @@ def statement_window_totals(
 ) -> pd.DataFrame:
     """Every statement of the targets that ran in the window (not ranked, not capped: the weekly
     review compares them all), one row each: statement_id, target_id, datname, first_seen,
-    stddev_ms (as the server last reported it), the sums of calls, exec_ms, rows and shared_read,
+    stddev_ms (as the server last reported it), query (its text, None if not collected), the sums
+    of calls, exec_ms, rows and shared_read,
     and the moments of its per-bucket means m = exec_ms / calls over the buckets with calls:
     `buckets` (how many), `calls_sq` (the sum of calls squared) and `exec_sq_per_call` (the sum of
     calls * m^2 = exec_ms^2 / calls), from which a caller gets the calls-weighted spread of the
@@ -425,9 +426,9 @@ def statement_window_totals(
         .having(func.sum(c.calls) > 0)
     )
     s = statements.c
-    meta_query = select(s.id.label("statement_id"), s.target_id, s.datname, s.first_seen, s.stddev_ms).where(
-        s.target_id.in_([int(i) for i in target_ids])
-    )
+    meta_query = select(
+        s.id.label("statement_id"), s.target_id, s.datname, s.first_seen, s.stddev_ms, s.query
+    ).where(s.target_id.in_([int(i) for i in target_ids]))
     with engine.connect() as conn:
         sums = pd.read_sql(query, conn)
         meta_rows = pd.read_sql(meta_query, conn)

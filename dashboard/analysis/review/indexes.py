@@ -70,14 +70,23 @@ def outcomes(
     if created.empty:
         return ()
     suggested = reader.store.index_suggestions(list(postgres))
-    span = Window(baseline.start, period.end)
-    level = reader.level(span, LEVEL_BUCKETS)
+    span, level = _span(reader, Window(baseline.start, period.end), int(created["previous_read"].min()))
     found: list[IndexOutcome] = []
     for (tid, datname), rows in created.groupby(["target_id", "datname"], sort=False):
         db = _Database.read(reader, int(tid), str(datname), span, level, int(rows["first_seen"].min()))
         ours = suggested[(suggested["target_id"] == tid) & (suggested["datname"] == datname)]
         found += [_outcome(db, postgres[int(tid)], row, ours, span) for row in rows.itertuples()]
     return tuple(sorted(found, key=lambda o: (o.created, o.target, o.index)))
+
+
+def _span(reader: Reader, span: Window, first_read: int) -> tuple[Window, str]:
+    """The span and level to judge on: the raw cycles, split exactly at the catalog reads, while the
+    store still keeps them for the reads before the first creation (the days since, as "before");
+    else the buckets of the level the whole span is kept at."""
+    horizon = int(reader.now() - reader.config.retention.raw)
+    if first_read > horizon:
+        return Window(max(span.start, horizon), span.end), "raw"
+    return span, reader.level(span, LEVEL_BUCKETS)
 
 
 @dataclass(frozen=True)
