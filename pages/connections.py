@@ -255,7 +255,12 @@ def wait_events(target: Target, window: Window) -> None:
         "number of cores, sessions queue for CPU; Lock means they wait for each other."
     )
     plots.show(shown, window)
-    ui.table(top, WAIT_COLUMNS, max_height=420)
+    first = top.iloc[0]
+    label = f"The top wait events: {first['type']}: {first['event']} first, {first['share']:.0%} of the time"
+    box = st.expander(ui.md_escape(label), key=f"connections:waits:{target.name}", on_change="rerun")
+    if box.open:  # drawn once opened: a grid costs the page its layout (issue 11)
+        with box:
+            ui.table(top, WAIT_COLUMNS, max_height=420)
 
 
 def blocking_history(reader: Reader, target: Target, window: Window) -> None:
@@ -268,9 +273,13 @@ def blocking_history(reader: Reader, target: Target, window: Window) -> None:
     count, longest, app = waits.chain_summary(found)
     st.caption(
         f"{count} blocking chain{'s' if count != 1 else ''} lasted {after:g} s or more, the longest "
-        f"{duration(longest)}; the most often at the root: application {_name(app)}. The latest first."
+        f"{duration(longest)}; the most often at the root: application {_name(app)}."
     )
-    ui.table(waits.chain_table(found), CHAIN_COLUMNS, max_height=420)
+    label = f"Every chain, the latest first ({count})"
+    box = st.expander(label, key=f"connections:chains:{target.name}", on_change="rerun")
+    if box.open:  # drawn once opened, as the top wait events
+        with box:
+            ui.table(waits.chain_table(found), CHAIN_COLUMNS, max_height=420)
 
 
 def applications(now: SessionsNow | None, shown: list, window: Window) -> None:

@@ -262,6 +262,15 @@ def test_connections_page_shows_waits_and_history(monkeypatch, history) -> None:
     drawn = {c["title"]: c for c in charts(at)}
     kinds = {s["label"] for s in drawn["Active sessions by wait type"]["series"]}
     assert {"Lock", "Timeout"} <= kinds
+    # The two grids are drawn once their expanders are opened (the page's speed).
+    assert not any("root_query" in d.value.columns or "meaning" in d.value.columns for d in at.dataframe)
+    labels = [e.label for e in at.expander]
+    assert "Every chain, the latest first (1)" in labels
+    assert any(label.startswith("The top wait events\\: ") for label in labels), labels
+    for section in ("chains", "waits"):
+        at.session_state[f"connections:{section}:{KEEPS}"] = True
+    at.run()
+    no_exception(at)
     tables = [d.value for d in at.dataframe]
     chains = next(t for t in tables if "root_query" in t.columns)
     assert chains.iloc[0]["root"] == str(history["pids"]["holder"])
