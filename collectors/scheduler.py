@@ -276,10 +276,13 @@ class Scheduler:
         """Wait events and lock waits between the cycles, while this process collects the target."""
         try:
             while not self.stop_event.wait(collector.sample_every):
-                if self.locks.holds(collector.kind, collector.name):
+                if not self.locks.holds(collector.kind, collector.name):
+                    collector.close_sampler()  # another process collects it: its samples, not ours
+                    continue
+                try:
                     collector.sample_waits()
-        except Exception:
-            log.exception("%s/%s: wait sampler crashed", collector.kind, collector.name)
+                except Exception:  # a bug: logged, and the next sample is tried
+                    log.exception("%s/%s: wait sample crashed", collector.kind, collector.name)
         finally:
             collector.close_sampler()
 

@@ -19,10 +19,14 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from collectors.postgres.waits import Sample, wait_points
+from collectors.postgres.chains import ChainTracker
+from collectors.postgres.collector import PostgresCollector, _long_running
+from collectors.postgres.waits import Sample, WaitSampler, wait_points
 from collectors.scheduler import Scheduler
 from dashboard.analysis import waits
 from dashboard.core import metrics
+from dashboard.core.config import PostgresTarget
+from dashboard.core.health.chains import BlockingChain, ChainSession
 from dashboard.core.records import Cycle, Status
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
@@ -292,3 +296,117 @@ def test_a_sampled_cycle_without_waits_counts_as_zero(store: Store) -> None:
     top = waits.top_events(frame)
     assert top[["type", "event", "sessions", "share"]].values.tolist() == [["Lock", "tuple", 1.0, 1.0]]
     assert waits.by_type(frame).values.tolist() == [[1000, "Lock", 2.0], [1015, "Lock", 0.0]]
+
+
+# -- what the review found ---------------------------------------------------------------------------
+def test_a_text_that_is_not_utf8_is_a_hint_never_a_down_target(pg: ThrowawayPostgres, store: Store) -> None:
+    """A SQL_ASCII database lets a client send any bytes; the session waiting with them on a lock
+    is in the sample's JSON, which psycopg cannot decode."""
+    db = f"latin_{int(time.time() * 1000) % 10**8}"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {db} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    with psycopg.connect(pg.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t VALUES (1, '')")
+    holder = psycopg.connect(pg.dsn(dbname=db))
+    holder.execute("UPDATE t SET v = 'a' WHERE id = 1")
+    waiter = psycopg.connect(pg.dsn(dbname=db), autocommit=True)
+    thread = threading.Thread(target=Scene._run, args=(waiter, b"UPDATE t SET v = 'caf\xe9' WHERE id = 1"))
+    thread.start()
+    try:
+        time.sleep(1.0)
+        scheduler = Scheduler(
+            make_config(store.url, [{"name": "latin", "dsn": advisor_dsn(pg, "postgres")}]), store
+        )
+        collector = scheduler.collectors[0]
+        assert collector.sample_waits() is False  # refused, not raised: the sampling goes on
+        (cycle,) = scheduler.run_once()
+    finally:
+        holder.rollback()
+        thread.join(timeout=10)
+        holder.close()
+        waiter.close()
+    assert cycle.status.state == "ok", cycle.status
+    assert any(h.startswith("wait events could not be sampled: ") for h in cycle.status.hints)
+    assert collector.sample_waits() is False  # in its pause after the failure, no reconnection
+    collector.close_sampler()
+
+
+def test_the_samplers_warning_never_holds_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "hunter2-in-dsn"
+    dsn = f"postgresql://u:{secret}@127.0.0.1:1/db?sslmode=bogus-{secret}"
+    collector = PostgresCollector(PostgresTarget(name="leaky", dsn=dsn), None)  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="observatory.collect"):
+        assert collector.sample_waits() is False
+    assert "wait sampler" in caplog.text and secret not in caplog.text
+
+
+def test_a_server_that_cannot_be_read_is_tried_again_after_a_growing_pause() -> None:
+    attempts, now = [], [0.0]
+
+    def connect() -> psycopg.Connection:
+        attempts.append(now[0])
+        return psycopg.connect("postgresql://u@127.0.0.1:1/db", connect_timeout=1)
+
+    sampler = WaitSampler(connect, lambda conn: {}, str, clock=lambda: now[0])
+    for _ in range(60):  # a minute of ticks every second
+        sampler.sample()
+        now[0] += 1.0
+    assert attempts == [0.0, 5.0, 15.0, 35.0]  # 5, 10, 20 s apart, not 60 times
+
+
+def _lock_rows(now: float, *waits: tuple[int, int, float, float | None]) -> Sample:
+    """A sample whose locks are (pid, blocked by, statement start, lock wait start); the blockers
+    are added as idle sessions."""
+    rows = {
+        pid: {"pid": pid, "blocked_by": [by], "query_start": q, "wait_start": w, "backend_start": 1.0}
+        for pid, by, q, w in waits
+    }
+    for _, by, _, _ in waits:
+        rows.setdefault(by, {"pid": by, "blocked_by": [], "query_start": 1.0, "backend_start": 1.0})
+    return Sample(now, [], [{"state": "active", "query": "", **r} for r in rows.values()])
+
+
+def test_a_chain_that_changes_hands_does_not_inherit_the_wait_before() -> None:
+    """A blocks B and C; A commits, B gets the row and now blocks C: B's chain began when it took
+    over, not when C began waiting behind A."""
+    tracker = ChainTracker(after_s=5)
+    for t in range(100, 110, 2):
+        assert tracker.observe(_lock_rows(t, (2, 1, 95.0, None), (3, 2, 96.0, None))) == []
+    ended = tracker.observe(_lock_rows(110, (3, 2, 96.0, None)))  # A (1) gone: B (2) is the root
+    assert [(c.root.pid, c.started, c.last_seen) for c in ended] == [(1, 95, 108)]
+    tracker.observe(_lock_rows(112, (3, 2, 96.0, None)))
+    (b,) = tracker.observe(_lock_rows(116, (3, 2, 96.0, None))) or tracker.ongoing()
+    assert (b.root.pid, b.started) == (2, 108)  # C was waiting at 108, behind A
+
+
+def test_the_lock_wait_start_is_used_where_the_server_has_it() -> None:
+    """A long statement that waits a moment on a lock is not a long chain (pg_locks.waitstart, 14+)."""
+    tracker = ChainTracker(after_s=5)
+    tracker.observe(_lock_rows(100, (2, 1, 92.0, 99.5)))  # its statement began 8 s before its wait
+    ended = tracker.observe(_lock_rows(101, (9, 8, 100.0, None)))
+    assert ended == []  # 1 s of waiting: not kept
+
+
+def test_a_restarted_collector_does_not_store_a_chain_twice(store: Store) -> None:
+    def chain(started: int, last_seen: int, waited: int) -> BlockingChain:
+        return BlockingChain(
+            root=ChainSession(pid=10), started=started, last_seen=last_seen, waited=waited, most_at_once=1
+        )
+
+    store.write_cycle(Cycle("postgres", "db", 120, Status(), chains=[chain(100, 120, 2)]))
+    # The daemon restarted; the earliest waiter left: the new tracker sees the chain start later.
+    store.write_cycle(Cycle("postgres", "db", 140, Status(), chains=[chain(110, 140, 1)]))
+    store.write_cycle(Cycle("postgres", "db", 160, Status(), chains=[chain(110, 160, 1)]))
+    # Much later, the same session blocks again: another chain.
+    store.write_cycle(Cycle("postgres", "db", 900, Status(), chains=[chain(890, 900, 1)]))
+    found = blocking_chains(store.engine, store.target_id("postgres", "db"), EVERYTHING)
+    assert [(c.started, c.last_seen, c.waited) for c in found] == [(890, 900, 1), (100, 160, 2)]
+
+
+def test_long_running_after_is_sent_as_plain_decimals() -> None:
+    assert _long_running(12 * 86400) == " -c observatory.long_running_s=1036800.000"
+    assert _long_running(0.00001) == " -c observatory.long_running_s=0.000"
+    assert _long_running(None) == ""

@@ -4,10 +4,15 @@ keeping every short wait would bury the ones that matter.
 
 A chain is a root blocker (a session that blocks others and waits for no one) seen by consecutive
 samples; it ends at the first sample where nobody waits behind it. It started when the earliest
-session waiting behind it, as first seen, started its statement: the wait began at or after that,
-so a chain is never counted shorter than it was, and at most that statement's run before its wait
-longer. A chain that lasts T is kept for sure when T >= threshold + the sampling interval (one
+wait behind it, as first seen, began: pg_locks.waitstart on 14+; before 14 the waiting statement's
+start, which may count that statement's run before its wait too. A session already waiting at the
+last sample, behind another root, began waiting on this one at the earliest at the last sample
+(the root changed hands when the first root ended): so a chain never inherits the wait of the one
+before it. A chain that lasts T is kept for sure when T >= threshold + the sampling interval (one
 sample must see it old enough); shorter ones are kept when a sample happens to.
+
+Prepared transactions have no session: pg_blocking_pids() names each of them 0, so every chain
+behind them is one chain, rooted at "a prepared transaction" (pg_prepared_xacts says which).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dashboard.core.health.chains import LISTED, STATEMENT_CHARS, BlockingChain,
 from dashboard.core.statement_redaction import redact_statement
 
 RootKey = tuple[int, float | None]  # pid, backend start: a pid reused by a new session is another root
+WaiterKey = tuple[int, float | None]  # pid, statement start
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ChainTracker:
     def __init__(self, after_s: float) -> None:
         self.after_s = after_s
         self._open: dict[RootKey, _Open] = {}
+        self._waited: dict[WaiterKey, float] = {}  # who waited at the last sample, and its time
 
     def observe(self, sample: Sample) -> list[BlockingChain]:
         """Move on to `sample`; returns the chains it ended that lasted long enough."""
@@ -64,16 +71,25 @@ class ChainTracker:
             seen.add(key)
             chain = self._open.get(key)
             if chain is None:
-                starts = [w["query_start"] for w in waiting if w["query_start"] is not None]
+                starts = [t for t in map(self._wait_start, waiting) if t is not None]
                 chain = self._open[key] = _Open(
                     _session(root, found, "xact_start"), int(min(starts, default=ts)), ts
                 )
             chain.last_seen = ts
             chain.most_at_once = max(chain.most_at_once, len(waiting))
             for w in waiting:
-                chain.waiting.setdefault((w["pid"], w["query_start"]), _session(w["pid"], w, "query_start"))
+                since = "wait_start" if w.get("wait_start") else "query_start"
+                chain.waiting.setdefault((w["pid"], w["query_start"]), _session(w["pid"], w, since))
         ended = [self._open.pop(key) for key in list(self._open) if key not in seen]
+        self._waited = {_waiter(r): sample.ts for r in rows.values() if r["blocked_by"]}
         return [c.chain() for c in ended if self._lasted(c)]
+
+    def _wait_start(self, row: dict[str, Any]) -> float | None:
+        """When a session began waiting on a new chain's root: its lock wait's start (14+), else its
+        statement's; never before the last sample if it was waiting then (behind another root)."""
+        start = row.get("wait_start") or row["query_start"]
+        before = self._waited.get(_waiter(row))
+        return before if before is not None and (start is None or start < before) else start
 
     def ongoing(self) -> list[BlockingChain]:
         """The open chains that already lasted long enough (written each cycle while they last)."""
@@ -81,6 +97,10 @@ class ChainTracker:
 
     def _lasted(self, chain: _Open) -> bool:
         return chain.last_seen - chain.started >= self.after_s
+
+
+def _waiter(row: dict[str, Any]) -> WaiterKey:
+    return row["pid"], row["query_start"]
 
 
 def _session(pid: int, row: dict[str, Any], since: str) -> ChainSession:

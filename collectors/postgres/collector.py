@@ -100,7 +100,7 @@ class PostgresCollector(TargetCollector):
         self._state: _State | None = None
         self._server: dict[str, Any] | None = None  # server.sql's row, as last read on this connection
         self._secrets = [s for s in (password_of(target.dsn), *env_values(target.password_env)) if s]
-        self._sampler = WaitSampler(self._open, lambda conn: _Reads(conn, 0, None).fetch("waits")[0])
+        self._sampler = WaitSampler(self._open, _sample_query, self._redact)
         self._chains = ChainTracker(target.blocking_history_after)
         self.sample_every: float = target.health.waits
 
@@ -120,8 +120,10 @@ class PostgresCollector(TargetCollector):
         return self._sampler.sample()
 
     def close_sampler(self) -> None:
-        """Close the sampler's connection (from the thread that samples)."""
+        """Close the sampler's connection and drop what it kept (from the thread that samples:
+        the daemon stops, or another process took the target over)."""
         self._sampler.close()
+        self._sampler.drain()
 
     def _connect(self) -> psycopg.Connection:
         if self._conn is not None and not self._conn.closed:
@@ -145,9 +147,7 @@ class PostgresCollector(TargetCollector):
                 "-c lock_timeout=1000 -c default_transaction_read_only=on"
                 # Functions and operators in its SQL are pg_catalog's (pg_stat_statements is named
                 # with its schema): a user's closer match on the search_path never runs here.
-                " -c search_path=pg_catalog,pg_temp"
-                # Read by sessions.13.sql; set here, it wins over the role's setting.
-                + (f" -c observatory.long_running_s={t.long_running_after:g}" if t.long_running_after else "")
+                " -c search_path=pg_catalog,pg_temp" + _long_running(t.long_running_after)
             ),
         )
         return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
@@ -275,7 +275,7 @@ class PostgresCollector(TargetCollector):
         last cycle (no daemon: `collect --once`; or it could not reach the server)."""
         try:
             return [sample_of(reads.fetch("waits")[0])]
-        except psycopg.Error as err:
+        except (psycopg.Error, ValueError) as err:  # ValueError: a text that is not UTF-8
             if reads.conn.broken:
                 raise
             cycle.status.hints.append(f"wait events could not be sampled: {self._redact(_first_line(err))}")
@@ -373,6 +373,17 @@ class PostgresCollector(TargetCollector):
                 state.counters[key] = value
                 points.append(Point(key[0], value, "counter", labels, delta))
         return points
+
+
+def _long_running(seconds: float | None) -> str:
+    """The long-running threshold as a setting of the connection, which wins over the role's
+    (sessions.13.sql reads it); plain decimals: the query reads digits and a point, not 1e+06."""
+    return f" -c observatory.long_running_s={seconds:.3f}" if seconds else ""
+
+
+def _sample_query(conn: psycopg.Connection) -> dict[str, Any]:
+    """The sampler's one row (waits.*.sql for the server's version)."""
+    return _Reads(conn, conn.info.server_version, None).fetch("waits")[0]
 
 
 def _first_line(err: BaseException) -> str:

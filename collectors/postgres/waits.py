@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ log = logging.getLogger("observatory.collect")
 TOP_WAITS = 30  # (database, type, event) sets kept as series per cycle
 OTHER = "(other)"
 MAX_KEPT = 720  # samples kept between cycles: an hour at 5 s, if cycles stop being taken
+MAX_BACKOFF = 300.0  # seconds between tries of a server that cannot be read, at most (as the daemon's)
 
 
 class Sample(NamedTuple):
@@ -43,32 +45,55 @@ def sample_of(row: dict[str, Any]) -> Sample:
 
 
 class WaitSampler:
-    """Takes samples on a connection of its own, keeps them until the cycle drains them."""
+    """Takes samples on a connection of its own, keeps them until the cycle drains them.
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], query: Callable[[psycopg.Connection], Any]):
-        self._connect, self._query = connect, query
+    A server it cannot read is tried again after a growing pause (5 s doubling up to MAX_BACKOFF),
+    as the daemon backs off a target that is down: no reconnection every few seconds to a server
+    that refuses the role (an authentication lockout), or is gone.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        query: Callable[[psycopg.Connection], Any],
+        redact: Callable[[str], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connect, self._query, self._redact, self._clock = connect, query, redact, clock
         self._conn: psycopg.Connection | None = None
         self._samples: list[Sample] = []
         self._lock = threading.Lock()
-        self._failing = False
+        self._failures = 0
+        self._resume_at = 0.0
 
     def sample(self) -> bool:
-        """One sample, kept for the next cycle; False when the server could not be read (logged
-        once per run of failures: the cycle reports the target's state)."""
+        """One sample, kept for the next cycle; False when none was taken: the server could not be
+        read (logged, without secrets, at the first failure of a run: the cycle reports the target's
+        state), or it is still in its pause after one."""
+        if self._clock() < self._resume_at:
+            return False
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
             taken = sample_of(self._query(self._conn))
-        except (psycopg.Error, OSError) as err:
-            self.close()
-            if not self._failing:
-                log.warning("wait sampler: %s", str(err).strip().splitlines()[0] if str(err).strip() else err)
-            self._failing = True
+        # ValueError: a text the server sent that is not UTF-8 (a SQL_ASCII database), a password
+        # variable that is not set. Neither may end the sampling.
+        except (psycopg.Error, OSError, ValueError) as err:
+            self._failed(err)
             return False
-        self._failing = False
+        self._failures, self._resume_at = 0, 0.0
         with self._lock:
             self._samples = [*self._samples[-(MAX_KEPT - 1) :], taken]
         return True
+
+    def _failed(self, err: BaseException) -> None:
+        self.close()
+        if not self._failures:
+            text = str(err).strip()
+            first = text.splitlines()[0] if text else type(err).__name__
+            log.warning("wait sampler: %s", self._redact(first))
+        self._failures += 1
+        self._resume_at = self._clock() + min(MAX_BACKOFF, 5.0 * 2 ** (self._failures - 1))
 
     def drain(self) -> list[Sample]:
         with self._lock:
@@ -76,6 +101,7 @@ class WaitSampler:
         return taken
 
     def close(self) -> None:
+        """Close its connection (from the thread that samples)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -19,6 +19,7 @@ from dashboard.core.advice import AdviceReport
 from dashboard.core.alerts import Alert
 from dashboard.core.config import Retention
 from dashboard.core.details import Details
+from dashboard.core.health.chains import BlockingChain
 from dashboard.core.health.indexes import IndexesNow
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
 from dashboard.store import alerting, plan_history, upserts
@@ -43,6 +44,7 @@ from dashboard.store.schema import (
 )
 
 SeriesKey = tuple[str, str]  # (name, labels)
+CHAIN_GAP_S = 60  # a root's chains this close in time are one chain seen twice (a restart between)
 
 
 class Store:
@@ -274,17 +276,35 @@ class Store:
 
     @staticmethod
     def _write_chains(conn: Connection, tid: int, cycle: Cycle) -> None:
-        """Each chain as it stands now: one that goes on replaces the row the last cycle wrote."""
+        """Each chain as it stands now: one that goes on replaces the row the last cycle wrote. A
+        row of the same root that overlaps it is the same chain, as a restarted collector saw it
+        (from its first sample, the earliest waiters may have left): the two become one row."""
         c = blocking_chains.c
         for chain in cycle.chains:
-            key = {"target_id": tid, "started": chain.started, "root_pid": chain.root.pid}
-            conn.execute(blocking_chains.delete().where(*(c[name] == value for name, value in key.items())))
+            same = (
+                c.target_id == tid,
+                c.root_pid == chain.root.pid,
+                c.last_seen >= chain.started - CHAIN_GAP_S,
+                c.started <= chain.last_seen,
+            )
+            rows = conn.execute(select(c.chain).where(*same)).scalars()
+            before = [BlockingChain.model_validate_json(text) for text in rows]
+            merged = chain.model_copy(
+                update={
+                    "started": min([chain.started, *(b.started for b in before)]),
+                    "waited": max([chain.waited, *(b.waited for b in before)]),
+                    "most_at_once": max([chain.most_at_once, *(b.most_at_once for b in before)]),
+                }
+            )
+            conn.execute(blocking_chains.delete().where(*same))
             conn.execute(
                 blocking_chains.insert().values(
-                    **key,
-                    last_seen=chain.last_seen,
-                    waited=chain.waited,
-                    chain=chain.model_dump_json(),
+                    target_id=tid,
+                    started=merged.started,
+                    root_pid=merged.root.pid,
+                    last_seen=merged.last_seen,
+                    waited=merged.waited,
+                    chain=merged.model_dump_json(),
                 )
             )
 

@@ -27,7 +27,9 @@ class ChainSession(_Frozen):
     application: str | None = None
     state: str | None = None  # the root's: "idle in transaction" is the classic culprit
     query: str = ""  # the current or last statement: for a root, not always the one that took the lock
-    since: float | None = None  # Unix s: a waiting session's statement start; the root's transaction start
+    # Unix s: when a waiting session began its lock wait (14+; before, its statement's start); when
+    # the root's transaction began
+    since: float | None = None
 
 
 class BlockingChain(_Frozen):
