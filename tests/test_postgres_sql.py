@@ -45,3 +45,40 @@ def test_sql_variants_run_and_agree(pg: ThrowawayPostgres, version: int) -> None
             again.send_statements(sigs)
         moved = again.rows("statements")
         assert 0 < len(moved) < 6  # ... leave out all but the queries run since (these reads)
+
+
+@pytest.mark.parametrize("version", [130000, 140000, 150000])
+def test_the_wait_sample_runs_on_each_version_and_names_the_lock_wait_start_from_14(
+    pg: ThrowawayPostgres, version: int
+) -> None:
+    """A session waits on a row lock while the sample is read with each version's SQL: before 14
+    it has no lock wait start (pg_locks.waitstart is 14+), from 14 it has one."""
+    import threading
+
+    dsn = pg.dsn(dbname=new_database(pg, "waitv"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    holder = psycopg.connect(dsn)
+    holder.execute("SELECT * FROM t WHERE id = 1 FOR UPDATE")
+    waiter = psycopg.connect(dsn, autocommit=True)
+    pids = holder.info.backend_pid, waiter.info.backend_pid
+    thread = threading.Thread(target=lambda: waiter.execute("SELECT * FROM t WHERE id = 1 FOR UPDATE"))
+    thread.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+            for _ in range(100):
+                row = pgc._Reads(conn, version, None).fetch("waits")[0]
+                waiting = [s for s in row["locks"] if s["blocked_by"]]
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+    finally:
+        holder.rollback()
+        thread.join(timeout=10)
+        holder.close()
+        waiter.close()
+    (found,) = waiting
+    assert found["pid"] == pids[1] and found["blocked_by"] == [pids[0]]
+    assert (found["wait_start"] is None) == (version < 140000)
+    assert found["wait_start"] is None or found["wait_start"] >= found["query_start"]
