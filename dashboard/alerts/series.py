@@ -7,6 +7,7 @@ A selector names a series as the store keeps it, or a derived one:
 | `redis.hit_rate` | `redis.keyspace.hits`, `.misses` | hits / (hits + misses), 0-1 |
 | `pg.cache_hit_ratio` | `pg.db.blks_hit`, `.blks_read` (per `datname`) | hit / (hit + read), 0-1 |
 | `pg.connections.used_ratio` | `pg.connections` (all states), `pg.connections.max` | 0-1 |
+| `pg.checkpoints.requested_ratio` | `pg.checkpoints.requested`, `.timed` | requested / all (if 2+), 0-1 |
 | `pg.statement.mean_ms` | pg_stat_statements deltas (per `queryid`, `datname`) | exec ms / calls |
 | `pg.statement.calls_per_s` | the same | calls / s |
 | `queue.failed_per_min` | `redis.queue.failed` (per `lib`, `queue`) | failed jobs / min |
@@ -44,6 +45,7 @@ from dashboard.store.schema import points_raw, series, target_status, targets
 
 LOOKBACK = 600.0  # "now": the last point no older than this (a few cycles of any target)
 _QUEUE_DONE = {"completed", "failed"}
+MIN_REQUESTED_CHECKPOINTS = 2  # pg.checkpoints.requested_ratio: fewer requested in its window is no ratio
 
 
 class Known(NamedTuple):
@@ -167,6 +169,18 @@ def _pg_cache_hit_ratio(span: Span) -> list[Sample]:
     return _ratio(_totals(span, "pg.db.blks_hit"), _totals(span, "pg.db.blks_read"))
 
 
+def _pg_checkpoints_requested_ratio(span: Span) -> list[Sample]:
+    """Checkpoints requested (max_wal_size reached, CHECKPOINT, a base backup) among all of them,
+    where at least MIN_REQUESTED_CHECKPOINTS were requested: one CHECKPOINT or base backup is no
+    pattern, and on a server whose checkpoint_timeout is an hour or more it would be all of them."""
+    requested = {
+        k: v
+        for k, v in _totals(span, metrics.PG_CHECKPOINTS_REQUESTED).items()
+        if v >= MIN_REQUESTED_CHECKPOINTS
+    }
+    return _ratio(requested, _totals(span, metrics.PG_CHECKPOINTS_TIMED))
+
+
 def _last_per_target(span: Span, name: str) -> dict[str, tuple[dict, float]]:
     """Per target: the sum over label sets of each series' last value (e.g. connections in all states)."""
     out: dict[str, tuple[dict, float]] = {}
@@ -256,8 +270,9 @@ def _target_stale_s(span: Span) -> list[Sample]:
 # The functions a derived series takes. Those read over a window take avg_over(window, ...) to set it;
 # those that are a state now (a target's, a ratio of the last readings) take none; queue.depth and
 # queue.oldest_age_s are points and take any.
-_OVER_A_WINDOW = {"redis.hit_rate", "pg.cache_hit_ratio", "pg.statement.mean_ms", "pg.statement.calls_per_s",
-                  "pg.statement.slowdown", "queue.failed_per_min"}  # fmt: skip
+_OVER_A_WINDOW = {"redis.hit_rate", "pg.cache_hit_ratio", "pg.checkpoints.requested_ratio",
+                  "pg.statement.mean_ms", "pg.statement.calls_per_s", "pg.statement.slowdown",
+                  "queue.failed_per_min"}  # fmt: skip
 _NOW_ONLY = {"pg.connections.used_ratio", "target.up", "target.stale_s", "target.lateness",
              "slo.burn_rate_fast", "slo.burn_rate_slow"}  # fmt: skip
 
@@ -278,6 +293,7 @@ DERIVED: dict[str, Callable[[Span], list[Sample] | list[Points]]] = {
     "redis.hit_rate": _redis_hit_rate,
     "pg.cache_hit_ratio": _pg_cache_hit_ratio,
     "pg.connections.used_ratio": _pg_connections_used_ratio,
+    "pg.checkpoints.requested_ratio": _pg_checkpoints_requested_ratio,
     "pg.statement.mean_ms": _pg_statement_mean_ms,
     "pg.statement.calls_per_s": _pg_statement_calls_per_s,
     "pg.statement.slowdown": lambda span: detectors.slowdowns(span.engine, span.until, span.window),
