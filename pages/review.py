@@ -44,9 +44,17 @@ TOTALS = ("link", "target", "datname", "query", "calls", "mean", "total_ms")
 TOTAL_COLUMNS = {k: CHANGE_COLUMNS[k] for k in TOTALS}
 
 
-@cached.view
-def review_of(reader: Reader, period: Period, baseline: Period) -> Review:
+def _review(reader: Reader, period: Period, baseline: Period) -> Review:
     return build(reader, period, baseline, settings_of(reader.config))
+
+
+_recent, _past = cached.view(_review), cached.settled_view(_review)
+
+
+def review_of(period: Period, baseline: Period) -> Review:
+    """The review, kept an hour once its week is over (a past week's figures do not move), else
+    as every page's figures are (30 s): it takes seconds on a large store."""
+    return (_past if period.end <= time.time() else _recent)(period, baseline)
 
 
 def pick_periods(now: float) -> tuple[Period, Period]:

@@ -15,7 +15,7 @@ import pytest
 
 from dashboard.core import metrics
 from dashboard.core.records import Cycle, Point, Status
-from dashboard.report.weekly_job import WeeklyReview, next_at
+from dashboard.report.weekly_job import LOCK, WeeklyReview, next_at
 from dashboard.store import Store
 from tests.support.stores import make_config
 
@@ -78,8 +78,11 @@ def test_sends_the_last_week_once_at_its_time(tmp_path: Path, hook: str) -> None
         assert job.send_due() and Hook.bodies == []
         clock[0] = MONDAY_0900
         assert job.send_due()
-        assert job.send_due()  # the same day again, or a restarted daemon: not twice
-        assert store.journal("review:2026-W47")
+        assert job.send_due()  # the same day again: not twice
+        restarted = WeeklyReview(config, store, clock=lambda: clock[0])  # a new daemon on the same store
+        job.locks.close()  # the first one stopped
+        assert restarted.send_due()
+        restarted.locks.close()
     finally:
         store.close()
     (body,) = Hook.bodies
@@ -87,18 +90,37 @@ def test_sends_the_last_week_once_at_its_time(tmp_path: Path, hook: str) -> None
     assert "2026-W47" in text and "2026-W46" in text  # the week and its baseline
 
 
-def test_a_failed_sending_is_not_recorded_and_is_tried_again(tmp_path: Path) -> None:
+def test_a_receiver_that_failed_is_tried_again_without_the_others_getting_it_twice(
+    tmp_path: Path, hook: str
+) -> None:
     url = _store_with_redis(tmp_path)
-    config = make_config(
-        url, review={"schedule": "mon 08:00", "receivers": [{"webhook": "http://127.0.0.1:1/x"}]}
-    )
+    receivers = [{"webhook": hook}, {"webhook": "http://127.0.0.1:1/x"}]
+    config = make_config(url, review={"schedule": "mon 08:00", "receivers": receivers})
     store = Store(url)
     try:
         job = WeeklyReview(config, store, clock=lambda: MONDAY_0900)
+        assert job.send_due() is False  # the second one failed: tried again later
         assert job.send_due() is False
-        assert store.journal("review:2026-W47") is None
+        assert len(Hook.bodies) == 1  # ... the first got it once
+        job.locks.close()
     finally:
         store.close()
+
+
+def test_two_daemons_on_one_store_send_once(tmp_path: Path, hook: str) -> None:
+    url = _store_with_redis(tmp_path)
+    config = make_config(url, review={"schedule": "mon 08:00", "receivers": [{"webhook": hook}]})
+    first, second = Store(url), Store(url)
+    try:
+        jobs = [WeeklyReview(config, s, clock=lambda: MONDAY_0900) for s in (first, second)]
+        assert jobs[0].locks.try_lock(*LOCK) is None  # the first daemon holds the store's review lock
+        assert jobs[1].send_due() and Hook.bodies == []  # the second leaves the sending to it
+        assert jobs[0].send_due() and len(Hook.bodies) == 1
+        for job in jobs:
+            job.locks.close()
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_bad_schedule_is_refused_with_its_path() -> None:

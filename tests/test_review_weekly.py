@@ -311,3 +311,17 @@ def test_statements_without_a_plan_are_left_out_of_the_p95() -> None:
     kept = weekly.planned(frame)
     assert kept["query"].tolist() == ["SELECT * FROM orders WHERE id = $1", None]  # no text: kept
     assert weekly.p95_of_means(kept) == 40.0
+
+
+def test_procedures_copy_and_do_count_in_the_p95() -> None:
+    """Only transaction and session control is left out: CALL and COPY are the database's work."""
+    frame = pd.DataFrame(
+        {
+            "query": ["BEGIN", "SET search_path = app", "CALL close_month($1)", "COPY t FROM STDIN"],
+            "calls": [10_000, 10_000, 5_000, 5_000],
+            "exec_ms": [10.0, 10.0, 2_000_000.0, 5_000.0],
+        }
+    )
+    kept = weekly.planned(frame)
+    assert kept["query"].tolist() == ["CALL close_month($1)", "COPY t FROM STDIN"]
+    assert weekly.p95_of_means(kept) == 400.0

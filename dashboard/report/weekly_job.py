@@ -9,19 +9,23 @@ after the time sends the week it missed, and one started on a later day does not
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from dashboard.analysis.reader import Reader
 from dashboard.analysis.review import Period, build, default_period, settings_of
 from dashboard.core.config import Config
 from dashboard.report import send
 from dashboard.store import Store
+from dashboard.store.locks import target_locks
 
 log = logging.getLogger("observatory.review")
 RETRY_S = 600.0  # after a failed sending: the receivers may be back soon
+LOCK = ("review", "sender")  # taken like a target's: one process per store sends the reviews
 
 
 def next_at(now: float, when: tuple[int, int, int]) -> float:
@@ -40,42 +44,69 @@ def last_slot(now: float, when: tuple[int, int, int]) -> float:
 
 
 class WeeklyReview:
-    """Callable by the daemon with its stop event; `send_due` does one round."""
+    """Callable by the daemon with its stop event; `send_due` does one round.
+
+    One process per store sends (the store's `review` lock, as alerts have theirs); each receiver
+    gets the week once (the journal keeps `review:<week>:<receiver>`), so a receiver that failed is
+    tried again later without the others getting it twice.
+    """
 
     __name__ = "review"
 
     def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.config, self.store, self.clock = config, store, clock
+        self.locks = target_locks(store.url)
 
     def __call__(self, stop: threading.Event) -> None:
         when = self.config.review.when
         if when is None or not self.config.review.receivers:
             return
-        while not stop.is_set():
-            wait = RETRY_S if not self.send_due() else next_at(self.clock(), when) - self.clock()
-            stop.wait(max(1.0, wait))
+        try:
+            while not stop.is_set():
+                try:
+                    done = self.send_due()
+                except Exception:  # the store away for a moment, a bug: next week must still go out
+                    log.exception("review: the weekly sending failed; trying again in %.0f s", RETRY_S)
+                    done = False
+                stop.wait(max(1.0, RETRY_S if not done else next_at(self.clock(), when) - self.clock()))
+        finally:
+            self.locks.close()
 
     def send_due(self) -> bool:
-        """Send the last complete week's review if its time has come and it was not sent; whether
-        nothing is left to do (False: the sending failed, try again later)."""
+        """Send the last complete week's review to each receiver that did not get it, if its time
+        has come and this process holds the store's review lock; whether nothing is left to do
+        (False: a receiver failed, try again later)."""
         when = self.config.review.when
         now = self.clock()
         if when is None or last_slot(now, when) < Period.week_of(now).start:
             return True  # this week's time has not come: last week's review waits for it
+        if self.locks.try_lock(*LOCK) is not None:
+            return True  # another process sends the reviews of this store
         week = default_period(now)
-        key = f"review:{week.label}"
-        if self.store.journal(key):
+        due = [(r, f"review:{week.label}:{name_of(r)}") for r in self.config.review.receivers]
+        due = [(r, key) for r, key in due if not self.store.journal(key)]
+        if not due:
             return True
         reader = Reader.open(self.config)
         try:
             review = build(reader, week, settings=settings_of(self.config))
         finally:
             reader.store.close()
-        failed = [d for d in send.send(review, self.config.review.receivers, self.config) if not d.delivered]
+        failed = []
+        for receiver, key in due:
+            (delivery,) = send.send(review, [receiver], self.config)
+            if delivery.delivered:
+                self.store.save_journal(key, str(int(now)))
+            else:
+                failed.append(f"{delivery.receiver}: {delivery.reason or 'not delivered'}")
         if failed:
-            why = "; ".join(f"{d.receiver}: {d.reason or 'not delivered'}" for d in failed)
-            log.warning("review %s: not sent to every receiver: %s", week.label, why)
+            log.warning("review %s: not sent to every receiver: %s", week.label, "; ".join(failed))
             return False
-        self.store.save_journal(key, str(int(now)))
-        log.info("review %s sent to %d receivers", week.label, len(self.config.review.receivers))
+        log.info("review %s sent to %d receivers", week.label, len(due))
         return True
+
+
+def name_of(receiver: Any) -> str:
+    """A receiver's key in the journal: its kind and a digest of its settings (never a secret)."""
+    text = receiver.model_dump_json()
+    return f"{type(receiver).__name__}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"

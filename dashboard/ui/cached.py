@@ -32,6 +32,7 @@ from dashboard.store.plan_history import StoredPlan
 from dashboard.store.reads import StatementFilter, Window
 
 TTL = 30  # seconds: about one collection interval
+SETTLED_TTL = 3600  # seconds: figures of a past period (settled_view)
 ALERTS_TTL = 10  # seconds: alerts change at every evaluation (30 s by default); a page shows them soon
 ENTRIES = 64
 
@@ -280,6 +281,23 @@ def view(build: Callable[..., T]) -> Callable[..., T]:
 @st.cache_data(ttl=TTL, max_entries=ENTRIES * 4, show_spinner=False)
 def _view(name: str, url: str, version: tuple, _build: Callable[..., Any], *args: Any) -> Any:
     # `_build` is not hashed: `name` stands for it.
+    return _build(reader(), *args)
+
+
+def settled_view(build: Callable[..., T]) -> Callable[..., T]:
+    """`view` for figures of a time that is over (a past week's review): they change only as
+    retention thins the store, so they are kept SETTLED_TTL instead of TTL, and a returning user
+    does not wait for them again every 30 s."""
+    name = f"{build.__code__.co_filename}:{build.__qualname__}"
+
+    def call(*args: Any) -> T:
+        return _settled_view(name, store_url(), _config_version(), build, *args)
+
+    return call
+
+
+@st.cache_data(ttl=SETTLED_TTL, max_entries=ENTRIES, show_spinner=False)
+def _settled_view(name: str, url: str, version: tuple, _build: Callable[..., Any], *args: Any) -> Any:
     return _build(reader(), *args)
 
 

@@ -18,8 +18,8 @@ Objectives (the seed's targets, week by week; `value` None: not measured that we
   cumulative share of the week's calls past 95 %, slowest statements last. It is the time 95 % of
   calls stay under *if every call took its statement's mean*: it sees a slow statement among fast
   ones, not the slow calls of a statement that is fast on average (its spread is not stored per
-  week). Statements without a plan (BEGIN, COMMIT, SET...) are left out: they take microseconds,
-  and their numbers would pull the percentile of a busy server down to that. Target < 100 ms.
+  week). Transaction and session control (BEGIN, COMMIT, SET, SHOW...) is left out: it takes
+  microseconds, and its numbers would pull the percentile of a busy server down to that. Target < 100 ms.
 - cache hit rate: Redis keyspace hits / (hits + misses) over the week, from the counters' deltas.
   Target > 90 % (objectives.CACHE_HIT_RATE).
 - buffer cache hit ratio: PostgreSQL's blks_hit / (blks_hit + blks_read) over the week, every
@@ -69,7 +69,7 @@ from dashboard.analysis.review.model import AlertFired, Objective, Period, Serie
 from dashboard.analysis.targets import Target
 from dashboard.core import metrics
 from dashboard.core.config import Series
-from dashboard.core.guarded.statement import is_utility
+from dashboard.core.guarded.statement import is_session_control
 from dashboard.core.prometheus_preset import seed_series
 from dashboard.store.reads import Window
 
@@ -250,8 +250,9 @@ def _db_objectives(reader: Reader, weeks: list[Period], level: str) -> list[Obje
 
 
 def planned(frame: pd.DataFrame) -> pd.DataFrame:
-    """The statements that are queries, not BEGIN, COMMIT, SET and the like: those take microseconds
-    and, by their numbers, would make the percentile of any busy server a few microseconds."""
+    """The statements that do work, not BEGIN, COMMIT, SET and the like (is_session_control): those
+    take microseconds and, by their numbers, would make the percentile of any busy server a few
+    microseconds. CALL, COPY, DO and VACUUM stay: they are the database's work too."""
     if frame.empty:
         return frame
     return frame[~frame["query"].map(_utility).astype(bool)]
@@ -259,7 +260,7 @@ def planned(frame: pd.DataFrame) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=20_000)
 def _utility(text: str | None) -> bool:
-    return text is not None and is_utility(text)
+    return text is not None and is_session_control(text)
 
 
 def p95_of_means(frame: pd.DataFrame, q: float = 0.95) -> float | None:

@@ -149,6 +149,24 @@ def _located_nowhere(node: ast.Node) -> object:
     return strip(node(skip_none=True))
 
 
+# Statements that only steer a session or its transaction: microseconds each, and as many as the
+# queries they wrap (the weekly review leaves them out of the DB query p95).
+_SESSION_CONTROL = (
+    ast.TransactionStmt, ast.VariableSetStmt, ast.VariableShowStmt, ast.DiscardStmt,
+    ast.DeallocateStmt, ast.ListenStmt, ast.UnlistenStmt, ast.NotifyStmt,
+)  # fmt: skip
+
+
+def is_session_control(text: str) -> bool:
+    """True for one BEGIN, COMMIT, ROLLBACK, SAVEPOINT, SET, SHOW, RESET, DISCARD, DEALLOCATE,
+    LISTEN, UNLISTEN or NOTIFY; False for anything else (CALL, COPY, DO, VACUUM do work)."""
+    try:
+        raw = parse_sql(check_text(text))
+    except (Refused, ParseError, RecursionError):
+        return False
+    return len(raw) == 1 and isinstance(raw[0].stmt, _SESSION_CONTROL)
+
+
 def is_utility(text: str) -> bool:
     """True for one statement of a kind that has no plan (BEGIN, COMMIT, SET, DDL ...): a recorded
     workload's statements the advisor need not even list."""
