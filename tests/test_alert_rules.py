@@ -100,7 +100,9 @@ def test_a_rule_file_gives_each_problem_with_line_and_column(tmp_path: Path) -> 
     checked = observatory("alerts", "check", str(path))
     assert checked.returncode == 1 and checked.stderr.splitlines() == errors
     pack = DEFAULT_RULES.read_text().count("- alert:")
-    assert observatory("alerts", "check", str(DEFAULT_RULES)).stdout.endswith(f"SUCCESS: {pack} rules found\n")
+    assert observatory("alerts", "check", str(DEFAULT_RULES)).stdout.endswith(
+        f"SUCCESS: {pack} rules found\n"
+    )
 
 
 def test_broken_yaml_points_at_its_line(tmp_path: Path) -> None:
