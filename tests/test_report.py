@@ -17,6 +17,7 @@ from typing import ClassVar
 import pytest
 from playwright.sync_api import Page
 
+from dashboard.alerts.dispatch import Retry
 from dashboard.analysis.review.model import (
     AlertFired,
     IndexEffect,
@@ -33,7 +34,7 @@ from dashboard.analysis.review.model import (
     UnusedIndex,
 )
 from dashboard.core import config as config_mod
-from dashboard.report import render, send
+from dashboard.report import render, sections, send
 from dashboard.report.text import md
 from tests.support.cli import observatory
 
@@ -309,7 +310,8 @@ def test_the_review_reaches_a_webhook_and_slack(receiver: str, monkeypatch: pyte
         "end": "2026-11-23T00:00:00Z",
     }
     assert hook["baseline"]["label"] == "2026-W46"
-    assert hook["markdown"] == render.markdown(review)
+    assert hook["markdown"] == render.markdown(send.clipped(review)[0])
+    assert hook["cut"] == {"statements": 1, "markdown": False, "html": False}  # LONG, 5,000+ characters
     assert hook["html"].startswith("<!doctype html>") and "&lt;img src=x onerror=alert(1)&gt;" in hook["html"]
     assert hook["summary"].splitlines()[:3] == [
         "Weekly performance review 2026-W47 (vs 2026-W46)",
@@ -317,6 +319,114 @@ def test_the_review_reaches_a_webhook_and_slack(receiver: str, monkeypatch: pyte
         "1 open suggestions, 1 unused indexes",
         "SLOs: 2 met, 0 missed, 1 not measured",
     ]
+    assert bodies["/slack"]["mrkdwn"] is False  # SQL's * _ ~ ` shown as written, not as formatting
     slack = bodies["/slack"]["text"]
     assert slack.startswith("Weekly performance review 2026-W47") and "&lt;img src=x" in slack
     assert "<img" not in slack
+
+
+# -- After review: the settings, ratios, periods, Slack, sizes -------------------------------------
+def test_cli_applies_the_review_settings_of_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "observatory.yaml"
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    config.write_text(json.dumps({"store": store, "review": {"min_change": 0.05, "min_calls": 10, "z": 2}}))
+    done = observatory("report", "--week", "2026-W47", config=config)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "mean time changed by 5% or more, with at least 10 calls in each period and 2 standard errors"
+        in done.stdout
+    )
+
+
+def ratio_review() -> Review:
+    weeks = ("2026-W46", "2026-W47")
+    values = zip(weeks, (0.9682, 0.94), strict=True)
+    hit = [Objective("cache hit rate", "> 95 %", w, v, v > 0.95, "ratio") for w, v in values]
+    errors = [Objective("error rate", "< 0.1 %", w, 0.00045, True, "ratio") for w in weeks]
+    series = (SeriesChange("redis", "cache", "hit rate", "ratio", 0.9682, 0.00045, False),)
+    return empty_review()._replace(objectives=(*hit, *errors), series=series)
+
+
+def test_ratios_show_as_percentages_like_their_targets() -> None:
+    review = ratio_review()
+    text = render.markdown(review)
+    card = next(line for line in text.splitlines() if line.startswith("| cache hit rate"))
+    assert card == "| cache hit rate | \\> 95 % | met 96.82 % | missed 94 % |"  # > escaped: Markdown
+    assert "| error rate | \\< 0.1 % | met 0.045 % | met 0.045 % |" in text
+    assert "| redis | cache | hit rate | 96.82 % | 0.045 % | worse |" in text
+    page = render.html(review)
+    for shown in ("met 96.82 %", "missed 94 %", "met 0.045 %", '<td class="num">96.82 %</td>'):
+        assert shown in page, shown
+    assert "0.9682" not in page.replace(".96820", "")  # no raw fraction beside a target in %
+    # The trend charts: values in % and the unit %, so the target line (95) is on the same scale.
+    charts = sections.report(review).charts
+    hit_chart = next(c for c in charts if c.title.startswith("cache hit rate"))
+    assert hit_chart.unit == "%"
+    measured = [v for s in hit_chart.series if not s.dash for v in s.values]
+    target = {v for s in hit_chart.series if s.dash for v in s.values}
+    assert measured == pytest.approx([96.82, 94.0]) and target == {95.0}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--week", "0001-W01"), "'0001-W01' is out of range: the years 1970 to 9998 only"),
+        (("--week", "9999-W52"), "'9999-W52' is out of range: the years 1970 to 9998 only"),
+        (("--from", "0001-01-01", "--to", "0001-01-02"), "0001-01-01 is out of range"),
+        (("--week", "2026-W47", "--baseline-week", "2026-W47"), "the baseline must end before the period"),
+        (("--week", "2026-W47", "--baseline-week", "2026-W48"), "the baseline must end before the period"),
+        (("--from", "2026-11-16", "--to", "2026-11-23", "--baseline-from", "2026-11-10", "--baseline-to",
+          "2026-11-17"), "the baseline must end before the period starts"),
+        (("--week", "1970-W03"), "1970-W03 is too early to review"),
+        (("--from", "2026-11-16T10:15", "--to", "2026-11-16T10:45"), "rounded down to the hour"),
+    ],
+)  # fmt: skip
+def test_cli_refuses_periods_out_of_range_and_baselines_not_before(
+    args: tuple[str, ...], says: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "observatory.yaml"
+    config.write_text(json.dumps({"store": f"sqlite:///{tmp_path / 'store.db'}"}))
+    done = observatory("report", *args, config=config)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("observatory report: ") and says in lines[0], lines
+
+
+def test_cli_rounds_a_window_down_to_the_hour_and_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "observatory.yaml"
+    config.write_text(json.dumps({"store": f"sqlite:///{tmp_path / 'store.db'}"}))
+    done = observatory("report", "--from", "2026-11-16T10:45", "--to", "2026-11-16T12:59", config=config)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# Weekly performance review: 2026-11-16 10:00 to 2026-11-16 12:00\n")
+    assert "compared with 2026-11-16 08:00 to 2026-11-16 10:00" in done.stdout
+    helped = observatory("report", "--help", config=config)
+    assert "--from/--to are rounded down to the hour" in " ".join(helped.stdout.split())
+
+
+def test_webhook_body_cuts_long_statements_and_a_huge_markdown() -> None:
+    config = config_mod.from_dict({})
+    huge = "SELECT '" + "x" * 10_000 + "'"
+    one = hostile_review().regressions[0]
+    many = tuple(one._replace(statement_id=i, query=f"{huge} -- {i}") for i in range(200))
+    alert = AlertFired("Long", "warning", "y" * 2_000, PERIOD.start, None, 60)  # not a statement: kept
+    review = hostile_review()._replace(regressions=many, improvements=(), alerts=(alert,) * 200)
+    body = send.webhook_body(review, config)
+    assert body["cut"] == {"statements": 200, "markdown": True, "html": False}
+    markdown = body["markdown"]
+    assert len(markdown.encode("utf-8")) <= send.MARKDOWN_MAX
+    assert markdown.endswith(
+        "_Cut here: the review is longer than 256 KiB; `observatory report` writes all of it._\n"
+    )
+    assert "y" * 2_000 in markdown  # an alert's summary is not cut: the whole document is
+    html = body["html"]  # each statement's whole text is in the HTML: cut at 2,000 characters
+    assert "x" * 2_000 not in html and f"{'x' * 1_990}…" in html
+    assert len(json.dumps(body)) < 8 * 2**20  # 200 statements of 10 KB each: 2 MB of text sent whole
+
+
+def test_a_failed_review_is_logged_as_the_reviews(caplog: pytest.LogCaptureFixture) -> None:
+    config = config_mod.from_dict({"alerts": {"receivers": [{"webhook": "http://127.0.0.1:1/hook"}]}})
+    with caplog.at_level("WARNING"):
+        (done,) = send.send(empty_review(), config.alerts.receivers, config, retry=Retry(1, 0.01, 0.01, 1.0))
+    assert not done.delivered and done.receiver == "webhook (http://127.0.0.1:1)"
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed and all("weekly review: webhook (http://127.0.0.1:1)" in m for m in failed), failed

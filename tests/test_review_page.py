@@ -85,6 +85,23 @@ def test_period_labels_and_baselines() -> None:
     assert Period.week_of(week.start + 3 * 86400) == week
     with pytest.raises(ValueError, match="not an ISO week"):
         Period.iso_week("2026-W54")
+    # Years the store's Unix times and a datetime can hold: one line, never OverflowError.
+    for text in ("0001-W01", "9999-W52", "1969-W52"):
+        with pytest.raises(ValueError, match="out of range: the years 1970 to 9998 only"):
+            Period.iso_week(text)
+    for start, end in ((-62135596800, -62135510400), (10**18, 10**18 + 3600)):
+        with pytest.raises(ValueError, match="out of range: the years 1970 to 9998 only"):
+            Period.between(start, end)
+    with pytest.raises(ValueError, match="out of range"):
+        Period.week_of(10**18)
+    with pytest.raises(ValueError, match="out of range"):
+        Period.iso_week("1970-W01").before()
+    # A window is whole hours: two windows cut at 10:45 must not both count the 10:00 hour.
+    ten = week.start + 10 * 3600
+    morning, later = Period.between(ten - 3600, ten + 2700), Period.between(ten + 2700, ten + 3 * 3600)
+    assert (morning.end, later.start) == (ten, ten) and later.label == "2025-12-29 10:00 to 2025-12-29 13:00"
+    with pytest.raises(ValueError, match="rounded down to the hour"):
+        Period.between(ten + 60, ten + 3000)
 
 
 @pytest.mark.browser

@@ -4,7 +4,9 @@
                        [--baseline-week W | --baseline-from ISO --baseline-to ISO]
                        [--format html|markdown|pdf] [--out PATH]
 
-The period defaults to the last complete ISO week, its baseline to the period just before. The
+The period defaults to the last complete ISO week, its baseline to the period just before; a baseline
+must end before its period starts. --from/--to are rounded down to the hour (the store's buckets are
+hours: a window cut at 10:45 would count the 10:00 hour twice). Years 1970 to 9998 only. The
 format follows --out's extension (.html, .md, .pdf) unless given; without --out the report goes to
 standard output (Markdown by default; a PDF needs --out). Exit 0 with the report written, 2 for a
 bad week, window or combination of options (one line on stderr), as for a store that cannot be
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from dashboard.analysis.review.model import Period
 
 FORMATS = ("html", "markdown", "pdf")
+SCORECARD_WEEKS = 8  # the weeks dashboard.analysis.review.weekly.objectives reads by default
 EXTENSIONS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
 
 
@@ -46,13 +49,22 @@ def define(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--week", help="the ISO week to review, e.g. 2026-W47 (default: the last complete week)")
-    p.add_argument("--from", dest="start", metavar="ISO", help="or a window: its start (UTC unless given)")
-    p.add_argument("--to", dest="end", metavar="ISO", help="the window's end (exclusive)")
+    p.add_argument(
+        "--from", dest="start", metavar="ISO",
+        help="or a window: its start (UTC unless given); --from/--to are rounded down to the hour",
+    )  # fmt: skip
+    p.add_argument(
+        "--to", dest="end", metavar="ISO", help="the window's end (exclusive), rounded down to the hour"
+    )
     p.add_argument(
         "--baseline-week", metavar="W", help="compare with this ISO week (default: the period before)"
     )
-    p.add_argument("--baseline-from", metavar="ISO", help="or with this window: its start")
-    p.add_argument("--baseline-to", metavar="ISO", help="the baseline window's end (exclusive)")
+    p.add_argument(
+        "--baseline-from", metavar="ISO", help="or with this window: its start (rounded down to the hour)"
+    )
+    p.add_argument(
+        "--baseline-to", metavar="ISO", help="the baseline window's end (exclusive, rounded down to the hour)"
+    )
     p.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else markdown")
     p.add_argument("--out", metavar="PATH", help="where to write it (default: standard output; - as well)")
 
@@ -72,7 +84,11 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     reader = open_reader(config)
     try:
         period = period or review_mod.default_period(reader.now())
-        review = review_mod.build(reader, period, baseline or period.before())
+        baseline = _baseline(period, baseline)
+        review = review_mod.build(reader, period, baseline, review_mod.settings_of(config))
+    except UsageError as err:
+        print(f"observatory report: {printable(err)}", file=sys.stderr)
+        return 2
     except SQLAlchemyError as err:
         raise store_error(config, "cannot read", err) from None
     finally:
@@ -116,13 +132,30 @@ def _period(
     return None
 
 
+def _baseline(period: Period, given: Period | None) -> Period:
+    """The baseline: `given`, which must end before the period starts, or the period before."""
+    from dashboard.analysis.review.model import WEEK, Period
+
+    if given is not None and given.end > period.start:
+        raise UsageError(f"the baseline must end before the period starts ({given.label} vs {period.label})")
+    try:
+        # The scorecard reads the weeks up to the period's end: the first of them must be nameable.
+        Period.week_of(period.end - 1 - (SCORECARD_WEEKS - 1) * WEEK)
+        return given or period.before()
+    except ValueError as err:
+        raise UsageError(f"{period.label} is too early to review: {err}") from None
+
+
 def _instant(text: str) -> int:
     """An ISO date or time as Unix seconds; UTC when it names no zone."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"{text!r} is not an ISO date or time (2026-11-16 or 2026-11-16T08:00Z)") from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    try:
+        return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    except (OverflowError, ValueError):
+        raise UsageError(f"{text!r} is out of range: the years 1970 to 9998 only") from None
 
 
 def _write(document: str | bytes, out: str | None) -> int:

@@ -26,6 +26,7 @@ from dashboard.report.text import (
     ms,
     number,
     pair,
+    shown,
     size,
     spark_text,
     when,
@@ -93,7 +94,7 @@ def report(review: Review) -> Report:
         scorecard=_scorecard(review.objectives),
         sections=sections,
         notes=review.notes,
-        charts=figures.objective_charts(review.objectives),
+        charts=figures.objective_charts(_in_shown_units(review.objectives)),
         window=figures.trend_window(review.objectives),
         sparks=sparks,
     )
@@ -130,6 +131,13 @@ def _scorecard(objectives: tuple[Objective, ...]) -> Section:
         ("Objective", "Target", *weeks),
         tuple(rows),
         "No objective has been measured in these weeks.",
+    )
+
+
+def _in_shown_units(objectives: tuple[Objective, ...]) -> tuple[Objective, ...]:
+    """Ratios as percentages, for the trend charts: their targets ("> 99 %") are written in %."""
+    return tuple(
+        o._replace(value=value, unit=unit) for o in objectives for value, unit in [shown(o.value, o.unit)]
     )
 
 

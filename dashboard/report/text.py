@@ -74,11 +74,29 @@ def count(v: float | None) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:,.0f}"
 
 
+RATIO_UNITS = {"ratio", "fraction", "0..1"}  # dashboard.analysis.slo.RATIO_UNITS: shown in %
+
+
+def shown(v: float | None, unit: str) -> tuple[float | None, str]:
+    """`v` in the unit it is shown in: a ratio as a percentage (its target is written in %)."""
+    if unit.lower() in RATIO_UNITS:
+        return (None if v is None else v * 100.0), "%"
+    return v, unit
+
+
 def with_unit(v: float | None, unit: str, digits: int = 0) -> str:
-    """`v` and its unit; with `digits`, that many significant digits (99.95 % is not 100.0 %)."""
+    """`v` and its unit, a ratio in % ("96.82 %", "0.045 %") and bytes in binary units; with
+    `digits`, that many significant digits (99.95 % is not 100.0 %)."""
+    v, unit = shown(v, unit)
     if v is None or not math.isfinite(v):
         return "–"
-    return f"{f'{v:,.{digits}g}' if digits else number(v)} {unit}".strip()
+    if unit == "bytes":
+        return size(v)
+    if digits:
+        return f"{v:,.{digits}g} {unit}".strip()
+    if unit == "%":  # as the page and the SLO scorecard write them (dashboard.analysis.slo.fmt_value)
+        return f"{v:.{3 if abs(v) < 1 else 2}f} %"
+    return f"{number(v)} {unit}".strip()
 
 
 def pair(before: str, after: str) -> str:

@@ -16,11 +16,16 @@ _ISO_WEEK = re.compile(r"^\s*(\d{4})-?W(\d{2})\s*$", re.I)
 
 
 class Period(NamedTuple):
-    """A half-open window [start, end) with its name ("2026-W47", or "2026-11-16 to 2026-11-23")."""
+    """A half-open window [start, end) with its name ("2026-W47", or "2026-11-16 00:00 to 2026-11-23
+    00:00"). Years 1970 to 9998 only (ISO years for a week): the store holds Unix times, and a week
+    of 9999 would end past what a datetime can hold."""
 
     start: int
     end: int
     label: str
+
+    HOUR = 3600  # the store's hourly and daily buckets cannot be cut: a window is whole hours
+    FIRST_YEAR, LAST_YEAR = 1970, 9998
 
     @classmethod
     def iso_week(cls, text: str) -> Period:
@@ -30,6 +35,8 @@ class Period(NamedTuple):
         if not match:
             raise ValueError(f"{text!r} is not an ISO week: write it like 2026-W47")
         year, week = int(match.group(1)), int(match.group(2))
+        if not cls.FIRST_YEAR <= year <= cls.LAST_YEAR:
+            raise ValueError(f"{text!r} is out of range: {cls._years()}")
         try:
             monday = dt.date.fromisocalendar(year, week, 1)
         except ValueError as err:
@@ -39,16 +46,22 @@ class Period(NamedTuple):
 
     @classmethod
     def week_of(cls, ts: float) -> Period:
-        """The ISO week holding `ts`."""
-        year, week, _ = dt.datetime.fromtimestamp(ts, dt.UTC).isocalendar()
+        """The ISO week holding `ts`; ValueError outside the ISO years 1970 to 9998."""
+        year, week, _ = cls._moment(ts).isocalendar()
         return cls.iso_week(f"{year}-W{week:02d}")
 
     @classmethod
-    def between(cls, start: int, end: int) -> Period:
-        """Any window, named by its UTC dates."""
+    def between(cls, start: float, end: float) -> Period:
+        """Any window, named by its UTC times. Both ends are rounded down to the hour: the store's
+        hourly and daily buckets cannot be cut, so a window ending at 10:45 and the next starting
+        there would both count the 10:00 hour. ValueError when it is empty once rounded, or its
+        start is outside the years 1970 to 9998."""
+        start, end = int(start // cls.HOUR * cls.HOUR), int(end // cls.HOUR * cls.HOUR)
+        if (first := cls._moment(start)).year > cls.LAST_YEAR:
+            raise ValueError(f"{first.date().isoformat()} is out of range: {cls._years()}")
         if end <= start:
-            raise ValueError("a period must end after it starts")
-        day = lambda ts: dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+            raise ValueError("a period must end after it starts (both are rounded down to the hour)")
+        day = lambda ts: cls._moment(ts).strftime("%Y-%m-%d %H:%M")  # noqa: E731
         return cls(start, end, f"{day(start)} to {day(end)}")
 
     def before(self) -> Period:
@@ -61,6 +74,22 @@ class Period(NamedTuple):
     @property
     def seconds(self) -> int:
         return self.end - self.start
+
+    @classmethod
+    def _moment(cls, ts: float) -> dt.datetime:
+        """`ts` in UTC; ValueError (one line) before ISO year 1970 or past what a datetime holds."""
+        first = dt.datetime.fromisocalendar(cls.FIRST_YEAR, 1, 1).replace(tzinfo=dt.UTC)
+        try:
+            moment = first + dt.timedelta(seconds=ts - first.timestamp())
+        except OverflowError:
+            raise ValueError(f"Unix time {ts:.0f} is out of range: {cls._years()}") from None
+        if moment < first:
+            raise ValueError(f"{moment.date().isoformat()} is out of range: {cls._years()}")
+        return moment
+
+    @classmethod
+    def _years(cls) -> str:
+        return f"the years {cls.FIRST_YEAR} to {cls.LAST_YEAR} only"
 
 
 class Settings(NamedTuple):
