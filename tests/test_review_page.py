@@ -158,3 +158,18 @@ def test_a_new_installation_reviews_its_first_days(monkeypatch, tmp_path: Path) 
     this = Period.week_of(time.time())
     assert at.selectbox[0].value == this.label
     assert at.selectbox[1].value == this.before().label
+
+
+def test_the_scorecard_writes_ratios_in_percent_as_the_report_does() -> None:
+    from dashboard.analysis.review import frames
+    from dashboard.analysis.review.model import Objective
+
+    card = frames.scorecard(
+        [
+            Objective("cache hit rate", "> 90 %", "2026-W46", 0.9682, True, "ratio"),
+            Objective("error rate", "< 0.1 %", "2026-W46", 0.00045, True, "ratio"),
+            Objective("API p95", "< 200 ms", "2026-W46", 250.0, False, "ms"),
+            Objective("CPU", "< 70 %", "2026-W46", None, None, "ratio"),
+        ]
+    )
+    assert card["2026-W46"].tolist() == ["✓ 96.82 %", "✓ 0.045 %", "✗ 250.0 ms", "–"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from dashboard.analysis import slo
 from dashboard.analysis.review.model import Objective, Review, StatementChange, StatementTotal
 from dashboard.analysis.sqltext import one_line
 
@@ -28,12 +29,8 @@ def scorecard(objectives: Sequence[Objective]) -> pd.DataFrame:
 
 
 def _value(o: Objective) -> str:
-    value = o.value if o.value is not None else float("nan")
-    if o.unit == "%":
-        return f"{value:.2f} %"
-    if o.unit == "ratio":
-        return f"{value:.2%}"
-    return f"{value:,.3g} {o.unit}".strip()
+    """As the report and the Services page write it: a ratio in %, ms, or its unit."""
+    return slo.fmt_value(o.value, o.unit)
 
 
 def objective_lines(objectives: Sequence[Objective]) -> pd.DataFrame:
