@@ -8,6 +8,7 @@ import time
 
 import pandas as pd
 import psycopg
+import pytest
 
 from collectors.jobs.advisor import advise_target
 from dashboard.analysis.reader import Reader, StoreReads
@@ -90,7 +91,8 @@ def test_the_suggested_index_helped_and_the_other_is_not_used_yet(
     collect_once(config, store, t3)
     assert advise_target(store, target, now=t3)[name] is None  # plans the lookup again: by the index
 
-    period, baseline = Period.between(t0, t3 + 60), Period.between(t0 - 3 * STEP, t0)
+    # Periods to the second (Period.between rounds to the hour): the reads are minutes apart.
+    period, baseline = Period(t0, t3 + 60, "period"), Period(t0 - 3 * STEP, t0, "baseline")
     found = {o.index: o for o in indexes.outcomes(reader, targets, period, baseline)}
     # The primary key and orders_customer_idx were there at the first read: not created in the period.
     assert sorted(found) == ["public.orders_ref_idx", "public.orders_status_idx"]
@@ -113,7 +115,7 @@ def test_the_suggested_index_helped_and_the_other_is_not_used_yet(
     assert status.writes_ms == ref.writes_ms  # the same table, the same writes
 
     # A period after the creation holds none; the unused index is the advisor's, with its size.
-    later = Period.between(t3 + 60, t3 + 120)
+    later = Period(t3 + 60, t3 + 120, "later")
     assert indexes.outcomes(reader, targets, later, period) == ()
     (idle,) = [u for u in indexes.unused(reader, targets) if u.index == "public.archive_note_idx"]
     assert (idle.target, idle.table, idle.bytes > 1_000_000) == ("t", "public.archive", True)
@@ -154,15 +156,50 @@ def test_the_catalog_history_tells_creations_from_the_baseline_and_from_indexes_
     store.close()
 
 
-def test_the_verdict_follows_the_thresholds() -> None:
+@pytest.mark.parametrize(
+    ("reads", "blocks", "writes", "expected"),
+    [
+        (None, None, 1.0, "not measured"),
+        (1.25, 0.5, None, "hurt"),  # slower by a quarter: half the blocks read does not make it help
+        (1.6, 0.5, 1.0, "hurt"),  # the statements that use it 60 % slower, however few blocks read
+        (1.2, None, None, "hurt"),  # HURT_SLOWER exactly
+        (1.19, None, 1.0, "no effect"),
+        (0.1, None, 1.25, "helped"),  # 10x faster is worth writes 25 % slower
+        (0.1, None, 1.95, "hurt"),  # ... not writes twice as slow: lost more than the reads gained
+        (0.79, None, 1.19, "helped"),
+        (0.8, None, 1.2, "helped"),  # both thresholds exactly
+        (0.95, 0.4, None, "helped"),  # half the blocks read, not slower
+        (1.0, 0.5, 1.0, "helped"),
+        (1.05, 0.4, 1.0, "no effect"),  # half the blocks read but 5 % slower
+        (0.9, None, 1.0, "no effect"),
+        (0.9, None, 1.3, "hurt"),  # writes lost 30 %, reads gained 10 %
+        (0.5, None, 1.3, "helped"),  # writes lost 30 %, reads gained 50 %
+        (0.7, None, 1.5, "hurt"),  # writes lost 50 %, reads gained 30 %
+        (1.0, None, 1.25, "hurt"),  # nothing gained, writes 25 % slower
+    ],
+)
+def test_the_verdict_follows_the_thresholds(reads, blocks, writes, expected) -> None:
     """After / before ratios of the statements that use the index, of their blocks read, of the
-    table's writes: 20 % faster (or half the blocks) with writes at most 20 % slower helped."""
-    verdict = indexes._verdict
-    assert verdict(False, None, None, None) == "not used yet"
-    assert verdict(True, None, None, 1.0) == "not measured"
-    assert verdict(True, 0.79, None, 1.19) == "helped"
-    assert verdict(True, 0.95, 0.4, None) == "helped"  # half the blocks read is enough
-    assert verdict(True, 0.9, None, 1.0) == "no effect"
-    assert verdict(True, 0.9, None, 1.3) == "hurt"  # writes lost 30 %, reads gained 10 %
-    assert verdict(True, 0.5, None, 1.3) == "no effect"  # both moved: reads gained more
-    assert verdict(True, 1.25, None, 1.0) == "hurt"  # the statements that use it got slower
+    table's writes. Slower by 20 % is "hurt" first; then faster with writes slowed by no more than
+    max(20 %, the reads' gain) "helped"; writes slowed by more "hurt"."""
+    assert indexes._verdict(True, reads, blocks, writes) == expected
+    assert indexes._verdict(False, reads, blocks, writes) == "not used yet"
+
+
+def test_too_few_calls_on_either_side_are_not_measured() -> None:
+    """The ratio the verdict judges needs MIN_CALLS calls on each side, the statements that ran on
+    both sides together; the writes' ratio (min_calls 1) does not."""
+
+    def side(calls: dict[int, int], ms: float) -> pd.DataFrame:
+        rows = [(i, c, c * ms, c * 10.0) for i, c in calls.items()]
+        return pd.DataFrame(rows, columns=["statement_id", "calls", "exec_ms", "shared_read"]).set_index(
+            "statement_id"
+        )
+
+    ratio = indexes._ratio
+    many, few = side({1: 6, 2: 4}, 10.0), side({1: 5, 2: 4, 3: 100}, 2.0)  # 3 ran after only
+    assert ratio(many, side({1: 6, 2: 4}, 2.0), [1, 2], "exec_ms", indexes.MIN_CALLS) == pytest.approx(0.2)
+    assert ratio(many, few, [1, 2, 3], "exec_ms", indexes.MIN_CALLS) is None  # 9 after on both sides
+    assert ratio(few, many, [1, 2], "exec_ms", indexes.MIN_CALLS) is None  # 9 before
+    assert ratio(many, few, [1, 2, 3], "exec_ms") == pytest.approx(0.2)  # a write: one call is enough
+    assert indexes._verdict(True, None, None, None) == "not measured"

@@ -226,21 +226,64 @@ def test_the_hour_to_hour_spread_keeps_noise_out_that_the_calls_alone_would_flag
 
 
 def test_a_few_busy_hours_count_as_few_however_many_quiet_hours_had_calls() -> None:
-    """Kish's effective number of hours: one hour of a million calls and 100 hours of one call are
-    about one hour of evidence, so the spread of the means is barely divided."""
+    """Kish's effective number of hours: three hours of a million calls and 100 hours of one call
+    are about three hours of evidence, so the spread of the means is barely divided."""
     import pandas as pd
 
-    calls = np.array([1_000_000] + [1] * 100, dtype=float)
-    means = np.array([10.0] + [20.0] * 100)
+    calls = np.array([1_000_000] * 3 + [1] * 100, dtype=float)
+    means = np.array([10.0, 12.0, 14.0] + [20.0] * 100)
     frame = pd.DataFrame({
         "statement_id": [1], "target_id": [1], "datname": ["d"], "first_seen": [0], "stddev_ms": [None],
         "calls": [calls.sum()], "exec_ms": [(calls * means).sum()], "rows": [0], "shared_read": [0],
-        "buckets": [101], "calls_sq": [(calls**2).sum()], "exec_sq_per_call": [(calls * means**2).sum()],
+        "buckets": [103], "calls_sq": [(calls**2).sum()], "exec_sq_per_call": [(calls * means**2).sum()],
     })  # fmt: skip
-    se = review_statements._figures(frame)["se"].iloc[0]
+    figures = review_statements._figures(frame)
+    n_eff = calls.sum() ** 2 / (calls**2).sum()
+    assert figures["n_eff"].iloc[0] == pytest.approx(n_eff) and 3 < n_eff < 3.001
+    se, _ = review_statements._standard_errors(figures.join(figures, lsuffix="_a", rsuffix="_b"))
     weighted_sd = math.sqrt(np.average((means - np.average(means, weights=calls)) ** 2, weights=calls))
-    assert se > 10 * weighted_sd / math.sqrt(101)  # not what dividing by sqrt(hours with calls) gives
-    assert se == pytest.approx(weighted_sd / math.sqrt((calls.sum() ** 2 / (calls**2).sum()) - 1))
+    assert se.iloc[0] > 5 * weighted_sd / math.sqrt(103)  # not what dividing by sqrt(hours with calls) gives
+    assert se.iloc[0] == pytest.approx(weighted_sd / math.sqrt(n_eff - 1))
+
+
+def alone(tmp_path: Path, statement: Statement) -> tuple[list[str], list[str]]:
+    """The names (regressions, improvements) of one statement compared in a store of its own."""
+    url = f"sqlite:///{tmp_path / 'alone.db'}"
+    store = Store(url)
+    store.write_cycles(list(cycles({"job": statement})))
+    erp = Target(store.target_id("postgres", "erp"), "erp", "postgres")
+    store.close()
+    reader = Reader(StoreReads.open(url), make_config(url), now=lambda: PERIOD.end + HOUR)
+    regressions, improvements, _, _ = review_statements.compare(reader, [erp], PERIOD, BASELINE, Settings())
+    return [r.query for r in regressions], [r.query for r in improvements]
+
+
+@pytest.mark.parametrize("change", [1.4, 2.0])
+def test_a_job_of_one_busy_hour_in_both_periods_is_not_judged(tmp_path: Path, change: float) -> None:
+    """One hour of 20,000 calls a week: the calls share that hour's load, so the two weekly means are
+    one draw each, and no spread tells a +40 % (or +100 %) change from an unlucky hour."""
+    job = Statement(1, "SELECT * FROM weekly_report WHERE x = $1", 20.0)
+    job.ran(BASELINE, hours=[50], calls=20_000, mean=lambda h: 50.0)
+    job.ran(BASELINE, hours=range(51, 168), calls=1, mean=lambda h: 50.0)  # n_eff a hair above 1
+    job.ran(PERIOD, hours=[50], calls=20_000, mean=lambda h: 50.0 * change)
+    z_calls_only = 50.0 * (change - 1) / math.hypot(20.0 / math.sqrt(20_117), 20.0 / math.sqrt(20_000))
+    assert z_calls_only > 90  # what the server's stddev alone would say
+    assert alone(tmp_path, job) == ([], [])
+
+
+@pytest.mark.parametrize("one_hour", [PERIOD, BASELINE])
+def test_a_one_hour_period_borrows_the_other_periods_hourly_spread(tmp_path: Path, one_hour: Period) -> None:
+    """The other period ran 168 hours whose means jitter +-25 %: an hour of the job is that
+    uncertain, so +40 % in one hour is not sure (z 2.2 to 2.7) and +100 % is (z 3.5 to 6.7)."""
+    rng = np.random.default_rng(7)
+    for change, flagged in ((1.4, False), (2.0, True)):
+        job = Statement(1, f"SELECT * FROM weekly_report /* {change} */", 20.0)
+        for period, mean in ((BASELINE, 50.0), (PERIOD, 50.0 * change)):
+            if period == one_hour:
+                job.ran(period, hours=[50], calls=20_000, mean=lambda h, m=mean: m)
+            else:
+                job.ran(period, calls=100, mean=jitter(rng, mean, 0.25))
+        assert alone(tmp_path / f"{one_hour.label}-{change}", job) == ([job.text] if flagged else [], [])
 
 
 def test_no_postgres_targets_and_an_empty_store_give_empty_lists(world, tmp_path: Path) -> None:

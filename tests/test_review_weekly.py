@@ -325,3 +325,33 @@ def test_procedures_copy_and_do_count_in_the_p95() -> None:
     kept = weekly.planned(frame)
     assert kept["query"].tolist() == ["CALL close_month($1)", "COPY t FROM STDIN"]
     assert weekly.p95_of_means(kept) == 400.0
+
+
+def test_better_or_worse_needs_more_than_a_rounding_move() -> None:
+    better = weekly._better
+    assert better(0.968197, 0.968185, False) is None  # a hit ratio 0.0012 % lower: no change
+    assert better(0.99, 0.985, False) is False  # under 1 %, but 0.005 of a ratio: half as many misses again
+    assert better(0.0005, 0.0009, True) is False  # an error ratio up 80 %, if only 0.0004
+    assert better(0.5, 0.5008, False) is None  # a ratio, under 1 % and under 0.001
+    assert better(150.0, 151.4, True) is None  # ms: under 1 %
+    assert better(150.0, 151.6, True) is False and better(150.0, 148.4, True) is True
+    assert better(0.0, 0.0, True) is None and better(0.0, 5.0, True) is False
+    assert better(2000.0, 2015.0, None) is None and better(None, 1.0, True) is None
+
+
+def test_an_alert_resolved_at_the_periods_start_did_not_fire_in_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    store = Store(url)
+    s = PERIOD.start
+    early = lambda name, state: alert(name, "warning", state, 0, 1.0)  # noqa: E731
+    store.save_alerts([], [early("AtStart", "firing"), early("HourIn", "firing")], s - HOUR)
+    store.save_alerts([], [early("AtStart", "resolved")], s)
+    store.save_alerts([], [early("HourIn", "resolved")], s + HOUR)
+    store.close()
+    reader = Reader(StoreReads.open(url), make_config(url), now=lambda: PERIOD.end + HOUR)
+    found = weekly.alerts_fired(reader, PERIOD)
+    assert [(a.name, a.fired, a.resolved, a.firing_s) for a in found] == [("HourIn", s, s + HOUR, HOUR)]
+    assert [(a.name, a.firing_s) for a in weekly.alerts_fired(reader, BASELINE)] == [
+        ("AtStart", HOUR),
+        ("HourIn", HOUR),
+    ]

@@ -15,11 +15,12 @@ Method, per created index:
   table (parsed with pglast, PostgreSQL's own parser);
 - the changes compare like with like: statements that ran on both sides, each weighted by its
   calls before (what the same work cost before and after).
-Verdict: "helped" when the statements that use it got faster by HELPED_FASTER (or read HELPED_READ
-fewer blocks from outside the buffer cache) and writes got no more than WRITES_SLOWER slower;
-"hurt" when writes got slower by more than that and the reads gained less than the writes lost,
-or when the statements that use it got slower by that much; "no effect" otherwise; "not used yet"
-when no plan names it; "not measured" when the statements that use it did not run on both sides.
+Verdict, in this order: "not used yet" when no plan names it; "not measured" when the statements
+that use it did not run on both sides, or made fewer than MIN_CALLS calls on either (together);
+"hurt" when they got HURT_SLOWER slower or more; "helped" when they got faster (HELPED_FASTER
+faster, or HELPED_READ fewer blocks read from outside the buffer cache while not slower) and the
+table's writes got no more than max(WRITES_SLOWER, what the reads gained) slower; "hurt" when the
+writes got slower by more than that (so by more than the reads gained); "no effect" otherwise.
 `ours`: the advisor had suggested it (same table and method, its keys leading the index's) before
 the read that first saw it.
 """
@@ -45,8 +46,10 @@ from dashboard.store.reads import StatementFilter, Window
 from dashboard.store.schema import BUCKET_SECONDS
 
 HELPED_FASTER = 0.20  # the statements that use it: mean time down by at least this
-HELPED_READ = 0.50  # ... or blocks read per call down by at least this
-WRITES_SLOWER = 0.20  # the table's writes: mean time up by at most this for "helped"
+HELPED_READ = 0.50  # ... or blocks read per call down by at least this, their time not up
+HURT_SLOWER = 0.20  # the statements that use it: mean time up by at least this is "hurt"
+WRITES_SLOWER = 0.20  # the table's writes: up by at most this (or what the reads gained) for "helped"
+MIN_CALLS = 10  # calls of the statements that use it, on each side, to judge at all
 STATEMENTS = 10_000  # statements of one database read per review (all of them, in practice)
 LEVEL_BUCKETS = 100_000  # raw when it is kept: before and after split at the catalog reads exactly
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
@@ -152,8 +155,8 @@ def _outcome(db: _Database, target: str, row: Any, suggested: pd.DataFrame, span
     writes_ms = (_mean(before, writers), _mean(after, writers))
     verdict = _verdict(
         bool(users),
-        _ratio(before, after, users, "exec_ms"),
-        _ratio(before, after, users, "shared_read"),
+        _ratio(before, after, users, "exec_ms", MIN_CALLS),
+        _ratio(before, after, users, "shared_read", MIN_CALLS),
         _ratio(before, after, writers, "exec_ms"),
     )
     return IndexOutcome(
@@ -171,16 +174,20 @@ def _outcome(db: _Database, target: str, row: Any, suggested: pd.DataFrame, span
 
 
 def _verdict(used: bool, reads: float | None, blocks: float | None, writes: float | None) -> str:
-    """From the ratios after / before (None: not measured on both sides)."""
+    """From the ratios after / before (None: not measured on both sides); module docstring."""
     if not used:
         return "not used yet"
     if reads is None:
         return "not measured"
+    if reads >= 1 + HURT_SLOWER:
+        return "hurt"
+    gain = 1.0 - reads  # what the statements that use it gained (negative: lost)
     write_loss = (writes - 1.0) if writes is not None else 0.0
-    faster = reads <= 1 - HELPED_FASTER or (blocks is not None and blocks <= 1 - HELPED_READ)
-    if faster and write_loss <= WRITES_SLOWER:
+    allowed = max(WRITES_SLOWER, gain)
+    faster = reads <= 1 - HELPED_FASTER or (blocks is not None and blocks <= 1 - HELPED_READ and reads <= 1)
+    if faster and write_loss <= allowed:
         return "helped"
-    if (write_loss > WRITES_SLOWER and 1.0 - reads < write_loss) or reads >= 1 + HELPED_FASTER:
+    if write_loss > allowed:  # > WRITES_SLOWER and > gain
         return "hurt"
     return "no effect"
 
@@ -198,15 +205,19 @@ def _mean(side: pd.DataFrame, ids: Sequence[int]) -> float | None:
     return float(rows["exec_ms"].sum()) / calls if calls else None
 
 
-def _ratio(before: pd.DataFrame, after: pd.DataFrame, ids: Sequence[int], column: str) -> float | None:
+def _ratio(
+    before: pd.DataFrame, after: pd.DataFrame, ids: Sequence[int], column: str, min_calls: int = 1
+) -> float | None:
     """After over before per call of `column`, for the statements that ran on both sides, each
-    weighted by its calls before: what the same work cost after, against what it cost before."""
+    weighted by its calls before: what the same work cost after, against what it cost before.
+    None when they made fewer than `min_calls` calls on either side, together."""
     both = [
         i
         for i in ids
         if i in before.index and i in after.index and before.at[i, "calls"] and after.at[i, "calls"]
     ]
-    if not both:
+    calls = [sum(float(side.at[i, "calls"]) for i in both) for side in (before, after)]
+    if not both or min(calls) < min_calls:
         return None
     was = sum(float(before.at[i, column]) for i in both)
     now = sum(float(before.at[i, "calls"]) * float(after.at[i, column] / after.at[i, "calls"]) for i in both)

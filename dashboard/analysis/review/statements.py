@@ -27,8 +27,14 @@ and each period's standard error of its mean is the larger of two estimates:
     calls every hour n_eff is the number of hours and this is the plain standard error of the
     hourly means (sample standard deviation / sqrt(hours)); where a few busy hours carry most of
     the calls, n_eff is about their number, not the number of hours that had any call (dividing
-    by sqrt(hours with calls) would count the quiet hours as evidence and flag noise). With one
-    bucket (n_eff <= 1) there is no spread to measure and (a) stands alone.
+    by sqrt(hours with calls) would count the quiet hours as evidence and flag noise).
+
+    Under two effective buckets (n_eff < 2: a weekly job run in one busy hour) a period has no
+    spread of its own to measure, and (a) alone would judge one hour's shared load as thousands of
+    independent calls. Such a period borrows the other period's per-bucket variance:
+    se^2 = s_other^2 / max(n_eff, 1) (one hour of the job is as uncertain as one hour of it
+    elsewhere). When neither period has n_eff >= 2 the statement is not judged: it is in neither
+    list, however large its change.
 
 Calls within an hour share their load, plans and cache state, so they are not independent: a
 statement whose mean jitters hour to hour would look certain under (a) alone with a large call
@@ -59,6 +65,7 @@ from dashboard.store.reads import Window
 
 DAY = 86400
 HOUR = 3600
+MIN_BUCKETS = 2.0  # effective buckets a period needs to measure its own bucket-to-bucket spread
 NO_TEXT = "(text not collected)"
 Lists = tuple[
     tuple[StatementChange, ...],
@@ -112,24 +119,38 @@ def _figures(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.set_index("statement_id").assign(sid=lambda f: f.index)
     calls = frame["calls"].astype(float)
     mean = frame["exec_ms"] / calls
-    within = frame["stddev_ms"].astype(float).fillna(0.0) / np.sqrt(calls)  # (a)
     weighted_var = (frame["exec_sq_per_call"] / calls - mean**2).clip(lower=0.0)
     n_eff = calls**2 / frame["calls_sq"]
-    between = np.sqrt((weighted_var / (n_eff - 1)).where(n_eff > 1 + 1e-9, 0.0))  # (b)
     return frame.assign(
         mean=mean,
         rows_per_call=frame["rows"] / calls,
         read_per_call=frame["shared_read"] / calls,
-        se=np.maximum(within, between),
+        within=frame["stddev_ms"].astype(float).fillna(0.0) / np.sqrt(calls),  # (a)
+        n_eff=n_eff,
+        # s^2, one bucket's mean's variance (b); NaN under two effective buckets: not measurable
+        bucket_var=(weighted_var * n_eff / (n_eff - 1)).where(n_eff >= MIN_BUCKETS),
     )
+
+
+def _standard_errors(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each period's standard error of its mean, (a) or (b) whichever is larger; a period under
+    two effective buckets takes the other's per-bucket variance for (b) (module docstring)."""
+    out = []
+    for mine, other in (("_a", "_b"), ("_b", "_a")):
+        var = rows["bucket_var" + mine].fillna(rows["bucket_var" + other])
+        between = np.sqrt(var / rows["n_eff" + mine].clip(lower=1.0))
+        out.append(np.maximum(rows["within" + mine], between))
+    return out[0], out[1]
 
 
 def _changes(both: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The statements compared (enough calls in both periods), with z, change, cost and their kind."""
     enough = (both["calls_a"] >= settings.min_calls) & (both["calls_b"] >= settings.min_calls)
-    rows = both[enough & (both["mean_a"] > 0)].copy()
+    spread = both["bucket_var_a"].notna() | both["bucket_var_b"].notna()  # else not judged
+    rows = both[enough & spread & (both["mean_a"] > 0)].copy()
     diff = rows["mean_b"] - rows["mean_a"]
-    se = np.sqrt(rows["se_a"] ** 2 + rows["se_b"] ** 2)
+    se_a, se_b = _standard_errors(rows)
+    se = np.sqrt(se_a**2 + se_b**2)
     rows["z"] = [_z(d, s) for d, s in zip(diff, se, strict=True)]
     rows["change"] = rows["mean_b"] / rows["mean_a"]
     rows["cost"] = diff * rows["calls_b"]

@@ -32,13 +32,15 @@ target records has one row per week with value None.
 Series changes: per target, the figure over the baseline and over the period; `better` says whether
 the change is good news where a figure has a direction (the series' target, or the seed's on a seed
 series without one: under a "<" target lower is better; Redis' hit rate and evictions;
-PostgreSQL's buffer cache hit ratio), else None (and None when the figure did not move).
+PostgreSQL's buffer cache hit ratio), else None (and None when the figure moved less than 1 %,
+and for a ratio also less than 0.001: `_better`).
 Gauges are the mean of their hourly means; rates are the counters' sums over the time the cycles
 covered (store.rates).
 
-Alerts fired: from the alert history, each alert (one rule and label set) firing at any moment of
-the period: when it first fired in it (the period's start if it was firing then), its last
-resolution (None while it still fires at the period's end) and its firing seconds in the period.
+Alerts fired: from the alert history, each alert (one rule and label set) firing for some time in
+the period (one resolved at the period's start did not): when it first fired in it (the period's
+start if it was firing then), its last resolution (None while it still fires at the period's end)
+and its firing seconds in the period.
 Its summary is the annotation of the alert if it is still active; else the rule's summary template
 filled with the labels and the value it fired with (the history keeps no annotations); else its
 rule and labels.
@@ -321,7 +323,14 @@ def series_changes(
 
 
 def _better(baseline: float | None, value: float | None, lower_is_better: bool | None) -> bool | None:
-    if lower_is_better is None or baseline is None or value is None or value == baseline:
+    """Whether the value is better than the baseline; None without a direction, a figure, or a
+    change: a move under 1 % of the baseline, and for ratios (both in 0..1) also under 0.001,
+    since a hit ratio's 0.990 -> 0.985 is under 1 % yet half as many misses again."""
+    if lower_is_better is None or baseline is None or value is None:
+        return None
+    moved = abs(value - baseline)
+    ratios = min(baseline, value) >= 0.0 and max(baseline, value) <= 1.0
+    if moved == 0 or (moved < 0.01 * abs(baseline) and (not ratios or moved < 0.001)):
         return None
     return (value < baseline) if lower_is_better else (value > baseline)
 
@@ -413,7 +422,8 @@ def alerts_fired(reader: Reader, period: Period) -> tuple[AlertFired, ...]:
             found[-1][1] = int(r.ts)
     summaries = _Summaries(reader)
     out = []
-    for fp, found in spans.items():
+    for fp, spells in spans.items():
+        found = [s for s in spells if (s[1] if s[1] is not None else end) > s[0]]  # no time: not fired
         if not found:
             continue
         rule, labels, value = last[fp]
