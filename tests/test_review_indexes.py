@@ -4,11 +4,13 @@ workload runs again, and the weekly review judges both (dashboard/analysis/revie
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pandas as pd
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from collectors.jobs.advisor import advise_target
 from dashboard.analysis.reader import Reader, StoreReads
@@ -203,3 +205,28 @@ def test_too_few_calls_on_either_side_are_not_measured() -> None:
     assert ratio(few, many, [1, 2], "exec_ms", indexes.MIN_CALLS) is None  # 9 before
     assert ratio(many, few, [1, 2, 3], "exec_ms") == pytest.approx(0.2)  # a write: one call is enough
     assert indexes._verdict(True, None, None, None) == "not measured"
+
+
+def test_an_invalid_index_left_by_a_failed_concurrent_build_is_not_seen(pg: ThrowawayPostgres) -> None:
+    """CREATE UNIQUE INDEX CONCURRENTLY over duplicates fails and leaves an invalid index behind:
+    it serves no query, so the catalog reading does not count it as created."""
+    import psycopg
+
+    from collectors.postgres.health import indexes as part
+    from collectors.postgres.reads import _Reads
+
+    dsn = pg.dsn(dbname=new_database(pg, "invalid"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int, v int)")
+        conn.execute("INSERT INTO t SELECT g, g % 3 FROM generate_series(1, 30) g")
+        conn.execute("CREATE INDEX t_id_idx ON t (id)")
+        with contextlib.suppress(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v)")
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_key'::regclass"
+        ).fetchone()
+    assert valid == (False,)  # the failed build's index is there, invalid
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        rows = _Reads(conn, conn.info.server_version, None).fetch("indexes")
+    seen = part.read(rows, 1_000, {}).snapshot
+    assert [i.index_name for i in seen.indexes] == ["public.t_id_idx"]

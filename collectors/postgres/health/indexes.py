@@ -37,6 +37,9 @@ def read(rows: list[dict[str, Any]], now: int, last: dict[tuple[str, str], float
             keys=tuple(row.get("keys") or ()),
         )
         for row in rows
+        # A failed CREATE INDEX CONCURRENTLY leaves an invalid index: it serves no query, so it was
+        # not "created" (it is, once a REINDEX makes it valid).
+        if row.get("is_valid", True)
     )
     datname = rows[0]["datname"] if rows else None
     return PartRead(points, IndexesNow(ts=now, datname=datname, indexes=seen))

@@ -8,7 +8,7 @@ SELECT current_database() AS datname,
        format('%I.%I', s.schemaname, s.relname) AS table_name,
        s.idx_scan, s.idx_tup_read, s.idx_tup_fetch,
        pg_relation_size(s.indexrelid) AS size_bytes,
-       i.indisunique AS is_unique, i.indisprimary AS is_primary,
+       i.indisunique AS is_unique, i.indisprimary AS is_primary, i.indisvalid AS is_valid,
        pg_get_indexdef(s.indexrelid) AS definition,
        -- Each key column or expression, without its ordering or operator class.
        ARRAY(SELECT pg_get_indexdef(s.indexrelid, k, true)

@@ -171,7 +171,7 @@ def objectives(reader: Reader, period: Period, weeks: int = 8) -> tuple[Objectiv
     found = _weeks(period, weeks)
     level = _level(reader, *found)
     by_key = _service_objectives(reader, found, level)
-    by_key["db"] = _db_objectives(reader, found, level)
+    by_key["db"] = _db_objectives(reader, found)
     by_key["cache"] = _ratio_objectives(reader, "redis", LOOKUPS, "cache", CACHE_TARGET, found, level)
     by_key["buffer"] = _ratio_objectives(reader, "postgres", BLOCKS, "buffer", BUFFER_TARGET, found, level)
     keys = [key for key, _ in OBJECTIVES] + sorted(k for k in by_key if k not in NAMES)
@@ -232,7 +232,7 @@ def _service_objectives(reader: Reader, weeks: list[Period], level: str) -> dict
     return out
 
 
-def _db_objectives(reader: Reader, weeks: list[Period], level: str) -> list[Objective]:
+def _db_objectives(reader: Reader, weeks: list[Period]) -> list[Objective]:
     """DB query p95 (of statement means) per PostgreSQL target and week."""
     op, threshold, unit = DB_P95_TARGET
     name, text = NAMES["db"], slo.fmt_target(op, threshold, unit)
@@ -240,7 +240,9 @@ def _db_objectives(reader: Reader, weeks: list[Period], level: str) -> list[Obje
     if not targets:
         return _unmeasured(name, text, unit, weeks)
     ids = tuple(sorted(t.id for t in targets))
-    by_week = {w.label: reader.store.statement_window_totals(ids, _window(w), level) for w in weeks}
+    # Weeks are whole UTC days and the p95 needs only each statement's sums: the daily level holds
+    # them in a 24th of the hourly rows (eight weeks of 5,000 statements: seconds saved).
+    by_week = {w.label: reader.store.statement_window_totals(ids, _window(w), "daily") for w in weeks}
     out = []
     for target in targets:
         shown = _named(name, len(targets), target.name)
