@@ -89,8 +89,10 @@ def test_bad_port_is_refused(port: str) -> None:
 # -- --config before or after the command --------------------------------------------------------------
 def test_config_is_accepted_before_and_after_the_command(tmp_path: Path) -> None:
     mine, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
-    mine.write_text(f"store: sqlite:///{tmp_path / 'mine.db'}\n")
-    other.write_text(f"store: sqlite:///{tmp_path / 'other.db'}\n")
+    # A target never collected: exit 0 (none at all is exit 2, down is 1).
+    target = "targets:\n  redis:\n    - {name: cache, url: 'redis://127.0.0.1:1'}\n"
+    mine.write_text(f"store: sqlite:///{tmp_path / 'mine.db'}\n{target}")
+    other.write_text(f"store: sqlite:///{tmp_path / 'other.db'}\n{target}")
     for args in (
         ("--config", str(mine), "status", "--json"),
         ("status", "--config", str(mine), "--json"),

@@ -151,7 +151,7 @@ def test_bearer_tokens_with_whitespace_never_leak(prometheus: ThrowawayPrometheu
     assert "prometheus/inner: down" in collected.stderr
     assert "environment variable OBS_T_TOKEN_INNER (bearer_token_env) has whitespace" in collected.stderr
     status = observatory("status", "--json", "--config", str(config), env=env)
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 1, status.stderr  # a target is down: a monitor sees it
     states = {t["name"]: (t["state"], t["last_error"]) for t in json.loads(status.stdout)["targets"]}
     assert states["trailing"] == ("ok", None)
     assert states["inner"][0] == "down" and "OBS_T_TOKEN_INNER" in states["inner"][1]

@@ -4,6 +4,7 @@ and the reader's view of a store nobody has written yet."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -139,3 +140,12 @@ def test_the_rate_rule_divides_by_the_time_the_cycles_covered() -> None:
     raw = pd.DataFrame({"target_id": [1, 1, 1], "ts": [T0, T0 + 30, T0 + 90]})
     assert widths(raw, "raw", ["target_id"]).tolist() == [45.0, 30.0, 60.0]  # first: the usual gap
     assert rate(5.0, 0.0) != rate(5.0, 0.0)  # nothing covered: NaN, not infinity
+
+
+def test_status_says_how_to_start_when_there_is_no_target(tmp_path: Path) -> None:
+    """In a folder without a configuration: one message, exit 2, and no store file made."""
+    env = {k: v for k, v in os.environ.items() if k != "OBSERVATORY_CONFIG"}
+    done = observatory("status", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "no target is configured" in done.stderr and "observatory up" in done.stderr
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
 """`observatory status [--json]`: every target of every source, configured or stored, with its state,
-last success, last error, hints and samples. Grouped by kind (analysis.targets.merge_statuses): the
-stored targets by name, then the configured ones never collected, in the configuration's order
-(state "never collected", a hint to start collecting).
+last success, last error, hints and samples. Exit 0, 1 when a target is down (a monitor can run
+it), 2 when there is no target at all (saying how to start). Grouped by kind
+(analysis.targets.merge_statuses): the stored targets by name, then the configured ones never
+collected, in the configuration's order (state "never collected", a hint to start collecting).
 
 The store is only read (the analyses' `Reader`, as the pages read it): a store nobody wrote yet lists
 the configured targets, and nothing is created or migrated.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,12 @@ from dashboard.cli.common import open_reader, store_error
 from dashboard.cli.text import printable
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import redact
+
+NO_TARGETS = (
+    "name the servers to watch under targets.postgres, targets.redis or targets.prometheus in "
+    "observatory.yaml (or the file $OBSERVATORY_CONFIG names), then run `observatory up`; "
+    "`observatory demo` shows one running"
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,9 +64,14 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
         }
         for r in frame.to_dict("records")
     ]
+    if not rows:
+        print(f"observatory: no target is configured in {config.source} and the store holds none: "
+              f"{NO_TARGETS}", file=sys.stderr)  # fmt: skip
+        return 2
+    down = any(r["state"] == "down" for r in rows)
     if args.json:
         print(json.dumps({"store": redact(config.store), "targets": rows}, indent=2))
-        return 0
+        return 1 if down else 0
     print(f"store: {redact(config.store)}")
     for r in rows:
         print(f"{r['kind']}/{r['name']}: {r['state']}, last success {r['last_success'] or 'never'}, "
@@ -71,7 +84,7 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
             if worst:
                 print(f"  health: {area}: {worst['level']}: {printable(worst['subject'])}: "
                       f"{printable(worst['problem'])}")  # fmt: skip
-    return 0
+    return 1 if down else 0
 
 
 def _headlines(reader: Reader, frame: pd.DataFrame) -> dict[str, dict[str, dict | None]]:
