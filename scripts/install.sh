@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 say() { printf '[install] %s\n' "$*"; }
 
 # Debian 12 names. postgresql-15 already Provides postgresql-contrib-15 (pg_stat_statements);
-# there is no separate contrib package to install. fonts-liberation gives chromium real fonts.
+# there is no separate contrib package to install. fonts-liberation gives chromium real fonts;
+# systemd gives systemd-analyze, which checks the units in deploy/systemd.
 PACKAGES=(python3-venv python3-pip postgresql-15 postgresql-15-hypopg redis-server prometheus
-  prometheus-node-exporter prometheus-alertmanager chromium fonts-liberation)
+  prometheus-node-exporter prometheus-alertmanager chromium fonts-liberation systemd)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
