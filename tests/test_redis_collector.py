@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from bench import redis_cycle
@@ -299,3 +301,35 @@ def test_benchmark_runs_and_proves_no_on_command() -> None:
     assert not set(ran) & set(redis_cycle.FORBIDDEN)
     assert result["passed"] == (result["cycle"]["p95_ms"] <= redis_cycle.BUDGET_P95_MS)
     assert "INFO ALL round trip" in redis_cycle.format_report(result)
+
+
+# The README's least-privilege ACL user, word for word (README: "What the monitored server needs").
+README_ACL = (
+    "ACL SETUSER observatory on >PASSWORD resetkeys %R~* resetchannels -@all +info +ping +hello +auth "
+    "+client|setname +slowlog|get +latency|latest +config|get +cluster|info "
+    "+llen +zcard +zcount +zrangebyscore +hlen +hget +hmget +lindex"
+)
+
+
+def test_the_readmes_least_privilege_acl_user_collects_everything(
+    redis_server: ThrowawayRedis, store: Store
+) -> None:
+    """With only the commands the README grants, read-only on keys: a full cycle, queues of the
+    three libraries included, with no command refused and nothing written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert README_ACL in readme
+    r = client(redis_server.url)
+    r.execute_command(*README_ACL.replace("PASSWORD", "acl-pw").split())
+    r.lpush("bull:mail:wait", "1")
+    r.lpush("rq:queue:default", "job-1")
+    r.lpush("celery", "{}")
+    url = redis_server.url.replace("redis://", "redis://observatory:acl-pw@")
+    queues = {"bullmq": ["mail"], "rq": ["default"], "celery": ["celery"]}
+    config = make_config(store.url, [target(url, queues=queues)], kind="redis")
+    now = int(time.time())
+    (cycle,) = collect_once(config, store, now)
+    assert (cycle.status.state, cycle.status.error, cycle.status.hints) == ("ok", None, [])
+    assert at(store, "redis.queue.depth", now, "lib=bullmq,queue=mail,state=wait") == 1
+    limited = client(url)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limited.set("anything", "1")  # it may read, never write
