@@ -19,7 +19,7 @@ from dashboard.store import Store
 from tests.support.apptest import no_exception, open_page
 from tests.support.browser import CELLS, serve, settle, shoot
 from tests.support.cli import observatory
-from tests.test_review_statements import BASELINE, HOSTILE, PERIOD, cycles, scenario
+from tests.support.review_world import BASELINE, HOSTILE, PERIOD, cycles, scenario
 
 
 @pytest.fixture(scope="module")
