@@ -131,12 +131,22 @@ def objectives(review: Review) -> None:
 
 
 def figures(review: Review) -> None:
-    st.subheader("Services, Redis and PostgreSQL")
-    table = frames.series(review)
+    _section(
+        "Services, Redis and PostgreSQL",
+        frames.series(review),
+        "Nothing to compare: no figure was collected in both weeks.",
+        {"change": st.column_config.NumberColumn("change", **PERCENT)},
+        420,
+    )
+
+
+def _section(title: str, table, none: str, columns: dict | None = None, height: int = 320) -> None:
+    """A subheader, then the table, or one line saying why there is none."""
+    st.subheader(title)
     if table.empty:
-        st.caption("Nothing to compare: no figure was collected in both weeks.")
-        return
-    ui.table(table, {"change": st.column_config.NumberColumn("change", **PERCENT)}, max_height=420)
+        st.caption(none)
+    else:
+        ui.table(table, columns, max_height=height)
 
 
 def indexes(review: Review) -> None:
@@ -162,21 +172,12 @@ def _listed(title: str, table) -> None:
 
 
 def alerts(review: Review) -> None:
-    st.subheader("Alerts fired")
-    table = frames.alerts(review)
-    if table.empty:
-        st.caption("No alert fired this week.")
-        return
-    ui.table(table, {"firing_s": st.column_config.NumberColumn("firing for", **SECONDS)}, max_height=320)
+    columns = {"firing_s": st.column_config.NumberColumn("firing for", **SECONDS)}
+    _section("Alerts fired", frames.alerts(review), "No alert fired this week.", columns)
 
 
 def growth(review: Review) -> None:
-    st.subheader("Largest tables: growth")
-    table = frames.growth(review)
-    if table.empty:
-        st.caption("No table sizes in both weeks.")
-        return
-    ui.table(table, max_height=320)
+    _section("Largest tables: growth", frames.growth(review), "No table sizes in both weeks.")
 
 
 def downloads(review: Review) -> None:

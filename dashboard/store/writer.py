@@ -44,6 +44,18 @@ from dashboard.store.schema import (
 )
 
 SeriesKey = tuple[str, str]  # (name, labels)
+# Detail kept as long as the hourly figures, by the time that ages it: slow-log entries (few, and
+# worth it), the alerts' history (alerts now stay: they are current, whatever their age), plan
+# shapes last seen that long ago, blocking chains (incidents), indexes gone and suggestions not
+# made again since.
+KEPT_AS_LONG_AS_HOURLY = (
+    slowlog.c.ts,
+    alert_events.c.ts,
+    statement_plans.c.last_seen,
+    blocking_chains.c.last_seen,
+    index_catalog.c.last_seen,
+    index_suggestions.c.last_suggested,
+)
 CHAIN_GAP_S = 60  # a root's chains this close in time are one chain seen twice (a restart between)
 
 
@@ -391,35 +403,11 @@ class Store:
                 for table in (STMT[level], POINTS[level]):
                     result = conn.execute(table.delete().where(table.c.ts < horizon))
                     deleted[table.name] = result.rowcount
-            # Slow-log entries are few and are detail worth keeping as long as hourly figures.
-            result = conn.execute(slowlog.delete().where(slowlog.c.ts < now - int(retention.hourly)))
-            deleted["slowlog"] = result.rowcount
-            # So is the alerts' history (alerts now stay: they are current, whatever their age).
-            result = conn.execute(
-                alert_events.delete().where(alert_events.c.ts < now - int(retention.hourly))
-            )
-            deleted["alert_events"] = result.rowcount
-            # And so are plans: a shape last seen before that, and statements no longer planned.
-            result = conn.execute(
-                statement_plans.delete().where(statement_plans.c.last_seen < now - int(retention.hourly))
-            )
-            deleted["statement_plans"] = result.rowcount
-            # Blocking chains are incidents: kept as long as the hourly figures around them.
-            result = conn.execute(
-                blocking_chains.delete().where(blocking_chains.c.last_seen < now - int(retention.hourly))
-            )
-            deleted["blocking_chains"] = result.rowcount
-            # Indexes gone that long ago, and suggestions not made again since.
-            result = conn.execute(
-                index_catalog.delete().where(index_catalog.c.last_seen < now - int(retention.hourly))
-            )
-            deleted["index_catalog"] = result.rowcount
-            result = conn.execute(
-                index_suggestions.delete().where(
-                    index_suggestions.c.last_suggested < now - int(retention.hourly)
-                )
-            )
-            deleted["index_suggestions"] = result.rowcount
+            horizon = now - int(retention.hourly)
+            for column in KEPT_AS_LONG_AS_HOURLY:
+                deleted[column.table.name] = conn.execute(
+                    column.table.delete().where(column < horizon)
+                ).rowcount
         return deleted
 
 
