@@ -205,3 +205,16 @@ def test_alert_history_is_read_per_alert_and_kept_as_long_as_hourly_figures(back
     assert deleted["alert_events"] == 1  # the 100-day-old change; the alert still firing stays
     assert alerting.history(engine, 0, 2**40)["rule"].tolist() == ["B"]
     assert {a.name for a in backend_store.active_alerts()} == {"A", "B"}
+
+
+def test_targets_are_registered_once_in_one_go(backend_store: Store) -> None:
+    """The daemon creates every target's row before its threads start; a second daemon (or a
+    restart) finds them and changes nothing."""
+    keys = [("postgres", f"db{i}") for i in range(30)] + [("redis", "cache")]
+    backend_store.ensure_targets(keys)
+    ids = {k: backend_store.target_id(*k) for k in keys}
+    backend_store.ensure_targets(reversed(keys))
+    assert {k: backend_store.target_id(*k) for k in keys} == ids
+    assert len(set(ids.values())) == len(keys)
+    with backend_store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.targets)).scalar_one() == len(keys)

@@ -16,6 +16,12 @@ target's lock in the store; a second process is refused and told who holds it.
 
 Either way the lock goes with the process: the OS drops a file lock, the server ends the session,
 so a killed process never leaves a stale lock.
+
+Daemons configured with the same targets split them (collectors/scheduler.py): each daemon says it is
+alive the same way, with a lock it holds for its life in a namespace of its own (`join`), so each
+can count the live ones (`live`). SQLite store: a locked file `<db path>.locks/daemons/<group>-<id>.lock`;
+PostgreSQL store: the two-key advisory lock (group, its session's pid), which `pg_locks` shows
+with objsubid 2 and so apart from the targets' one-key locks.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -31,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +49,22 @@ from sqlalchemy.pool import NullPool
 
 from dashboard.store.engine import normalize_url
 
+log = logging.getLogger("observatory.collect")
+
 NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# A daemon's "I am alive" lock: one key per session, so never waited for; taking it twice stacks.
+DAEMON_LOCK = "SELECT pg_advisory_lock(:g, pg_backend_pid())"
+# A daemon that stops without dying (SIGSTOP, a frozen VM) keeps its session, and the kernel still
+# answers the keepalives: the server ends a session idle this long, freeing its targets, and a live
+# daemon beats well within it (Scheduler.run_forever; the weekly review's sender shares its
+# session). Only for a process that beats: a `collect --once` slower than this lost its locks.
+# PostgreSQL 14+; older servers ignore it.
+IDLE_SESSION_TIMEOUT_S = 20
+# A server fenced by a switchover (read-only, or a standby) keeps the sessions open on it, and advisory
+# locks still work there: the writer left it at its first refused write, the lock session never
+# writes, so each beat asks, or two daemons on the two servers both held every target.
+READ_ONLY_SERVER = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+BEAT_EVERY_S = 5.0
 APP_NAME = re.compile(r"^observatory collect (?P<host>.*):(?P<pid>\d+)$")
 
 
@@ -96,6 +119,19 @@ class TargetLocks:
     def release(self, kind: str, name: str) -> None:
         pass
 
+    def join(self, group: int) -> None:
+        """Say this process is a live daemon of `group` (0 <= group < 2**31) until it closes."""
+
+    def live(self, group: int) -> int:
+        """How many daemons of `group` are alive, this one included once it joined."""
+        return 1
+
+    def start_beating(self) -> None:
+        """From now on this process beats (`beat`): its locks go when it stops."""
+
+    def beat(self) -> None:
+        """Say this process is still alive, every BEAT_EVERY_S (its locks go when it stops saying so)."""
+
     def close(self) -> None:
         """Release every lock."""
 
@@ -108,6 +144,7 @@ class FileLocks(TargetLocks):
         self.database = Path(os.path.realpath(database))
         self.folder = self.database.with_name(self.database.name + ".locks")
         self._files: dict[tuple[str, str], int] = {}  # held: the open lock file
+        self._member: int | None = None  # the open file saying this daemon is alive
         self._mutex = threading.Lock()
 
     def path(self, kind: str, name: str) -> Path:
@@ -144,9 +181,38 @@ class FileLocks(TargetLocks):
         if fd is not None:
             os.close(fd)  # the file stays: removing it would race with a process opening it
 
+    def join(self, group: int) -> None:
+        folder = self.folder / "daemons"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"{group}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file of its own: never contended
+        self._member = fd
+
+    def live(self, group: int) -> int:
+        alive = 0
+        for path in (self.folder / "daemons").glob(f"{group}-*.lock"):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue  # removed a moment ago
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alive += 1
+            else:  # its daemon is gone (no one reuses a name): tidy it away
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            finally:
+                os.close(fd)
+        return alive
+
     def close(self) -> None:
         for kind, name in list(self._files):
             self.release(kind, name)
+        if self._member is not None:
+            os.close(self._member)  # the file stays until a live() finds it free
+            self._member = None
 
 
 def _read_holder(path: Path) -> Holder:
@@ -173,6 +239,8 @@ class AdvisoryLocks(TargetLocks):
         self._conn: Connection | None = None
         self._held: set[int] = set()  # the keys this process holds, or held before its session ended
         self._in_session: set[int] = set()  # the keys locked in the current session
+        self._group: int | None = None  # joined: taken again in each new session
+        self._beating = False  # the session ends when this process stops beating
         self._mutex = threading.Lock()
 
     def try_lock(self, kind: str, name: str) -> Holder | None:
@@ -217,12 +285,60 @@ class AdvisoryLocks(TargetLocks):
                 except Exception:
                     self._disconnect()  # the session ends, and its locks with it
 
+    def join(self, group: int) -> None:
+        with self._mutex:
+            self._group = group
+            try:
+                self._connection()  # a new session takes it; one already open takes it now
+                self._conn.execute(text(DAEMON_LOCK), {"g": group})  # type: ignore[union-attr]
+            except Exception:
+                self._disconnect()  # the store is away: the next session takes it
+
+    def live(self, group: int) -> int:
+        with self._mutex:
+            try:
+                count = self._connection().execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND objsubid = 2 AND classid::bigint = :g"
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ),
+                    {"g": group},
+                )
+                return int(count.scalar_one())
+            except Exception:
+                self._disconnect()
+                return 1  # the store is away: as if alone, so nothing held is given up
+
+    def start_beating(self) -> None:
+        with self._mutex:
+            self._beating = True
+            if self._conn is not None:
+                try:
+                    self._end_when_idle(self._conn)
+                except Exception:
+                    self._disconnect()  # the next session gets it
+
+    def beat(self) -> None:
+        with self._mutex:
+            if self._conn is None:
+                return
+            try:
+                fenced = self._conn.execute(text(READ_ONLY_SERVER)).scalar()
+            except Exception:
+                self._disconnect()  # ended (a store restart, say): the next try_lock takes the locks again
+                return
+            if fenced:  # a switchover: the next try_lock follows the store's name to the new primary
+                log.warning("store: the lock session's server is read-only now: reconnecting")
+                self._disconnect()
+
     def close(self) -> None:
         with self._mutex:
             self._held.clear()
-            if self._conn is not None and self._in_session:
+            if self._conn is not None and (self._in_session or self._group is not None):
                 with contextlib.suppress(Exception):  # now: the session's end comes a moment later
                     self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            self._group = None
             self._disconnect()
             self._engine.dispose()
 
@@ -235,7 +351,16 @@ class AdvisoryLocks(TargetLocks):
             self._conn.execute(text("SET tcp_keepalives_idle = 30"))
             self._conn.execute(text("SET tcp_keepalives_interval = 10"))
             self._conn.execute(text("SET tcp_keepalives_count = 3"))
+            if self._beating:
+                self._end_when_idle(self._conn)
+            if self._group is not None:  # alive as long as this session: one key per session
+                self._conn.execute(text(DAEMON_LOCK), {"g": self._group})
         return self._conn
+
+    @staticmethod
+    def _end_when_idle(conn: Connection) -> None:
+        if conn.dialect.server_version_info >= (14,):
+            conn.execute(text(f"SET idle_session_timeout = '{IDLE_SESSION_TIMEOUT_S}s'"))
 
     def _disconnect(self) -> None:
         self._in_session.clear()
@@ -278,6 +403,13 @@ def lock_key(kind: str, name: str) -> int:
     """The target's advisory lock key: a stable signed 64-bit hash of (kind, name)."""
     digest = hashlib.blake2b(f"{kind}\0{name}".encode(), digest_size=8, person=b"obs-target").digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def group_key(targets: list[tuple[str, str]]) -> int:
+    """The daemons' group of a set of targets: daemons configured with the same targets split them."""
+    names = "\n".join(sorted(f"{kind}\0{name}" for kind, name in targets))
+    digest = hashlib.blake2b(names.encode(), digest_size=4, person=b"obs-group").digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 def _check(kind: str, name: str) -> None:

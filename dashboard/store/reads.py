@@ -33,6 +33,7 @@ from dashboard.store.schema import (
     index_catalog,
     index_catalog_reads,
     index_suggestions,
+    leases,
     series,
     slowlog,
     statement_plans,
@@ -117,6 +118,13 @@ def target_statuses(engine: Engine) -> pd.DataFrame:
         frame = pd.read_sql(query, conn)
     frame["hints"] = frame["hints"].map(lambda h: json.loads(h) if h else [])
     return frame
+
+
+def lease_holders(engine: Engine) -> dict[int, str]:
+    """target_id -> the daemon (host:pid:id) that took its lease last: the one collecting it while
+    it runs, or the last one that did."""
+    with engine.connect() as conn:
+        return dict(conn.execute(select(leases.c.target_id, leases.c.holder)).all())
 
 
 # -- series -----------------------------------------------------------------------------------

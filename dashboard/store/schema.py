@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7  # 6: raw and hourly tables partitioned by time on PostgreSQL (partitions.py); 7: leases
 LEVELS = ("raw", "hourly", "daily")
 BUCKET_SECONDS = {"hourly": 3600, "daily": 86400}
 
@@ -47,6 +47,12 @@ STATEMENT_COUNTERS: tuple[str, ...] = (
 _FLOAT_COUNTERS = {"exec_ms", "plan_ms", "read_ms", "write_ms"}
 
 metadata = MetaData()
+PARTITIONED_LEVELS = ("raw", "hourly")  # on PostgreSQL, by range of ts (partitions.py); ts is in every key
+
+
+def _partitioned(level: str) -> dict[str, str]:
+    return {"postgresql_partition_by": "RANGE (ts)"} if level in PARTITIONED_LEVELS else {}
+
 
 meta = Table(
     "meta",
@@ -63,6 +69,17 @@ targets = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("kind", "name", name="uq_targets_kind_name"),
+)
+
+# Who collects a target, as a fencing token: a daemon that takes a target from another raises the
+# epoch, and a cycle is saved only with the epoch it was collected under (writer.Store.take_lease).
+# A lock alone cannot tell a daemon that it lost a target while its cycles waited in memory.
+leases = Table(
+    "leases",
+    metadata,
+    Column("target_id", Integer, primary_key=True),
+    Column("holder", String(200), nullable=False),  # the daemon: host, pid and a random tag
+    Column("epoch", BigInteger, nullable=False),
 )
 
 target_status = Table(
@@ -102,6 +119,7 @@ points_raw = Table(
     Column("value", Float, nullable=False),
     PrimaryKeyConstraint("series_id", "ts"),
     sqlite_with_rowid=False,
+    postgresql_partition_by="RANGE (ts)",
 )
 
 
@@ -117,6 +135,7 @@ def _points_rollup(level: str) -> Table:
         Column("max", Float, nullable=False),
         PrimaryKeyConstraint("series_id", "ts"),
         sqlite_with_rowid=False,
+        **_partitioned(level),
     )
 
 
@@ -166,6 +185,7 @@ def _statement_stats(level: str) -> Table:
         *counters,
         PrimaryKeyConstraint("target_id", "ts", "statement_id"),
         sqlite_with_rowid=False,
+        **_partitioned(level),
     )
     Index(f"ix_stmt_{level}_statement", table.c.statement_id, table.c.ts)
     return table

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
 
 from dashboard.core import sources
 from dashboard.core.advice import AdviceReport
@@ -22,7 +22,7 @@ from dashboard.core.details import Details
 from dashboard.core.health.chains import BlockingChain
 from dashboard.core.health.indexes import IndexesNow
 from dashboard.core.records import OWN_MARKER, OWN_UNMARKED, Cycle, Point, StatementKey
-from dashboard.store import alerting, plan_history, upserts
+from dashboard.store import alerting, partitions, plan_history, upserts
 from dashboard.store.engine import make_engine
 from dashboard.store.migrations import migrate
 from dashboard.store.schema import (
@@ -35,6 +35,7 @@ from dashboard.store.schema import (
     index_catalog,
     index_catalog_reads,
     index_suggestions,
+    leases,
     series,
     slowlog,
     statement_plans,
@@ -56,7 +57,13 @@ KEPT_AS_LONG_AS_HOURLY = (
     index_catalog.c.last_seen,
     index_suggestions.c.last_suggested,
 )
+PRUNE_KEY = 0x6F62735F7072756E  # the advisory lock of retention on a PostgreSQL store ("obs_prun")
 CHAIN_GAP_S = 60  # a root's chains this close in time are one chain seen twice (a restart between)
+
+
+class LeaseLost(Exception):
+    """A cycle collected under a lease the target no longer has: another daemon took the target
+    (and went on from the state saved) while the cycle waited; saving it would count its interval twice."""
 
 
 class Store:
@@ -69,6 +76,7 @@ class Store:
         self._statement_ids: dict[int, dict[StatementKey, int]] = {}
         self._series_ids: dict[int, dict[SeriesKey, int]] = {}
         migrate(self.engine)
+        self.partitions = partitions.Partitions(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -91,6 +99,29 @@ class Store:
             return get_or_create(conn)
         with self.engine.begin() as c:
             return get_or_create(c)
+
+    def ensure_targets(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Create the rows of targets (kind, name) not in the store yet, in one transaction: the
+        daemon does it before its collector threads start, so their first reads write nothing."""
+        with self.engine.begin() as c:
+            for kind, name in keys:
+                self.target_id(kind, name, c)
+
+    def take_lease(self, kind: str, name: str, holder: str) -> int:
+        """The epoch under which `holder`, which has just taken the target's lock, saves its cycles.
+        A new holder raises it, so cycles collected under an earlier lease are refused; the same
+        holder keeps it (its lock came back after the store did: the cycles that waited are saved)."""
+        with self.engine.begin() as c:
+            tid = self.target_id(kind, name, c)
+            mine = leases.c.target_id == tid
+            found = c.execute(select(leases.c.holder, leases.c.epoch).where(mine).with_for_update()).first()
+            if found is None:
+                c.execute(leases.insert().values(target_id=tid, holder=holder, epoch=1))
+                return 1
+            if found.holder == holder:
+                return found.epoch
+            c.execute(leases.update().where(mine).values(holder=holder, epoch=found.epoch + 1))
+            return found.epoch + 1
 
     # -- collector state --------------------------------------------------------------------
     def statement_state(self, kind: str, name: str) -> dict[StatementKey, tuple[tuple[float, ...], bool]]:
@@ -162,17 +193,22 @@ class Store:
         """Save cycles (of any targets, in order) in one transaction: all of them or none."""
         with self._lock:
             try:
+                self.partitions.ensure(partitions.cycle_times(cycles))  # before: in a short transaction
                 with self.engine.begin() as conn:
                     for cycle in cycles:
                         self._write_cycle(conn, cycle)
             except Exception:
-                # Ids handed out inside the rolled-back transaction do not exist: look them up again.
+                # Ids handed out inside the rolled-back transaction do not exist: look them up again;
+                # so are the partitions (another daemon's retention may have dropped one).
                 self._statement_ids.clear()
                 self._series_ids.clear()
+                self.partitions.forget()
                 raise
 
     def _write_cycle(self, conn: Connection, cycle: Cycle) -> None:
         tid = self.target_id(cycle.kind, cycle.target, conn)
+        if cycle.lease is not None:
+            _check_lease(conn, tid, cycle)
         ids = self._write_statements(conn, tid, cycle)
         written = self._write_statement_deltas(conn, tid, cycle, ids)
         written += self._write_points(conn, tid, cycle.ts, cycle.points)
@@ -393,22 +429,48 @@ class Store:
             alerting.save_journal(conn, key, value)
 
     # -- retention --------------------------------------------------------------------------
-    def prune(self, retention: Retention, now: int) -> dict[str, int]:
-        """Drop detail older than the retention of its level; returns rows deleted per table."""
+    def prune(self, retention: Retention, now: int | None = None) -> dict[str, int]:
+        """Drop detail older than the retention of its level, as of `now`: the store's clock unless
+        given (tests and the history generator prune at the times they simulate; the daemon's job
+        prunes by the store's clock). Returns rows deleted per table. On PostgreSQL one daemon prunes
+        at a time (the others skip: the same work, the same moment), whole partitions go first, each
+        in a short transaction of its own (partitions.py), and the next few are made ahead."""
         keep = {"raw": retention.raw, "hourly": retention.hourly, "daily": retention.daily}
         deleted: dict[str, int] = {}
-        with self._lock, self.engine.begin() as conn:
-            for level, seconds in keep.items():
-                horizon = now - int(seconds)
-                for table in (STMT[level], POINTS[level]):
+        with self._lock, partitions.exclusive(self.engine, PRUNE_KEY) as mine:
+            if not mine:
+                return deleted
+            now = partitions.store_clock(self.engine) if now is None else now
+            horizons = {t: now - int(keep[level]) for level in keep for t in (STMT[level], POINTS[level])}
+            for table, horizon in horizons.items():
+                if self.partitions.enabled and table.name in partitions.SPANS:
+                    deleted[table.name] = partitions.drop_before(self.engine, table.name, horizon)
+            with self.engine.begin() as conn:
+                if self.partitions.enabled:
+                    conn.execute(text(f"SET LOCAL lock_timeout = '{partitions.LOCK_TIMEOUT}'"))
+                for table, horizon in horizons.items():
                     result = conn.execute(table.delete().where(table.c.ts < horizon))
-                    deleted[table.name] = result.rowcount
-            horizon = now - int(retention.hourly)
-            for column in KEPT_AS_LONG_AS_HOURLY:
-                deleted[column.table.name] = conn.execute(
-                    column.table.delete().where(column < horizon)
-                ).rowcount
+                    deleted[table.name] = deleted.get(table.name, 0) + result.rowcount
+                horizon = now - int(retention.hourly)
+                for column in KEPT_AS_LONG_AS_HOURLY:
+                    deleted[column.table.name] = conn.execute(
+                        column.table.delete().where(column < horizon)
+                    ).rowcount
+        self.partitions.forget()
+        self.partitions.ahead(now)
         return deleted
+
+
+def _check_lease(conn: Connection, tid: int, cycle: Cycle) -> None:
+    """Raise LeaseLost unless the target's lease is still the cycle's. The row stays locked until
+    the cycle is saved (PostgreSQL; SQLite has one writer), so a daemon taking the target over
+    waits for this save before it reads the state it goes on from."""
+    epoch = conn.execute(select(leases.c.epoch).where(leases.c.target_id == tid).with_for_update()).scalar()
+    if epoch != cycle.lease:
+        raise LeaseLost(
+            f"{cycle.kind}/{cycle.target}: collected under lease {cycle.lease}, the target is at {epoch}:"
+            " another daemon took it over meanwhile"
+        )
 
 
 def _record_catalog(conn: Connection, tid: int, found: IndexesNow, ts: int) -> None:

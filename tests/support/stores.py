@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 
 import pandas as pd
+import psycopg
 from sqlalchemy import update
 
 from collectors.scheduler import Scheduler
 from dashboard.core import config as config_mod
+from dashboard.core.metrics import REDIS_OPS
 from dashboard.core.records import Cycle, Status
+from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import target_status
@@ -51,3 +55,22 @@ def stored_details(store: Store, kind: str, name: str, text: str, ts: int = 1_00
     with store.engine.begin() as conn:
         conn.execute(update(target_status).where(target_status.c.target_id == tid).values(details=text))
     return tid
+
+
+def new_store_dsn(pg: ThrowawayPostgres) -> str:
+    """A new, empty database on the session cluster, for a store."""
+    name = f"store_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg.dsn(dbname=name)
+
+
+def ops_stored(dsn: str, target: str) -> float:
+    """The sum of the stored per-interval deltas of REDIS_OPS (commands run) of one Redis target."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(p.value), 0) FROM series s JOIN targets t ON t.id = s.target_id"
+            " LEFT JOIN points_raw p ON p.series_id = s.id WHERE s.name = %s AND t.name = %s",
+            (REDIS_OPS, target),
+        ).fetchone()
+    return float(row[0])
