@@ -21,12 +21,17 @@ import sqlalchemy.exc
 
 from dashboard.core.records import Cycle
 from dashboard.store import Store
+from dashboard.store.writer import LeaseLost
 
 log = logging.getLogger("observatory.collect")
 MAX_ATTEMPTS = 3  # refusals of one cycle (not outages of the store) before it is dropped
 # The store is away, locked or full (DB-API OperationalError): the cycle is fine, wait and retry.
 UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 MAX_RETRY_WAIT = 60.0
+# Rows one transaction saves at most (a cycle is never split). A SQLite store has one write lock:
+# a daemon's 120 first cycles in one batch held it for minutes, and every other write (the advisor,
+# the alerts, a `collect --once`) failed with "database is locked" meanwhile.
+MAX_BATCH_ROWS = 20_000
 
 
 class HeldBack(Exception):
@@ -95,9 +100,10 @@ class CycleWriter:
             wait = 0.0 if saved else min(MAX_RETRY_WAIT, max(1.0, 2 * wait))
             if wait:
                 stop.wait(wait)
-        leftover = self._take(timeout=0)
-        if leftover and not self.save(leftover):
-            log.error("store: %d cycles not saved at shutdown", self.pending())
+        while leftover := self._take(timeout=0):
+            if not self.save(leftover):
+                log.error("store: %d cycles not saved at shutdown", self.pending())
+                return
 
     def save(self, batch: Sequence[Cycle]) -> bool:
         """Save a batch (one transaction; cycle by cycle if that fails). Cycles that could not be
@@ -122,8 +128,10 @@ class CycleWriter:
         with self._ready:
             if not self._queue and timeout:
                 self._ready.wait(timeout)
-            self._batch = list(self._queue)
-            self._queue.clear()
+            self._batch, rows = [], 0
+            while self._queue and (not self._batch or rows + _rows(self._queue[0]) <= MAX_BATCH_ROWS):
+                rows += _rows(self._queue[0])
+                self._batch.append(self._queue.popleft())
             return list(self._batch)
 
     def write_now(self, batch: Sequence[Cycle]) -> list[tuple[Cycle, Exception]]:
@@ -133,6 +141,8 @@ class CycleWriter:
         try:
             self.store.write_cycles(batch)
             return []
+        except UNAVAILABLE as err:  # locked, full or away: each cycle alone would wait as long again
+            return [(cycle, brief(err)) for cycle in batch]
         except Exception:
             pass
         failed: list[tuple[Cycle, Exception]] = []
@@ -144,7 +154,7 @@ class CycleWriter:
             try:
                 self.store.write_cycle(cycle)
             except Exception as err:
-                failed.append((cycle, err))
+                failed.append((cycle, brief(err)))
                 stuck.add((cycle.kind, cycle.target))
         return failed
 
@@ -153,6 +163,9 @@ class CycleWriter:
         the problem) is dropped after MAX_ATTEMPTS; while the store is unavailable, none is."""
         retry = []
         for cycle, err in failed:
+            if isinstance(err, LeaseLost):  # never valid again: the target went on without it
+                self._drop(cycle, str(err))
+                continue
             if not isinstance(err, (HeldBack, *UNAVAILABLE)):
                 self._attempts[id(cycle)] = self._attempts.get(id(cycle), 0) + 1
             if self._attempts.get(id(cycle), 0) >= MAX_ATTEMPTS:
@@ -168,6 +181,20 @@ class CycleWriter:
         self._attempts.pop(id(cycle), None)
         log.error("%s/%s: cycle of %d dropped: %s", cycle.kind, cycle.target, cycle.ts, why)
         _notify(self.on_dropped, cycle, why)
+
+
+def _rows(cycle: Cycle) -> int:
+    """About the rows saving the cycle writes: its status and each statement, delta and point."""
+    return 1 + len(cycle.entries) + len(cycle.deltas) + len(cycle.points) + len(cycle.slowlog)
+
+
+def brief(err: Exception) -> Exception:
+    """The same error, its message cut to the driver's one line: without the statement, its
+    parameters (a status row's text) and SQLAlchemy's link, which made a locked or full store's
+    error a dozen lines in every log and `collect --once` line. Same class: outage or refusal."""
+    if isinstance(err, sqlalchemy.exc.StatementError):
+        err.statement, err.params, err.code = None, None, None  # type: ignore[assignment]
+    return err
 
 
 def _notify(callback: Callable[..., None], *args: object) -> None:

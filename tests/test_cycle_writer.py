@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
-from collectors.cycle_writer import MAX_ATTEMPTS, CycleWriter
-from dashboard.core.records import Cycle, SlowlogEntry, Status
+from collectors.cycle_writer import MAX_ATTEMPTS, MAX_BATCH_ROWS, CycleWriter
+from dashboard.core.records import Cycle, Point, SlowlogEntry, Status
 from dashboard.servers.throwaway import ThrowawayPostgres
 from dashboard.store import Store
 from dashboard.store.reads import target_statuses
@@ -56,6 +56,33 @@ def test_cycles_of_several_targets_are_saved_in_order(backend_store: Store, runn
     assert calls_stored(backend_store) == 2 * 5 * 3
     statuses = target_statuses(backend_store.engine).set_index("name")
     assert statuses.loc["crm", "last_success"] == T0 + 240
+
+
+def test_a_batch_holds_the_store_for_a_bounded_number_of_rows(store: Store, running) -> None:
+    """A daemon's first cycles (thousands of statements each) are saved in several transactions,
+    so a SQLite store's one write lock is free between them; a cycle is never split."""
+    per_cycle = MAX_BATCH_ROWS // 3
+    writer = CycleWriter(store)
+    for i in range(7):
+        c = cycle(T0, {1: 1})
+        c.target = f"db{i}"
+        c.points += [Point("pg.table.rows", float(n), "gauge", f"relname=t{n}") for n in range(per_cycle)]
+        writer.submit(c)
+    huge = cycle(T0, {1: 1})
+    huge.target, huge.points = "huge", [Point("x", 1.0, "gauge", f"n={n}") for n in range(MAX_BATCH_ROWS + 5)]
+    writer.submit(huge)
+    batches = []
+    while batch := writer._take(timeout=0):
+        batches.append([c.target for c in batch])
+        writer._requeue([])
+    assert batches == [["db0", "db1"], ["db2", "db3"], ["db4", "db5"], ["db6"], ["huge"]]
+    for target in ("db0", "db1", "huge"):  # the writer thread saves them all, in turn
+        c = cycle(T0 + 60, {1: 1})
+        c.target = target
+        writer.submit(c)
+    running(writer)
+    assert writer.flush(timeout=30) and writer.pending() == 0
+    assert set(target_statuses(store.engine)["name"]) == {"db0", "db1", "huge"}
 
 
 def test_store_outage_loses_nothing(pg: ThrowawayPostgres, running) -> None:

@@ -50,6 +50,7 @@ CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transacti
 # pgwatch reads them every 300 s too) and database and role names.
 SLOW_EVERY = 300
 TOTALS = ("calls", "exec_ms", "rows", "shared_hit", "shared_read", "temp_written")
+PGSS_MARKERS = ("pgss_reset", "dealloc", "pgss_snapshot")  # set only by a cycle that read pg_stat_statements
 
 HINT_PRELOAD = (
     "pg_stat_statements is not loaded: set shared_preload_libraries = 'pg_stat_statements' in "
@@ -209,7 +210,11 @@ class PostgresCollector(TargetCollector):
         if read is None:
             status.state, status.error = "degraded", pgss
             status.hints.insert(0, pgss)
-            details = PostgresDetails(postmaster_start=server["postmaster_start"], **snapshots)
+            # The last reading of pg_stat_statements stays the baseline (the extension dropped and
+            # created again keeps its counters): forgetting it lost what ran until the next reading.
+            # Only the markers a reading set are passed, so a target never read stores none.
+            kept = state.details.model_dump(include=set(PGSS_MARKERS), exclude_unset=True)
+            details = PostgresDetails(postmaster_start=server["postmaster_start"], **kept, **snapshots)
         else:
             self._statements(read, server, state, cycle)
             details = PostgresDetails(

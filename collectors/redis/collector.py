@@ -169,6 +169,11 @@ class RedisCollector(TargetCollector):
         run_id, uptime = str(info.get("run_id", "")), int(info.get("uptime_in_seconds", 0))
         restarted = details.run_id not in (None, run_id) or uptime < details.uptime
         known = details.run_id is not None  # series new since then started from zero
+        if restarted and details.queue_ts is not None and uptime > cycle.ts - details.queue_ts:
+            # Another server, up since before the last reading (a replica promoted behind the same
+            # address, the target repointed): its counters hold activity of no interval of ours, so
+            # this reading is a baseline, as a first one, not one huge delta.
+            state.counters, known = {}, False
         own = {} if restarted else {OWN_HITS: float(details.own_hits), OWN_MISSES: float(details.own_misses)}
         if "maxclients" not in info:  # Redis < 7 has it only in CONFIG
             info = {**info, **self._config_maxclients(client, problems)}

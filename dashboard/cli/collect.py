@@ -5,20 +5,30 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from dashboard.cli.common import open_store
 from dashboard.core import config as config_mod
 from dashboard.core import sources
 
+if TYPE_CHECKING:
+    from collectors.scheduler import Scheduler
+    from dashboard.store import Store
 
-def run(args: argparse.Namespace, config: config_mod.Config) -> int:
+
+def daemon(config: config_mod.Config, store: Store) -> Scheduler:
+    """The scheduler, with the weekly review's sending (review.schedule) handed to it from here:
+    the collectors do not import the analyses. The review's lock is in the daemon's lock session."""
     from collectors.scheduler import Scheduler
     from dashboard.report.weekly_job import WeeklyReview
 
-    store = open_store(config)
-    # The weekly review's sending is the daemon's too (review.schedule), handed to it from here:
-    # the collectors do not import the analyses.
-    scheduler = Scheduler(config, store, jobs=[WeeklyReview(config, store)])
+    scheduler = Scheduler(config, store)
+    scheduler.jobs.append(WeeklyReview(config, store, locks=scheduler.locks))
+    return scheduler
+
+
+def run(args: argparse.Namespace, config: config_mod.Config) -> int:
+    scheduler = daemon(config, open_store(config, collect=True))
     if not scheduler.collectors:
         *others, last = [f"targets.{source.kind}" for source in sources.SOURCES]
         keys = f"{', '.join(others)} or {last}" if others else last

@@ -21,7 +21,7 @@ from dashboard.analysis.review import Period, build, default_period, settings_of
 from dashboard.core.config import Config
 from dashboard.report import send
 from dashboard.store import Store
-from dashboard.store.locks import target_locks
+from dashboard.store.locks import TargetLocks, target_locks
 
 log = logging.getLogger("observatory.review")
 RETRY_S = 600.0  # after a failed sending: the receivers may be back soon
@@ -53,9 +53,18 @@ class WeeklyReview:
 
     __name__ = "review"
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        locks: TargetLocks | None = None,
+    ) -> None:
+        """`locks`: the daemon's, which its main thread beats: a daemon frozen whole lets the review
+        go with its targets, and one building a long review keeps it. Else a session of its own."""
         self.config, self.store, self.clock = config, store, clock
-        self.locks = target_locks(store.url)
+        self._own_locks = locks is None
+        self.locks = target_locks(store.url) if locks is None else locks
 
     def __call__(self, stop: threading.Event) -> None:
         when = self.config.review.when
@@ -70,7 +79,10 @@ class WeeklyReview:
                     done = False
                 stop.wait(max(1.0, RETRY_S if not done else next_at(self.clock(), when) - self.clock()))
         finally:
-            self.locks.close()
+            if self._own_locks:
+                self.locks.close()
+            else:
+                self.locks.release(*LOCK)
 
     def send_due(self) -> bool:
         """Send the last complete week's review to each receiver that did not get it, if its time
