@@ -8,4 +8,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 # The import rules of docs/architecture.md first: a broken layer fails in a second, before any server starts.
 .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest -q "$@"
+# A small tmpfs for the full-disk test (tests/test_faults_store.py), mounted while root and unmounted
+# after; writable by any user, should pytest run as another. Under CI the test fails without it.
+FULL_DISK=/run/observatory-tests/full
+mounted=0
+if [[ $(id -u) -eq 0 ]] && ! mountpoint -q "$FULL_DISK"; then
+  mkdir -p "$FULL_DISK"
+  mount -t tmpfs -o size=8m,mode=1777 tmpfs "$FULL_DISK" && mounted=1
+fi
+trap '((mounted)) && umount -l "$FULL_DISK"' EXIT
+.venv/bin/python -m pytest -q "$@"
