@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard.core.config import ConfigError
 from dashboard.core.redaction import redact
-from dashboard.ui import cached, heap
+from dashboard.ui import access, cached, heap
 from dashboard.ui import frame as ui
 
 # `streamlit run` puts this file's folder first on sys.path, where the packages core/, store/, ui/
@@ -27,8 +27,11 @@ st.set_page_config(layout="wide", page_title="Performance observatory", page_ico
 
 
 def _open_store() -> bool:
-    """Load the config and the store; on failure explain it on the page and return False."""
+    """Load the config, let in whoever may look (with login: only a logged-in user), and open the
+    store; on failure explain it on the page and return False."""
     try:
+        if not access.gate(cached.config()):  # before the store: a visitor sees nothing of it
+            return False
         cached.open_store()
     except ConfigError as err:
         st.error("The configuration cannot be used:")

@@ -17,7 +17,7 @@ from dashboard.core.advice import (
     MissingFkIndex,
     StoredAdvice,
 )
-from dashboard.ui import cached, sql_block
+from dashboard.ui import access, cached, sql_block
 from dashboard.ui import frame as ui
 
 NO_ADVICE = """**No index advice yet.** The collector daemon (`observatory collect`, or `observatory up`
@@ -48,6 +48,11 @@ SKIPPED = "skipped_open"  # the expander of the statements without a suggestion
 FIRST_CARDS = 3  # suggestions shown in full; the others in an expander (MORE) drawn once opened
 MORE = "more_suggestions"
 REPORTS = "reports_open"  # the expander of the table of every database's report
+PASTE = "paste_open"  # the expander of the paste box
+SAVED_HELP = (
+    "Time saved: calls per day × mean time × the planner's cost reduction, unknown without HypoPG. "
+    "Writes: rows written to the table per day."
+)
 
 
 def key(stored: StoredAdvice) -> str:
@@ -200,20 +205,7 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) ->
         columns = ui.md_escape(", ".join(s.columns))
         st.markdown(f"**{rank}. {ui.md_escape(s.table)}** ({columns}) &nbsp; {badge}")
         sql_block.show(s.create_sql)
-        cols = st.columns(4)
-        cols[0].metric(
-            "Time saved per day",
-            ui.fmt_ms(s.saved_ms_per_day),
-            help="calls per day × mean time × the planner's cost reduction; unknown without HypoPG",
-        )
-        before, after = s.cost_before, s.cost_after
-        if after is None:
-            cols[1].metric("Planner cost", f"{before:,.0f} → ?")
-        else:
-            change = f"{(after - before) / before:+.1%}" if before else None
-            cols[1].metric("Planner cost", f"{before:,.0f} → {after:,.0f}", change, delta_color="inverse")
-        cols[2].metric("Writes per day", ui.fmt_count(s.writes_per_day), help="rows written to the table")
-        cols[3].metric("Table rows", ui.fmt_count(s.table_rows))
+        st.markdown(facts(s), help=SAVED_HELP)
         st.caption(ui.md_escape(s.reason))
         n = len(s.statements)
         st.markdown(f"**Serves {n} statement{'s' if n != 1 else ''}**")
@@ -232,6 +224,17 @@ def card(rank: int, s: IndexSuggestion, ids: dict[str, int], key: str | None) ->
             ui.preformatted(s.plan_before or "(no plan)")
             st.caption("With the index (a hypothetical one, HypoPG)")
             ui.preformatted(s.plan_after or "(not planned with the index: the reason above says why)")
+
+
+def facts(s: IndexSuggestion) -> str:
+    """The suggestion's figures on one line of text: four st.metric in columns were a fifth of the
+    page's elements for the browser to lay out, three cards of them."""
+    before, after = s.cost_before, s.cost_after
+    cost = f"{before:,.0f} → ?" if after is None else ui.fmt_cost_change(before, after)
+    return (
+        f"Time saved per day **{ui.fmt_ms(s.saved_ms_per_day)}** · planner cost **{cost}** · "
+        f"writes per day **{ui.fmt_count(s.writes_per_day)}** · table rows **{ui.fmt_count(s.table_rows)}**"
+    )
 
 
 def skipped(reader: Reader, stored: StoredAdvice) -> None:
@@ -266,16 +269,17 @@ def health(stored: StoredAdvice) -> None:
         st.caption("Not checked in this report.")
         return
     st.caption("Existing indexes that cost more than they give, and foreign keys that need one.")
+    clean = [title for kind, title in HEALTH.items() if not getattr(found, kind)]
     for kind, title in HEALTH.items():
         items: list[Finding] = getattr(found, kind)
-        st.markdown(f"**{title}** · {len(items)}")
         if not items:
-            st.caption("None found.")
             continue
-        st.markdown(health_lines(kind, items))
+        st.markdown(f"**{title}** · {len(items)}\n\n{health_lines(kind, items)}")
         fixes = [fix_sql(item) for item in items if item.fix_sql]
         if fixes:
             sql_block.show("\n".join(fixes))
+    if clean:  # one line, not a heading and a "None found." each: ten elements on a healthy database
+        st.caption(f"None found: {', '.join(title[0].lower() + title[1:] for title in clean)}.")
     for note in found.notes:
         st.caption(ui.md_escape(note))
 
@@ -311,7 +315,14 @@ def paste_box(reader: Reader, reports: list[StoredAdvice]) -> None:
         for db in [pasted.target_database(reader.config, t.name)]
         if db
     ]
-    with st.expander("Advise on a statement you paste", icon=":material/content_paste:"):
+    if not access.sql_allowed(reader.config):  # it plans the statement on the target: SQL
+        return
+    pasting = st.expander(
+        "Advise on a statement you paste", icon=":material/content_paste:", key=PASTE, on_change="rerun"
+    )
+    if not pasting.open:  # drawn on demand: its form's widgets were a tenth of the page's elements
+        return
+    with pasting:
         if not choices:
             st.caption("No PostgreSQL target is configured.")
             return

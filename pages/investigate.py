@@ -1,8 +1,10 @@
 """Investigate: from a statement (recorded, or pasted) to its plan, the slow node, the reason and the fix.
 
 A run asks a server: nothing is explained on opening the page, except the estimated plan of a
-recorded statement opened from Query detail (`?id=N`), which is cheap and runs nothing. ANALYZE runs
-the statement (rolled back): only where the target's config allows it, and only on a click.
+recorded statement opened from Query detail (`?id=N`), which is cheap, runs nothing, and goes only to
+the server and database the statement was recorded on; a link that names another target or database,
+or asks for ANALYZE, fills the form and waits for a click. ANALYZE runs the statement (rolled back):
+only where the target's config allows it, and only on a click.
 
 The URL carries what was explained (`?id=N` or a short `?sql=`, `target=`, `db=`, `analyze=1`), so a
 copied link opens the same form; values for $n are left out of it (they may be someone's data).
@@ -22,7 +24,7 @@ from dashboard.plans.document import PlanDocument
 from dashboard.plans.findings import find
 from dashboard.plans.run import Explained
 from dashboard.plans.tree import Plan, PlanUnreadable
-from dashboard.ui import cached, plan_view, sql_block
+from dashboard.ui import access, cached, plan_view, sql_block
 from dashboard.ui import frame as ui
 
 LINK = "inv.link"  # the deep link the form was last filled from
@@ -68,7 +70,16 @@ def fill_form(link: Link, subject: Subject | None, choices: list[Choice]) -> boo
     st.session_state[TEXT] = subject.text if subject is not None else link.sql or ""
     # ANALYZE comes ticked from a link only for a recorded statement: a `?sql=` link is anyone's text.
     st.session_state[ANALYZE] = link.analyze and chosen.analyze and subject is not None
-    return subject is not None and not link.analyze  # never run ANALYZE on opening a link
+    return opens_at_once(link, subject, target)
+
+
+def opens_at_once(link: Link, subject: Subject | None, target: str) -> bool:
+    """Whether the link's estimated plan is asked for on opening, without a click: only a recorded
+    statement's, on the target it was recorded on (the form's `target`) and its database (a crafted
+    `&target=` or `&db=` must not send it elsewhere), and never ANALYZE."""
+    if subject is None or link.analyze or target != subject.target:
+        return False
+    return link.target in (None, subject.target) and link.db in (None, subject.database)
 
 
 def target_changed(choices: list[Choice]) -> None:
@@ -265,6 +276,15 @@ def _when(v: Version) -> str:
     return f"from {ui.utc(v.first_seen)}"
 
 
+def recorded(subject: Subject) -> None:
+    """Which recorded statement the page is about, and a link to its history."""
+    cols = st.columns([3, 1], vertical_alignment="center")
+    about = " · ".join(ui.md_escape(v or "unknown") for v in (subject.target, subject.database))
+    cols[0].caption(f"Recorded statement #{subject.id} on {about}")
+    cols[1].page_link(ui.QUERY_PAGE, label="Its history", icon=":material/search:",
+                      query_params={"id": str(subject.id)})  # fmt: skip
+
+
 def saved_facts(doc: PlanDocument) -> None:
     """Where and when a saved plan was taken (as its file says), and its statement."""
     facts = [doc.target or "", doc.database or "", _version(doc.server_version)]
@@ -299,14 +319,15 @@ if link.sql_cut:
 current: Plan | None = None
 if not choices:
     st.info(NO_TARGET, icon=":material/info:")
+elif not access.sql_allowed(reader.config):  # every plan, even an estimated one, asks the server
+    if subject is not None:
+        recorded(subject)
+        ui.preformatted(subject.text)
+        history_box(subject)  # plans the daemon recorded: read from the store
 else:
     auto = fill_form(link, subject, choices)
     if subject is not None:
-        cols = st.columns([3, 1], vertical_alignment="center")
-        about = " · ".join(ui.md_escape(v or "unknown") for v in (subject.target, subject.database))
-        cols[0].caption(f"Recorded statement #{subject.id} on {about}")
-        cols[1].page_link(ui.QUERY_PAGE, label="Its history", icon=":material/search:",
-                          query_params={"id": str(subject.id)})  # fmt: skip
+        recorded(subject)
     text = st.text_area(
         "Statement",
         key=TEXT,

@@ -82,8 +82,7 @@ def index_advice(reader: Reader, info: StatementInfo) -> None:
     if after is None:
         cost = f"Planner cost {before:,.0f} now; not proven by the planner (see why below)"
     else:
-        change = f" ({(after - before) / before:+.1%})" if before else ""
-        cost = f"Planner cost **{before:,.0f} → {after:,.0f}**{change}, proven with HypoPG"
+        cost = f"Planner cost **{ui.fmt_cost_change(before, after)}**, proven with HypoPG"
     saved = f" · saves about **{ui.fmt_ms(s.saved_ms_per_day)}** per day" if s.saved_ms_per_day else ""
     st.markdown(f"{cost}{saved} · suggestion {found.rank} for {ui.md_escape(found.datname)}")
     st.caption(f"{ui.md_escape(s.reason)} ({made}).")

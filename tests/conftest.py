@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pg() -> Iterator[ThrowawayPostgres]:
     """One PostgreSQL 15 cluster for the session, pg_stat_statements preloaded and created."""
     server = ThrowawayPostgres(
-        settings={"pg_stat_statements.max": "10000"}, password_roles=("secretive",)
+        settings={"pg_stat_statements.max": "10000"}, password_roles=("secretive", "secretive_store")
     ).start()
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")

@@ -31,7 +31,7 @@ def test_full_file_parses_durations(tmp_path: Path) -> None:
             tmp_path,
             """
 store: sqlite:///x.db
-retention: {raw: 36h, hourly: 30d}
+retention: {raw: 36h, hourly: 30d, daily: 2y}
 targets:
   postgres:
     - name: erp-primary
@@ -44,6 +44,7 @@ targets:
     target = cfg.targets.postgres[0]
     assert (target.interval, target.statement_timeout, target.connect_timeout) == (90, 2.5, 5)
     assert cfg.retention.raw == 36 * 3600 and cfg.retention.hourly == 30 * 86400
+    assert cfg.retention.daily == 2 * 365 * 86400  # y: the README writes retention in years
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,8 @@ targets:
         ("targets:\n  mysql: []\n", "targets.mysql: unknown key"),
         ("store: mongodb://x\n", "store: store must be sqlite:///path.db or postgresql+psycopg://"),
         ("retention: {raw: forever}\n", "retention.raw: 'forever' is not a duration"),
+        ("retention: {daily: 99999999999999999999d}\n", "retention.daily: retention must be at most 100y"),
+        ("retention: {hourly: 1.0e+300}\n", "retention.hourly: retention must be at most 100y"),
         ("targets: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
     ],

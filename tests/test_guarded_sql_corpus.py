@@ -82,6 +82,8 @@ def test_the_paste_box(
     case: Case, paste_config: Path, monkeypatch: pytest.MonkeyPatch, unchanged: None
 ) -> None:
     at = open_page(monkeypatch, paste_config, "indexes", timeout=LIMIT_S)
+    at.session_state["paste_open"] = True  # the paste box's form is drawn once its expander is opened
+    at.run()
     at.text_area[0].input(case.sql)
     (submit,) = [b for b in at.button if b.label == "Advise"]
     submit.click().run()

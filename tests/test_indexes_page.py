@@ -96,6 +96,7 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     assert "CREATE INDEX CONCURRENTLY ON public.customers ((lower(email)));" in codes
     tables = len(at.dataframe)
     assert not at.get("html")  # the plans and the skipped statements are drawn once opened
+    assert not at.text_area and "paste_open" in at.session_state  # and the paste box's form
     db = f"{TARGET}/{advised['datname']}"  # the expanders' keys name the report: another keeps its own
     at.session_state[f"plans:{db}:1"] = at.session_state[f"plans:{db}:2"] = True
     at.session_state[f"skipped_open:{db}"] = True
@@ -105,8 +106,11 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
     assert len(at.dataframe) == tables + 1
     assert not at.warning  # HypoPG is installed: no hint
     assert "proven by the planner with HypoPG" in texts(at.markdown)
-    metrics = [m.label for m in at.metric]
-    assert metrics.count("Time saved per day") == 2 and "Planner cost" in metrics
+    # Each card's figures on one line: the time saved is measured with HypoPG, the cost falls.
+    facts = [m for m in texts(at.markdown).splitlines() if m.startswith("Time saved per day **")]
+    assert len(facts) == 2 and not at.metric, facts
+    assert all("planner cost **" in f and " → " in f and "(-" in f and "table rows **" in f for f in facts)
+    assert not any(f.startswith("Time saved per day **–**") for f in facts), facts
     links = {e.proto.label: e.proto.page for e in at.get("page_link")}
     ref_link = f"#{statement_id(advised, REF)} {ui.md_escape('SELECT * FROM orders WHERE ref = $1')}"
     assert ref_link in links, links
@@ -120,7 +124,10 @@ def test_indexes_page_shows_the_report(monkeypatch, advised) -> None:
         "**orders\\_customer\\_id\\_fkey** on " in findings
         and "**events\\_kind\\_created\\_at\\_idx** on " in findings
     )
-    assert "None found." in texts(at.caption)  # no invalid index here
+    # The kinds without a finding share one line, in HEALTH's order (no invalid index here).
+    none = "None found: duplicate and redundant indexes, invalid indexes, bloated indexes (estimate)."
+    assert none in texts(at.caption)
+    assert "**Invalid indexes**" not in findings
     # Every database of the target has a report; `?db=` picks one (Query detail links that way).
     other = at.selectbox[0].options[-1]
     at = open_page(monkeypatch, advised["config"], "indexes", db=other)
@@ -148,6 +155,9 @@ def test_query_detail_says_why_no_index(monkeypatch, advised) -> None:
 def test_a_pasted_statement_is_advised_on_now(monkeypatch, advised) -> None:
     at = open_page(monkeypatch, advised["config"], "indexes", db=f"{TARGET}/{advised['datname']}")
     no_exception(at)
+    assert not at.text_area  # the form is drawn once its expander is opened
+    at.session_state["paste_open"] = True
+    at.run()
     assert at.selectbox[-1].value.startswith(f"{TARGET}/")  # the form's database: a report's
     at.text_area[0].input("SELECT * FROM orders WHERE region = $1 AND channel = $2")
     (submit,) = [b for b in at.button if b.label == "Advise"]

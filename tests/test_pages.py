@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def test_empty_store_overview_says_there_is_no_data(monkeypatch, empty_config) -
     assert "No data yet" in message
     assert "observatory collect" in message
     assert not at.metric
+    assert "Targets: none has data yet" in texts(at.sidebar.caption)  # not a heading over nothing
 
 
 def test_empty_store_other_pages_render(monkeypatch, empty_config) -> None:
@@ -99,6 +101,21 @@ def test_overview_shows_the_workload(monkeypatch, populated_store) -> None:
     assert any("orders" in label for label in links), links
     assert ui.md_escape("erp-primary") in texts(at.markdown)  # names are shown escaped
     assert not at.info
+
+
+def test_collector_health_names_the_daemon_collecting(monkeypatch, tmp_path) -> None:
+    """A fleet's daemons share the targets: each target's card says which one holds its lease,
+    escaped (a host name is text, not markup)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    store.write_cycle(cycles.cycle(int(time.time()) - 30, {1: 3}))
+    store.take_lease("postgres", "erp", "db_host_9:31:feedbeef")
+    store.close()
+    config = tmp_path / "observatory.yaml"
+    config.write_text(f"store: {url}\n")
+    at = open_app(monkeypatch, config)
+    no_exception(at)
+    assert f"last collected by {ui.md_escape('db_host_9:31:feedbeef')}" in texts(at.caption)
 
 
 def test_queries_lists_the_workload_statements(monkeypatch, populated_store) -> None:

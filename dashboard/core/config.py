@@ -23,8 +23,9 @@ from dashboard.core.health.settings import parse_size
 DEFAULT_FILE = "observatory.yaml"
 ENV_FILE = "OBSERVATORY_CONFIG"
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w)?\s*$")
+# y: 365 days, as retention is written (the README's `daily: 5y` was refused without it)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w|y)?\s*$")
 
 
 class ConfigError(ValueError):
@@ -32,7 +33,7 @@ class ConfigError(ValueError):
 
 
 def parse_duration(value: Any) -> float:
-    """'90s', '5m', '2d', '250ms' or a bare number of seconds -> seconds."""
+    """'90s', '5m', '2d', '1y', '250ms' or a bare number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 60s, 5m, 2h or 7d")
     if isinstance(value, int | float):
@@ -311,10 +312,64 @@ class ReviewSettings(_Strict):
         return WEEKDAYS.index(match.group(1).lower()) + 1, int(match.group(2)), int(match.group(3))
 
 
+MAX_RETENTION = 100 * 365 * 86400.0  # keeps every prune's horizon a timestamp the stores can hold
+
+
 class Retention(_Strict):
     raw: Duration = 2 * 86400.0
     hourly: Duration = 90 * 86400.0
     daily: Duration = 5 * 365 * 86400.0
+
+    @field_validator("raw", "hourly", "daily")
+    @classmethod
+    def _at_most_a_century(cls, v: float) -> float:
+        # Longer made the horizon overflow a 64-bit integer: every hourly prune failed whole,
+        # the raw level's with it (SQLite: "Python int too large", PostgreSQL: "bigint out of range").
+        if v > MAX_RETENTION:
+            raise ValueError("retention must be at most 100y (36500d)")
+        return v
+
+
+class OidcLogin(_Strict):
+    """Streamlit's login (`st.login`, Authlib) with one OpenID Connect provider. `observatory serve`
+    writes it as Streamlit's [auth] secrets (a private file, mode 0600); the two secrets come from the
+    environment only."""
+
+    server_metadata_url: str = Field(pattern=r"^https?://")  # its .well-known/openid-configuration URL
+    client_id: str = Field(min_length=1)
+    client_secret_env: Annotated[str, Secret.ENV]  # name of the variable holding the client secret
+    cookie_secret_env: Annotated[str, Secret.ENV]  # name of the variable holding a long random string
+    # Where the provider sends the browser back: the app's address as users reach it, ending in
+    # /oauth2callback. Default: http://HOST:PORT/oauth2callback of `serve --host --port`.
+    redirect_uri: str | None = Field(None, pattern=r"^https?://.+/oauth2callback$")
+    # Add the scope that brings the groups claim, if the provider needs one (e.g. "groups").
+    scope: str = "openid email profile"
+
+
+class AccessSettings(_Strict):
+    """Who may use the dashboard and who may run SQL from it (dashboard.core.access). Login is on when
+    `oidc` or `provider` is set, or Streamlit's own secrets (.streamlit/secrets.toml) hold an [auth]
+    section; the app refuses to open when login is asked for and Streamlit has no usable [auth]."""
+
+    oidc: OidcLogin | None = None
+    provider: str | None = None  # a named provider of your own [auth.NAME] secrets (default: [auth])
+    # May run SQL on the targets (the Indexes paste box, Investigate's Explain, EXPLAIN ANALYZE and
+    # sample values), when logged in: an entry with "@" is an email, matched (ASCII letters in any
+    # case) only when the ID token says email_verified; any other entry is a subject ("sub" claim),
+    # matched exactly. A provider that sends no email_verified (e.g. Entra ID): list subjects or groups.
+    sql_users: list[str] = []
+    sql_groups: list[str] = []  # ... or a member of one of these groups,
+    groups_claim: str = "groups"  # as the ID token's claim of this name lists them
+    # The claims (groups included) are those of the login: past this age (from the ID token's
+    # auth_time, else iat) the SQL-running parts ask for a new login.
+    max_login_age: Duration = 12 * 3600.0
+    # Without login, on a host other than loopback, the SQL-running parts are off unless this is true.
+    sql_when_exposed: bool = False
+
+    @property
+    def login(self) -> bool:
+        """Whether this configuration asks for a login (then the app never opens without one)."""
+        return self.oidc is not None or self.provider is not None
 
 
 class Config(_Strict):
@@ -323,6 +378,7 @@ class Config(_Strict):
     advisor: AdvisorSettings = AdvisorSettings()
     alerts: AlertSettings = AlertSettings()
     review: ReviewSettings = ReviewSettings()
+    access: AccessSettings = AccessSettings()
     targets: Targets = Targets()
     source: str = "embedded defaults"  # where this config came from, for messages
 
@@ -431,23 +487,47 @@ def is_loopback(host: str) -> bool:
     in brackets) and localhost. Any other name or address, and "" or 0.0.0.0 (every interface), is
     not."""
     name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost":
-        return True
+    return name == "localhost" or _address_is(name, "is_loopback")
+
+
+def is_unspecified(host: str) -> bool:
+    """Whether `host` means every interface: "", 0.0.0.0, or any spelling of :: (::0, 0:0:0:0:0:0:0:0,
+    ::ffff:0.0.0.0, in brackets or not)."""
+    name = host.strip().strip("[]")
+    return not name or _address_is(name, "is_unspecified")
+
+
+def _address_is(name: str, kind: str) -> bool:
+    """Whether `name` is an IP address (a zone after % ignored) of `kind` ("is_loopback"...), itself
+    or as the IPv4 address an IPv6 one maps; a host name is not."""
     try:
         address = ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
-    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+    return bool(getattr(address, kind) or (mapped is not None and getattr(mapped, kind)))
 
 
-def exposure_warning(host: str, port: int) -> str | None:
-    """The warning to print before serving the dashboard on `host`, or None on a loopback address."""
-    if is_loopback(host):
+def exposure_warning(host: str, port: int, login: bool = False, sql_when_exposed: bool = False) -> str | None:
+    """The warning to print before serving the dashboard on `host`: None on a loopback address or
+    with login (`login`: access.oidc or Streamlit's own [auth] secrets); else who can see it and
+    whether its SQL-running parts are on (`sql_when_exposed`)."""
+    if is_loopback(host) or login:
         return None
+    where = f"{host}:{port}" + (" (every interface)" if is_unspecified(host) else "")
+    if sql_when_exposed:
+        sql = (
+            "as access.sql_when_exposed is true, they can also run the advisor and EXPLAIN (ANALYZE) "
+            "on your databases."
+        )
+    else:
+        sql = (
+            "its SQL-running parts (the advisor's paste box, Investigate's Explain) are off "
+            "(access.sql_when_exposed: true turns them on)."
+        )
     return (
-        f"observatory: warning: the dashboard will listen on {host or 'every interface'}:{port}, which is "
-        "not a loopback address. It has no login yet: anyone who can reach this address can see it "
-        "(and use its paste box to run the advisor on your databases). Serve it on 127.0.0.1 and "
-        "reach it through an SSH tunnel or a reverse proxy that authenticates."
+        f"observatory: warning: the dashboard will listen on {where}, which is not a loopback address, "
+        f"without login: anyone who can reach this address can see it; {sql} Configure login "
+        "(access.oidc), or serve it on 127.0.0.1 and reach it through an SSH tunnel or an authenticating "
+        "reverse proxy."
     )

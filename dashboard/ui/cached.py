@@ -30,6 +30,7 @@ from dashboard.core.health.chains import BlockingChain
 from dashboard.core.records import StatementInfo
 from dashboard.store.plan_history import StoredPlan
 from dashboard.store.reads import StatementFilter, Window
+from dashboard.ui import access
 
 TTL = 30  # seconds: about one collection interval
 SETTLED_TTL = 3600  # seconds: figures of a past period (settled_view)
@@ -304,6 +305,7 @@ def _settled_view(name: str, url: str, version: tuple, _build: Callable[..., Any
 # -- advising on a pasted statement -------------------------------------------------------------
 def advise_pasted(target: str, datname: str, statement: str) -> AdviceReport:
     """pasted.advise_pasted: the statement is checked first, then advised on (cached 5 minutes)."""
+    access.require_sql(config())  # the page's guard hides the box; this holds if a page forgets
     return pasted.advise_pasted(config(), target, datname, statement, advise=_advise)
 
 
@@ -322,6 +324,7 @@ def explain(target: str, datname: str, text: str, analyze: bool, values: tuple[s
     Explained). An estimated plan is answered from the cache for a minute, so a second session
     does not make the server plan it again; EXPLAIN ANALYZE runs on every click, since its times
     are what was asked for (the page keeps the result across reruns)."""
+    access.require_sql(config())
     if analyze:
         from dashboard.analysis import investigate
 
@@ -341,6 +344,7 @@ def _explain(_config: config_mod.Config, version: tuple, target: str, datname: s
 
 def sample_values(target: str, datname: str, text: str) -> tuple[str | None, ...]:
     """investigate.sample_values (raises ValueError with the reason), cached 5 minutes."""
+    access.require_sql(config())
     return _sample_values(config(), _config_version(), target, datname, text)
 
 

@@ -106,7 +106,9 @@ def sidebar(targets: list[Target]) -> None:
             if len(kinds) > 1
             else None
         }
-        if chips(names):  # a chip each: no 0.1 s of select-box JavaScript to load first
+        if not names:  # an empty picker would be a heading over nothing
+            st.caption("Targets: none has data yet")
+        elif chips(names):  # a chip each: no 0.1 s of select-box JavaScript to load first
             st.pills("Targets", names, selection_mode="multi", default=names, key="targets",
                      bind="query-params", **shown)  # fmt: skip
         else:
@@ -226,7 +228,8 @@ def problems(statuses: pd.DataFrame) -> None:
 
 
 def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
-    """One card per target: state, last scrape and success, samples, server version, error, hints."""
+    """One card per target: state, last scrape and success, samples, server version, the daemon
+    collecting it, error, hints."""
     st.subheader(title)
     cols = st.columns(min(3, max(1, len(statuses))))
     for i, r in enumerate(statuses.itertuples()):
@@ -240,6 +243,8 @@ def health(statuses: pd.DataFrame, title: str = "Collector health") -> None:
             )
             if _text(r.server_version):
                 st.caption(md_escape(r.server_version))
+            if _text(r.collected_by):  # which daemon of the fleet to look at
+                st.caption(f"last collected by {md_escape(r.collected_by)}")
             if _text(r.last_error):
                 st.error(md_escape(r.last_error))
             for hint in r.hints:
@@ -297,6 +302,12 @@ def fmt_count(n: float | None, digits: int = 1) -> str:
         if abs(n) >= size:
             return f"{n / size:.{digits}f}{unit}"
     return f"{n:.{digits}f}" if n != int(n) else f"{int(n)}"
+
+
+def fmt_cost_change(before: float, after: float) -> str:
+    """A planner cost with and without an index: "5,761 → 8 (-99.9%)"."""
+    change = f" ({(after - before) / before:+.1%})" if before else ""
+    return f"{before:,.0f} → {after:,.0f}{change}"
 
 
 def fmt_pct(ratio: float | None) -> str:

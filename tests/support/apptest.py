@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from dashboard.core import sources
+from dashboard.core.access import EXPOSED_ENV
 
 # AppTest.from_file resolves a relative path against the calling file's folder: give it no choice.
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -26,10 +28,31 @@ def page_file(name: str) -> str:
     return sources.page(name).script
 
 
-def new_app(monkeypatch: pytest.MonkeyPatch, config_file: str | Path, *, timeout: float = 30) -> AppTest:
+class _ServerAddress:
+    """Streamlit's server.address option as an attribute, so monkeypatch sets it and puts it back."""
+
+    @property
+    def value(self) -> str | None:
+        return st_config.get_option("server.address")
+
+    @value.setter
+    def value(self, address: str | None) -> None:
+        st_config.set_option("server.address", address)
+
+
+SERVER_ADDRESS = _ServerAddress()
+
+
+def new_app(
+    monkeypatch: pytest.MonkeyPatch, config_file: str | Path, *, timeout: float = 30, exposed: bool = False
+) -> AppTest:
     """The app on the store the config names, not yet run, with fresh caches (keys are per store,
     but the engine of a deleted temp store must not outlive its test)."""
     monkeypatch.setenv("OBSERVATORY_CONFIG", str(config_file))
+    # Where the app listens, as `observatory serve --host` tells Streamlit: 127.0.0.1, or (exposed)
+    # every interface; $OBSERVATORY_EXPOSED can only add exposure, so it is left out.
+    monkeypatch.setattr(SERVER_ADDRESS, "value", "0.0.0.0" if exposed else "127.0.0.1")
+    monkeypatch.delenv(EXPOSED_ENV, raising=False)
     st.cache_data.clear()
     st.cache_resource.clear()
     return AppTest.from_file(APP, default_timeout=timeout)
@@ -49,11 +72,12 @@ def open_page(
     page: str,
     *,
     timeout: float = 30,
+    exposed: bool = False,
     **params: str,
 ) -> AppTest:
     """The app run once, then `page` (a pages/ script name, e.g. "indexes") with these URL query
     parameters."""
-    at = new_app(monkeypatch, config_file, timeout=timeout).run()
+    at = new_app(monkeypatch, config_file, timeout=timeout, exposed=exposed).run()
     at.switch_page(page_file(page))
     for key, value in params.items():
         at.query_params[key] = value

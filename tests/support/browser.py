@@ -37,12 +37,19 @@ CELLS = "[data-testid='stDataFrame'] [role='gridcell']"  # glide-data-grid's acc
 def serve(config_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`observatory serve` on the store the config names; yields its URL."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "OBSERVATORY_CONFIG": config_file}
+    with observatory_serve(["--port", str(port)], env, log_path, f"http://127.0.0.1:{port}") as url:
+        yield url
+
+
+@contextmanager
+def observatory_serve(args: list[str], env: dict[str, str], log_path: Path, url: str) -> Iterator[str]:
+    """`observatory serve ARGS` in `env`, its output in `log_path`, until `url` answers; yields `url`.
+    It fails the test, with the log's end, if the app exits or is not up within 45 s."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "serve", "--port", str(port)],
+            [sys.executable, "-m", "dashboard", "serve", *args],
             cwd=ROOT,
             env=env,
             stdout=log,
