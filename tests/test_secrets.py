@@ -33,38 +33,13 @@ from dashboard.store import Store
 from dashboard.store.reads import target_statuses
 from dashboard.store.schema import statements
 from tests.support.cli import observatory
+from tests.support.secrets import leaks, store_bytes
 from tests.support.stores import collect_once, make_config
 
 TRAILING = "obsTok-trailing-7f3a\n"  # export TOKEN="$(cat file)" keeps no newline; "abc\n" does
 INNER = "obsTok-inner-a91c\nobsTok-second-half"
 
 
-def escaped_forms(secret: str) -> set[str]:
-    """The secret as it may appear in text: raw, stripped, repr- and JSON-escaped, URL-quoted,
-    and each line of it on its own."""
-    forms = set()
-    for s in (secret, secret.strip()):
-        forms |= {s, repr(s)[1:-1], json.dumps(s)[1:-1], quote(s, safe="")}
-    return forms | {line for line in secret.splitlines() if line.strip()}
-
-
-def leaks(text: str | bytes, *secrets: str) -> list[str]:
-    """The forms of the secrets found in `text`."""
-    found = []
-    for secret in secrets:
-        for form in escaped_forms(secret):
-            needle = form.encode() if isinstance(text, bytes) else form
-            if needle in text:
-                found.append(form)
-    return found
-
-
-def store_bytes(path: Path) -> bytes:
-    """The SQLite store as it sits on disk: the database file and its write-ahead log."""
-    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
-
-
-# -- redact() and secrets from the environment -------------------------------------------------------
 def test_redact_removes_every_form_of_a_secret() -> None:
     secret = "abc-Secret\n"
     text = (
