@@ -19,7 +19,7 @@ from dashboard.core.config import exposure_warning, is_loopback
 from dashboard.servers.throwaway import ThrowawayPostgres, free_port
 from tests.support.cli import env_without_config, observatory
 
-WARNING = "It has no login yet: anyone who can reach this address can see it"
+WARNING = "without login: anyone who can reach this address can see it"
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

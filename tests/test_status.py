@@ -61,6 +61,26 @@ def test_status_lists_every_configured_target_of_every_kind(tmp_path: Path) -> N
     assert "prometheus/prod: never collected, last success never, 0 samples" in text
 
 
+def test_status_names_the_daemon_collecting_each_target(tmp_path: Path) -> None:
+    """With several daemons sharing the targets, status says which one holds each target's lease,
+    and follows a take-over; a target no daemon took has none."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    config = write_config(tmp_path, url)
+    store = Store(url)
+    try:
+        store.write_cycle(cycle(T0 + 60, {1: 2}))
+        store.take_lease("postgres", "erp", "db-host-1:4242:ab12cd34")
+        first = json.loads(observatory("status", "--json", "--config", str(config)).stdout)
+        store.take_lease("postgres", "erp", "db-host-2:77:ef56ab78")  # another daemon took it over
+    finally:
+        store.close()
+    rows = {t["name"]: t["collected_by"] for t in first["targets"]}
+    assert rows == {"erp": "db-host-1:4242:ab12cd34", "cache-9": None, "prod": None}
+    text = observatory("status", "--config", str(config)).stdout
+    assert "erp: ok" in text and "  last collected by: db-host-2:77:ef56ab78" in text
+    assert text.count("collected by") == 1
+
+
 def test_a_store_nobody_wrote_reads_as_empty_and_stays_unwritten(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     config = config_mod.from_dict({"store": url, "targets": TARGETS})

@@ -41,6 +41,7 @@ ALERT_TABLES_SINCE = 2  # the store's schema version that added them
 PLAN_HISTORY_SINCE = 3  # ... that added statement_plans
 BLOCKING_CHAINS_SINCE = 4  # ... that added blocking_chains
 INDEX_HISTORY_SINCE = 5  # ... that added index_catalog and index_suggestions
+LEASES_SINCE = 7  # ... that added leases
 
 
 class Reads(Protocol):
@@ -149,8 +150,11 @@ class StoreReads(Reads):
         return reads.blocking_chains(self._since(BLOCKING_CHAINS_SINCE), target_id, window, limit)
 
     def statuses(self) -> pd.DataFrame:
-        """reads.target_statuses: one row per target the store holds."""
-        return reads.target_statuses(self.engine)
+        """reads.target_statuses: one row per target the store holds, with `collected_by`, the
+        daemon holding its lease (None before a daemon took it)."""
+        frame = reads.target_statuses(self.engine)
+        frame["collected_by"] = frame["target_id"].map(reads.lease_holders(self._since(LEASES_SINCE)))
+        return frame
 
     def series(
         self,

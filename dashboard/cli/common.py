@@ -7,18 +7,28 @@ from typing import TYPE_CHECKING
 from dashboard.core import config as config_mod
 from dashboard.core.redaction import redact
 from dashboard.store import Store
+from dashboard.store.writable import refuse_unwritable
 
 if TYPE_CHECKING:
     from dashboard.analysis.reader import Reader
 
 
-def open_store(config: config_mod.Config) -> Store:
+def open_store(config: config_mod.Config, *, collect: bool = False) -> Store:
     """The store, migrated to this version (the commands that write it); a store that cannot be
-    opened is a configuration error."""
+    opened is a configuration error. `collect`: also one the collectors may not write (the readers'
+    role, a standby), said before the first cycle rather than as a driver's error at its INSERT;
+    `serve` migrates only, and may run as the readers' role."""
     try:
-        return Store(config.store)
+        store = Store(config.store)
     except Exception as err:
         raise store_error(config, "cannot open", err) from None
+    if collect:
+        try:
+            refuse_unwritable(store.engine)
+        except Exception as err:
+            store.close()
+            raise store_error(config, "cannot collect into it", err) from None
+    return store
 
 
 def open_reader(config: config_mod.Config) -> Reader:

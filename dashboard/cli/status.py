@@ -1,8 +1,9 @@
 """`observatory status [--json]`: every target of every source, configured or stored, with its state,
-last success, last error, hints and samples. Exit 0, 1 when a target is down (a monitor can run
-it), 2 when there is no target at all (saying how to start). Grouped by kind
-(analysis.targets.merge_statuses): the stored targets by name, then the configured ones never
-collected, in the configuration's order (state "never collected", a hint to start collecting).
+last success, last error, hints, samples and the daemon collecting it (the holder of its lease,
+host:pid:id). Exit 0, 1 when a target is down (a monitor can run it), 2 when there is no target at
+all (saying how to start). Grouped by kind (analysis.targets.merge_statuses): the stored targets by
+name, then the configured ones never collected, in the configuration's order (state "never
+collected", a hint to start collecting).
 
 The store is only read (the analyses' `Reader`, as the pages read it): a store nobody wrote yet lists
 the configured targets, and nothing is created or migrated.
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
             "failures": int(_known(r["failures"]) or 0),
             "server_version": _known(r["server_version"]),
             "samples": int(r["samples"]),
+            "collected_by": _known(r["collected_by"]),
             **(
                 {"health": headlines[r["name"]]} if r["kind"] == "postgres" and r["name"] in headlines else {}
             ),
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace, config: config_mod.Config) -> int:
     for r in rows:
         print(f"{r['kind']}/{r['name']}: {r['state']}, last success {r['last_success'] or 'never'}, "
               f"{r['samples']} samples")  # fmt: skip
+        if r["collected_by"]:
+            print(f"  last collected by: {printable(r['collected_by'])}")  # its lease: now, or before it went
         if r["last_error"]:
             print(f"  error: {r['last_error']}")
         for hint in r["hints"]:

@@ -142,6 +142,7 @@ class Cycle:
     slowlog: list[SlowlogEntry] = field(default_factory=list)  # entries new since the last cycle
     chains: list[BlockingChain] = field(default_factory=list)  # that ended or go on, long enough to keep
     indexes: IndexesNow | None = None  # the index catalog, when the cycle read it (store: index_catalog)
+    lease: int | None = None  # the daemon's lease epoch when collected (store: leases); None: not fenced
 
 
 @dataclass(frozen=True, slots=True)
