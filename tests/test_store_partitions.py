@@ -5,6 +5,7 @@ scan only the partitions of their window."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -222,7 +223,9 @@ def test_the_retention_job_prunes_by_the_stores_clock_and_not_at_all_when_this_m
             with caplog.at_level(logging.INFO, logger="observatory.collect"):
                 retention_job(store, Retention(raw=2 * DAY), clock + off)
             assert [r.levelname for r in caplog.records] == ["ERROR"]
-            assert "clock is" in caplog.text and f"{off:+d} s off the store's" in caplog.text
+            said = re.search(r"clock is ([+-]\d+) s off the store's", caplog.text)
+            # the store's clock has moved on since `clock` was read: a second or more on a slow run
+            assert said and off - 10 <= int(said[1]) <= off, caplog.text
             assert calls(store, everything) == 3
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="observatory.collect"):
