@@ -227,7 +227,8 @@ def end_lock_session(dsn: str, scheduler: Scheduler) -> None:
     """What a store restart or a network cut does to a daemon's locks: its session ends."""
     pid = scheduler.locks._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()  # type: ignore[union-attr]
     with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # with a timeout it waits for the backend to exit, and so to let its locks go
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
 
 
 @pytest.mark.parametrize("taken_over", [True, False], ids=["taken-over", "taken-back"])
@@ -377,7 +378,8 @@ def test_a_lock_session_on_a_server_turned_read_only_lets_go() -> None:
                 admin.execute("SELECT pg_reload_conf()")
             time.sleep(0.5)  # the reload reaches every session
             fenced.beat()
-            assert other.try_lock("redis", "r1") is None  # the fenced session let it go
+            # it closes its connection; the lock goes when the old backend has exited
+            wait_for("the fenced session to let go", lambda: other.try_lock("redis", "r1") is None, timeout=5)
         finally:
             fenced.close()
             other.close()

@@ -7,8 +7,10 @@ to the app with a code, which Streamlit (Authlib) exchanges for an ID token carr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 import oidc_provider_mock
 import werkzeug.serving
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dashboard.servers.throwaway import free_port
 from tests.support.browser import observatory_serve, settle
@@ -84,12 +87,17 @@ def log_in(page: Page, app_url: str, sub: str) -> None:
 
 
 def log_out(page: Page, app_url: str) -> None:
-    """The sidebar's logout: Streamlit drops its cookie and sends the browser to the provider's
-    end-session form (the provider names one), which sends it back; then the app's front page."""
+    """The sidebar's logout: Streamlit's /auth/logout drops its cookie and sends the browser to the
+    provider's end-session form, which sends it back; then the app's front page. The old page
+    redraws with "Log in" before the browser has left it, so what is waited for is the cookie."""
     page.get_by_role("button", name="Log out").click()
+    deadline = time.monotonic() + 30
+    while any(c["name"].startswith("_streamlit_user") for c in page.context.cookies()):
+        assert time.monotonic() < deadline, "the login cookie outlived the logout"
+        page.wait_for_timeout(100)
     end = page.get_by_role("button", name="End session")
-    end.or_(page.get_by_role("button", name="Log in")).first.wait_for(timeout=30_000)
-    if end.count():
+    with contextlib.suppress(PlaywrightTimeout):  # the provider's form, where Streamlit found it
+        end.wait_for(timeout=5_000)
         end.click()
         page.wait_for_url(f"{app_url}/**", timeout=30_000)
     page.goto(app_url)
