@@ -9,6 +9,7 @@ then drawn from that store, through AppTest and in Chromium.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -301,7 +302,9 @@ def test_page_in_chromium(page: Page, blocked, tmp_path_factory) -> None:
         print(f"\nConnections page settled in {settled:.2f} s with {drawn} charts")
         assert drawn == 7  # with the wait events, sampled by each cycle
         assert page.get_by_text("Root blocker").count() >= 1
-        page.locator(CELLS).first.wait_for(state="attached")
+        # each grid fills its cells when it is drawn: wait for the sessions' grid, not just the first
+        holder = re.compile(rf"^{blocked['pids']['holder']}$")
+        page.locator(CELLS, has_text=holder).first.wait_for(state="attached", timeout=30_000)
         cells = page.locator(CELLS).all_text_contents()
         assert HOLDER_APP in cells and str(blocked["pids"]["holder"]) in cells, cells[:40]
         assert page.locator("img[src='x']").count() == 0  # the application_name stayed text

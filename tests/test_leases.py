@@ -377,9 +377,10 @@ def test_a_lock_session_on_a_server_turned_read_only_lets_go() -> None:
                 admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
                 admin.execute("SELECT pg_reload_conf()")
             time.sleep(0.5)  # the reload reaches every session
-            fenced.beat()
-            # it closes its connection; the lock goes when the old backend has exited
-            wait_for("the fenced session to let go", lambda: other.try_lock("redis", "r1") is None, timeout=5)
+            # the session sees the reload at its next command; it closes its connection, and the
+            # lock goes when the old backend has exited
+            let_go = lambda: (fenced.beat(), other.try_lock("redis", "r1") is None)[1]  # noqa: E731
+            wait_for("the fenced session to let go", let_go, timeout=5)
         finally:
             fenced.close()
             other.close()

@@ -7,7 +7,6 @@ to the app with a code, which Streamlit (Authlib) exchanges for an ID token carr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -96,8 +95,11 @@ def log_out(page: Page, app_url: str) -> None:
         assert time.monotonic() < deadline, "the login cookie outlived the logout"
         page.wait_for_timeout(100)
     end = page.get_by_role("button", name="End session")
-    with contextlib.suppress(PlaywrightTimeout):  # the provider's form, where Streamlit found it
+    try:  # the provider's form, where Streamlit found it
         end.wait_for(timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+    else:
         end.click()
         page.wait_for_url(f"{app_url}/**", timeout=30_000)
     page.goto(app_url)
