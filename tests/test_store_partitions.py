@@ -8,7 +8,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -33,20 +32,14 @@ from dashboard.store.partitions import (
 from dashboard.store.reads import Window, series_frame, statement_totals
 from dashboard.store.schema import SCHEMA_VERSION
 from tests.support.cycles import DAY, T0, cycle
+from tests.support.stores import new_store_dsn
 
 WEEK = 7 * DAY
 
 
-def new_url(pg: ThrowawayPostgres) -> str:
-    name = f"store_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.dsn(dbname=name).replace("postgresql://", "postgresql+psycopg://")
-
-
 @pytest.fixture
 def pg_store(pg: ThrowawayPostgres) -> Iterator[Store]:
-    store = Store(new_url(pg))
+    store = Store(new_store_dsn(pg))
     yield store
     store.close()
 
@@ -114,7 +107,7 @@ def test_prune_drops_whole_partitions_and_keeps_the_rest(pg_store: Store) -> Non
 
 
 def test_a_writer_whose_partition_another_store_dropped_recovers(pg: ThrowawayPostgres) -> None:
-    url = new_url(pg)
+    url = new_store_dsn(pg)
     first, second = Store(url), Store(url)
     try:
         first.write_cycle(cycle(T0 + 60, {1: 1}))
@@ -145,7 +138,7 @@ def as_version_5(store: Store) -> None:
 
 
 def test_upgrade_from_5_partitions_the_tables_and_keeps_every_row(pg: ThrowawayPostgres) -> None:
-    url = new_url(pg)
+    url = new_store_dsn(pg)
     old = Store(url)
     for day in range(4):
         old.write_cycle(cycle(T0 + day * DAY + 600, {1: 1, 2: 3}, cumulative=float(day)))
@@ -185,7 +178,7 @@ def test_upgrade_from_5_partitions_the_tables_and_keeps_every_row(pg: ThrowawayP
 def test_upgrade_from_5_keeps_rows_before_the_first_monday_and_before_1970(pg: ThrowawayPostgres) -> None:
     """PostgreSQL's % truncates toward zero: a span computed with it misses a row earlier than the
     weeks' offset (1970-01-05) or than the epoch, and the whole upgrade rolled back."""
-    url = new_url(pg)
+    url = new_store_dsn(pg)
     old = Store(url)
     times = (-5 * DAY - 1, 1000, 3 * DAY, T0 + 600)  # 1969, 1970 before the first Monday, T0
     for ts in times:
@@ -211,7 +204,7 @@ def test_the_retention_job_prunes_by_the_stores_clock_and_not_at_all_when_this_m
     """A shared store: a daemon whose clock runs days ahead must not delete the raw rows the fleet
     wrote a minute ago, nor one running behind prune by its clock; either logs one line and deletes
     nothing. With its clock right, the store's clock sets the horizon."""
-    store = Store(new_url(pg))
+    store = Store(new_store_dsn(pg))
     try:
         clock = store_clock(store.engine)
         assert abs(clock - time.time()) < 5
@@ -254,12 +247,12 @@ def test_prune_during_a_long_read_keeps_writes_flowing_and_drops_the_rest(pg: Th
     """DROP of a partition takes ACCESS EXCLUSIVE on the parent: behind a 3 s read of points_raw it
     queued, every write queued behind it, and the prune failed whole. Now the held table's partitions
     wait for the next prune (their rows deleted meanwhile), the others go, and writes wait ~0.2 s."""
-    url = new_url(pg)
+    url = new_store_dsn(pg)
     writer, pruner = Store(url), Store(url)
     try:
         for day in range(4):
             writer.write_cycle(cycle(T0 + day * DAY + 60, {1: 1}))
-        reader = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+        reader = psycopg.connect(url)
         reader.execute("SELECT count(*) FROM points_raw")  # its transaction holds the table 3 s
         result: dict[str, object] = {}
         waits: list[float] = []
